@@ -1,0 +1,84 @@
+// zsclip/model.h — a CLIP model exported by models/export_clip.py: two TorchScript encoders feeding
+// one shared projection layer.
+//
+//   zsclip::Model model = zsclip::Model::load("models/shapes");          // throws zsclip::Error
+//   zsclip::FloatTensor img = model.encode_images(pixels);    // [N,3,n,n] -> [N, embed_dim]
+//   zsclip::FloatTensor txt = model.encode_texts(ids);        // [N, context_length] -> [N, embed_dim]
+//   float scale = model.logit_scale_exp();                    // logits = scale * cosine
+//
+// Loading checks that every file named by config.json exists, that each TorchScript archive loads,
+// and that the modules' shapes agree with the config; any mismatch is a zsclip::Error (kInvalidModel)
+// naming the file and the field. Features are projected and not normalised, as OpenAI's
+// encode_image/encode_text return them.
+//
+// Thread safety: a loaded Model is immutable; its const methods may be called from several threads
+// at once. Copies are cheap and share the weights.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "zsclip/config.h"
+#include "zsclip/tensor.h"
+#include "zsclip/tokenizer.h"
+
+namespace zsclip {
+
+// Options of Model::load.
+//   device            ("cpu")  "cpu", "cuda" or "cuda:N"; CUDA without a CUDA build is an error
+//   dtype             ("auto") "auto": float16 on CUDA when the weights are float16, else float32;
+//                              "float32" or "float16" (float16 needs CUDA)
+//   threads           (0)      intra-op threads for this process; 0 = the cores it may use
+//   load_text_encoder (true)   false loads the image tower only (a saved ZeroShotHead supplies the
+//                              class weights), skipping the text encoder's memory and load time
+//   optimize          (true)   freeze the TorchScript graphs and fold what inference allows
+//   warmup            (true)   run each encoder once at load, which also checks its output shape
+struct ModelOptions {
+  std::string device = "cpu";
+  std::string dtype = "auto";
+  int threads = 0;
+  bool load_text_encoder = true;
+  bool optimize = true;
+  bool warmup = true;
+};
+
+class Model {
+ public:
+  static Model load(const std::string& model_dir, const ModelOptions& options = {});
+
+  const ModelConfig& config() const;
+  const ModelOptions& options() const;
+  std::string device() const;  // "cpu", "cuda:0", ...
+  std::string dtype() const;   // "float32" | "float16": the dtype the encoders run in
+  bool has_text_encoder() const;
+  int64_t embed_dim() const;
+  int image_size() const;
+  int64_t context_length() const;
+
+  // log of the learned temperature (OpenAI's model.logit_scale), and its exp (the multiplier).
+  float logit_scale() const;
+  float logit_scale_exp() const;
+
+  // [N, 3, n, n] float pixels (as Preprocessor gives) -> [N, embed_dim] projected image features.
+  FloatTensor encode_images(const FloatTensor& pixels) const;
+  // Same on a raw buffer of n_images * 3 * n * n floats; writes n_images * embed_dim floats.
+  void encode_images(const float* pixels, int64_t n_images, float* out) const;
+  // [N, L] token ids (as Tokenizer::tokenize gives) -> [N, embed_dim] projected text features.
+  FloatTensor encode_texts(const IdTensor& ids) const;
+
+  // The tokenizer of config.json (its vocabulary checked against the text encoder's vocab size).
+  Tokenizer load_tokenizer() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+// True when this build of zsclip (and its LibTorch) can run on CUDA and a device is present.
+bool cuda_available();
+
+}  // namespace zsclip

@@ -1,0 +1,97 @@
+// zsclip/zero_shot.h — the zero-shot head: class weights from prompts, scores from image features.
+//
+//   auto templates = zsclip::builtin_templates("openai-cifar");        // 18 templates
+//   auto head = zsclip::ZeroShotHead::build(model, tokenizer, {"cat", "dog"}, templates);
+//   head.save("pets.zshead");                                           // reload without the text tower
+//   auto preds = head.classify(model.encode_images(pixels), /*top_k=*/5);
+//   preds[0].top[0].label;   // "cat"
+//
+// Class weights follow OpenAI's prompt ensembling: every template is filled with the class name
+// ("{}" replaced), each prompt embedded and L2-normalised, the mean taken per class and normalised
+// again. Scores are logit_scale_exp * normalised image features @ weights, softmax over classes.
+//
+// A saved head records the model's fingerprint; loading it for another model is refused.
+// Thread safety: immutable; const methods are safe from several threads.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "zsclip/tensor.h"
+
+namespace zsclip {
+
+class Model;
+class Tokenizer;
+
+// Built-in template sets: "openai-cifar" (18), "openai-imagenet" (80), "simple" ("a photo of a {}.").
+const std::vector<std::string>& builtin_templates(const std::string& name);
+std::vector<std::string> builtin_template_names();
+// CLIP's class names for "cifar10", "cifar100" and "imagenet" (in the datasets' label order).
+const std::vector<std::string>& builtin_classes(const std::string& dataset);
+// A template file: one template a line (blank lines ignored); each must contain "{}".
+std::vector<std::string> load_templates_file(const std::string& path);
+// `name_or_path`: a built-in name, else a template file.
+std::vector<std::string> resolve_templates(const std::string& name_or_path);
+// Checks a template list (non-empty, every template has "{}"); `origin` names it in errors.
+void validate_templates(const std::vector<std::string>& templates, const std::string& origin);
+// Checks a label list (non-empty, no empty or duplicate labels).
+void validate_labels(const std::vector<std::string>& labels, const std::string& origin);
+// Labels from a file, one a line (blank lines ignored).
+std::vector<std::string> load_labels_file(const std::string& path);
+// Replaces every "{}" in `templ` with `label`.
+std::string fill_template(const std::string& templ, const std::string& label);
+
+struct ScoredLabel {
+  int index = 0;
+  std::string label;
+  float prob = 0.f;
+  float logit = 0.f;
+};
+
+struct Prediction {
+  std::vector<ScoredLabel> top;  // best first
+  std::vector<float> probs;      // every class, in label order
+};
+
+class ZeroShotHead {
+ public:
+  // Embeds labels x templates with the model's text encoder (batch_size prompts at a time).
+  static ZeroShotHead build(const Model& model, const Tokenizer& tokenizer,
+                            const std::vector<std::string>& labels,
+                            const std::vector<std::string>& templates, int batch_size = 256);
+  // From ready-made class weights [C, D] (normalised here).
+  static ZeroShotHead from_weights(std::vector<std::string> labels, FloatTensor weights,
+                                   float logit_scale_exp, std::string model_fingerprint,
+                                   std::vector<std::string> templates = {});
+  static ZeroShotHead load(const std::string& path);
+  void save(const std::string& path) const;
+
+  // Throws zsclip::Error(kInvalidModel) unless the head was built with this model.
+  void check_compatible(const Model& model, const std::string& origin = "head") const;
+
+  const std::vector<std::string>& labels() const { return labels_; }
+  const std::vector<std::string>& templates() const { return templates_; }
+  const FloatTensor& weights() const { return weights_; }  // [C, D], rows unit length
+  float logit_scale_exp() const { return logit_scale_exp_; }
+  const std::string& model_fingerprint() const { return fingerprint_; }
+  int64_t num_classes() const { return weights_.size(0); }
+  int64_t embed_dim() const { return weights_.size(1); }
+
+  // [N, D] image features (projected, not normalised) -> [N, C] logits.
+  FloatTensor logits(const FloatTensor& image_features) const;
+  // One image's D features -> C probabilities written to out (softmax of the logits).
+  void probs(const float* image_features, float* out) const;
+  // [N, D] -> N predictions with the top_k best classes.
+  std::vector<Prediction> classify(const FloatTensor& image_features, int top_k = 5) const;
+  Prediction classify_one(const float* image_features, int top_k = 5) const;
+
+ private:
+  std::vector<std::string> labels_, templates_;
+  FloatTensor weights_;
+  float logit_scale_exp_ = 1.f;
+  std::string fingerprint_;
+};
+
+}  // namespace zsclip

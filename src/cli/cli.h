@@ -1,0 +1,68 @@
+// The zsclip command-line tool: a small option parser and the subcommand registry.
+// Each subcommand lives in its own source file and registers itself with ZSCLIP_COMMAND.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace zsclip::cli {
+
+struct OptionSpec {
+  std::string name;        // "--model"
+  std::string value_name;  // "DIR"; empty for a flag
+  std::string help;
+  bool repeatable = false;
+};
+
+// Parsed options of one subcommand. Unknown options and missing values are usage errors.
+class Args {
+ public:
+  bool has(const std::string& name) const { return values_.count(name) > 0; }
+  std::string get(const std::string& name, const std::string& fallback = "") const;
+  std::vector<std::string> all(const std::string& name) const;
+  int get_int(const std::string& name, int fallback, int min_value, int max_value) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  friend Args parse_args(const struct Command&, int, char**);
+  std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::string> positional_;
+};
+
+struct Command {
+  std::string name;
+  std::string usage;    // "--model DIR [--json] IMAGE..."
+  std::string summary;  // one line
+  std::string details;  // paragraphs printed by --help after the options
+  std::vector<OptionSpec> options;
+  std::function<int(const Args&)> run;  // returns the exit status
+};
+
+// A usage error: printed with the subcommand's usage line, exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::vector<Command>& registry();
+struct Registrar {
+  explicit Registrar(Command c) { registry().push_back(std::move(c)); }
+};
+#define ZSCLIP_CLI_CONCAT2(a, b) a##b
+#define ZSCLIP_CLI_CONCAT(a, b) ZSCLIP_CLI_CONCAT2(a, b)
+#define ZSCLIP_COMMAND(...) \
+  static ::zsclip::cli::Registrar ZSCLIP_CLI_CONCAT(zsclip_command_, __LINE__)(__VA_ARGS__)
+
+Args parse_args(const Command& command, int argc, char** argv);
+
+// --model's default: $ZSCLIP_MODEL, else the installed shapes model, else the source tree's.
+std::string default_model_dir();
+// Comma-separated list, entries trimmed, empty entries kept (validation reports them).
+std::vector<std::string> split_list(const std::string& s);
+// Common options.
+OptionSpec model_option();
+OptionSpec threads_option();
+OptionSpec device_option();
+
+}  // namespace zsclip::cli

@@ -1,0 +1,191 @@
+// zsclip — command-line front end of the zsclip library. `zsclip --help` lists the subcommands.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "zsclip/error.h"
+#include "zsclip/version.h"
+
+namespace zsclip::cli {
+
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+std::string Args::get(const std::string& name, const std::string& fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() || it->second.empty() ? fallback : it->second.back();
+}
+
+std::vector<std::string> Args::all(const std::string& name) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? std::vector<std::string>{} : it->second;
+}
+
+int Args::get_int(const std::string& name, int fallback, int min_value, int max_value) const {
+  if (!has(name)) return fallback;
+  const std::string s = get(name);
+  try {
+    size_t used = 0;
+    long v = std::stol(s, &used);
+    if (used != s.size()) throw std::invalid_argument(s);
+    if (v < min_value || v > max_value)
+      throw UsageError(name + " must be between " + std::to_string(min_value) + " and " +
+                       std::to_string(max_value) + ", got " + s);
+    return static_cast<int>(v);
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::exception&) {
+    throw UsageError(name + " expects an integer, got \"" + s + "\"");
+  }
+}
+
+Args parse_args(const Command& command, int argc, char** argv) {
+  Args args;
+  bool options_done = false;
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (options_done || a == "-" || a.size() < 2 || a[0] != '-') {
+      args.positional_.push_back(a);
+      continue;
+    }
+    if (a == "--") {
+      options_done = true;
+      continue;
+    }
+    std::string value;
+    bool has_inline = false;
+    if (auto eq = a.find('='); eq != std::string::npos && a.rfind("--", 0) == 0) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_inline = true;
+    }
+    auto spec = std::find_if(command.options.begin(), command.options.end(),
+                             [&](const OptionSpec& o) { return o.name == a; });
+    if (spec == command.options.end())
+      throw UsageError("unknown option " + a + " for 'zsclip " + command.name + "'");
+    if (spec->value_name.empty()) {
+      if (has_inline) throw UsageError(a + " takes no value");
+      args.values_[a].push_back("1");
+      continue;
+    }
+    if (!has_inline) {
+      if (i + 1 >= argc) throw UsageError(a + " needs a value (" + spec->value_name + ")");
+      value = argv[++i];
+    }
+    if (!spec->repeatable && args.values_.count(a))
+      throw UsageError(a + " given twice");
+    args.values_[a].push_back(value);
+  }
+  return args;
+}
+
+std::string default_model_dir() {
+  if (const char* env = std::getenv("ZSCLIP_MODEL"); env && *env) return env;
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto installed = exe.parent_path().parent_path() / "share/zsclip/models/shapes";
+    if (std::filesystem::exists(installed / "config.json", ec)) return installed.string();
+  }
+  if (std::filesystem::exists(std::string(ZSCLIP_INSTALL_MODELS_DIR) + "/shapes/config.json", ec))
+    return std::string(ZSCLIP_INSTALL_MODELS_DIR) + "/shapes";
+  return std::string(ZSCLIP_SOURCE_MODELS_DIR) + "/shapes";
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  for (;;) {
+    size_t comma = s.find(',', start);
+    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
+    out.push_back(b == std::string::npos ? "" : item.substr(b, e - b + 1));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+OptionSpec model_option() {
+  return {"--model", "DIR", "exported model directory (default: $ZSCLIP_MODEL or the shipped models/shapes)"};
+}
+OptionSpec threads_option() {
+  return {"--threads", "N", "intra-op threads (default: the cores this process may use)"};
+}
+OptionSpec device_option() { return {"--device", "DEV", "cpu (default), cuda or cuda:N"}; }
+
+namespace {
+
+void print_command_help(const Command& c, std::ostream& os) {
+  os << "usage: zsclip " << c.name << " " << c.usage << "\n\n" << c.summary << "\n\noptions:\n";
+  for (const auto& o : c.options) {
+    std::string left = "  " + o.name + (o.value_name.empty() ? "" : " " + o.value_name);
+    os << left << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ') << o.help
+       << (o.repeatable ? " (repeatable)" : "") << "\n";
+  }
+  os << "  --help                    show this help\n";
+  if (!c.details.empty()) os << "\n" << c.details << "\n";
+}
+
+void print_help(std::ostream& os) {
+  os << "zsclip " << version()
+     << " — CLIP zero-shot image classification\n\nusage: zsclip SUBCOMMAND [OPTIONS]\n\nsubcommands:\n";
+  auto cmds = registry();
+  std::sort(cmds.begin(), cmds.end(), [](const Command& a, const Command& b) { return a.name < b.name; });
+  for (const auto& c : cmds)
+    os << "  " << c.name << std::string(c.name.size() < 12 ? 12 - c.name.size() : 1, ' ') << c.summary << "\n";
+  os << "\n`zsclip SUBCOMMAND --help` describes each subcommand's options.\n"
+        "Exit status: 0 success, 1 an error (or an image that failed), 2 a usage error.\n";
+}
+
+}  // namespace
+}  // namespace zsclip::cli
+
+int main(int argc, char** argv) {
+  using namespace zsclip::cli;
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+      std::string(argv[1]) == "help") {
+    print_help(std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (std::string(argv[1]) == "--version") {
+    std::cout << "zsclip " << zsclip::version() << "\n";
+    return 0;
+  }
+  const std::string name = argv[1];
+  const auto& cmds = registry();
+  auto it = std::find_if(cmds.begin(), cmds.end(), [&](const Command& c) { return c.name == name; });
+  if (it == cmds.end()) {
+    std::cerr << "zsclip: unknown subcommand '" << name << "' (see zsclip --help)\n";
+    return 2;
+  }
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--") break;
+    if (a == "--help" || a == "-h") {
+      print_command_help(*it, std::cout);
+      return 0;
+    }
+  }
+  try {
+    Args args = parse_args(*it, argc - 2, argv + 2);
+    return it->run(args);
+  } catch (const UsageError& e) {
+    std::cerr << "zsclip " << name << ": " << e.what() << "\nusage: zsclip " << name << " " << it->usage
+              << "\n(see zsclip " << name << " --help)\n";
+    return 2;
+  } catch (const zsclip::Error& e) {
+    std::cerr << "zsclip " << name << ": error [" << zsclip::error_code_name(e.code()) << "]: " << e.what()
+              << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "zsclip " << name << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}

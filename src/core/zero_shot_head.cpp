@@ -1,0 +1,327 @@
+// The torch-free half of the zero-shot head: prompt sets, scoring, and the head file format.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include "zsclip/error.h"
+#include "zsclip/zero_shot.h"
+
+namespace zsclip {
+namespace {
+
+#include "core/prompts_data.inc"
+
+template <size_t N>
+std::vector<std::string> to_vector(const char* const (&items)[N]) {
+  return std::vector<std::string>(items, items + N);
+}
+
+const std::map<std::string, std::vector<std::string>>& template_sets() {
+  static const auto* sets = new std::map<std::string, std::vector<std::string>>{
+      {"openai-cifar", to_vector(k_cifar100_templates)},
+      {"openai-imagenet", to_vector(k_imagenet_templates)},
+      {"simple", {"a photo of a {}."}},
+  };
+  return *sets;
+}
+
+std::vector<std::string> read_lines(const std::string& path, const char* what) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw Error(ErrorCode::kNotFound, std::string(what) + " file " + path + " does not exist");
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(ErrorCode::kInvalidArgument, std::string(what) + " file " + path + " is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::kPermissionDenied, std::string(what) + " file " + path + " cannot be read");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+// Head file: "ZSHEAD01", uint64 little-endian JSON length, JSON header, float32 weights [C, D].
+constexpr char kHeadMagic[8] = {'Z', 'S', 'H', 'E', 'A', 'D', '0', '1'};
+
+std::string shorten(const std::string& s, size_t max = 80) {
+  return s.size() <= max ? s : s.substr(0, max) + "...(" + std::to_string(s.size()) + " bytes)";
+}
+
+}  // namespace
+
+const std::vector<std::string>& builtin_templates(const std::string& name) {
+  auto it = template_sets().find(name);
+  if (it == template_sets().end()) {
+    std::string names;
+    for (const auto& [n, _] : template_sets()) names += (names.empty() ? "" : ", ") + n;
+    throw Error(ErrorCode::kInvalidArgument,
+                "unknown template set \"" + name + "\" (built in: " + names + ")");
+  }
+  return it->second;
+}
+
+std::vector<std::string> builtin_template_names() {
+  std::vector<std::string> names;
+  for (const auto& [n, _] : template_sets()) names.push_back(n);
+  return names;
+}
+
+const std::vector<std::string>& builtin_classes(const std::string& dataset) {
+  static const auto* sets = new std::map<std::string, std::vector<std::string>>{
+      {"cifar10", to_vector(k_cifar10_classes)},
+      {"cifar100", to_vector(k_cifar100_classes)},
+      {"imagenet", to_vector(k_imagenet_classes)},
+  };
+  auto it = sets->find(dataset);
+  if (it == sets->end())
+    throw Error(ErrorCode::kInvalidArgument,
+                "unknown dataset \"" + dataset + "\" (built in: cifar10, cifar100, imagenet)");
+  return it->second;
+}
+
+void validate_templates(const std::vector<std::string>& templates, const std::string& origin) {
+  if (templates.empty()) throw Error(ErrorCode::kInvalidArgument, origin + ": no templates");
+  for (size_t i = 0; i < templates.size(); ++i)
+    if (templates[i].find("{}") == std::string::npos)
+      throw Error(ErrorCode::kInvalidArgument,
+                  origin + ": template " + std::to_string(i + 1) + " \"" + shorten(templates[i]) +
+                      "\" has no \"{}\" for the class name");
+}
+
+void validate_labels(const std::vector<std::string>& labels, const std::string& origin) {
+  if (labels.empty()) throw Error(ErrorCode::kInvalidArgument, origin + ": no labels");
+  std::set<std::string> seen;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i].find_first_not_of(" \t\r\n") == std::string::npos)
+      throw Error(ErrorCode::kInvalidArgument, origin + ": label " + std::to_string(i + 1) + " is empty");
+    if (!seen.insert(labels[i]).second)
+      throw Error(ErrorCode::kInvalidArgument,
+                  origin + ": label \"" + shorten(labels[i]) + "\" appears twice (labels must be unique)");
+  }
+}
+
+std::vector<std::string> load_templates_file(const std::string& path) {
+  auto t = read_lines(path, "template");
+  validate_templates(t, path);
+  return t;
+}
+
+std::vector<std::string> load_labels_file(const std::string& path) {
+  auto l = read_lines(path, "labels");
+  validate_labels(l, path);
+  return l;
+}
+
+std::vector<std::string> resolve_templates(const std::string& name_or_path) {
+  if (template_sets().count(name_or_path)) return builtin_templates(name_or_path);
+  std::error_code ec;
+  if (!std::filesystem::exists(name_or_path, ec)) {
+    std::string names;
+    for (const auto& n : builtin_template_names()) names += (names.empty() ? "" : ", ") + n;
+    throw Error(ErrorCode::kNotFound, "templates \"" + name_or_path +
+                                          "\" is neither a built-in set (" + names + ") nor a file");
+  }
+  return load_templates_file(name_or_path);
+}
+
+std::string fill_template(const std::string& templ, const std::string& label) {
+  std::string out;
+  size_t pos = 0;
+  for (size_t hit; (hit = templ.find("{}", pos)) != std::string::npos; pos = hit + 2)
+    out.append(templ, pos, hit - pos).append(label);
+  return out.append(templ, pos, std::string::npos);
+}
+
+ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTensor weights,
+                                        float logit_scale_exp, std::string model_fingerprint,
+                                        std::vector<std::string> templates) {
+  validate_labels(labels, "zero-shot head");
+  if (weights.dim() != 2 || weights.size(0) != static_cast<int64_t>(labels.size()) || weights.size(1) < 1)
+    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: weights must be [num_labels=" +
+                                                 std::to_string(labels.size()) + ", D]");
+  if (!std::isfinite(logit_scale_exp) || logit_scale_exp <= 0)
+    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: logit_scale_exp must be positive and finite");
+  const int64_t d = weights.size(1);
+  for (int64_t c = 0; c < weights.size(0); ++c) {
+    float* w = weights.row(c);
+    double norm = 0;
+    for (int64_t k = 0; k < d; ++k) norm += double(w[k]) * w[k];
+    norm = std::sqrt(norm);
+    if (!(norm > 0) || !std::isfinite(norm))
+      throw Error(ErrorCode::kInvalidArgument, "zero-shot head: weights of label \"" +
+                                                   shorten(labels[c]) + "\" are zero or not finite");
+    for (int64_t k = 0; k < d; ++k) w[k] = static_cast<float>(w[k] / norm);
+  }
+  ZeroShotHead h;
+  h.labels_ = std::move(labels);
+  h.templates_ = std::move(templates);
+  h.weights_ = std::move(weights);
+  h.logit_scale_exp_ = logit_scale_exp;
+  h.fingerprint_ = std::move(model_fingerprint);
+  return h;
+}
+
+void ZeroShotHead::save(const std::string& path) const {
+  nlohmann::json header = {{"format_version", 1},
+                           {"labels", labels_},
+                           {"templates", templates_},
+                           {"model_fingerprint", fingerprint_},
+                           {"logit_scale_exp", logit_scale_exp_},
+                           {"num_classes", num_classes()},
+                           {"embed_dim", embed_dim()}};
+  std::string text = header.dump();
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(ErrorCode::kIo, "head file " + path + ": cannot be opened for writing");
+    uint64_t n = text.size();
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+    out.write(kHeadMagic, 8);
+    out.write(reinterpret_cast<const char*>(len), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    // Weights are written in the host's (little-endian x86/ARM) float layout.
+    out.write(reinterpret_cast<const char*>(weights_.ptr()),
+              static_cast<std::streamsize>(weights_.data.size() * sizeof(float)));
+    if (!out) throw Error(ErrorCode::kIo, "head file " + path + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw Error(ErrorCode::kIo, "head file " + path + ": " + ec.message());
+}
+
+ZeroShotHead ZeroShotHead::load(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw Error(ErrorCode::kNotFound, "head file " + path + " does not exist");
+  if (std::filesystem::is_directory(path, ec))
+    throw Error(ErrorCode::kInvalidArgument, "head file " + path + " is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::kPermissionDenied, "head file " + path + " cannot be read");
+  const uint64_t file_size = std::filesystem::file_size(path, ec);
+  char magic[8] = {};
+  unsigned char len[8] = {};
+  in.read(magic, 8);
+  in.read(reinterpret_cast<char*>(len), 8);
+  if (!in || std::memcmp(magic, kHeadMagic, 8) != 0)
+    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": not a zsclip head (bad magic)");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
+  if (n > file_size - 16)
+    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": truncated header");
+  std::string text(n, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(n));
+  nlohmann::json h;
+  std::vector<std::string> labels, templates;
+  int64_t c = 0, d = 0;
+  float scale = 0;
+  std::string fingerprint;
+  try {
+    h = nlohmann::json::parse(text);
+    int fv = h.at("format_version").get<int>();
+    if (fv > 1)
+      throw Error(ErrorCode::kUnsupported, "head file " + path + ": format_version " +
+                                               std::to_string(fv) + " is newer than this zsclip reads");
+    labels = h.at("labels").get<std::vector<std::string>>();
+    templates = h.value("templates", std::vector<std::string>{});
+    fingerprint = h.at("model_fingerprint").get<std::string>();
+    scale = h.at("logit_scale_exp").get<float>();
+    c = h.at("num_classes").get<int64_t>();
+    d = h.at("embed_dim").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": bad header (" + e.what() + ")");
+  }
+  if (c != static_cast<int64_t>(labels.size()) || d < 1 || d > (1 << 20))
+    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": num_classes/embed_dim disagree with labels");
+  const uint64_t want = 16 + n + uint64_t(c) * uint64_t(d) * sizeof(float);
+  if (file_size != want)
+    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": size " + std::to_string(file_size) +
+                                               " bytes, expected " + std::to_string(want) +
+                                               " (truncated or corrupt)");
+  FloatTensor w({c, d});
+  in.read(reinterpret_cast<char*>(w.ptr()), static_cast<std::streamsize>(w.data.size() * sizeof(float)));
+  if (!in) throw Error(ErrorCode::kIo, "head file " + path + ": read failed");
+  try {
+    return from_weights(std::move(labels), std::move(w), scale, std::move(fingerprint), std::move(templates));
+  } catch (const Error& e) {
+    throw Error(e.code(), "head file " + path + ": " + e.what());
+  }
+}
+
+namespace {
+
+// logits[j] = scale * <x / |x|, w_j> for one image.
+void logits_row(const FloatTensor& weights, float scale, const float* x, float* out) {
+  const int64_t c = weights.size(0), d = weights.size(1);
+  double norm = 0;
+  for (int64_t k = 0; k < d; ++k) norm += double(x[k]) * x[k];
+  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
+  for (int64_t j = 0; j < c; ++j) {
+    const float* w = weights.row(j);
+    float dot = 0;
+    for (int64_t k = 0; k < d; ++k) dot += x[k] * w[k];
+    out[j] = scale * dot * inv;
+  }
+}
+
+void softmax(const float* logits, float* out, int64_t n) {
+  const float max_logit = *std::max_element(logits, logits + n);
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += (out[j] = std::exp(logits[j] - max_logit));
+  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<float>(out[j] / sum);
+}
+
+}  // namespace
+
+void ZeroShotHead::probs(const float* x, float* out) const {
+  logits_row(weights_, logit_scale_exp_, x, out);
+  softmax(out, out, num_classes());
+}
+
+FloatTensor ZeroShotHead::logits(const FloatTensor& features) const {
+  if (features.dim() != 2 || features.size(1) != embed_dim())
+    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: image features must be [N, " +
+                                                 std::to_string(embed_dim()) + "]");
+  FloatTensor out({features.size(0), num_classes()});
+  for (int64_t i = 0; i < features.size(0); ++i)
+    logits_row(weights_, logit_scale_exp_, features.row(i), out.row(i));
+  return out;
+}
+
+Prediction ZeroShotHead::classify_one(const float* features, int top_k) const {
+  Prediction p;
+  std::vector<float> logit(static_cast<size_t>(num_classes()));
+  logits_row(weights_, logit_scale_exp_, features, logit.data());
+  p.probs.resize(logit.size());
+  softmax(logit.data(), p.probs.data(), num_classes());
+  std::vector<int> order(logit.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 1)), order.size());
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                    [&](int a, int b) { return logit[a] > logit[b] || (logit[a] == logit[b] && a < b); });
+  for (size_t i = 0; i < k; ++i)
+    p.top.push_back({order[i], labels_[order[i]], p.probs[order[i]], logit[order[i]]});
+  return p;
+}
+
+std::vector<Prediction> ZeroShotHead::classify(const FloatTensor& features, int top_k) const {
+  if (features.dim() != 2 || features.size(1) != embed_dim())
+    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: image features must be [N, " +
+                                                 std::to_string(embed_dim()) + "]");
+  std::vector<Prediction> out;
+  out.reserve(static_cast<size_t>(features.size(0)));
+  for (int64_t i = 0; i < features.size(0); ++i) out.push_back(classify_one(features.row(i), top_k));
+  return out;
+}
+
+}  // namespace zsclip

@@ -1,0 +1,329 @@
+#include <ATen/Parallel.h>
+#include <sched.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <filesystem>
+#include <mutex>
+
+#include "model/model_impl.h"
+#include "zsclip/error.h"
+#include "zsclip/tokenizer.h"
+
+namespace zsclip {
+namespace {
+
+namespace fs = std::filesystem;
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+torch::Device parse_device(const std::string& s) {
+  if (s == "cpu") return torch::Device(torch::kCPU);
+  if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
+    if (!cuda_available())
+      throw Error(ErrorCode::kUnsupported,
+                  "device \"" + s + "\" requested, but " +
+                      (torch::cuda::is_available() ? std::string("this zsclip build has no CUDA support")
+                                                   : std::string("no CUDA device is available")));
+    int index = 0;
+    if (s.size() > 5) {
+      try {
+        size_t used = 0;
+        index = std::stoi(s.substr(5), &used);
+        if (used != s.size() - 5 || index < 0) throw std::invalid_argument(s);
+      } catch (const std::exception&) {
+        throw Error(ErrorCode::kInvalidArgument, "device \"" + s + "\": expected cuda:N");
+      }
+      if (index >= static_cast<int>(torch::cuda::device_count()))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "device \"" + s + "\": only " + std::to_string(torch::cuda::device_count()) +
+                        " CUDA device(s)");
+    }
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw Error(ErrorCode::kInvalidArgument, "device \"" + s + "\": expected cpu, cuda or cuda:N");
+}
+
+std::string shape_str(const at::IntArrayRef& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::string require_file(const ModelConfig& c, const std::string& name, const char* field) {
+  std::string path = c.path_of(name);
+  std::error_code ec;
+  if (!fs::exists(path, ec))
+    throw Error(ErrorCode::kNotFound,
+                path + ": missing (named by " + c.path_of("config.json") + " field '" + field + "')");
+  if (!fs::is_regular_file(path, ec))
+    throw Error(ErrorCode::kInvalidModel, path + ": not a regular file (field '" + std::string(field) + "')");
+  return path;
+}
+
+torch::jit::Module load_module(const std::string& path, const char* field) {
+  return translate_torch(ErrorCode::kInvalidModel,
+                         path + ": not a loadable TorchScript archive (field '" + field + "')",
+                         [&] { return torch::jit::load(path, torch::kCPU); });
+}
+
+// Finds a parameter or buffer whose name ends with `suffix` (names differ between export variants).
+c10::optional<torch::Tensor> find_tensor(const torch::jit::Module& m, const std::string& suffix) {
+  for (const auto& p : m.named_parameters(true))
+    if (p.name.size() >= suffix.size() &&
+        p.name.compare(p.name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return p.value;
+  for (const auto& p : m.named_buffers(true))
+    if (p.name.size() >= suffix.size() &&
+        p.name.compare(p.name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return p.value;
+  return c10::nullopt;
+}
+
+void check_dims(const std::string& path, const std::string& what, const torch::Tensor& t,
+                std::vector<int64_t> want, const std::string& fields) {
+  if (t.sizes().vec() != want)
+    throw Error(ErrorCode::kInvalidModel, path + ": " + what + " has shape " + shape_str(t.sizes()) +
+                                              ", but config.json (" + fields + ") implies " +
+                                              shape_str(want));
+}
+
+torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, const char* name) {
+  if (!m.hasattr(name))
+    throw Error(ErrorCode::kInvalidModel, path + ": has no attribute '" + name + "'");
+  c10::IValue v = m.attr(name);
+  if (!v.isTensor())
+    throw Error(ErrorCode::kInvalidModel, path + ": attribute '" + name + "' is not a tensor");
+  return v.toTensor().detach();
+}
+
+torch::jit::Module prepare(torch::jit::Module m, const Model::Impl& impl, const std::string& path) {
+  return translate_torch(ErrorCode::kInvalidModel, path + ": preparing for inference", [&] {
+    m.eval();
+    if (impl.config.quantization != "int8") m.to(impl.device, impl.dtype);
+    if (impl.options.optimize) {
+      try {
+        m = torch::jit::freeze(m);
+      } catch (const c10::Error&) {
+        // Some exports (quantised packed weights) cannot be frozen: they still run unfrozen.
+      }
+    }
+    return m;
+  });
+}
+
+std::once_flag g_threads_once;
+
+void configure_threads(int threads) {
+  int n = threads > 0 ? threads : available_cores();
+  if (threads > 0 || at::get_num_threads() != n) at::set_num_threads(n);
+  std::call_once(g_threads_once, [] {
+    // Inter-op parallelism buys nothing for one encoder call at a time and costs threads.
+    try { at::set_num_interop_threads(1); } catch (const c10::Error&) {}
+  });
+}
+
+}  // namespace
+
+bool cuda_available() {
+#ifdef ZSCLIP_WITH_CUDA
+  return torch::cuda::is_available();
+#else
+  return false;
+#endif
+}
+
+torch::Tensor Model::Impl::encode_images(const torch::Tensor& pixels) const {
+  c10::InferenceMode guard;
+  torch::Tensor x = pixels;
+  if (device.is_cuda()) x = x.pin_memory().to(device, dtype, /*non_blocking=*/true);
+  else if (x.scalar_type() != dtype) x = x.to(dtype);
+  torch::Tensor pooled = image_encoder.forward({x}).toTensor();
+  torch::Tensor out = pooled.to(image_projection.scalar_type()).matmul(image_projection);
+  return out.to(torch::kCPU, torch::kFloat).contiguous();
+}
+
+torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids) const {
+  c10::InferenceMode guard;
+  torch::Tensor x = ids.to(device, torch::kLong);
+  torch::Tensor pooled = text_encoder.forward({x}).toTensor();
+  torch::Tensor out = pooled.to(text_projection.scalar_type()).matmul(text_projection);
+  return out.to(torch::kCPU, torch::kFloat).contiguous();
+}
+
+Model Model::load(const std::string& model_dir, const ModelOptions& options) {
+  auto impl = std::make_shared<Impl>();
+  impl->config = ModelConfig::load(model_dir);
+  impl->options = options;
+  const ModelConfig& c = impl->config;
+  impl->device = parse_device(options.device);
+  if (options.dtype == "auto") {
+    impl->dtype = (impl->device.is_cuda() && c.dtype == "float16") ? torch::kHalf : torch::kFloat;
+  } else if (options.dtype == "float32") {
+    impl->dtype = torch::kFloat;
+  } else if (options.dtype == "float16") {
+    if (!impl->device.is_cuda())
+      throw Error(ErrorCode::kUnsupported, "dtype float16 needs a CUDA device (CPU runs float32)");
+    impl->dtype = torch::kHalf;
+  } else {
+    throw Error(ErrorCode::kInvalidArgument,
+                "dtype \"" + options.dtype + "\": expected auto, float32 or float16");
+  }
+  if (c.quantization == "int8" && impl->device.is_cuda())
+    throw Error(ErrorCode::kUnsupported, c.path_of("config.json") +
+                                             ": an int8 (dynamically quantised) model runs on CPU only");
+  configure_threads(options.threads);
+
+  // Check every file before the expensive loads so a missing one is reported at once.
+  const std::string image_path = require_file(c, c.image_encoder_file, "files.image_encoder");
+  const std::string proj_path = require_file(c, c.projection_file, "files.projection");
+  std::string text_path;
+  if (options.load_text_encoder) {
+    if (c.text_encoder_file.empty())
+      throw Error(ErrorCode::kInvalidModel, c.path_of("config.json") +
+                                                ": field 'files.text_encoder' is missing (this "
+                                                "model is image-only; load it with "
+                                                "load_text_encoder = false and a saved head)");
+    text_path = require_file(c, c.text_encoder_file, "files.text_encoder");
+  }
+
+  torch::jit::Module proj = load_module(proj_path, "files.projection");
+  translate_torch(ErrorCode::kInvalidModel, proj_path, [&] {
+    impl->image_projection = projection_tensor(proj, proj_path, "image_projection");
+    impl->text_projection = projection_tensor(proj, proj_path, "text_projection");
+    torch::Tensor ls = projection_tensor(proj, proj_path, "logit_scale");
+    if (ls.numel() != 1) throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not a scalar");
+    impl->logit_scale = ls.to(torch::kFloat).item<float>();
+    return 0;
+  });
+  check_dims(proj_path, "image_projection", impl->image_projection, {c.vision.width, c.embed_dim},
+             "vision.width, embed_dim");
+  check_dims(proj_path, "text_projection", impl->text_projection, {c.text.width, c.embed_dim},
+             "text.width, embed_dim");
+  if (!std::isfinite(impl->logit_scale))
+    throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not finite");
+  impl->image_projection = impl->image_projection.to(impl->device, impl->dtype).contiguous();
+  impl->text_projection = impl->text_projection.to(impl->device, impl->dtype).contiguous();
+
+  torch::jit::Module image = load_module(image_path, "files.image_encoder");
+  if (auto w = find_tensor(image, "conv1.weight"))
+    check_dims(image_path, "conv1.weight", *w, {c.vision.width, 3, c.vision.patch_size, c.vision.patch_size},
+               "vision.width, vision.patch_size");
+  impl->image_encoder = prepare(std::move(image), *impl, image_path);
+
+  if (options.load_text_encoder) {
+    torch::jit::Module text = load_module(text_path, "files.text_encoder");
+    if (auto w = find_tensor(text, "token_embedding.weight"))
+      check_dims(text_path, "token_embedding.weight", *w, {c.text.vocab_size, c.text.width},
+                 "text.vocab_size, text.width");
+    if (auto w = find_tensor(text, "positional_embedding"))
+      check_dims(text_path, "positional_embedding", *w, {c.text.context_length, c.text.width},
+                 "text.context_length, text.width");
+    impl->text_encoder = prepare(std::move(text), *impl, text_path);
+    impl->has_text_encoder = true;
+  }
+
+  if (options.warmup) {
+    // One call each: checks the output widths against config.json and runs TorchScript's
+    // first-call work at load time rather than in the first user request.
+    const int64_t n = c.vision.image_size;
+    torch::Tensor out = translate_torch(ErrorCode::kInvalidModel, image_path + ": forward on [1, 3, " +
+                                                                      std::to_string(n) + ", " +
+                                                                      std::to_string(n) + "] failed",
+                                        [&] {
+                                          c10::InferenceMode g;
+                                          return impl->image_encoder
+                                              .forward({torch::zeros({1, 3, n, n}, torch::TensorOptions()
+                                                                                      .dtype(impl->dtype)
+                                                                                      .device(impl->device))})
+                                              .toTensor();
+                                        });
+    check_dims(image_path, "output", out, {1, c.vision.width}, "vision.width");
+    if (impl->has_text_encoder) {
+      torch::Tensor t = translate_torch(
+          ErrorCode::kInvalidModel,
+          text_path + ": forward on [1, " + std::to_string(c.text.context_length) + "] ids failed", [&] {
+            c10::InferenceMode g;
+            torch::Tensor ids = torch::zeros({1, c.text.context_length},
+                                             torch::TensorOptions().dtype(torch::kLong).device(impl->device));
+            return impl->text_encoder.forward({ids}).toTensor();
+          });
+      check_dims(text_path, "output", t, {1, c.text.width}, "text.width");
+    }
+  }
+  return Model(std::move(impl));
+}
+
+const ModelConfig& Model::config() const { return impl_->config; }
+const ModelOptions& Model::options() const { return impl_->options; }
+std::string Model::device() const { return impl_->device.str(); }
+std::string Model::dtype() const { return impl_->dtype == torch::kHalf ? "float16" : "float32"; }
+bool Model::has_text_encoder() const { return impl_->has_text_encoder; }
+int64_t Model::embed_dim() const { return impl_->config.embed_dim; }
+int Model::image_size() const { return impl_->config.preprocess.image_size; }
+int64_t Model::context_length() const { return impl_->config.text.context_length; }
+float Model::logit_scale() const { return impl_->logit_scale; }
+float Model::logit_scale_exp() const { return std::exp(impl_->logit_scale); }
+
+void Model::encode_images(const float* pixels, int64_t n_images, float* out) const {
+  const int64_t n = image_size();
+  if (n_images < 0) throw Error(ErrorCode::kInvalidArgument, "encode_images: negative image count");
+  if (n_images == 0) return;
+  torch::Tensor x = torch::from_blob(const_cast<float*>(pixels), {n_images, 3, n, n}, torch::kFloat);
+  torch::Tensor y = translate_torch(ErrorCode::kInternal, "encode_images",
+                                    [&] { return impl_->encode_images(x); });
+  std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
+}
+
+FloatTensor Model::encode_images(const FloatTensor& pixels) const {
+  const int64_t n = image_size();
+  if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) != n || pixels.size(3) != n)
+    throw Error(ErrorCode::kInvalidArgument, "encode_images: pixels must be [N, 3, " + std::to_string(n) +
+                                                 ", " + std::to_string(n) + "], got " +
+                                                 shape_str(pixels.shape));
+  FloatTensor out({pixels.size(0), embed_dim()});
+  encode_images(pixels.ptr(), pixels.size(0), out.ptr());
+  return out;
+}
+
+FloatTensor Model::encode_texts(const IdTensor& ids) const {
+  if (!impl_->has_text_encoder)
+    throw Error(ErrorCode::kInvalidArgument,
+                "encode_texts: the model was loaded without its text encoder (load_text_encoder = false)");
+  const int64_t l = context_length(), vocab = impl_->config.text.vocab_size;
+  if (ids.dim() != 2 || ids.size(1) != l)
+    throw Error(ErrorCode::kInvalidArgument, "encode_texts: ids must be [N, " + std::to_string(l) +
+                                                 "], got " + shape_str(ids.shape));
+  for (int64_t v : ids.data)
+    if (v < 0 || v >= vocab)
+      throw Error(ErrorCode::kInvalidArgument, "encode_texts: token id " + std::to_string(v) +
+                                                   " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+  FloatTensor out({ids.size(0), embed_dim()});
+  if (ids.size(0) == 0) return out;
+  torch::Tensor x = torch::from_blob(const_cast<int64_t*>(ids.ptr()), {ids.size(0), l}, torch::kLong);
+  torch::Tensor y = translate_torch(ErrorCode::kInternal, "encode_texts", [&] { return impl_->encode_texts(x); });
+  std::memcpy(out.ptr(), y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
+  return out;
+}
+
+Tokenizer Model::load_tokenizer() const {
+  const ModelConfig& c = impl_->config;
+  const std::string path = c.tokenizer_path();
+  TokenizerOptions to;
+  to.num_merges = c.tokenizer.num_merges;
+  Tokenizer tok = Tokenizer::from_file(path, to);
+  if (tok.vocab_size() != c.text.vocab_size)
+    throw Error(ErrorCode::kInvalidModel, path + ": vocabulary has " + std::to_string(tok.vocab_size()) +
+                                              " tokens, but config.json field 'text.vocab_size' is " +
+                                              std::to_string(c.text.vocab_size));
+  return tok;
+}
+
+}  // namespace zsclip

@@ -1,0 +1,3 @@
+// Precompiled header for src/model: LibTorch's heavy headers, parsed once per build.
+#pragma once
+#include <torch/script.h>

@@ -1,0 +1,28 @@
+# Model, head, classifier and CLI tests (LibTorch). They use exports of ../shared/clip/openai-tiny
+# made by the `export_fixtures` test (models/export_clip.py with Debian's /usr/bin/python3) and the
+# shipped models/shapes.
+set(ZSCLIP_PYTHON /usr/bin/python3 CACHE FILEPATH "Python with torch for the export scripts")
+set(ZSCLIP_FIXTURE_DIR ${PROJECT_BINARY_DIR}/fixtures)
+add_test(NAME export_fixtures
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/export_fixtures.sh ${ZSCLIP_PYTHON} ${PROJECT_SOURCE_DIR}
+          ${ZSCLIP_SHARED_DIR} ${ZSCLIP_FIXTURE_DIR})
+set_tests_properties(export_fixtures PROPERTIES FIXTURES_SETUP openai_tiny SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+file(GLOB _model_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cpp)
+foreach(_src ${_model_tests})
+  get_filename_component(_name ${_src} NAME_WE)
+  add_executable(${_name} ${_src})
+  target_include_directories(${_name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${_name} PRIVATE zsclip GTest::gtest GTest::gtest_main nlohmann_json::nlohmann_json Threads::Threads)
+  target_compile_definitions(${_name} PRIVATE
+    ZSCLIP_SHARED_DIR="${ZSCLIP_SHARED_DIR}"
+    ZSCLIP_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    ZSCLIP_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"
+    ZSCLIP_BINARY_DIR="${PROJECT_BINARY_DIR}"
+    ZSCLIP_FIXTURE_DIR="${ZSCLIP_FIXTURE_DIR}"
+    ZSCLIP_CLI="$<TARGET_FILE:zsclip_cli>"
+    ZSCLIP_PYTHON="${ZSCLIP_PYTHON}")
+  add_dependencies(${_name} zsclip_cli)
+  gtest_discover_tests(${_name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
+    PROPERTIES FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
+endforeach()

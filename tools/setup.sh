@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what zsclip needs on Debian 12 (only the packages that are missing), then configures and
+# builds it into build/ (Release). Run as root, or as a user with sudo.
+#   tools/setup.sh                 # deps + build
+#   ZSCLIP_BUILD_DIR=out tools/setup.sh -DZSCLIP_BUILD_BENCHMARKS=ON   # extra CMake arguments
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${ZSCLIP_BUILD_DIR:-build}
+
+PACKAGES=(
+  build-essential cmake pkg-config git ca-certificates
+  libtorch-dev libopenblas0-pthread          # LibTorch; OpenBLAS or matrix products run ~40x slower
+  libopencv-dev nlohmann-json3-dev libutf8proc-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3-torch python3-torchvision python3-pil python3-numpy   # export scripts and the Python reference
+  clang-14 libclang-rt-14-dev                # fuzzers and sanitizer builds in tools/test.sh
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "zsclip setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's LibTorch must resolve BLAS to OpenBLAS (pthread build), not the reference BLAS.
+if command -v update-alternatives >/dev/null && [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]; then
+  current=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 || true)
+  case "$current" in
+    *openblas*) ;;
+    *) echo "zsclip setup: warning: libblas.so.3 resolves to $current, not OpenBLAS (slow matrix products)";;
+  esac
+fi
+
+JOBS=${ZSCLIP_JOBS:-$(nproc)}
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "$@"
+cmake --build "$BUILD_DIR" -j "$JOBS"
