@@ -1,0 +1,172 @@
+// Parity of the C++ pipeline with OpenAI's code on ../shared/clip/openai-tiny: from image files and
+// texts to features, logits and zero-shot probabilities (reference.json).
+#include <gtest/gtest.h>
+
+#include "model_util.h"
+#include "zsclip/classifier.h"
+#include "zsclip/model.h"
+#include "zsclip/preprocess.h"
+#include "zsclip/tokenizer.h"
+#include "zsclip/zero_shot.h"
+
+namespace zsclip {
+namespace {
+
+using namespace ::zsclip::testing;
+constexpr double kTol = 1e-4;  // of the largest magnitude, as the issue sets it
+
+class TinyParity : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ZSCLIP_REQUIRE_TINY_EXPORTS();
+    ref_ = reference();
+    model_ = std::make_unique<Model>(Model::load(tiny_export(GetParam())));
+  }
+  FloatTensor image_pixels() const {
+    Preprocessor pre(model_->config().preprocess);
+    std::vector<std::string> paths;
+    for (const auto& im : ref_["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+    std::vector<Preprocessor::ItemStatus> status;
+    FloatTensor pixels = pre.batch_files(paths, &status);
+    for (size_t i = 0; i < status.size(); ++i) EXPECT_TRUE(status[i].ok) << paths[i] << ": " << status[i].error;
+    return pixels;
+  }
+  std::vector<std::string> texts() const {
+    std::vector<std::string> t;
+    for (const auto& x : ref_["texts"]) t.push_back(x["text"].get<std::string>());
+    return t;
+  }
+  nlohmann::json ref_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_P(TinyParity, ConfigIsInferredFromTheWeights) {
+  const auto& shape = ref_["shape"];
+  const ModelConfig& c = model_->config();
+  EXPECT_EQ(c.embed_dim, shape["embed_dim"].get<int64_t>());
+  EXPECT_EQ(c.vision.image_size, shape["image_resolution"].get<int64_t>());
+  EXPECT_EQ(c.vision.width, shape["vision_width"].get<int64_t>());
+  EXPECT_EQ(c.vision.layers, shape["vision_layers"].get<int64_t>());
+  EXPECT_EQ(c.vision.patch_size, shape["vision_patch_size"].get<int64_t>());
+  EXPECT_EQ(c.text.context_length, shape["context_length"].get<int64_t>());
+  EXPECT_EQ(c.text.vocab_size, shape["vocab_size"].get<int64_t>());
+  EXPECT_EQ(c.text.width, shape["transformer_width"].get<int64_t>());
+  EXPECT_EQ(c.text.heads, shape["transformer_heads"].get<int64_t>());
+  EXPECT_EQ(c.text.layers, shape["transformer_layers"].get<int64_t>());
+  EXPECT_NEAR(model_->logit_scale_exp(), ref_["logit_scale_exp"].get<double>(), 1e-4);
+}
+
+TEST_P(TinyParity, ImageFeaturesFromFilesMatchOpenAI) {
+  FloatTensor feats = model_->encode_images(image_pixels());
+  ASSERT_EQ(feats.size(0), static_cast<int64_t>(ref_["images"].size()));
+  for (int64_t i = 0; i < feats.size(0); ++i) {
+    std::vector<float> got(feats.row(i), feats.row(i) + feats.size(1));
+    EXPECT_TRUE(close_rel(got, ref_["images"][i]["image_features"].get<std::vector<double>>(), kTol,
+                          ref_["images"][i]["file"].get<std::string>()));
+  }
+}
+
+TEST_P(TinyParity, TextFeaturesMatchOpenAI) {
+  Tokenizer tok = model_->load_tokenizer();
+  auto t = texts();
+  IdTensor ids = tok.tokenize(t, model_->context_length());
+  for (size_t j = 0; j < t.size(); ++j) {
+    auto want = ref_["texts"][j]["tokens"].get<std::vector<int64_t>>();
+    std::vector<int64_t> got(ids.row(int64_t(j)), ids.row(int64_t(j)) + want.size());
+    EXPECT_EQ(got, want) << t[j];
+  }
+  FloatTensor feats = model_->encode_texts(ids);
+  for (size_t j = 0; j < t.size(); ++j) {
+    std::vector<float> got(feats.row(int64_t(j)), feats.row(int64_t(j)) + feats.size(1));
+    EXPECT_TRUE(close_rel(got, ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, t[j]));
+  }
+}
+
+TEST_P(TinyParity, LogitsAndZeroShotProbsMatchOpenAI) {
+  FloatTensor img = model_->encode_images(image_pixels());
+  Tokenizer tok = model_->load_tokenizer();
+  FloatTensor txt = model_->encode_texts(tok.tokenize(texts(), model_->context_length()));
+  // logits_per_image: logit_scale_exp * cosine, through a head whose "classes" are the texts.
+  std::vector<std::string> names;
+  for (size_t j = 0; j < texts().size(); ++j) names.push_back("text " + std::to_string(j));
+  ZeroShotHead per_text = ZeroShotHead::from_weights(names, txt, model_->logit_scale_exp(), "");
+  FloatTensor logits = per_text.logits(img);
+  for (int64_t i = 0; i < img.size(0); ++i)
+    EXPECT_TRUE(close_rel(std::vector<float>(logits.row(i), logits.row(i) + logits.size(1)),
+                          ref_["logits_per_image"][i].get<std::vector<double>>(), kTol,
+                          "logits_per_image row " + std::to_string(i)));
+
+  const auto& zs = ref_["zero_shot"];
+  ZeroShotHead head = ZeroShotHead::build(*model_, tok, zs["classes"].get<std::vector<std::string>>(),
+                                          zs["templates"].get<std::vector<std::string>>());
+  FloatTensor zl = head.logits(img);
+  auto preds = head.classify(img, 3);
+  for (int64_t i = 0; i < img.size(0); ++i) {
+    EXPECT_TRUE(close_rel(std::vector<float>(zl.row(i), zl.row(i) + zl.size(1)),
+                          zs["logits"][i].get<std::vector<double>>(), kTol, "zero-shot logits " + std::to_string(i)));
+    EXPECT_TRUE(close_rel(preds[i].probs, zs["probs"][i].get<std::vector<double>>(), kTol,
+                          "zero-shot probs " + std::to_string(i)));
+  }
+}
+
+TEST_P(TinyParity, BatchSizesGiveTheSameResults) {
+  FloatTensor pixels = image_pixels();
+  const int64_t n = pixels.size(0), per = pixels.numel() / n, d = model_->embed_dim();
+  // 16 images: the 7 references repeated.
+  FloatTensor many({16, 3, model_->image_size(), model_->image_size()});
+  for (int64_t i = 0; i < 16; ++i)
+    std::copy_n(pixels.ptr() + (i % n) * per, per, many.ptr() + i * per);
+  std::vector<float> full(size_t(16 * d));
+  model_->encode_images(many.ptr(), 16, full.data());
+  for (int64_t bs : {1, 3}) {
+    std::vector<float> out(size_t(16 * d));
+    for (int64_t b = 0; b < 16; b += bs) {
+      int64_t m = std::min<int64_t>(bs, 16 - b);
+      model_->encode_images(many.ptr() + b * per, m, out.data() + b * d);
+    }
+    double max_diff = 0, max_ref = 0;
+    for (size_t k = 0; k < out.size(); ++k) {
+      max_diff = std::max(max_diff, double(std::abs(out[k] - full[k])));
+      max_ref = std::max(max_ref, double(std::abs(full[k])));
+    }
+    // Different batch sizes change only the GEMM blocking: float rounding, nothing more.
+    EXPECT_LE(max_diff, 1e-5 * max_ref) << "batch size " << bs;
+  }
+  // Repeats of one image inside a batch are bit-identical to each other.
+  for (int64_t i = n; i < 16; ++i)
+    for (int64_t k = 0; k < d; ++k) ASSERT_EQ(full[size_t(i * d + k)], full[size_t((i % n) * d + k)]);
+}
+
+TEST_P(TinyParity, ClassifierMatchesTheReferenceFromFiles) {
+  const auto& zs = ref_["zero_shot"];
+  ClassifierOptions co;
+  co.batch_size = 3;
+  co.top_k = 2;
+  auto clf = ZeroShotClassifier::create(tiny_export(GetParam()), zs["classes"].get<std::vector<std::string>>(),
+                                        zs["templates"].get<std::vector<std::string>>(), {}, co);
+  std::vector<std::string> paths;
+  for (const auto& im : ref_["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+  paths.insert(paths.begin() + 2, shared_path("images/truncated.jpg"));  // one bad file in the batch
+  auto results = clf.classify_files(paths);
+  ASSERT_EQ(results.size(), paths.size());
+  EXPECT_FALSE(results[2].ok);
+  EXPECT_NE(results[2].error.find("truncated.jpg"), std::string::npos) << results[2].error;
+  size_t r = 0;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (i == 2) continue;
+    ASSERT_TRUE(results[i].ok) << results[i].error;
+    EXPECT_EQ(results[i].source, paths[i]);
+    EXPECT_TRUE(close_rel(results[i].probs, zs["probs"][r].get<std::vector<double>>(), kTol, paths[i]));
+    ++r;
+  }
+  // Single-file calls agree with the batch, and throw on the bad file.
+  Classification one = clf.classify_file(paths[0]);
+  EXPECT_EQ(one.top[0].label, results[0].top[0].label);
+  EXPECT_NEAR(one.top[0].prob, results[0].top[0].prob, 1e-5);
+  EXPECT_THROW(clf.classify_file(paths[2]), Error);
+}
+
+INSTANTIATE_TEST_SUITE_P(Exports, TinyParity, ::testing::ValuesIn(tiny_kinds()));
+
+}  // namespace
+}  // namespace zsclip
