@@ -1,0 +1,89 @@
+// zsclip::Tokenizer — CLIP's byte-level BPE tokenizer (OpenAI's clip/simple_tokenizer.py).
+//
+//   auto tok = zsclip::Tokenizer::from_file("bpe_simple_vocab_16e6.txt.gz");
+//   std::vector<int32_t> ids = tok.encode("A photo of a cat.");   // [320, 1125, 539, 320, 2368, 269]
+//   std::string text = tok.decode(ids);                           // "a photo of a cat . "
+//   zsclip::IdTensor batch = tok.tokenize({"a dog", "a cat"});   // [2, 77], sot ... eot, zero-padded
+//
+// A Tokenizer is immutable after construction: its const methods are safe to call from several
+// threads at once (the BPE cache inside is sharded and locked). Copies are cheap and share state.
+//
+// encode() follows SimpleTokenizer.encode step by step:
+//   1. Bytes -> text. Invalid UTF-8 becomes U+FFFD per bad sequence, as Python's
+//      bytes.decode("utf-8", errors="replace") does (maximal-subpart rule).
+//   2. ftfy.fix_text, reduced to its character-level fixes, in ftfy 6's order: remove ANSI terminal
+//      escapes (ESC [ digits/; letter); C1 controls U+0080-U+009F read as Windows-1252 (undefined
+//      bytes stay); Latin ligatures (ﬀ ﬁ ﬂ ﬃ ﬄ ﬅ ﬆ, Ĳ ĳ ŉ and the DŽ/LJ/NJ digraphs) spelt out;
+//      full-width/half-width forms U+FF01-U+FFEF -> their NFKC form and U+3000 -> space; curly
+//      quotes ‘ ’ ‚ ‛ ʼ -> ' and “ ” „ ‟ -> "; \r\n, \r, U+2028, U+2029, U+0085 -> \n; NFC;
+//      then removal of U+0000-U+0008, U+000B, U+000E-U+001F, U+007F, U+206A-U+206F, U+FEFF,
+//      U+FFF9-U+FFFC (tab, \n, form feed and \r stay).
+//      Out of scope: mojibake repair (fix_encoding, restore_byte_a0, lossy/inconsistent UTF-8) and
+//      ftfy's own HTML unescaping (the reference data was made with ftfy replaced by the identity).
+//   3. html.unescape twice (Python's rules: HTML5 names with and without ';', longest prefix for the
+//      ones without, numeric references with Python's remapping of invalid code points), strip.
+//   4. Every run of Python whitespace (str.isspace) -> one space, strip; then Python's str.lower()
+//      (full mapping: İ -> i̇, final sigma).
+//   5. Split with CLIP's pattern (specials, 's 't 're 've 'm 'll 'd, letter runs, single digits,
+//      runs of other non-space characters), each piece -> bytes -> byte symbols with </w> on the
+//      last, merged by lowest BPE rank, then ids.
+// Unicode data (categories, case, NFC) comes from utf8proc, so characters new in a Unicode version
+// that Python's or regex's tables lack may differ.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "zsclip/tensor.h"
+
+namespace zsclip {
+
+// Options of Tokenizer::from_file.
+//   num_merges (-1)        merge lines to use after the header line; -1: as SimpleTokenizer, the
+//                          first min(lines, 48894) (OpenAI's file holds 262144; 48894 are used)
+//   cache_capacity (65536) pieces whose BPE result is kept (bounded, shared by all threads); 0: none
+struct TokenizerOptions {
+  int64_t num_merges = -1;
+  int64_t cache_capacity = 65536;
+};
+
+class Tokenizer {
+ public:
+  // Reads a merges file, gzip-compressed (as shipped) or plain text. Throws Error: kNotFound when
+  // absent, kPermissionDenied when unreadable, kInvalidConfig when corrupt, empty or too short.
+  static Tokenizer from_file(const std::string& path, const TokenizerOptions& options = {});
+  // A tokenizer from merge pairs in the byte-symbol alphabet (as written in the merges file).
+  static Tokenizer from_merges(const std::vector<std::pair<std::string, std::string>>& merges,
+                               const TokenizerOptions& options = {});
+
+  // == SimpleTokenizer().encode(text).
+  std::vector<int32_t> encode(std::string_view text) const;
+  // == SimpleTokenizer().decode(ids); throws Error(kInvalidArgument) for an id outside the vocab.
+  std::string decode(const std::vector<int32_t>& ids) const;
+  // clip.tokenize for one text without padding: [sot, ...bpe, eot]. truncate=true keeps
+  // context_length ids with eot last; truncate=false throws Error(kInvalidText) when too long.
+  std::vector<int32_t> encode_with_specials(std::string_view text, int64_t context_length = 77,
+                                            bool truncate = true) const;
+  // clip.tokenize: [texts.size(), context_length], zero-padded.
+  IdTensor tokenize(const std::vector<std::string>& texts, int64_t context_length = 77,
+                    bool truncate = true) const;
+
+  int32_t sot_id() const;
+  int32_t eot_id() const;
+  int64_t vocab_size() const;
+  int64_t num_merges() const;
+  // The token string (byte symbols, "</w>" at a word end) of an id; throws for ids outside the vocab.
+  std::string token(int32_t id) const;
+
+  class Impl;
+
+ private:
+  explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace zsclip

@@ -1,0 +1,33 @@
+// The text steps of SimpleTokenizer.encode before BPE (internal; see zsclip/tokenizer.h).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace zsclip::text {
+
+// The character-level part of ftfy.fix_text (documented in zsclip/tokenizer.h).
+std::u32string ftfy_fix(std::u32string_view text);
+// ftfy_fix, html_unescape twice, strip (Python whitespace).
+std::u32string basic_clean(std::u32string_view text);
+// Every run of Python whitespace -> one space; strip.
+std::u32string whitespace_clean(std::u32string_view text);
+// whitespace_clean(basic_clean(decode(bytes))).lower()
+std::u32string normalize_text(std::string_view utf8);
+
+// A piece of CLIP's pattern match: [begin, end) in the normalized text.
+struct Piece {
+  size_t begin;
+  size_t end;
+};
+// findall of <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
+// with IGNORECASE, on lower-cased text.
+std::vector<Piece> split_pieces(std::u32string_view text);
+// The same on ASCII text.
+std::vector<Piece> split_pieces(std::string_view ascii);
+// For printable ASCII (with \t \n \f \r) without '&', every step up to the split reduces to
+// collapsing whitespace and lower-casing: writes that to `out` and returns true; else false.
+bool ascii_fast_path(std::string_view text, std::string& out);
+
+}  // namespace zsclip::text

@@ -1,0 +1,439 @@
+#include "zsclip/tokenizer.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+
+#include "text/bpe.h"
+#include "text/clean.h"
+#include "text/unicode.h"
+#include "zsclip/error.h"
+
+namespace zsclip {
+namespace {
+
+constexpr size_t kOpenAIMaxMerges = 48894;
+
+constexpr const char* kSot = "<|startoftext|>";
+constexpr const char* kEot = "<|endoftext|>";
+constexpr const char* kEow = "</w>";
+constexpr size_t kMaxVocabFileBytes = size_t{256} << 20;  // refuse gzip bombs
+
+// GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the rest to U+0100 onwards,
+// in this order (which is also the order of the first 256 vocabulary entries).
+struct ByteAlphabet {
+  std::array<uint8_t, 256> order{};        // vocab index -> byte
+  std::array<char32_t, 256> to_char{};     // byte -> code point
+  std::unordered_map<char32_t, uint8_t> to_byte;
+  ByteAlphabet() {
+    std::array<bool, 256> printable{};
+    int k = 0;
+    for (int b = 0; b < 256; ++b) {
+      printable[b] = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    }
+    for (int b = 0; b < 256; ++b) {
+      if (printable[b]) {
+        order[k++] = static_cast<uint8_t>(b);
+        to_char[b] = static_cast<char32_t>(b);
+      }
+    }
+    int n = 0;
+    for (int b = 0; b < 256; ++b) {
+      if (!printable[b]) {
+        order[k++] = static_cast<uint8_t>(b);
+        to_char[b] = static_cast<char32_t>(256 + n++);
+      }
+    }
+    for (int b = 0; b < 256; ++b) to_byte[to_char[b]] = static_cast<uint8_t>(b);
+  }
+};
+
+const ByteAlphabet& alphabet() {
+  static const ByteAlphabet a;
+  return a;
+}
+
+std::string byte_symbol(uint8_t b) {
+  std::string s;
+  text::append_utf8(s, alphabet().to_char[b]);
+  return s;
+}
+
+// Bounded BPE cache, sharded so that threads rarely wait on one another.
+class BpeCache {
+ public:
+  explicit BpeCache(int64_t capacity)
+      : per_shard_(capacity <= 0 ? 0 : static_cast<size_t>((capacity + kShards - 1) / kShards)) {}
+  bool enabled() const { return per_shard_ > 0; }
+  bool get(const std::string& key, size_t hash, std::vector<int32_t>& out) const {
+    Shard& s = shards_[hash % kShards];
+    std::lock_guard<std::mutex> lock(s.mutex);
+    auto it = s.map.find(key);
+    if (it == s.map.end()) return false;
+    out.insert(out.end(), it->second.begin(), it->second.end());
+    return true;
+  }
+  void put(const std::string& key, size_t hash, const int32_t* ids, size_t n) const {
+    Shard& s = shards_[hash % kShards];
+    std::lock_guard<std::mutex> lock(s.mutex);
+    // A full shard starts over: simple, bounded, and typical text refills it with what it uses.
+    if (s.map.size() >= per_shard_) s.map.clear();
+    s.map.emplace(key, std::vector<int32_t>(ids, ids + n));
+  }
+
+ private:
+  static constexpr int64_t kShards = 64;
+  struct Shard {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::vector<int32_t>> map;
+  };
+  size_t per_shard_;
+  mutable std::array<Shard, kShards> shards_;
+};
+
+bool is_valid_utf8(std::string_view s) {
+  for (char32_t c : text::decode_utf8_replace(s)) {
+    if (c == 0xFFFD) return false;  // also rejects a literal U+FFFD, which no merges file has
+  }
+  return true;
+}
+
+std::string shorten(std::string_view s, size_t max_bytes = 80) {
+  if (s.size() <= max_bytes) return std::string(s);
+  size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // whole characters
+  return std::string(s.substr(0, cut)) + "...";
+}
+
+}  // namespace
+
+class Tokenizer::Impl {
+ public:
+  Impl(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source,
+       int64_t cache_capacity)
+      : cache_(cache_capacity) {
+    const ByteAlphabet& ab = alphabet();
+    vocab_.reserve(512 + merges.size() + 2);
+    for (int i = 0; i < 256; ++i) vocab_.push_back(byte_symbol(ab.order[i]));
+    for (int i = 0; i < 256; ++i) vocab_.push_back(byte_symbol(ab.order[i]) + kEow);
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const auto& [a, b] = merges[i];
+      if (a.empty() || b.empty() || !is_valid_utf8(a) || !is_valid_utf8(b)) {
+        throw Error(ErrorCode::kInvalidConfig,
+                    source + ": merge " + std::to_string(i + 1) + " is empty or not UTF-8");
+      }
+      for (const std::string* part : {&a, &b}) {
+        for (char32_t c : text::decode_utf8_replace(*part)) {
+          if (ab.to_byte.find(c) == ab.to_byte.end()) {
+            throw Error(ErrorCode::kInvalidConfig,
+                        source + ": merge " + std::to_string(i + 1) + " ('" + shorten(a) + " " +
+                            shorten(b) + "') has a character outside the byte alphabet");
+          }
+        }
+      }
+      vocab_.push_back(a + b);
+    }
+    vocab_.push_back(kSot);
+    vocab_.push_back(kEot);
+    // dict(zip(vocab, range(len(vocab)))): a repeated token keeps its last id.
+    encoder_.reserve(vocab_.size());
+    for (size_t i = 0; i < vocab_.size(); ++i) encoder_[vocab_[i]] = static_cast<int32_t>(i);
+    for (int b = 0; b < 256; ++b) {
+      byte_id_[b] = encoder_.at(byte_symbol(static_cast<uint8_t>(b)));
+      byte_eow_id_[b] = encoder_.at(byte_symbol(static_cast<uint8_t>(b)) + kEow);
+    }
+    // dict(zip(merges, range(len(merges)))): a repeated pair keeps its last rank.
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const auto& [a, b] = merges[i];
+      auto ia = encoder_.find(a), ib = encoder_.find(b);
+      if (ia == encoder_.end() || ib == encoder_.end()) continue;  // can never be adjacent symbols
+      merges_.set(ia->second, ib->second, static_cast<int32_t>(i), encoder_.at(a + b));
+    }
+    num_merges_ = static_cast<int64_t>(merges.size());
+    sot_ = encoder_.at(kSot);
+    eot_ = encoder_.at(kEot);
+    // What decode() emits per id: the token's bytes, with a literal "</w>" kept for later.
+    bytes_.reserve(vocab_.size());
+    for (const std::string& tok : vocab_) {
+      std::string raw;
+      for (char32_t c : text::decode_utf8_replace(tok)) {
+        auto it = ab.to_byte.find(c);
+        raw.push_back(static_cast<char>(it != ab.to_byte.end() ? it->second : '?'));
+      }
+      bytes_.push_back(std::move(raw));
+    }
+  }
+
+  std::vector<int32_t> encode(std::string_view input) const {
+    std::vector<int32_t> ids;
+    std::string piece;
+    std::vector<int32_t> word;
+    std::string ascii;
+    if (text::ascii_fast_path(input, ascii)) {
+      ids.reserve(ascii.size() / 3 + 4);
+      for (const text::Piece& p : text::split_pieces(std::string_view(ascii))) {
+        piece.assign(ascii, p.begin, p.end - p.begin);
+        encode_any_piece(piece, ids, word);
+      }
+      return ids;
+    }
+    const std::u32string norm = text::normalize_text(input);
+    const std::vector<text::Piece> pieces = text::split_pieces(norm);
+    ids.reserve(norm.size() / 2 + 4);
+    for (const text::Piece& p : pieces) {
+      piece.clear();
+      for (size_t i = p.begin; i < p.end; ++i) text::append_utf8(piece, norm[i]);
+      encode_any_piece(piece, ids, word);
+    }
+    return ids;
+  }
+
+  void encode_any_piece(const std::string& piece, std::vector<int32_t>& ids, std::vector<int32_t>& word) const {
+    // SimpleTokenizer's cache starts with the two specials mapped to themselves.
+    if (piece.size() >= 13 && piece[0] == '<') {
+      if (piece == kSot) {
+        ids.push_back(sot_);
+        return;
+      }
+      if (piece == kEot) {
+        ids.push_back(eot_);
+        return;
+      }
+    }
+    encode_piece(piece, ids, word);
+  }
+
+  void encode_piece(const std::string& piece, std::vector<int32_t>& ids, std::vector<int32_t>& word) const {
+    const bool use_cache = cache_.enabled() && piece.size() <= kMaxCachedPieceBytes;
+    size_t hash = 0;
+    if (use_cache) {
+      hash = std::hash<std::string>{}(piece);
+      if (cache_.get(piece, hash, ids)) return;
+    }
+    word.clear();
+    for (size_t i = 0; i < piece.size(); ++i) {
+      const auto b = static_cast<uint8_t>(piece[i]);
+      word.push_back(i + 1 == piece.size() ? byte_eow_id_[b] : byte_id_[b]);
+    }
+    text::bpe_merge(merges_, word);
+    if (use_cache) cache_.put(piece, hash, word.data(), word.size());
+    ids.insert(ids.end(), word.begin(), word.end());
+  }
+
+  std::string decode(const std::vector<int32_t>& ids) const {
+    std::string raw;
+    for (int32_t id : ids) raw += bytes_of(id);
+    std::string text = text::encode_utf8(text::decode_utf8_replace(raw));
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+      if (text.compare(i, 4, kEow) == 0) {
+        out.push_back(' ');
+        i += 4;
+      } else {
+        out.push_back(text[i++]);
+      }
+    }
+    return out;
+  }
+
+  const std::string& bytes_of(int32_t id) const {
+    check_id(id);
+    return bytes_[static_cast<size_t>(id)];
+  }
+  const std::string& token(int32_t id) const {
+    check_id(id);
+    return vocab_[static_cast<size_t>(id)];
+  }
+  void check_id(int32_t id) const {
+    if (id < 0 || static_cast<size_t>(id) >= vocab_.size()) {
+      throw Error(ErrorCode::kInvalidArgument, "token id " + std::to_string(id) +
+                                                   " is outside the vocabulary [0, " +
+                                                   std::to_string(vocab_.size()) + ")");
+    }
+  }
+
+  int32_t sot_ = 0, eot_ = 0;
+  int64_t num_merges_ = 0;
+  std::vector<std::string> vocab_;
+  std::vector<std::string> bytes_;
+
+ private:
+  static constexpr size_t kMaxCachedPieceBytes = 256;
+  std::unordered_map<std::string, int32_t> encoder_;
+  std::array<int32_t, 256> byte_id_{}, byte_eow_id_{};
+  text::MergeTable merges_;
+  BpeCache cache_;
+};
+
+namespace {
+
+std::string read_vocab_file(const std::string& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) {
+    throw Error(ErrorCode::kNotFound, "BPE vocabulary file '" + path + "' does not exist");
+  }
+  if (std::filesystem::is_directory(status)) {
+    throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is a directory");
+  }
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    const int err = errno;
+    throw Error(err == EACCES ? ErrorCode::kPermissionDenied : ErrorCode::kIo,
+                "cannot open BPE vocabulary file '" + path + "': " + std::strerror(err));
+  }
+  std::string data;
+  std::array<char, 1 << 16> buf;
+  for (;;) {
+    const int n = gzread(f, buf.data(), static_cast<unsigned>(buf.size()));
+    if (n < 0) {
+      int errnum = 0;
+      const std::string msg = gzerror(f, &errnum);
+      gzclose(f);
+      throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is corrupt: " + msg);
+    }
+    if (n == 0) break;
+    data.append(buf.data(), static_cast<size_t>(n));
+    if (data.size() > kMaxVocabFileBytes) {
+      gzclose(f);
+      throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is larger than " +
+                                                 std::to_string(kMaxVocabFileBytes >> 20) + " MiB");
+    }
+  }
+  int errnum = 0;
+  const char* msg = gzerror(f, &errnum);
+  if (errnum != Z_OK) {
+    const std::string m = msg;
+    gzclose(f);
+    throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is corrupt: " + m);
+  }
+  gzclose(f);
+  return data;
+}
+
+bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+}  // namespace
+
+Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& options) {
+  if (options.num_merges < -1) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "TokenizerOptions.num_merges must be -1 or >= 0, got " + std::to_string(options.num_merges));
+  }
+  const std::string data = read_vocab_file(path);
+  if (data.empty()) throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is empty");
+  if (!is_valid_utf8(data)) {
+    throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is not valid UTF-8");
+  }
+  std::vector<std::string_view> lines;
+  for (size_t pos = 0;;) {
+    const size_t nl = data.find('\n', pos);
+    if (nl == std::string::npos) {
+      lines.emplace_back(data.data() + pos, data.size() - pos);
+      break;
+    }
+    lines.emplace_back(data.data() + pos, nl - pos);
+    pos = nl + 1;
+  }
+  // Python's split('\n') leaves one empty string after a final newline; it is no merge.
+  size_t available = lines.size() - 1;
+  if (available > 0 && lines.back().empty()) --available;
+  // SimpleTokenizer reads at most 49152 - 256 - 2 = 48894 merges whatever the file holds; a
+  // smaller vocabulary of a model's own BPE is read whole.
+  size_t wanted = std::min<size_t>(available, kOpenAIMaxMerges);
+  if (options.num_merges >= 0) {
+    if (static_cast<uint64_t>(options.num_merges) > available) {
+      throw Error(ErrorCode::kInvalidConfig,
+                  "BPE vocabulary file '" + path + "' has " + std::to_string(available) +
+                      " merge lines, fewer than num_merges = " + std::to_string(options.num_merges));
+    }
+    wanted = static_cast<size_t>(options.num_merges);
+  }
+  if (wanted == 0 && options.num_merges != 0) {
+    throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' has no merge lines");
+  }
+  std::vector<std::pair<std::string, std::string>> merges;
+  merges.reserve(wanted);
+  for (size_t i = 1; i <= wanted; ++i) {
+    std::string_view line = lines[i];
+    std::vector<std::string_view> parts;
+    size_t k = 0;
+    while (k < line.size()) {
+      while (k < line.size() && is_ascii_space(line[k])) ++k;
+      const size_t start = k;
+      while (k < line.size() && !is_ascii_space(line[k])) ++k;
+      if (k > start) parts.push_back(line.substr(start, k - start));
+    }
+    if (parts.size() != 2) {
+      throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' line " +
+                                                 std::to_string(i + 1) + " is not a merge of two symbols: '" +
+                                                 shorten(line) + "'");
+    }
+    merges.emplace_back(std::string(parts[0]), std::string(parts[1]));
+  }
+  return Tokenizer(std::make_shared<const Impl>(merges, "BPE vocabulary file '" + path + "'",
+                                                options.cache_capacity));
+}
+
+Tokenizer Tokenizer::from_merges(const std::vector<std::pair<std::string, std::string>>& merges,
+                                 const TokenizerOptions& options) {
+  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options.cache_capacity));
+}
+
+std::vector<int32_t> Tokenizer::encode(std::string_view text) const { return impl_->encode(text); }
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return impl_->decode(ids); }
+
+std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int64_t context_length,
+                                                     bool truncate) const {
+  if (context_length < 2) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
+  }
+  std::vector<int32_t> ids;
+  ids.push_back(impl_->sot_);
+  const std::vector<int32_t> bpe = impl_->encode(text);
+  ids.insert(ids.end(), bpe.begin(), bpe.end());
+  ids.push_back(impl_->eot_);
+  if (static_cast<int64_t>(ids.size()) > context_length) {
+    if (!truncate) {
+      throw Error(ErrorCode::kInvalidText, "Input '" + shorten(text) + "' is too long for context length " +
+                                               std::to_string(context_length) + ": " +
+                                               std::to_string(ids.size()) + " tokens");
+    }
+    ids.resize(static_cast<size_t>(context_length));
+    ids.back() = impl_->eot_;
+  }
+  return ids;
+}
+
+IdTensor Tokenizer::tokenize(const std::vector<std::string>& texts, int64_t context_length,
+                             bool truncate) const {
+  if (context_length < 2) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
+  }
+  IdTensor out({static_cast<int64_t>(texts.size()), context_length}, 0);
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::vector<int32_t> ids = encode_with_specials(texts[i], context_length, truncate);
+    int64_t* row = out.row(static_cast<int64_t>(i));
+    for (size_t j = 0; j < ids.size(); ++j) row[j] = ids[j];
+  }
+  return out;
+}
+
+int32_t Tokenizer::sot_id() const { return impl_->sot_; }
+int32_t Tokenizer::eot_id() const { return impl_->eot_; }
+int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->vocab_.size()); }
+int64_t Tokenizer::num_merges() const { return impl_->num_merges_; }
+std::string Tokenizer::token(int32_t id) const { return impl_->token(id); }
+
+}  // namespace zsclip
