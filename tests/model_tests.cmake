@@ -26,3 +26,9 @@ foreach(_src ${_model_tests})
   gtest_discover_tests(${_name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
     PROPERTIES FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
 endforeach()
+
+# Install + find_package + add_subdirectory, as users consume zsclip.
+add_test(NAME packaging_install_and_subdirectory
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/packaging/run.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}
+          ${PROJECT_BINARY_DIR}/tmp/packaging)
+set_tests_properties(packaging_install_and_subdirectory PROPERTIES TIMEOUT 1200 RUN_SERIAL TRUE)
