@@ -1,0 +1,24 @@
+// Internal: decoding into OpenCV's channel order, shared by image.cpp and the preprocessor.
+#pragma once
+
+#include <opencv2/core.hpp>
+
+#include <string>
+#include <vector>
+
+#include "zsclip/image.h"
+
+namespace zsclip::detail {
+
+struct DecodedMat {
+  cv::Mat mat;  // 8-bit; 1 channel grey, 3 channels BGR, 4 channels BGRA
+  PixelMode mode = PixelMode::kRGB;
+};
+
+// Reads a whole file; throws kNotFound, kPermissionDenied, kInvalidArgument (a directory), kIo.
+void read_file_bytes(const std::string& path, std::vector<uint8_t>* bytes);
+
+DecodedMat decode_to_mat(const uint8_t* data, size_t size, const std::string& name,
+                         const DecodeOptions& options);
+
+}  // namespace zsclip::detail
