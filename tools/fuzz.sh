@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
-dir=${ZSCLIP_FUZZ_DIR:-build-fuzz}
+root=$PWD
+dir=$(realpath -m "${ZSCLIP_FUZZ_DIR:-build-fuzz}")
 cc=$(command -v clang-14 || command -v clang)
 cxx=$(command -v clang++-14 || command -v clang++)
 flags="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -g -O1"
@@ -22,7 +23,7 @@ for fuzzer in "$dir"/bin/*_fuzz; do
   seeds=tests/fuzz/corpus/$name
   echo "== fuzzing $name for ${secs}s"
   if ! (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 "$fuzzer" -max_total_time="$secs" -rss_limit_mb=2048 \
-        -timeout=10 -print_final_stats=1 "$scratch" "$OLDPWD/$seeds" 2>&1 | tail -n 15); then
+        -timeout=10 -print_final_stats=1 "$scratch" "$root/$seeds" 2>&1 | tail -n 15); then
     echo "fuzzer $name FAILED"; status=1
   fi
   rm -rf "$scratch"

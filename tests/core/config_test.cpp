@@ -1,0 +1,112 @@
+// config.json parsing: defaults, strictness, and errors that name the field.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "zsclip/config.h"
+#include "zsclip/error.h"
+
+namespace zsclip {
+namespace {
+
+using json = nlohmann::json;
+
+json valid() {
+  return json::parse(R"({
+    "format_version": 1, "name": "t", "fingerprint": "f", "embed_dim": 8,
+    "vision": {"image_size": 32, "patch_size": 8, "width": 16, "layers": 1, "heads": 1},
+    "text": {"context_length": 16, "vocab_size": 526, "width": 16, "layers": 1, "heads": 1},
+    "preprocess": {"image_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]},
+    "tokenizer": {"vocab_file": "v.txt", "num_merges": 12},
+    "files": {"image_encoder": "i.pt", "text_encoder": "t.pt", "projection": "p.pt"}})");
+}
+
+void expect_field_error(const json& j, const std::string& field) {
+  try {
+    ModelConfig::parse(j.dump(), "dir/config.json");
+    ADD_FAILURE() << "accepted " << j.dump();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
+    EXPECT_NE(std::string(e.what()).find("dir/config.json: field '" + field + "'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Config, ParsesAndAppliesDefaults) {
+  ModelConfig c = ModelConfig::parse(valid().dump());
+  EXPECT_EQ(c.embed_dim, 8);
+  EXPECT_EQ(c.vision.patch_size, 8);
+  EXPECT_EQ(c.text.vocab_size, 526);
+  EXPECT_EQ(c.preprocess.image_size, 32);
+  EXPECT_EQ(c.preprocess.interpolation, Interpolation::kBicubic);
+  EXPECT_EQ(c.preprocess.resize, ResizeRule::kShorterSide);
+  EXPECT_EQ(c.preprocess.crop, CropRule::kCenter);
+  EXPECT_FLOAT_EQ(c.preprocess.std[1], 0.25f);
+  EXPECT_EQ(c.dtype, "float32");
+  EXPECT_EQ(c.quantization, "none");
+  c.directory = "m";
+  EXPECT_EQ(c.tokenizer_path(), "m/v.txt");
+}
+
+TEST(Config, EachBadFieldIsNamed) {
+  json j = valid();
+  j.erase("embed_dim");
+  expect_field_error(j, "embed_dim");
+  j = valid();
+  j["vision"]["width"] = "wide";
+  expect_field_error(j, "vision.width");
+  j = valid();
+  j["vision"]["patch_size"] = 7;
+  expect_field_error(j, "vision.patch_size");
+  j = valid();
+  j["text"]["heads"] = 3;
+  expect_field_error(j, "text.heads");
+  j = valid();
+  j["preprocess"]["mean"] = {0.5, 0.5};
+  expect_field_error(j, "preprocess.mean");
+  j = valid();
+  j["preprocess"]["interpolation"] = "lanczos";
+  expect_field_error(j, "preprocess.interpolation");
+  j = valid();
+  j["preprocess"]["image_size"] = 64;
+  expect_field_error(j, "preprocess.image_size");
+  j = valid();
+  j["tokenizer"]["num_merges"] = 13;
+  expect_field_error(j, "tokenizer.num_merges");
+  j = valid();
+  j["tokenizer"]["vocab_file"] = "../../etc/passwd";
+  expect_field_error(j, "tokenizer.vocab_file");
+  j = valid();
+  j["files"]["projection"] = "/abs/p.pt";
+  expect_field_error(j, "files.projection");
+  j = valid();
+  j["dtype"] = "bfloat16";
+  expect_field_error(j, "dtype");
+  j = valid();
+  j["embed_dim"] = -4;
+  expect_field_error(j, "embed_dim");
+}
+
+TEST(Config, NotJsonOrNotAnObject) {
+  for (const char* text : {"", "{", "[1, 2]", "null", "{\"format_version\": 1"}) {
+    try {
+      ModelConfig::parse(text, "x/config.json");
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
+      EXPECT_EQ(std::string(e.what()).rfind("x/config.json: ", 0), 0u) << e.what();
+    }
+  }
+}
+
+TEST(Config, LoadNamesTheMissingDirectoryOrFile) {
+  try {
+    ModelConfig::load("/nonexistent/zsclip-model");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound);
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/zsclip-model"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace zsclip
