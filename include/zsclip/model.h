@@ -29,17 +29,30 @@ namespace zsclip {
 //   device            ("cpu")  "cpu", "cuda" or "cuda:N"; CUDA without a CUDA build is an error
 //   dtype             ("auto") "auto": float16 on CUDA when the weights are float16, else float32;
 //                              "float32" or "float16" (float16 needs CUDA)
-//   threads           (0)      intra-op threads for this process; 0 = the cores it may use
+//   threads           (0)      cores this process's inference may use; 0 = the cores it may use
+//   intra_op_threads  (0)      LibTorch intra-op threads; 0 = 1 when LibTorch's BLAS is a threaded
+//                              OpenBLAS (which then runs the GEMMs on `threads` cores), else `threads`
+//   blas_threads      (0)      OpenBLAS's own threads; 0 = `threads`, or 1 for small models (widths
+//                              < 512, whose GEMMs are too small to share), or $OPENBLAS_NUM_THREADS
+//                              when set. Threads are process-wide: the last Model::load sets them.
+//   quantized_engine  ("auto") int8 models only: "fbgemm", "onednn" or "qnnpack"; auto picks the
+//                              first of these this LibTorch has (the engine is process-wide)
 //   load_text_encoder (true)   false loads the image tower only (a saved ZeroShotHead supplies the
 //                              class weights), skipping the text encoder's memory and load time
 //   optimize          (true)   freeze the TorchScript graphs and fold what inference allows
+//   optimize_for_inference (false) experimental: torch::jit::optimize_for_inference instead of
+//                              freeze (oneDNN rewrites); see benchmarks/README.md before enabling
 //   warmup            (true)   run each encoder once at load, which also checks its output shape
 struct ModelOptions {
   std::string device = "cpu";
   std::string dtype = "auto";
   int threads = 0;
+  int intra_op_threads = 0;
+  int blas_threads = 0;
+  std::string quantized_engine = "auto";
   bool load_text_encoder = true;
   bool optimize = true;
+  bool optimize_for_inference = false;
   bool warmup = true;
 };
 

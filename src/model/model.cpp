@@ -1,8 +1,11 @@
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <sched.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 
@@ -110,7 +113,8 @@ torch::jit::Module prepare(torch::jit::Module m, const Model::Impl& impl, const 
     if (impl.config.quantization != "int8") m.to(impl.device, impl.dtype);
     if (impl.options.optimize) {
       try {
-        m = torch::jit::freeze(m);
+        m = impl.options.optimize_for_inference ? torch::jit::optimize_for_inference(m)
+                                                 : torch::jit::freeze(m);
       } catch (const c10::Error&) {
         // Some exports (quantised packed weights) cannot be frozen: they still run unfrozen.
       }
@@ -121,13 +125,66 @@ torch::jit::Module prepare(torch::jit::Module m, const Model::Impl& impl, const 
 
 std::once_flag g_threads_once;
 
-void configure_threads(int threads) {
-  int n = threads > 0 ? threads : available_cores();
-  if (threads > 0 || at::get_num_threads() != n) at::set_num_threads(n);
+// OpenBLAS (Debian's LibTorch does its GEMMs there) keeps its own thread pool, which LibTorch's
+// at::set_num_threads does not size. Found at run time so that other BLAS builds still link.
+using BlasSetThreads = void (*)(int);
+using BlasGetThreads = int (*)();
+
+BlasSetThreads openblas_setter() {
+  static BlasSetThreads fn = reinterpret_cast<BlasSetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  return fn;
+}
+
+// Below this width a ViT's GEMMs are too small for OpenBLAS's threads to pay: each GEMM's thread
+// hand-off then costs more than the product, and under CPU contention (another process, ctest -j)
+// a [37,128]x[128,384] product measured 8.9 ms with 2 OpenBLAS threads against 0.22 ms with one.
+constexpr int64_t kMinWidthForThreadedBlas = 512;
+
+void configure_threads(const ModelOptions& o, const ModelConfig& c) {
+  const int total = o.threads > 0 ? o.threads : available_cores();
+  const bool openblas = openblas_setter() != nullptr;
+  const bool small = std::max(c.vision.width, c.text.width) < kMinWidthForThreadedBlas;
+  // With a multi-threaded OpenBLAS, GEMMs (most of a ViT's time) already use `total` cores; more
+  // intra-op threads would compete with OpenBLAS's spinning workers (measured in benchmarks/README.md).
+  // LibTorch's OpenMP workers spin between ops: for a small model under contention 2 of them
+  // measured 69 ms per image against 1.7 ms with one (benchmarks/README.md).
+  int intra = o.intra_op_threads > 0 ? o.intra_op_threads : (openblas ? 1 : total);
+  int blas = o.blas_threads > 0 ? o.blas_threads : (small ? 1 : total);
+  // An explicit OPENBLAS_NUM_THREADS from the user's environment wins over the automatic choice.
+  const char* env = std::getenv("OPENBLAS_NUM_THREADS");
+  const bool env_blas = env && *env && o.blas_threads == 0;
+  if (at::get_num_threads() != intra) at::set_num_threads(intra);
+  if (openblas && !env_blas) {
+    static BlasGetThreads get =
+        reinterpret_cast<BlasGetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (!get || get() != blas) openblas_setter()(blas);
+  }
   std::call_once(g_threads_once, [] {
     // Inter-op parallelism buys nothing for one encoder call at a time and costs threads.
     try { at::set_num_interop_threads(1); } catch (const c10::Error&) {}
   });
+}
+
+// Dynamic int8 weights are repacked at load for the current quantized engine, so it must be one
+// this CPU runs fast: oneDNN on x86 when built in, else QNNPACK, else LibTorch's default.
+void select_qengine(const std::string& wanted) {
+  const auto& engines = at::globalContext().supportedQEngines();
+  auto has = [&](at::QEngine e) { return std::find(engines.begin(), engines.end(), e) != engines.end(); };
+  std::vector<at::QEngine> order;
+  if (wanted == "onednn") order = {at::QEngine::ONEDNN};
+  else if (wanted == "qnnpack") order = {at::QEngine::QNNPACK};
+  else if (wanted == "fbgemm") order = {at::QEngine::FBGEMM};
+  else if (wanted != "auto")
+    throw Error(ErrorCode::kInvalidArgument,
+                "quantized_engine \"" + wanted + "\": expected auto, fbgemm, onednn or qnnpack");
+  else order = {at::QEngine::FBGEMM, at::QEngine::ONEDNN, at::QEngine::QNNPACK};
+  for (at::QEngine e : order)
+    if (has(e)) {
+      if (at::globalContext().qEngine() != e) at::globalContext().setQEngine(e);
+      return;
+    }
+  if (wanted != "auto")
+    throw Error(ErrorCode::kUnsupported, "quantized_engine \"" + wanted + "\" is not built into this LibTorch");
 }
 
 }  // namespace
@@ -179,7 +236,12 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   if (c.quantization == "int8" && impl->device.is_cuda())
     throw Error(ErrorCode::kUnsupported, c.path_of("config.json") +
                                              ": an int8 (dynamically quantised) model runs on CPU only");
-  configure_threads(options.threads);
+  configure_threads(options, c);
+  if (c.quantization == "int8") {
+    static std::mutex qengine_mu;  // the engine is process-wide state
+    std::lock_guard<std::mutex> lock(qengine_mu);
+    select_qengine(options.quantized_engine);
+  }
 
   // Check every file before the expensive loads so a missing one is reported at once.
   const std::string image_path = require_file(c, c.image_encoder_file, "files.image_encoder");
