@@ -110,7 +110,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for number overflow
     throw Error(ErrorCode::kInvalidConfig, origin + ": not valid JSON (" + e.what() + ")");
   }
   if (!j.is_object()) throw Error(ErrorCode::kInvalidConfig, origin + ": top level must be a JSON object");

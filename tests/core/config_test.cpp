@@ -87,7 +87,9 @@ TEST(Config, EachBadFieldIsNamed) {
 }
 
 TEST(Config, NotJsonOrNotAnObject) {
-  for (const char* text : {"", "{", "[1, 2]", "null", "{\"format_version\": 1"}) {
+  // The last one overflows a double: nlohmann throws out_of_range, not parse_error (found by
+  // tests/fuzz/config_fuzz.cpp).
+  for (const char* text : {"", "{", "[1, 2]", "null", "{\"format_version\": 1", "{\"embed_dim\": 4E6660}"}) {
     try {
       ModelConfig::parse(text, "x/config.json");
       ADD_FAILURE() << "accepted " << text;
