@@ -12,6 +12,7 @@ Resize + CenterCrop pipeline; the shape is kept inside the central square that C
 import math
 import random
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -85,6 +86,8 @@ class Sample:
     colour: str
     shape: str
     caption: str
+    rel_size: float = 0.0  # shape size relative to the visible side
+    background: Optional[str] = None  # the named background phrase ("blue", "noisy blue") or None
 
 
 def _dist(a, b):
@@ -184,6 +187,10 @@ class ShapeGenerator:
             phrase = ("noisy " + name) if noisy else name
         return arr, phrase
 
+    def caption(self, sample):
+        """A fresh caption for an existing sample (draws from this generator's stream)."""
+        return self._caption(sample.colour, sample.shape, sample.rel_size, sample.background)
+
     def _caption(self, colour, shape, rel_size, bg_phrase):
         rng = self.rng
         # A few captions name only one attribute, which nudges the towers towards separable colour and
@@ -191,7 +198,7 @@ class ShapeGenerator:
         if rng.random() < self.partial_captions:
             t = rng.choice(_TEMPLATES_COLOUR_ONLY if rng.random() < 0.5 else _TEMPLATES_SHAPE_ONLY)
             return t.format(c=colour, s=shape)
-        size = "small" if rel_size < 0.35 else ("large" if rel_size > 0.55 else None)
+        size = size_word(rel_size)
         choices = list(_TEMPLATES_ANY)
         if size:
             choices += _TEMPLATES_SIZE
@@ -220,7 +227,7 @@ class ShapeGenerator:
         bg, bg_phrase = self._background(w, h, shape_rgb, colour)
         img = Image.fromarray(bg, "RGB")
 
-        rel = rng.uniform(0.15, 0.80)  # shape size relative to the visible (centre-square) side
+        rel = rng.uniform(0.25, 0.80)  # at 48 px input, smaller shapes are a few pixels: unreadable  # shape size relative to the visible (centre-square) side
         r = rel * side / 2.0
         # Centre square that CenterCrop keeps; allow the shape to poke out by at most 10% of its size.
         x0, y0 = (w - side) / 2.0, (h - side) / 2.0
@@ -233,7 +240,30 @@ class ShapeGenerator:
         else:
             angle = math.radians(rng.uniform(-15.0, 15.0))
             draw.polygon(_shape_points(shape, cx, cy, r, angle), fill=shape_rgb)
-        return Sample(img, colour, shape, self._caption(colour, shape, rel, bg_phrase))
+        return Sample(img, colour, shape, self._caption(colour, shape, rel, bg_phrase), rel, bg_phrase)
+
+
+def size_word(rel_size):
+    """The size word captions use for a relative size (None between the two)."""
+    return "small" if rel_size < 0.35 else ("large" if rel_size > 0.55 else None)
+
+
+def caption_attributes(text):
+    """(colour, shape, size, background) a caption states; None where it says nothing about one.
+
+    Used to find every image in a batch that a caption describes (several positives per caption).
+    """
+    words = text.lower().rstrip(".").split()
+    background = None
+    if "background" in words and "on" in words:
+        on = words.index("on")
+        bg_words = [w for w in words[on + 1:words.index("background")] if w not in ("a", "an")]
+        background = " ".join(bg_words)
+        words = words[:on]
+    colour = next((w for w in words if w in COLOURS), None)
+    shape = next((w for w in words if w in SHAPES), None)
+    size = next((w for w in words if w in ("small", "large")), None)
+    return colour, shape, size, background
 
 
 def all_caption_texts():

@@ -12,10 +12,17 @@ Steps (all reproducible from --seed on one machine and thread count):
   4. saves the OpenAI-format state dict, exports with models/export_clip.py, and updates the model card.
 """
 
+import os
+
+# Debian's torch links the pthread OpenBLAS, which spawns its own threads for every GEMM; for this model's
+# small matrices that is tens of times slower than one thread (worse when other jobs share the cores).
+# Must be set before torch (and OpenBLAS) load; torch's own intra-op threads come from --threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import argparse
 import json
 import math
-import os
 import random
 import subprocess
 import sys
@@ -32,7 +39,7 @@ sys.path.insert(0, HERE)
 
 from bpe_learn import BpeEncoder, learn_merges, write_merges  # noqa: E402
 from shapes_data import (ALL_PAIRS, COLOURS, EVAL_TEMPLATE, HELD_OUT, SHAPES,  # noqa: E402
-                         ShapeGenerator, all_caption_texts)
+                         ShapeGenerator, all_caption_texts, caption_attributes, size_word)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -44,7 +51,7 @@ SHAPE = dict(
     vision_layers=3,
     vision_width=128,
     vision_patch_size=8,
-    context_length=32,
+    context_length=16,
     transformer_width=128,
     transformer_heads=2,
     transformer_layers=3,
@@ -91,10 +98,47 @@ def param_groups(model, weight_decay):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def clip_loss(model, pixels, ids):
+def clip_loss(model, pixels, ids, match=None):
+    """CLIP's symmetric InfoNCE. With match [N_img, N_txt] (bool), every caption that describes an image is a
+    positive for it (and vice versa), with the target probability spread evenly over the positives: a batch
+    from 40 pairs holds several images of each pair, which plain InfoNCE would push apart as negatives."""
     logits_per_image, logits_per_text = model(pixels, ids)
-    target = torch.arange(pixels.size(0))
-    return (F.cross_entropy(logits_per_image, target) + F.cross_entropy(logits_per_text, target)) / 2
+    if match is None:
+        target = torch.arange(pixels.size(0))
+        return (F.cross_entropy(logits_per_image, target) + F.cross_entropy(logits_per_text, target)) / 2
+    m = match.float()
+    t_img = m / m.sum(dim=1, keepdim=True)
+    t_txt = m.t() / m.t().sum(dim=1, keepdim=True)
+    loss_i = -(t_img * F.log_softmax(logits_per_image, dim=1)).sum(dim=1).mean()
+    loss_t = -(t_txt * F.log_softmax(logits_per_text, dim=1)).sum(dim=1).mean()
+    return (loss_i + loss_t) / 2
+
+
+def describes(caption_attrs, image_attrs):
+    """True when every attribute the caption states (colour, shape, size, background) holds for the image."""
+    return all(c is None or c == i for c, i in zip(caption_attrs, image_attrs))
+
+
+def to_uint8_crop(tf_crop, image):
+    """Resize + CenterCrop (PIL, as the eval pipeline) -> uint8 [3, S, S]; ToTensor+Normalize happen later."""
+    arr = np.asarray(tf_crop(image.convert("RGB")), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def build_dataset(seed, count, n_px, partial_captions):
+    """count training images (held-out pairs excluded), pre-cropped to uint8 [count, 3, n_px, n_px], plus
+    their attributes; deterministic from seed."""
+    tf_crop = transforms.Compose([transforms.Resize(n_px, interpolation=InterpolationMode.BICUBIC),
+                                  transforms.CenterCrop(n_px)])
+    gen = ShapeGenerator(seed, exclude=HELD_OUT, partial_captions=partial_captions)
+    pixels = torch.empty((count, 3, n_px, n_px), dtype=torch.uint8)
+    meta = []
+    for k in range(count):
+        smp = gen.sample()
+        pixels[k] = to_uint8_crop(tf_crop, smp.image)
+        smp.image = None
+        meta.append(smp)
+    return pixels, meta
 
 
 def trim(ids):
@@ -178,15 +222,23 @@ def update_card(path, eval_result, info):
         f"Command: `{info['command']}`",
         CARD_END,
     ])
+    # The whole card is regenerated so that the model table and status always match this export; only the
+    # maintainers' C++ accuracy line is carried over.
+    cpp_line = "C++ (zsclip tool): to be measured."
     if os.path.exists(path):
-        text = open(path).read()
-        if CARD_BEGIN in text and CARD_END in text:
-            pre = text[:text.index(CARD_BEGIN)]
-            post = text[text.index(CARD_END) + len(CARD_END):]
-            open(path, "w").write(pre + block + post)
-            return
+        for line in open(path).read().splitlines():
+            if line.startswith("C++ (zsclip tool):"):
+                cpp_line = line
+    status = ""
+    if eval_result["seen"] < 0.9 or eval_result["held_out"] < 0.6:
+        status = ("## Status: misses its targets\n"
+                  f"Seen pairs {100 * eval_result['seen']:.1f}% (target >= 90%), held-out pairs "
+                  f"{100 * eval_result['held_out']:.1f}% (target >= 60%) after {info['steps']} steps; "
+                  "train longer (--steps) to improve; accuracy was still rising when the cosine schedule ended "
+                  "(the default run is sized to fit 20 minutes on this 2-core machine).\n\n")
     with open(path, "w") as f:
-        f.write(card_template(info).replace("@EVAL@", block))
+        f.write(card_template(info).replace("@STATUS@", status).replace("@EVAL@", block)
+                .replace("C++ (zsclip tool): to be measured.", cpp_line))
 
 
 def card_template(info):
@@ -195,11 +247,12 @@ def card_template(info):
     return f"""# shapes: zsclip's default model
 
 A small CLIP (OpenAI's ViT architecture and state-dict layout, `models/clip_model.py`) trained from scratch
-with CLIP's symmetric contrastive loss on synthetic images of one coloured shape each. It exists so that
+with CLIP's symmetric contrastive loss (multi-positive: every caption in a batch that describes an image
+counts as its positive) on synthetic images of one coloured shape each. It exists so that
 zsclip works out of the box with a real, meaningful model of a few MB, and so that zero-shot behaviour
 (including pairs never seen in training) can be tested end to end.
 
-## Files
+@STATUS@## Files
 | file | what |
 | --- | --- |
 | image_encoder.pt, text_encoder.pt, projection.pt | TorchScript parts written by `models/export_clip.py` |
@@ -217,12 +270,14 @@ zsclip works out of the box with a real, meaningful model of a few MB, and so th
 | preprocessing | OpenAI's: Resize({SHAPE['image_resolution']}, bicubic) + CenterCrop + Normalize with OpenAI's mean/std |
 
 ## Data
-Generated on the fly with PIL (`models/shapes_data.py`): colours {colours}; shapes {shapes} (cross = a plus
-sign); one shape per image, 15% to 80% of the (centre-square) side, anywhere inside, rotated up to 15 degrees;
+Generated with PIL (`models/shapes_data.py`), once per run from the seed: {info['train_images']:,} training images (held-out
+pairs excluded), Resize + CenterCrop to the input size exactly as at inference, cached as uint8 and reused with
+random horizontal flips and a fresh caption each time an image is drawn: colours {colours}; shapes {shapes} (cross = a plus
+sign); one shape per image, 25% to 80% of the (centre-square) side, anywhere inside, rotated up to 15 degrees;
 plain, noisy or shaded backgrounds in another named colour or a random shade far from the shape's colour;
 images 96 to 144 px, a quarter of them with aspect ratios up to 1.6 (so Resize + CenterCrop matter).
 Captions vary: "a photo of a red circle.", "a small blue star on a yellow background", "a large green
-hexagon", "red circle", "a drawing of a purple cross on a noisy white background", ...; about 10% name only
+hexagon", "red circle", "a drawing of a purple cross on a noisy white background", ...; about 15% name only
 the colour or only the shape.
 
 ## Accuracy
@@ -242,7 +297,7 @@ slightly different weights.
 ## Limits
 - Knows only these 8 colours and 6 shapes, one shape per image, flat synthetic drawings; photos, several
   objects, textures, outlines, or other words give meaningless scores.
-- Near colours (red/orange/yellow, purple/blue) and small shapes (circle vs hexagon at 15% size) are the
+- Near colours (red/orange/yellow, purple/blue) and small shapes (circle vs hexagon at 25% size) are the
   main confusions; held-out pairs are weaker than seen ones.
 - Prompts longer than the training captions, or words outside the caption vocabulary (split into bytes),
   are outside what the text tower was trained on.
@@ -253,23 +308,37 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Train and export zsclip's default shapes model")
     p.add_argument("--out", default=os.path.join(HERE, "shapes"), help="export directory (default models/shapes)")
     p.add_argument("--name", default="shapes")
-    p.add_argument("--steps", type=int, default=220)
+    p.add_argument("--steps", type=int, default=2700)
+    p.add_argument("--train-images", type=int, default=16000,
+                   help="images generated once (seeded) and reused across steps with fresh captions")
     p.add_argument("--minutes", type=float, default=19.0,
                    help="stop training early (and warn) if this wall time is exceeded")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--weight-decay", type=float, default=0.1)
-    p.add_argument("--partial-captions", type=float, default=0.1)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--partial-captions", type=float, default=0.15)
+    p.add_argument("--eval-every", type=int, default=500, help="quick zero-shot check every N steps (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-seed", type=int, default=None, help="default: seed + 1000")
     p.add_argument("--eval-per-class", type=int, default=50)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--examples", default=os.path.join(os.path.dirname(HERE), "examples", "images"))
-    p.add_argument("--no-examples", action="store_true")
+    p.add_argument("--no-examples", action="store_true", help="(default; kept for old command lines)")
+    p.add_argument("--write-examples", action="store_true",
+                   help="regenerate examples/images (they are committed; off by default)")
     p.add_argument("--no-export", action="store_true")
-    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--image-size", type=int, default=None, help="override the input size (experiments)")
+    p.add_argument("--patch", type=int, default=None, help="override the patch size (experiments)")
+    p.add_argument("--vision-layers", type=int, default=None, help="override image tower depth (experiments)")
     args = p.parse_args(argv)
+    if args.image_size:
+        SHAPE["image_resolution"] = args.image_size
+    if args.patch:
+        SHAPE["vision_patch_size"] = args.patch
+    if args.vision_layers:
+        SHAPE["vision_layers"] = args.vision_layers
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -307,35 +376,70 @@ def main(argv=None):
         t = (step - args.warmup) / max(1, args.steps - args.warmup)
         return args.lr * 0.5 * (1 + math.cos(math.pi * t))
 
-    tf = openai_transform(SHAPE["image_resolution"])
-    gen = ShapeGenerator(args.seed, exclude=HELD_OUT, partial_captions=args.partial_captions)
+    n_px = SHAPE["image_resolution"]
+    t0 = time.time()
+    data, meta = build_dataset(args.seed, args.train_images, n_px, args.partial_captions)
+    data_minutes = (time.time() - t0) / 60
+    print(f"data: {len(meta)} images {n_px}px generated in {data_minutes:.1f} min", flush=True)
+    image_attrs = [(m.colour, m.shape, size_word(m.rel_size), m.background) for m in meta]
+    # Every caption the generator can write, tokenized once.
+    token_cache = {}
+    for text in corpus:
+        if text not in token_cache:
+            token_cache[text] = encoder.tokenize([text], SHAPE["context_length"])[0]
+    attr_cache = {text: caption_attributes(text) for text in token_cache}
+    captioner = ShapeGenerator(args.seed + 1, partial_captions=args.partial_captions)
+    mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
+    g = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(meta), generator=g)
+    cursor = 0
     model.train()
     start = time.time()
     loss_avg = None
     step = 0
     for step in range(args.steps):
-        samples = [gen.sample() for _ in range(args.batch_size)]
-        pixels = torch.stack([tf(s.image) for s in samples])
-        ids = trim(encoder.tokenize([s.caption for s in samples], SHAPE["context_length"]))
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        loss = clip_loss(model, pixels, ids)
+        if cursor + args.batch_size > len(order):
+            order = torch.randperm(len(meta), generator=g)
+            cursor = 0
+        idx = order[cursor:cursor + args.batch_size]
+        cursor += args.batch_size
+        pixels = data[idx].float().div_(255)
+        # Horizontal flips keep every shape's name (rotations are symmetric, circles/crosses/... mirror-invariant).
+        flip = torch.rand(len(idx), generator=g) < 0.5
+        pixels[flip] = pixels[flip].flip(3)
+        pixels = (pixels - mean) / std
+        captions = [captioner.caption(meta[i]) for i in idx.tolist()]
+        for text in captions:
+            if text not in token_cache:
+                token_cache[text] = encoder.tokenize([text], SHAPE["context_length"])[0]
+                attr_cache[text] = caption_attributes(text)
+        ids = trim(torch.stack([token_cache[t] for t in captions]))
+        imgs = [image_attrs[i] for i in idx.tolist()]
+        match = torch.tensor([[describes(attr_cache[t], a) for t in captions] for a in imgs])
+        for grp in opt.param_groups:
+            grp["lr"] = lr_at(step)
+        loss = clip_loss(model, pixels, ids, match)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))  # CLIP's clamp
-        loss_avg = loss.item() if loss_avg is None else 0.9 * loss_avg + 0.1 * loss.item()
+        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
         elapsed = time.time() - start
         if (step + 1) % args.log_every == 0 or step == 0:
             print(f"step {step + 1}/{args.steps} loss {loss_avg:.3f} scale {model.logit_scale.exp().item():.1f} "
-                  f"lr {lr_at(step):.2e} {elapsed / 60:.1f} min", flush=True)
-        if elapsed > args.minutes * 60 and step + 1 < args.steps:
+                  f"lr {lr_at(step):.2e} {elapsed / 60:.1f} min ({elapsed / (step + 1):.2f} s/step)", flush=True)
+        if args.eval_every and (step + 1) % args.eval_every == 0:
+            r = zero_shot_eval(model, encoder, args.seed + 500, 10)
+            print(f"  check: seen {100 * r['seen']:.1f}% held-out {100 * r['held_out']:.1f}%", flush=True)
+        if elapsed + data_minutes * 60 > args.minutes * 60 and step + 1 < args.steps:
             print(f"WARNING: stopping at step {step + 1}: over --minutes {args.minutes}", flush=True)
             break
     steps_done = step + 1
-    train_minutes = (time.time() - start) / 60
-    print(f"trained {steps_done} steps in {train_minutes:.1f} min")
+    step_seconds = (time.time() - start) / steps_done
+    train_minutes = (time.time() - start) / 60 + data_minutes
+    print(f"trained {steps_done} steps in {train_minutes:.1f} min including data ({step_seconds:.2f} s/step)")
 
     # 3. evaluation on fresh images
     result = zero_shot_eval(model, encoder, eval_seed, args.eval_per_class)
@@ -350,10 +454,10 @@ def main(argv=None):
     torch.save(model.state_dict(), sd_path)
     info = dict(steps=steps_done, batch_size=args.batch_size, train_minutes=train_minutes, threads=args.threads,
                 seed=args.seed, final_loss=loss_avg, logit_scale=model.logit_scale.exp().item(),
-                command=command, vocab_size=encoder.vocab_size, merges=len(merges), params=n_params)
+                train_images=len(meta), command=command, vocab_size=encoder.vocab_size, merges=len(merges), params=n_params)
     with open(os.path.join(work, "eval.json"), "w") as f:
         json.dump({"eval": result, "train": info, "held_out": HELD_OUT, "shape": SHAPE}, f, indent=1)
-    if not args.no_examples:
+    if args.write_examples and not args.no_examples:
         tf_ex = openai_transform(SHAPE["image_resolution"])
         from PIL import Image
         for name, caption in write_examples(args.examples, args.seed + 2000):
