@@ -43,6 +43,10 @@ HELD_OUT = [
 
 ALL_PAIRS = [(c, s) for c in COLOURS for s in SHAPES]
 
+# Shape size (circumscribed diameter) relative to the visible, centre-square side: uniform in this range.
+MIN_REL_SIZE = 0.15
+MAX_REL_SIZE = 0.80
+
 # The zero-shot prompt the evaluation (and the C++ tool's default) uses.
 EVAL_TEMPLATE = "a photo of a {} {}."
 
@@ -75,6 +79,11 @@ _TEMPLATES_SIZE_BG = [
 
 _TEMPLATES_COLOUR_ONLY = ["a {c} shape", "something {c}", "a {c} object."]
 _TEMPLATES_SHAPE_ONLY = ["a {s}", "a {s} shape", "a photo of a {s}."]
+
+# The colour attribute of a shape drawn in a colour far from every named one (captioned by shape only).
+OTHER_COLOUR = "other"
+# Minimum RGB distance between such a colour and each of the named colours.
+_MIN_UNNAMED_DISTANCE = 90.0
 
 # Minimum RGB distance between the shape's colour and any background pixel colour we choose.
 _MIN_BG_DISTANCE = 140.0
@@ -129,7 +138,8 @@ def _shape_points(shape, cx, cy, r, angle):
 class ShapeGenerator:
     """Deterministic stream of samples for a given seed."""
 
-    def __init__(self, seed, pairs=None, exclude=(), min_side=96, max_side=144, partial_captions=0.0):
+    def __init__(self, seed, pairs=None, exclude=(), min_side=96, max_side=144, partial_captions=0.0,
+                 unnamed_colours=0.0):
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
         excluded = set(tuple(p) for p in exclude)
@@ -137,6 +147,9 @@ class ShapeGenerator:
         if not self.pairs:
             raise ValueError("no colour-shape pairs left to sample")
         self.partial_captions = partial_captions
+        # Share of samples whose shape has a colour far from all eight named ones ("other"), captioned by
+        # shape only: shape evidence that no colour can stand in for (no held-out pair is drawn this way).
+        self.unnamed_colours = unnamed_colours
         self.min_side = min_side
         self.max_side = max_side
 
@@ -193,10 +206,13 @@ class ShapeGenerator:
 
     def _caption(self, colour, shape, rel_size, bg_phrase):
         rng = self.rng
+        if colour == OTHER_COLOUR:
+            return rng.choice(_TEMPLATES_SHAPE_ONLY).format(s=shape)
         # A few captions name only one attribute, which nudges the towers towards separable colour and
         # shape features (what zero-shot transfer to held-out pairs relies on).
         if rng.random() < self.partial_captions:
-            t = rng.choice(_TEMPLATES_COLOUR_ONLY if rng.random() < 0.5 else _TEMPLATES_SHAPE_ONLY)
+            # Colour is learnt early and easily; shape is the slow part, so shape-only captions are commoner.
+            t = rng.choice(_TEMPLATES_COLOUR_ONLY if rng.random() < 0.3 else _TEMPLATES_SHAPE_ONLY)
             return t.format(c=colour, s=shape)
         size = size_word(rel_size)
         choices = list(_TEMPLATES_ANY)
@@ -213,8 +229,17 @@ class ShapeGenerator:
             text = text.replace("a orange", "an orange")
         return text
 
+    def _unnamed_rgb(self):
+        for _ in range(1000):
+            rgb = tuple(self.rng.randint(0, 255) for _ in range(3))
+            if min(_dist(rgb, named) for named in COLOURS.values()) >= _MIN_UNNAMED_DISTANCE:
+                return rgb
+        raise RuntimeError("no unnamed colour found")
+
     def sample(self, pair=None):
         rng = self.rng
+        if pair is None and self.unnamed_colours and rng.random() < self.unnamed_colours:
+            pair = (OTHER_COLOUR, rng.choice(SHAPES))
         colour, shape = pair if pair is not None else rng.choice(self.pairs)
         # Mostly square; sometimes a different aspect ratio so Resize+CenterCrop is exercised.
         side = rng.randint(self.min_side, self.max_side)
@@ -223,11 +248,11 @@ class ShapeGenerator:
             w, h = (long_side, side) if rng.random() < 0.5 else (side, long_side)
         else:
             w = h = side
-        shape_rgb = self._jitter(COLOURS[colour], 15)
+        shape_rgb = self._unnamed_rgb() if colour == OTHER_COLOUR else self._jitter(COLOURS[colour], 15)
         bg, bg_phrase = self._background(w, h, shape_rgb, colour)
         img = Image.fromarray(bg, "RGB")
 
-        rel = rng.uniform(0.25, 0.80)  # at 48 px input, smaller shapes are a few pixels: unreadable  # shape size relative to the visible (centre-square) side
+        rel = rng.uniform(MIN_REL_SIZE, MAX_REL_SIZE)
         r = rel * side / 2.0
         # Centre square that CenterCrop keeps; allow the shape to poke out by at most 10% of its size.
         x0, y0 = (w - side) / 2.0, (h - side) / 2.0
@@ -245,7 +270,7 @@ class ShapeGenerator:
 
 def size_word(rel_size):
     """The size word captions use for a relative size (None between the two)."""
-    return "small" if rel_size < 0.35 else ("large" if rel_size > 0.55 else None)
+    return "small" if rel_size < 0.3 else ("large" if rel_size > 0.55 else None)
 
 
 def caption_attributes(text):
