@@ -108,6 +108,8 @@ class Attention(nn.Module):
         self.scale = float(self.head_dim) ** -0.5
         self.in_proj = nn.Linear(width, 3 * width)
         self.out_proj = nn.Linear(width, width)
+        # True once fold_for_inference has multiplied the q rows of in_proj by `scale`.
+        self.q_prescaled = False
         self._register_load_state_dict_pre_hook(Attention._load_hook)
         self._register_state_dict_hook(Attention._save_hook)
 
@@ -121,17 +123,19 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         n, length, width = x.shape
-        qkv = self.in_proj(x)
-        q, k, v = qkv.chunk(3, dim=-1)
-        q = q.reshape(n, length, self.heads, self.head_dim).transpose(1, 2) * self.scale
-        k = k.reshape(n, length, self.heads, self.head_dim).transpose(1, 2)
-        v = v.reshape(n, length, self.heads, self.head_dim).transpose(1, 2)
-        scores = torch.matmul(q, k.transpose(-2, -1))
+        # One copy puts q, k, v head-major: [3, n * heads, length, head_dim]; bmm then reads k transposed
+        # through its strides, and only the output needs one more copy back to [n, length, width].
+        qkv = self.in_proj(x).reshape(n, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = qkv.reshape(3, n * self.heads, length, self.head_dim)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if not self.q_prescaled:
+            q = q * self.scale
+        scores = torch.bmm(q, k.transpose(1, 2))
         if attn_mask is not None:
             scores = scores + attn_mask.to(scores.dtype)
         weights = torch.softmax(scores, dim=-1)
-        out = torch.matmul(weights, v).transpose(1, 2).reshape(n, length, width)
-        return self.out_proj(out)
+        out = torch.bmm(weights, v).reshape(n, self.heads, length, self.head_dim).transpose(1, 2)
+        return self.out_proj(out.reshape(n, length, width))
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -186,6 +190,8 @@ class VisionTower(nn.Module):
         self.ln_pre = LayerNorm(width)
         self.transformer = Transformer(width, layers, heads)
         self.ln_post = LayerNorm(width)
+        # True once fold_for_inference chose the patch embedding as a GEMM over unfolded patches.
+        self.patch_gemm = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.dim() != 4 or pixels.size(1) != 3 or pixels.size(2) != self.image_resolution or pixels.size(3) != self.image_resolution:
@@ -196,8 +202,14 @@ class VisionTower(nn.Module):
         if not pixels.is_floating_point():
             raise RuntimeError("zsclip image encoder: pixels must be a floating-point tensor")
         dtype = self.conv1.weight.dtype
-        x = self.conv1(pixels.to(dtype))  # [N, width, grid, grid]
-        x = x.flatten(2).permute(0, 2, 1)  # [N, grid*grid, width]; flatten keeps N == 0 valid
+        if self.patch_gemm:
+            # stride == kernel: the convolution is a product of the weights with non-overlapping patches
+            n, g, p = pixels.size(0), self.grid, self.patch_size
+            patches = pixels.to(dtype).reshape(n, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(n, g * g, 3 * p * p)
+            x = torch.matmul(patches, self.conv1.weight.reshape(self.width, 3 * p * p).t())  # [N, grid*grid, width]
+        else:
+            x = self.conv1(pixels.to(dtype))  # [N, width, grid, grid]
+            x = x.flatten(2).permute(0, 2, 1)  # [N, grid*grid, width]; flatten keeps N == 0 valid
         cls = self.class_embedding.to(dtype).reshape(1, 1, self.width).expand(x.size(0), 1, self.width)
         x = torch.cat([cls, x], dim=1)
         x = x + self.positional_embedding.to(dtype)
@@ -388,6 +400,40 @@ class CLIP(nn.Module):
     def projection_module(self) -> Projection:
         """The projections + logit scale as a standalone module (what export writes to projection.pt)."""
         return Projection(self.image_projection, self.text_projection, self.logit_scale)
+
+
+QUICK_GELU_ALPHA = 1.702
+
+
+@torch.no_grad()
+def fold_for_inference(tower: nn.Module) -> nn.Module:
+    """Rewrites a VisionTower or TextTower (in place; float weights) into an equivalent with fewer
+    non-GEMM passes, and returns it. Exact in real arithmetic, ~1e-7 relative in float32:
+
+    - QuickGELU(h) = h * sigmoid(1.702 h) = silu(1.702 h) / 1.702: the 1.702 goes into c_fc's weights
+      and bias, the 1 / 1.702 into c_proj's weights, and the activation becomes one SiLU (one pass over
+      the [tokens, 4 * width] activations instead of three);
+    - the attention's q scaling (head_dim ** -0.5) goes into the q rows of in_proj (one pass fewer);
+    - the image tower's patch convolution (stride == kernel) runs as one GEMM over unfolded patches.
+
+    The state dict keeps its names and shapes (values of the folded weights change), so exported
+    archives still carry conv1.weight, token_embedding.weight, ... for the loader's checks.
+    """
+    for block in tower.modules():
+        if isinstance(block, ResidualAttentionBlock):
+            if not isinstance(block.mlp.gelu, QuickGELU):
+                raise ValueError("fold_for_inference: the block was folded already")
+            block.mlp.c_fc.weight.mul_(QUICK_GELU_ALPHA)
+            block.mlp.c_fc.bias.mul_(QUICK_GELU_ALPHA)
+            block.mlp.c_proj.weight.div_(QUICK_GELU_ALPHA)
+            block.mlp.gelu = nn.SiLU()
+            attn = block.attn
+            attn.in_proj.weight[: attn.width].mul_(attn.scale)
+            attn.in_proj.bias[: attn.width].mul_(attn.scale)
+            attn.q_prescaled = True
+    if isinstance(tower, VisionTower):
+        tower.patch_gemm = True
+    return tower
 
 
 def clean_state_dict(sd) -> "OrderedDict[str, torch.Tensor]":

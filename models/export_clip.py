@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clip_model import CLIP, CheckpointError, Projection, build_from_state_dict, clean_state_dict  # noqa: E402
+from clip_model import (CLIP, CheckpointError, Projection, build_from_state_dict, clean_state_dict,  # noqa: E402
+                        fold_for_inference)
 
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
@@ -167,6 +168,9 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--quantize", choices=["none", "int8"], default="none")
     p.add_argument("--num-merges", type=int, default=None, help="BPE merges to use (default vocab_size - 514)")
+    p.add_argument("--no-fold", action="store_true",
+                   help="export the towers as trained, without clip_model.fold_for_inference (SiLU-folded MLPs, "
+                        "pre-scaled q, patch GEMM): for comparisons")
     args = p.parse_args(argv)
     if args.dtype == "float16" and args.quantize == "int8":
         raise ExportError("--dtype float16 and --quantize int8 cannot be combined (dynamic int8 runs on CPU in float32)")
@@ -196,8 +200,13 @@ def main(argv=None) -> int:
         print(f"warning: num_merges {num_merges} uses only {BYTE_SYMBOLS + num_merges + SPECIAL_TOKENS} of "
               f"{vocab_size} token embeddings", file=sys.stderr)
 
-    # The model as it will be stored.
+    # The model as it will be stored: folded for inference (in float32, before any dtype change), checked
+    # below against the unfolded float32 model.
     fp32_model = model
+    if not args.no_fold:
+        model = copy.deepcopy(model)
+        fold_for_inference(model.visual)
+        fold_for_inference(model.text)
     if args.dtype == "float16":
         stored = copy.deepcopy(model).half()
         stored.logit_scale.data = model.logit_scale.data.float()  # a scalar; keep its precision
@@ -331,6 +340,7 @@ def main(argv=None) -> int:
             "source_sha256": sha256_file(args.checkpoint),
             "quantized_engine": engine,
             "outputs": "encoders return float32 pooled features; projection computes in float32",
+            "folded_for_inference": not args.no_fold,
             "verification": {"tolerance_relative": REL_TOLERANCE, "device": device, "worst_relative": worst},
             "reduced_precision": quality or None,
         },

@@ -146,6 +146,39 @@ TEST_P(TinyParity, BatchSizesGiveTheSameResults) {
       ASSERT_NEAR(full[size_t(i * d + k)], full[size_t((i % n) * d + k)], 1e-5 * largest);
 }
 
+TEST_P(TinyParity, StreamsGiveTheSameResults) {
+  // ModelOptions::streams splits a call into parts run at once; each row must come out as from one call.
+  FloatTensor pixels = image_pixels();
+  std::vector<std::string> t = texts();
+  Tokenizer tok = model_->load_tokenizer();
+  IdTensor ids = tok.tokenize(t, model_->context_length());
+  auto largest = [](const FloatTensor& x) {
+    float m = 0.f;
+    for (float v : x.data) m = std::max(m, std::abs(v));
+    return m;
+  };
+  ModelOptions one;
+  one.streams = 1;
+  Model single = Model::load(tiny_export(GetParam()), one);
+  const FloatTensor img1 = single.encode_images(pixels), txt1 = single.encode_texts(ids);
+  for (int streams : {2, 3, 16}) {
+    ModelOptions o;
+    o.streams = streams;
+    Model m = Model::load(tiny_export(GetParam()), o);
+    const FloatTensor img = m.encode_images(pixels), txt = m.encode_texts(ids);
+    ASSERT_EQ(img.shape, img1.shape);
+    ASSERT_EQ(txt.shape, txt1.shape);
+    for (size_t k = 0; k < img.data.size(); ++k)
+      ASSERT_NEAR(img.data[k], img1.data[k], 1e-5 * largest(img1)) << "streams " << streams << " image value " << k;
+    for (size_t k = 0; k < txt.data.size(); ++k)
+      ASSERT_NEAR(txt.data[k], txt1.data[k], 1e-5 * largest(txt1)) << "streams " << streams << " text value " << k;
+    // One row: nothing to split.
+    FloatTensor first({1, 3, m.image_size(), m.image_size()});
+    std::copy_n(pixels.ptr(), first.numel(), first.ptr());
+    EXPECT_EQ(m.encode_images(first).size(0), 1);
+  }
+}
+
 TEST_P(TinyParity, ClassifierMatchesTheReferenceFromFiles) {
   const auto& zs = ref_["zero_shot"];
   ClassifierOptions co;

@@ -30,11 +30,18 @@ namespace zsclip {
 //   dtype             ("auto") "auto": float16 on CUDA when the weights are float16, else float32;
 //                              "float32" or "float16" (float16 needs CUDA)
 //   threads           (0)      cores this process's inference may use; 0 = the cores it may use
-//   intra_op_threads  (0)      LibTorch intra-op threads; 0 = 1 when LibTorch's BLAS is a threaded
-//                              OpenBLAS (which then runs the GEMMs on `threads` cores), else `threads`
-//   blas_threads      (0)      OpenBLAS's own threads; 0 = `threads`, or 1 for small models (widths
-//                              < 512, whose GEMMs are too small to share), or $OPENBLAS_NUM_THREADS
-//                              when set. Threads are process-wide: the last Model::load sets them.
+//   streams           (0)      CPU: an encoder call on N > 1 images or texts is split into this many
+//                              near-equal parts run at once, each on one core with single-threaded
+//                              LibTorch and BLAS (no thread hand-offs inside the model; measured
+//                              fastest, benchmarks/README.md); 0 = `threads`; 1 = one call that
+//                              uses intra-op/BLAS threads instead. Results do not depend on it.
+//   intra_op_threads  (0)      LibTorch intra-op threads; 0 = 1 with streams > 1, or when LibTorch's
+//                              BLAS is a threaded OpenBLAS (which then runs the GEMMs on `threads`
+//                              cores), else `threads`
+//   blas_threads      (0)      OpenBLAS's own threads; 0 = 1 with streams > 1, else `threads`, or 1
+//                              for small models (widths < 512, whose GEMMs are too small to share),
+//                              or $OPENBLAS_NUM_THREADS when set. Threads are process-wide: the last
+//                              Model::load sets them.
 //   quantized_engine  ("auto") int8 models only: "fbgemm", "onednn" or "qnnpack"; auto picks the
 //                              first of these this LibTorch has (the engine is process-wide)
 //   load_text_encoder (true)   false loads the image tower only (a saved ZeroShotHead supplies the
@@ -47,6 +54,7 @@ struct ModelOptions {
   std::string device = "cpu";
   std::string dtype = "auto";
   int threads = 0;
+  int streams = 0;
   int intra_op_threads = 0;
   int blas_threads = 0;
   std::string quantized_engine = "auto";

@@ -77,6 +77,7 @@ int run_bench(const Args& args) {
   ModelOptions mo;
   mo.device = args.get("--device", "cpu");
   mo.threads = args.get_int("--threads", 0, 0, 1024);
+  mo.streams = args.get_int("--streams", 0, 0, 1024);
   mo.intra_op_threads = args.get_int("--intra-op-threads", 0, 0, 1024);
   mo.blas_threads = args.get_int("--blas-threads", 0, 0, 1024);
   mo.quantized_engine = args.get("--qengine", "auto");
@@ -163,6 +164,7 @@ int run_bench(const Args& args) {
   json out = {{"model", dir},
               {"device", model.device()},
               {"threads", mo.threads},
+              {"streams", mo.streams},
               {"intra_op_threads", mo.intra_op_threads},
               {"blas_threads", mo.blas_threads},
               {"qengine", mo.quantized_engine},
@@ -209,8 +211,9 @@ ZSCLIP_COMMAND(Command{
      {"--text-classes", "N", "classes for the text figure, x80 templates (default 2; 0 = skip)"},
      {"--head-classes", "N", "classes of the head (default 1000)"},
      {"--json", "", "print JSON"},
+     {"--streams", "N", "parallel parts per encoder call on CPU (default: --threads; 1 = threaded BLAS)"},
      {"--intra-op-threads", "N", "LibTorch intra-op threads (default: see ModelOptions)"},
-     {"--blas-threads", "N", "OpenBLAS threads (default: --threads)"},
+     {"--blas-threads", "N", "OpenBLAS threads (default: see ModelOptions)"},
      {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
      {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
      {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},

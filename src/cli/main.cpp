@@ -116,7 +116,7 @@ OptionSpec model_option() {
   return {"--model", "DIR", "exported model directory (default: $ZSCLIP_MODEL or the shipped models/shapes)"};
 }
 OptionSpec threads_option() {
-  return {"--threads", "N", "intra-op threads (default: the cores this process may use)"};
+  return {"--threads", "N", "cores inference may use (default: the cores this process may use)"};
 }
 OptionSpec device_option() { return {"--device", "DEV", "cpu (default), cuda or cuda:N"}; }
 

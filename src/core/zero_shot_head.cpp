@@ -260,18 +260,40 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
 
 namespace {
 
-// logits[j] = scale * <x / |x|, w_j> for one image.
-void logits_row(const FloatTensor& weights, float scale, const float* x, float* out) {
+// Dot product with eight independent partial sums, which the compiler turns into vector lanes (one
+// running sum is a serial chain of dependent adds: ~8x slower for D = 512).
+inline float dot(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int i = 0; i < 8; ++i) acc[i] += a[k + i] * b[k + i];
+  float tail = 0.f;
+  for (; k < n; ++k) tail += a[k] * b[k];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+// logits[i][j] = scale * <x_i / |x_i|, w_j> for rows x_0..x_{n-1} (row stride d). Each class row is
+// read once for a block of images while it sits in L1, instead of once per image.
+void logits_rows(const FloatTensor& weights, float scale, const float* x, int64_t n, float* out) {
   const int64_t c = weights.size(0), d = weights.size(1);
-  double norm = 0;
-  for (int64_t k = 0; k < d; ++k) norm += double(x[k]) * x[k];
-  const float inv = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
-  for (int64_t j = 0; j < c; ++j) {
-    const float* w = weights.row(j);
-    float dot = 0;
-    for (int64_t k = 0; k < d; ++k) dot += x[k] * w[k];
-    out[j] = scale * dot * inv;
+  constexpr int64_t kBlock = 16;  // 16 x 512 floats of features stay in L1/L2
+  std::vector<float> inv(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    double norm = 0;
+    for (int64_t k = 0; k < d; ++k) norm += double(x[i * d + k]) * x[i * d + k];
+    inv[size_t(i)] = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.f;
   }
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t i1 = std::min(n, i0 + kBlock);
+    for (int64_t j = 0; j < c; ++j) {
+      const float* w = weights.row(j);
+      for (int64_t i = i0; i < i1; ++i) out[i * c + j] = scale * dot(x + i * d, w, d) * inv[size_t(i)];
+    }
+  }
+}
+
+void logits_row(const FloatTensor& weights, float scale, const float* x, float* out) {
+  logits_rows(weights, scale, x, 1, out);
 }
 
 void softmax(const float* logits, float* out, int64_t n) {
@@ -293,34 +315,42 @@ FloatTensor ZeroShotHead::logits(const FloatTensor& features) const {
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: image features must be [N, " +
                                                  std::to_string(embed_dim()) + "]");
   FloatTensor out({features.size(0), num_classes()});
-  for (int64_t i = 0; i < features.size(0); ++i)
-    logits_row(weights_, logit_scale_exp_, features.row(i), out.row(i));
+  if (features.size(0) > 0) logits_rows(weights_, logit_scale_exp_, features.ptr(), features.size(0), out.ptr());
   return out;
 }
 
-Prediction ZeroShotHead::classify_one(const float* features, int top_k) const {
+namespace {
+
+Prediction predict(const std::vector<std::string>& labels, const float* logit, int64_t n, int top_k) {
   Prediction p;
-  std::vector<float> logit(static_cast<size_t>(num_classes()));
-  logits_row(weights_, logit_scale_exp_, features, logit.data());
-  p.probs.resize(logit.size());
-  softmax(logit.data(), p.probs.data(), num_classes());
-  std::vector<int> order(logit.size());
+  p.probs.resize(static_cast<size_t>(n));
+  softmax(logit, p.probs.data(), n);
+  std::vector<int> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 1)), order.size());
   std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
                     [&](int a, int b) { return logit[a] > logit[b] || (logit[a] == logit[b] && a < b); });
   for (size_t i = 0; i < k; ++i)
-    p.top.push_back({order[i], labels_[order[i]], p.probs[order[i]], logit[order[i]]});
+    p.top.push_back({order[i], labels[order[i]], p.probs[order[i]], logit[order[i]]});
   return p;
+}
+
+}  // namespace
+
+Prediction ZeroShotHead::classify_one(const float* features, int top_k) const {
+  std::vector<float> logit(static_cast<size_t>(num_classes()));
+  logits_row(weights_, logit_scale_exp_, features, logit.data());
+  return predict(labels_, logit.data(), num_classes(), top_k);
 }
 
 std::vector<Prediction> ZeroShotHead::classify(const FloatTensor& features, int top_k) const {
   if (features.dim() != 2 || features.size(1) != embed_dim())
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: image features must be [N, " +
                                                  std::to_string(embed_dim()) + "]");
+  const FloatTensor l = logits(features);
   std::vector<Prediction> out;
   out.reserve(static_cast<size_t>(features.size(0)));
-  for (int64_t i = 0; i < features.size(0); ++i) out.push_back(classify_one(features.row(i), top_k));
+  for (int64_t i = 0; i < features.size(0); ++i) out.push_back(predict(labels_, l.row(i), num_classes(), top_k));
   return out;
 }
 

@@ -86,11 +86,10 @@ Classification ZeroShotClassifier::classify_image(const Image8& image, const std
 }
 
 std::vector<Classification> ZeroShotClassifier::classify_pixels(const FloatTensor& pixels) const {
-  FloatTensor features = model_.encode_images(pixels);
+  std::vector<Prediction> preds = head_.classify(model_.encode_images(pixels), options_.top_k);
   std::vector<Classification> out;
-  for (int64_t i = 0; i < features.size(0); ++i)
-    out.push_back(to_classification(head_.classify_one(features.row(i), options_.top_k),
-                                    "<pixels " + std::to_string(i) + ">"));
+  for (size_t i = 0; i < preds.size(); ++i)
+    out.push_back(to_classification(std::move(preds[i]), "<pixels " + std::to_string(i) + ">"));
   return out;
 }
 
@@ -142,7 +141,6 @@ std::vector<Classification> ZeroShotClassifier::classify_files(const std::vector
   });
 
   try {
-    std::vector<float> features;
     for (;;) {
       Batch b;
       {
@@ -165,11 +163,11 @@ std::vector<Classification> ZeroShotClassifier::classify_files(const std::vector
         }
       }
       if (good.empty()) continue;
-      features.resize(good.size() * static_cast<size_t>(d));
-      model_.encode_images(b.pixels.data(), static_cast<int64_t>(good.size()), features.data());
+      FloatTensor features({static_cast<int64_t>(good.size()), d});
+      model_.encode_images(b.pixels.data(), static_cast<int64_t>(good.size()), features.ptr());
+      std::vector<Prediction> preds = head_.classify(features, options_.top_k);  // one pass over the classes
       for (size_t j = 0; j < good.size(); ++j)
-        results[b.begin + good[j]] = to_classification(
-            head_.classify_one(features.data() + j * static_cast<size_t>(d), options_.top_k), b.paths[good[j]]);
+        results[b.begin + good[j]] = to_classification(std::move(preds[j]), b.paths[good[j]]);
     }
   } catch (...) {
     {

@@ -7,7 +7,11 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <exception>
 #include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 #include "model/model_impl.h"
 #include "zsclip/error.h"
@@ -140,16 +144,19 @@ BlasSetThreads openblas_setter() {
 // a [37,128]x[128,384] product measured 8.9 ms with 2 OpenBLAS threads against 0.22 ms with one.
 constexpr int64_t kMinWidthForThreadedBlas = 512;
 
-void configure_threads(const ModelOptions& o, const ModelConfig& c) {
+// Returns the number of streams (parallel parts of one encoder call) and sets the thread pools for it.
+int configure_threads(const ModelOptions& o, const ModelConfig& c, bool cpu) {
   const int total = o.threads > 0 ? o.threads : available_cores();
+  const int streams = cpu ? (o.streams > 0 ? o.streams : total) : 1;
   const bool openblas = openblas_setter() != nullptr;
   const bool small = std::max(c.vision.width, c.text.width) < kMinWidthForThreadedBlas;
   // With a multi-threaded OpenBLAS, GEMMs (most of a ViT's time) already use `total` cores; more
   // intra-op threads would compete with OpenBLAS's spinning workers (measured in benchmarks/README.md).
   // LibTorch's OpenMP workers spin between ops: for a small model under contention 2 of them
   // measured 69 ms per image against 1.7 ms with one (benchmarks/README.md).
-  int intra = o.intra_op_threads > 0 ? o.intra_op_threads : (openblas ? 1 : total);
-  int blas = o.blas_threads > 0 ? o.blas_threads : (small ? 1 : total);
+  // With streams, every stream is one core's worth of work: threads inside it would only compete.
+  int intra = o.intra_op_threads > 0 ? o.intra_op_threads : ((openblas || streams > 1) ? 1 : total);
+  int blas = o.blas_threads > 0 ? o.blas_threads : ((small || streams > 1) ? 1 : total);
   // An explicit OPENBLAS_NUM_THREADS from the user's environment wins over the automatic choice.
   const char* env = std::getenv("OPENBLAS_NUM_THREADS");
   const bool env_blas = env && *env && o.blas_threads == 0;
@@ -163,6 +170,39 @@ void configure_threads(const ModelOptions& o, const ModelConfig& c) {
     // Inter-op parallelism buys nothing for one encoder call at a time and costs threads.
     try { at::set_num_interop_threads(1); } catch (const c10::Error&) {}
   });
+  return streams;
+}
+
+// Runs fn on near-equal row ranges of x (one per stream, each on its own thread; the first on the
+// caller's) and concatenates the results. Rows are independent in both encoders, so the result is
+// the same as one call's up to float rounding. The first exception is rethrown after all have ended.
+template <typename Fn>
+torch::Tensor run_split(const torch::Tensor& x, int streams, Fn&& fn) {
+  const int64_t parts = std::min<int64_t>(streams, x.size(0));
+  if (parts <= 1) return fn(x);
+  std::vector<torch::Tensor> chunks = x.tensor_split(parts, 0);
+  std::vector<torch::Tensor> outs(chunks.size());
+  std::vector<std::exception_ptr> errors(chunks.size());
+  auto work = [&](size_t i) {
+    try {
+      outs[i] = fn(chunks[i]);
+    } catch (...) {
+      errors[i] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> threads;
+  threads.reserve(chunks.size() - 1);
+  try {
+    for (size_t i = 1; i < chunks.size(); ++i) threads.emplace_back(work, i);
+  } catch (const std::system_error&) {
+    // No thread to be had: the remaining parts run on this thread instead.
+  }
+  for (size_t i = threads.size() + 1; i < chunks.size(); ++i) work(i);
+  work(0);
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return torch::cat(outs, 0);
 }
 
 // Dynamic int8 weights are repacked at load for the current quantized engine, so it must be one
@@ -198,6 +238,18 @@ bool cuda_available() {
 }
 
 torch::Tensor Model::Impl::encode_images(const torch::Tensor& pixels) const {
+  if (streams > 1 && device.is_cpu())
+    return run_split(pixels, streams, [this](const torch::Tensor& x) { return encode_images_part(x); });
+  return encode_images_part(pixels);
+}
+
+torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids) const {
+  if (streams > 1 && device.is_cpu())
+    return run_split(ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
+  return encode_texts_part(ids);
+}
+
+torch::Tensor Model::Impl::encode_images_part(const torch::Tensor& pixels) const {
   c10::InferenceMode guard;
   torch::Tensor x = pixels;
   if (device.is_cuda()) x = x.pin_memory().to(device, dtype, /*non_blocking=*/true);
@@ -207,7 +259,7 @@ torch::Tensor Model::Impl::encode_images(const torch::Tensor& pixels) const {
   return out.to(torch::kCPU, torch::kFloat).contiguous();
 }
 
-torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids) const {
+torch::Tensor Model::Impl::encode_texts_part(const torch::Tensor& ids) const {
   c10::InferenceMode guard;
   torch::Tensor x = ids.to(device, torch::kLong);
   torch::Tensor pooled = text_encoder.forward({x}).toTensor();
@@ -236,7 +288,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   if (c.quantization == "int8" && impl->device.is_cuda())
     throw Error(ErrorCode::kUnsupported, c.path_of("config.json") +
                                              ": an int8 (dynamically quantised) model runs on CPU only");
-  configure_threads(options, c);
+  impl->streams = configure_threads(options, c, impl->device.is_cpu());
   if (c.quantization == "int8") {
     static std::mutex qengine_mu;  // the engine is process-wide state
     std::lock_guard<std::mutex> lock(qengine_mu);

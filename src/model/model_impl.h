@@ -20,9 +20,13 @@ struct Model::Impl {
   torch::Tensor image_projection;  // [vision_width, D] on device, in dtype
   torch::Tensor text_projection;   // [text_width, D]
   float logit_scale = 0.f;         // log value
+  int streams = 1;                 // parallel parts an encoder call is split into (CPU)
 
   torch::Tensor encode_images(const torch::Tensor& pixels) const;  // -> float CPU [N, D]
   torch::Tensor encode_texts(const torch::Tensor& ids) const;      // -> float CPU [N, D]
+  // One part of a call (the whole call when streams == 1).
+  torch::Tensor encode_images_part(const torch::Tensor& pixels) const;
+  torch::Tensor encode_texts_part(const torch::Tensor& ids) const;
 };
 
 // Runs `fn`, translating LibTorch's exceptions into zsclip::Error(code, context + ": " + what).
