@@ -168,6 +168,8 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--quantize", choices=["none", "int8"], default="none")
     p.add_argument("--num-merges", type=int, default=None, help="BPE merges to use (default vocab_size - 514)")
+    p.add_argument("--quantize-text", action="store_true",
+                   help="with --quantize int8, quantise the text tower too (default: the image tower only)")
     p.add_argument("--no-fold", action="store_true",
                    help="export the towers as trained, without clip_model.fold_for_inference (SiLU-folded MLPs, "
                         "pre-scaled q, patch GEMM): for comparisons")
@@ -217,8 +219,13 @@ def main(argv=None) -> int:
     engine = None
     if args.quantize == "int8":
         engine = torch.backends.quantized.engine
-        visual = torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.visual), {nn.Linear}, dtype=torch.qint8)
-        text = torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.text), {nn.Linear}, dtype=torch.qint8)
+        # Per-output-channel weight scales: one scale per row of each Linear instead of one per matrix.
+        qspec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+        visual = torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.visual), qspec, dtype=torch.qint8)
+        # The text tower runs once per label set (its features are cached in the zero-shot head), so by
+        # default it stays float32: int8 there bought nothing for images/s and moved near-tied labels.
+        text = (torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.text), qspec, dtype=torch.qint8)
+                if args.quantize_text else stored.text)
         n_quant = sum(1 for m in list(visual.modules()) + list(text.modules())
                       if type(m).__module__.startswith("torch.ao.nn.quantized") or "quantized" in type(m).__module__)
         print(f"int8: quantised {n_quant} Linear layers (attention in/out projections included), engine {engine}")
@@ -341,6 +348,7 @@ def main(argv=None) -> int:
             "quantized_engine": engine,
             "outputs": "encoders return float32 pooled features; projection computes in float32",
             "folded_for_inference": not args.no_fold,
+            "int8_towers": ([] if args.quantize == "none" else ["image", "text"] if args.quantize_text else ["image"]),
             "verification": {"tolerance_relative": REL_TOLERANCE, "device": device, "worst_relative": worst},
             "reduced_precision": quality or None,
         },

@@ -2,6 +2,9 @@
 // texts to features, logits and zero-shot probabilities (reference.json).
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <filesystem>
+
 #include "model_util.h"
 #include "zsclip/classifier.h"
 #include "zsclip/model.h"
@@ -177,6 +180,39 @@ TEST_P(TinyParity, StreamsGiveTheSameResults) {
     std::copy_n(pixels.ptr(), first.numel(), first.ptr());
     EXPECT_EQ(m.encode_images(first).size(0), 1);
   }
+}
+
+TEST(Int8Export, AgreesWithFloat32OnTheReferenceImages) {
+  // export_clip.py --quantize int8: dynamic per-channel int8 image tower, float32 text tower.
+  ZSCLIP_REQUIRE_TINY_EXPORTS();
+  const std::string dir = tiny_export("int8");
+  ASSERT_TRUE(std::filesystem::exists(dir + "/config.json")) << dir;
+  Model f32 = Model::load(tiny_export("state_dict"));
+  Model q = Model::load(dir);
+  EXPECT_EQ(q.config().quantization, "int8");
+  nlohmann::json ref = reference();
+  Preprocessor pre(f32.config().preprocess);
+  std::vector<std::string> paths;
+  for (const auto& im : ref["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+  FloatTensor pixels = pre.batch_files(paths, nullptr);
+  const FloatTensor a = f32.encode_images(pixels), b = q.encode_images(pixels);
+  ASSERT_EQ(a.shape, b.shape);
+  for (int64_t i = 0; i < a.size(0); ++i) {
+    double dot = 0, na = 0, nb = 0;
+    for (int64_t k = 0; k < a.size(1); ++k) {
+      dot += double(a.at(i, k)) * b.at(i, k);
+      na += double(a.at(i, k)) * a.at(i, k);
+      nb += double(b.at(i, k)) * b.at(i, k);
+    }
+    EXPECT_GE(dot / std::sqrt(na * nb), 0.99) << paths[size_t(i)];
+  }
+  // The text tower is not quantised: its features are the float32 model's.
+  std::vector<std::string> texts;
+  for (const auto& x : ref["texts"]) texts.push_back(x["text"].get<std::string>());
+  Tokenizer tok = f32.load_tokenizer();
+  IdTensor ids = tok.tokenize(texts, f32.context_length());
+  const FloatTensor ta = f32.encode_texts(ids), tb = q.encode_texts(ids);
+  for (size_t k = 0; k < ta.data.size(); ++k) EXPECT_NEAR(ta.data[k], tb.data[k], 1e-5f) << k;
 }
 
 TEST_P(TinyParity, ClassifierMatchesTheReferenceFromFiles) {

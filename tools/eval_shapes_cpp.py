@@ -23,6 +23,8 @@ def main():
     p.add_argument("--per-class", type=int, default=20)
     p.add_argument("--zsclip", default=os.path.join(HERE, "build/bin/zsclip"))
     p.add_argument("--model", default=os.path.join(HERE, "models/shapes"))
+    p.add_argument("--compare", metavar="MODEL",
+                   help="also classify with this export (e.g. an int8 one) and print the top-1 agreement")
     a = p.parse_args()
     labels = [f"{c} {s}" for c, s in ALL_PAIRS]
     gen = ShapeGenerator(seed=1000)
@@ -35,10 +37,14 @@ def main():
                 gen.sample(pair).image.save(path)
                 files.append(path)
                 truth.append(pair)
-        out = subprocess.run([a.zsclip, "classify", "--json", "--top-k", "1", "--batch-size", "64",
-                              "--model", a.model, "--labels", ",".join(labels), "--templates", "simple"] + files,
-                             check=True, capture_output=True, text=True).stdout
-    res = json.loads(out)
+        def classify(model):
+            out = subprocess.run([a.zsclip, "classify", "--json", "--top-k", "1", "--batch-size", "64",
+                                  "--model", model, "--labels", ",".join(labels), "--templates", "simple"] + files,
+                                 check=True, capture_output=True, text=True).stdout
+            return json.loads(out)
+
+        res = classify(a.model)
+        other = classify(a.compare) if a.compare else None
     hits = {"seen": [0, 0], "held-out": [0, 0]}
     for r, pair in zip(res, truth):
         k = "held-out" if pair in held else "seen"
@@ -46,6 +52,11 @@ def main():
         hits[k][0] += r["top"][0]["label"] == f"{pair[0]} {pair[1]}"
     for k, (h, n) in hits.items():
         print(f"{k:9s} top-1 {100.0 * h / n:.1f}% ({h}/{n})")
+    if other is not None:
+        same = sum(x["top"][0]["label"] == y["top"][0]["label"] for x, y in zip(res, other))
+        hit = sum(y["top"][0]["label"] == f"{c} {s}" for y, (c, s) in zip(other, truth))
+        print(f"{a.compare}: top-1 {100.0 * hit / len(res):.1f}% over all 48 classes; "
+              f"same top-1 as {a.model}: {100.0 * same / len(res):.1f}% ({same}/{len(res)})")
 
 
 if __name__ == "__main__":

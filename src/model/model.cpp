@@ -243,7 +243,15 @@ torch::Tensor Model::Impl::encode_images(const torch::Tensor& pixels) const {
   return encode_images_part(pixels);
 }
 
-torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids) const {
+torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids_in) const {
+  // Columns after every row's <|endoftext|> (its largest id, where the tower pools) cannot change the
+  // pooled outputs under the causal mask, so they are not computed: "a photo of a cat." is 7 tokens
+  // of OpenAI's 77.
+  torch::Tensor ids = ids_in;
+  if (ids.size(0) > 0 && ids.size(1) > 1) {
+    const int64_t used = ids.argmax(1).max().item<int64_t>() + 1;
+    if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
+  }
   if (streams > 1 && device.is_cpu())
     return run_split(ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
   return encode_texts_part(ids);
