@@ -237,10 +237,9 @@ bool cuda_available() {
 #endif
 }
 
+// `streams` is 1 off the CPU (configure_threads), where run_split makes one call.
 torch::Tensor Model::Impl::encode_images(const torch::Tensor& pixels) const {
-  if (streams > 1 && device.is_cpu())
-    return run_split(pixels, streams, [this](const torch::Tensor& x) { return encode_images_part(x); });
-  return encode_images_part(pixels);
+  return run_split(pixels, streams, [this](const torch::Tensor& x) { return encode_images_part(x); });
 }
 
 torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids_in) const {
@@ -252,9 +251,7 @@ torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids_in) const {
     const int64_t used = ids.argmax(1).max().item<int64_t>() + 1;
     if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
   }
-  if (streams > 1 && device.is_cpu())
-    return run_split(ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
-  return encode_texts_part(ids);
+  return run_split(ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
 }
 
 torch::Tensor Model::Impl::encode_images_part(const torch::Tensor& pixels) const {
