@@ -46,6 +46,8 @@ ALL_PAIRS = [(c, s) for c in COLOURS for s in SHAPES]
 # Shape size (circumscribed diameter) relative to the visible, centre-square side: uniform in this range.
 MIN_REL_SIZE = 0.15
 MAX_REL_SIZE = 0.80
+# Upper end of the extra small-shape share (ShapeGenerator(small_shapes=...), training only).
+SMALL_REL_SIZE = 0.35
 
 # The zero-shot prompt the evaluation (and the C++ tool's default) uses.
 EVAL_TEMPLATE = "a photo of a {} {}."
@@ -139,7 +141,7 @@ class ShapeGenerator:
     """Deterministic stream of samples for a given seed."""
 
     def __init__(self, seed, pairs=None, exclude=(), min_side=96, max_side=144, partial_captions=0.0,
-                 unnamed_colours=0.0):
+                 unnamed_colours=0.0, small_shapes=0.0):
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
         excluded = set(tuple(p) for p in exclude)
@@ -150,6 +152,10 @@ class ShapeGenerator:
         # Share of samples whose shape has a colour far from all eight named ones ("other"), captioned by
         # shape only: shape evidence that no colour can stand in for (no held-out pair is drawn this way).
         self.unnamed_colours = unnamed_colours
+        # Extra share of samples whose size is drawn from the small end (MIN_REL_SIZE to SMALL_REL_SIZE)
+        # instead of the whole range: small shapes are the slowest to learn (training only; 0 keeps the
+        # uniform sizes and the same random stream).
+        self.small_shapes = small_shapes
         self.min_side = min_side
         self.max_side = max_side
 
@@ -252,7 +258,10 @@ class ShapeGenerator:
         bg, bg_phrase = self._background(w, h, shape_rgb, colour)
         img = Image.fromarray(bg, "RGB")
 
-        rel = rng.uniform(MIN_REL_SIZE, MAX_REL_SIZE)
+        if self.small_shapes and rng.random() < self.small_shapes:
+            rel = rng.uniform(MIN_REL_SIZE, SMALL_REL_SIZE)
+        else:
+            rel = rng.uniform(MIN_REL_SIZE, MAX_REL_SIZE)
         r = rel * side / 2.0
         # Centre square that CenterCrop keeps; allow the shape to poke out by at most 10% of its size.
         x0, y0 = (w - side) / 2.0, (h - side) / 2.0

@@ -32,3 +32,9 @@ add_test(NAME packaging_install_and_subdirectory
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/packaging/run.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}
           ${PROJECT_BINARY_DIR}/tmp/packaging)
 set_tests_properties(packaging_install_and_subdirectory PROPERTIES TIMEOUT 1200 RUN_SERIAL TRUE)
+
+# models/train_shapes.py: a tiny data-parallel run, twice, must work and be reproducible.
+add_test(NAME train_shapes_smoke
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_shapes_smoke.sh ${ZSCLIP_PYTHON} ${PROJECT_SOURCE_DIR}
+          ${PROJECT_BINARY_DIR}/tmp/train_shapes_smoke)
+set_tests_properties(train_shapes_smoke PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
