@@ -334,6 +334,8 @@ Tried and not adopted (quick checks, 10 images per class, every 500 steps; the s
 - single-process pairs of 2000-step runs at equal image counts: 96 px input with patch 16 (36 tokens, like
   48 px / 8) gave 42.8% / 17.5% seen / held-out against 41.6% / 8.8% at 48 px, and 30% slower steps; batch 128
   gave 42.2% / 9.3%, batch 256 33.8% / 4.2%, batch 32 30.2% / 12.7% (batch 64: 41.6% / 8.8%).
+- the full run at 96 px / patch 16 (`--image-size 96 --patch 16 --steps 4800`, 14.8 min, steps ~10% slower
+  in two processes): 75.6% seen / 47.0% held-out (50 images per class), below the shipped 48 px run.
 
 ## Accuracy
 Zero-shot top-1 over all 48 colour-shape classes with the prompt "a photo of a {{colour}} {{shape}}.", on
