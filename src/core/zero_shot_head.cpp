@@ -344,10 +344,7 @@ Prediction ZeroShotHead::classify_one(const float* features, int top_k) const {
 }
 
 std::vector<Prediction> ZeroShotHead::classify(const FloatTensor& features, int top_k) const {
-  if (features.dim() != 2 || features.size(1) != embed_dim())
-    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: image features must be [N, " +
-                                                 std::to_string(embed_dim()) + "]");
-  const FloatTensor l = logits(features);
+  const FloatTensor l = logits(features);  // checks the shape
   std::vector<Prediction> out;
   out.reserve(static_cast<size_t>(features.size(0)));
   for (int64_t i = 0; i < features.size(0); ++i) out.push_back(predict(labels_, l.row(i), num_classes(), top_k));
