@@ -321,17 +321,23 @@ matrices are too small for threaded GEMMs: two processes train ~1.8x faster than
 position embeddings start from 2-D sine-cosine codes rather than noise (same parameters, still learnt).
 
 What limits accuracy (`/usr/bin/python3 models/shapes_breakdown.py`: 30 fresh images per class): the colour is
-right for 99.8% of seen-pair images and 97.9% of held-out ones; nearly every error is the shape (seen
-pairs: 96% top-1 on large shapes, 93% mid, 64% small; held-out pairs: 83%, 63%, 33%). A supervised probe (the same ViT trained only to
+right for 99.8% of seen-pair images and 99.2% of held-out ones; nearly every error is the shape (seen
+pairs: 99% top-1 on large shapes, 96% mid, 70% small; held-out pairs: 92%, 78%, 38%). A supervised probe (the same ViT trained only to
 name the shape, 1000 steps of 32 images) reaches 28-41% with learning rates 1e-4 to 1e-3, patch 12 or 16,
 or sine-cosine positions (the best): a ViT without convolutions learns shape slowly, and 20 minutes of
 2 CPU cores buy about 360k images. What helped most was shape evidence that colour cannot stand in for:
 with 15% of images in unnamed colours the same run gave 68.3% seen / 23.3% held-out, with 35% it gave
-84.6% / 52.0% after 5600 steps, and 6000 steps (the shipped run) give the figures above. Held-out pairs that miss get the colour right and often
+84.6% / 52.0% after 5600 steps, and 6000 steps 87.8% / 62.5% (seed 0). Held-out pairs that miss get the colour right and often
 fall back to a shape seen with that colour.
 
-Tried and not adopted (quick checks, 10 images per class, every 500 steps; the shipped settings at 5600 steps reached 36.0% /
-52.3% / 68.3% seen at steps 1500 / 2000 / 3000):
+Seed and model selection: the same settings trained with seed 0 (17.5 min on an earlier, faster day) and seed 1
+(20.3 min on 27 Nov 2026, when this VM ran 0.20 s per step against 0.17) gave 87.8% / 62.5% and 92.0% / 72.0%
+seen / held-out on the test images below: the seed alone moves the result by several points. Seed 1, now the
+default, was chosen on separate validation images (seed 3000, 50 per class: 92.4% / 73.5% against 88.7% /
+62.2% for seed 0), not on the test images.
+
+Tried and not adopted (quick checks, 10 images per class, every 500 steps; the same settings with seed 0 at 5600 steps reached 36.0% /
+52.3% / 68.3% seen at steps 1500 / 2000 / 3000; all these runs used seed 0):
 - 50% unnamed-colour images (`--unnamed-colours 0.5 --steps 6300`): seen 34.5% / 40.5% / 54.8% at the
   same steps and 75.8% at step 4500 (5600-step run: 86.8%); stopped there.
 - an extra 25% of training images with small shapes, 15-35% of the side (`--small-shapes 0.25 --steps 6800`):
@@ -340,10 +346,10 @@ Tried and not adopted (quick checks, 10 images per class, every 500 steps; the s
   48 px / 8) gave 42.8% / 17.5% seen / held-out against 41.6% / 8.8% at 48 px, and 30% slower steps; batch 128
   gave 42.2% / 9.3%, batch 256 33.8% / 4.2%, batch 32 30.2% / 12.7% (batch 64: 41.6% / 8.8%).
 - the full run at 96 px / patch 16 (`--image-size 96 --patch 16 --steps 4800`, 14.8 min, steps ~10% slower
-  in two processes): 75.6% seen / 47.0% held-out (50 images per class), below the shipped 48 px run.
+  in two processes): 75.6% seen / 47.0% held-out (50 images per class), below the 48 px run with seed 0.
 - other numbers of distinct training images, full 6000-step runs: 96,000 (`--train-images 96000`, 19.8 min
   with 1.2 min of data generation) gave 77.8% seen / 54.3% held-out, and 16,000 (19.4 min) 84.9% / 46.5%,
-  against 87.8% / 62.5% for the shipped 32,000. The shipped model scores 77% on small shapes in its own
+  against 87.8% / 62.5% for 32,000 (seed 0). That model scores 77% on small shapes in its own
   training images against 64% on fresh ones, which suggested more data; at this step count more distinct
   images made it learn shape more slowly (seen 32.8% / 38.8% / 56.2% at steps 1500 / 2000 / 3000).
 - colour-grouped batches (`--colour-groups 4 --steps 5600`: each process's 32 images as 4 groups of 8 sharing
@@ -598,7 +604,7 @@ def main(argv=None):
     p.add_argument("--pos-init", choices=["sincos", "random"], default="sincos",
                    help="initial image position embeddings (see init_sincos_positions)")
     p.add_argument("--eval-every", type=int, default=500, help="quick zero-shot check every N steps (0: off)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1)
     p.add_argument("--eval-seed", type=int, default=None, help="default: seed + 1000")
     p.add_argument("--eval-per-class", type=int, default=50)
     p.add_argument("--procs", type=int, default=2,
