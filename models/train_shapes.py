@@ -370,8 +370,8 @@ C++ (zsclip tool): to be measured.
 ## Reproduce
 `/usr/bin/python3 models/train_shapes.py` (Debian 12 python3-torch 1.13.1 CPU, torchvision 0.14, Pillow 9.4).
 Training is deterministic for a given seed, machine and `--procs`; other CPUs or process counts give
-slightly different weights. The speed of this 2-core VM varies from day to day (0.17 s per step when the
-shipped model was trained, 0.18-0.24 s in the runs of 27 Nov 2026), so the run logs a projection of its
+slightly different weights. The speed of this 2-core VM varies from day to day (0.17 s per step in the seed-0
+run, 0.18-0.24 s in the runs of 27 Nov 2026, 0.20 s for the shipped seed-1 run), so the run logs a projection of its
 length at step 300 and warns when it will take more than 20 minutes. It still runs every step: it stops early
 only when `--minutes M` is given, because a time limit would make the weights depend on the machine's speed.
 
