@@ -26,7 +26,21 @@
 //     "files": {"image_encoder": "image_encoder.pt", "text_encoder": "text_encoder.pt",
 //               "projection": "projection.pt"}
 //   }
-// Unknown fields are ignored, so newer writers may add fields without a format bump.
+// format_version 2 (open_clip and HuggingFace checkpoints) adds, each optional with the v1 meaning
+// as its default:
+//     "activation": "quick_gelu" | "gelu",              // informational (inside the TorchScript)
+//     "source_layout": "openai_torchscript" | "openai_state_dict" | "open_clip" | "hf_clip",
+//     "vision": {..., "pool": "tok" | "avg", "ln_pre": true, ...},
+//     "text": {..., "causal_mask": true, "pool": "argmax" | "first" | "last" | "eos", "eos_id": N,
+//              "proj_bias": false, ...},
+//     "preprocess": {..., "resize": "shorter_side" | "stretch" | "longer_side", "crop": "center" |
+//                    "none", "fill": 0},                // longer_side + center pads with `fill`
+//     "tokenizer": {..., "format": "openai" | "hf", "merges_file": "merges.txt" (hf: vocab_file is
+//                   vocab.json), "sot_token": "<|startoftext|>", "eot_token": "<|endoftext|>",
+//                   "context_length": 77, "truncate_end": "eot"},
+//     "scoring": "softmax" | "sigmoid", "logit_bias": -10.0   // sigmoid: models with a logit_bias
+// Unknown fields are ignored, so newer writers may add informational fields without a format bump;
+// anything that changes the numbers comes with a format bump, so an older zsclip refuses it.
 #pragma once
 
 #include <array>
@@ -36,7 +50,10 @@
 namespace zsclip {
 
 enum class Interpolation { kBicubic, kBilinear, kNearest };
-enum class ResizeRule { kShorterSide, kStretch };  // shorter side to image_size / both sides
+// kShorterSide: shorter side to image_size (torchvision Resize(n)); kStretch: both sides to image_size
+// (open_clip "squash"); kLongerSide: longer side to image_size, aspect ratio kept (open_clip
+// "longest": ResizeKeepRatio(n, longest=1), sizes rounded half to even).
+enum class ResizeRule { kShorterSide, kStretch, kLongerSide };
 enum class CropRule { kCenter, kNone };
 
 // Options of the image pipeline. The defaults are OpenAI CLIP's `_transform(224)`.
@@ -46,21 +63,49 @@ struct PreprocessConfig {
   std::array<float, 3> std = {0.26862954f, 0.26130258f, 0.27577711f};
   Interpolation interpolation = Interpolation::kBicubic;          // Pillow-exact resampling
   ResizeRule resize = ResizeRule::kShorterSide;
+  // kCenter crops the centre n x n (offsets rounded half to even) and, where the resized image is
+  // smaller than n, pads it centred (left/top get the floor half) with `fill`, as open_clip's
+  // CenterCropOrPad; OpenAI's pipeline never pads.
   CropRule crop = CropRule::kCenter;
+  int fill = 0;  // padding value 0-255 in every channel (a palette image: the palette entry)
   bool apply_exif_orientation = false;  // false as Pillow's Image.open; true rotates by EXIF
   int64_t max_pixels = 178956970;       // refuse larger images before decoding (Pillow's limit x2)
 };
 
+enum class TokenizerFormat {
+  kOpenAI,  // one merges file, gzip or plain (bpe_simple_vocab_16e6.txt.gz): ids from its order
+  kHF,      // HuggingFace CLIPTokenizer files: vocab.json (token -> id) + merges.txt
+};
+
 struct TokenizerConfig {
   std::string type = "clip_bpe";
-  std::string vocab_file;   // path relative to the model directory
+  TokenizerFormat format = TokenizerFormat::kOpenAI;
+  std::string vocab_file;   // path relative to the model directory (kHF: vocab.json)
+  std::string merges_file;  // kHF only: merges.txt
   int64_t num_merges = -1;  // merges used after the header line; -1: every line in the file
+  // Special tokens as the text spells them: OpenAI and HF "<|startoftext|>"/"<|endoftext|>",
+  // open_clip "<start_of_text>"/"<end_of_text>" (a literal "<|endoftext|>" is plain text there).
+  std::string sot_token = "<|startoftext|>";
+  std::string eot_token = "<|endoftext|>";
 };
+
+enum class Scoring {
+  kSoftmax,  // softmax over classes of logit_scale_exp * cosine (CLIP)
+  kSigmoid,  // each class on its own: sigmoid(logit_scale_exp * cosine + logit_bias) (SigLIP-style)
+};
+const char* scoring_name(Scoring s);  // "softmax" | "sigmoid"
+
+enum class TextPool { kArgmax, kFirst, kLast, kEos };
 
 struct TowerConfig {
   int64_t width = 0, layers = 0, heads = 0;
   int64_t image_size = 0, patch_size = 0;          // vision only
   int64_t context_length = 0, vocab_size = 0;      // text only
+  // Text only: how the tower attends and pools (the TorchScript module does it; zsclip needs it to
+  // know which trailing padding columns it may skip). v1 configs: causal, argmax.
+  bool causal_mask = true;
+  TextPool pool = TextPool::kArgmax;
+  int64_t eos_id = -1;  // kEos: pooled at the first occurrence of this id
 };
 
 struct ModelConfig {
@@ -70,7 +115,11 @@ struct ModelConfig {
   std::string architecture = "clip-vit";
   std::string dtype = "float32";
   std::string quantization = "none";
+  std::string activation = "quick_gelu";  // informational: the TorchScript modules implement it
+  std::string source_layout;               // informational: what the exporter read
   int64_t embed_dim = 0;
+  Scoring scoring = Scoring::kSoftmax;
+  float logit_bias = 0.f;  // kSigmoid only (projection.pt holds the value that is used)
   TowerConfig vision, text;
   PreprocessConfig preprocess;
   TokenizerConfig tokenizer;
@@ -87,6 +136,7 @@ struct ModelConfig {
 
   std::string path_of(const std::string& file) const;  // directory + "/" + file
   std::string tokenizer_path() const { return path_of(tokenizer.vocab_file); }
+  std::string merges_path() const { return path_of(tokenizer.merges_file); }  // kHF only
 };
 
 }  // namespace zsclip

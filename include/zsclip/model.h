@@ -80,6 +80,10 @@ class Model {
   // log of the learned temperature (OpenAI's model.logit_scale), and its exp (the multiplier).
   float logit_scale() const;
   float logit_scale_exp() const;
+  // How zero-shot scores are made (config.json "scoring"): softmax over classes, or for models with a
+  // learned logit_bias (SigLIP-style) sigmoid(logit_scale_exp * cosine + logit_bias) per class.
+  Scoring scoring() const;
+  float logit_bias() const;  // 0 for softmax models
 
   // [N, 3, n, n] float pixels (as Preprocessor gives) -> [N, embed_dim] projected image features.
   FloatTensor encode_images(const FloatTensor& pixels) const;

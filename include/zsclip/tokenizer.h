@@ -46,16 +46,30 @@ namespace zsclip {
 //   num_merges (-1)        merge lines to use after the header line; -1: as SimpleTokenizer, the
 //                          first min(lines, 48894) (OpenAI's file holds 262144; 48894 are used)
 //   cache_capacity (65536) pieces whose BPE result is kept (bounded, shared by all threads); 0: none
+//   sot_token, eot_token   the special tokens as text spells them (ids: the last two of the
+//                          vocabulary, or vocab.json's); open_clip: "<start_of_text>", "<end_of_text>"
 struct TokenizerOptions {
   int64_t num_merges = -1;
   int64_t cache_capacity = 65536;
+  std::string sot_token = "<|startoftext|>";
+  std::string eot_token = "<|endoftext|>";
 };
+
+struct ModelConfig;
 
 class Tokenizer {
  public:
   // Reads a merges file, gzip-compressed (as shipped) or plain text. Throws Error: kNotFound when
   // absent, kPermissionDenied when unreadable, kInvalidConfig when corrupt, empty or too short.
   static Tokenizer from_file(const std::string& path, const TokenizerOptions& options = {});
+  // HuggingFace CLIPTokenizer files: vocab.json ({token: id}) and merges.txt ("#version" header,
+  // then one "a b" pair a line in rank order). Ids come from vocab.json; the merges, the text
+  // cleaning and the splitting are OpenAI's, so a vocab.json made from OpenAI's vocabulary gives
+  // OpenAI's ids exactly. num_merges -1: as CLIPTokenizer, the first min(lines, 48894).
+  static Tokenizer from_hf_files(const std::string& vocab_json, const std::string& merges_txt,
+                                 const TokenizerOptions& options = {});
+  // The tokenizer a model's config.json describes (format, files, special tokens, merges).
+  static Tokenizer from_config(const ModelConfig& config, int64_t cache_capacity = 65536);
   // A tokenizer from merge pairs in the byte-symbol alphabet (as written in the merges file).
   static Tokenizer from_merges(const std::vector<std::pair<std::string, std::string>>& merges,
                                const TokenizerOptions& options = {});
@@ -72,6 +86,8 @@ class Tokenizer {
   IdTensor tokenize(const std::vector<std::string>& texts, int64_t context_length = 77,
                     bool truncate = true) const;
 
+  const std::string& sot_token() const;
+  const std::string& eot_token() const;
   int32_t sot_id() const;
   int32_t eot_id() const;
   int64_t vocab_size() const;

@@ -8,7 +8,9 @@
 //
 // Class weights follow OpenAI's prompt ensembling: every template is filled with the class name
 // ("{}" replaced), each prompt embedded and L2-normalised, the mean taken per class and normalised
-// again. Scores are logit_scale_exp * normalised image features @ weights, softmax over classes.
+// again. Logits are logit_scale_exp * normalised image features @ weights; probabilities are the
+// softmax over classes, or for Scoring::kSigmoid (models with a logit_bias, SigLIP-style) each
+// class's own sigmoid(logit + logit_bias): those do not sum to 1. Logits never include the bias.
 //
 // A saved head records the model's fingerprint; loading it for another model is refused.
 // Thread safety: immutable; const methods are safe from several threads.
@@ -18,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "zsclip/config.h"
 #include "zsclip/tensor.h"
 
 namespace zsclip {
@@ -64,7 +67,8 @@ class ZeroShotHead {
   // From ready-made class weights [C, D] (normalised here).
   static ZeroShotHead from_weights(std::vector<std::string> labels, FloatTensor weights,
                                    float logit_scale_exp, std::string model_fingerprint,
-                                   std::vector<std::string> templates = {});
+                                   std::vector<std::string> templates = {},
+                                   Scoring scoring = Scoring::kSoftmax, float logit_bias = 0.f);
   static ZeroShotHead load(const std::string& path);
   void save(const std::string& path) const;
 
@@ -75,13 +79,15 @@ class ZeroShotHead {
   const std::vector<std::string>& templates() const { return templates_; }
   const FloatTensor& weights() const { return weights_; }  // [C, D], rows unit length
   float logit_scale_exp() const { return logit_scale_exp_; }
+  Scoring scoring() const { return scoring_; }
+  float logit_bias() const { return logit_bias_; }  // 0 for softmax
   const std::string& model_fingerprint() const { return fingerprint_; }
   int64_t num_classes() const { return weights_.size(0); }
   int64_t embed_dim() const { return weights_.size(1); }
 
   // [N, D] image features (projected, not normalised) -> [N, C] logits.
   FloatTensor logits(const FloatTensor& image_features) const;
-  // One image's D features -> C probabilities written to out (softmax of the logits).
+  // One image's D features -> C probabilities written to out (softmax or sigmoid, see scoring()).
   void probs(const float* image_features, float* out) const;
   // [N, D] -> N predictions with the top_k best classes.
   std::vector<Prediction> classify(const FloatTensor& image_features, int top_k = 5) const;
@@ -91,6 +97,8 @@ class ZeroShotHead {
   std::vector<std::string> labels_, templates_;
   FloatTensor weights_;
   float logit_scale_exp_ = 1.f;
+  Scoring scoring_ = Scoring::kSoftmax;
+  float logit_bias_ = 0.f;
   std::string fingerprint_;
 };
 

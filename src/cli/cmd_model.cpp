@@ -49,7 +49,11 @@ int run_embed(const Args& args) {
   Model model = Model::load(model_dir(args), model_options(args, !texts.empty()));
   const int64_t d = model.embed_dim();
   int status = 0;
-  json out = {{"images", json::array()}, {"texts", json::array()}, {"logits_per_image", json::array()}};
+  json out = {{"images", json::array()},
+              {"texts", json::array()},
+              {"logits_per_image", json::array()},
+              {"scoring", scoring_name(model.scoring())}};
+  if (model.scoring() == Scoring::kSigmoid) out["logit_bias"] = model.logit_bias();
 
   // Images: preprocess a batch (bad files reported, others kept), encode the good ones.
   Preprocessor pre(model.config().preprocess);
@@ -154,17 +158,18 @@ int run_classify(const Args& args) {
                                            model_options(args, true), co));
   }
   auto results = clf->classify_files(images);
+  const char* scoring = scoring_name(clf->head().scoring());
   int status = 0;
   if (args.has("--json")) {
     json out = json::array();
     for (const auto& r : results) {
       if (!r.ok) {
-        out.push_back({{"file", r.source}, {"error", r.error}, {"code", error_code_name(r.code)}});
+        out.push_back({{"file", r.source}, {"error", r.error}, {"code", error_code_name(r.code)}, {"scoring", scoring}});
         continue;
       }
       json top = json::array();
       for (const auto& s : r.top) top.push_back({{"label", s.label}, {"prob", s.prob}});
-      out.push_back({{"file", r.source}, {"top", top}, {"probs", r.probs}});
+      out.push_back({{"file", r.source}, {"top", top}, {"probs", r.probs}, {"scoring", scoring}});
     }
     std::cout << out.dump(2) << "\n";
   } else {
@@ -198,6 +203,10 @@ int run_info(const Args& args) {
             {"quantization", c.quantization},
             {"device", model.device()},
             {"logit_scale_exp", model.logit_scale_exp()},
+            {"scoring", scoring_name(model.scoring())},
+            {"logit_bias", model.logit_bias()},
+            {"activation", c.activation},
+            {"source_layout", c.source_layout},
             {"cuda_available", cuda_available()}};
   std::cout << j.dump(2) << "\n";
   return 0;
@@ -238,7 +247,10 @@ ZSCLIP_COMMAND(Command{
     "[--batch-size N] [--json] IMAGE...",
     "zero-shot classify images",
     std::string("Prints a table (top-k labels and probabilities per image), or with --json an array of\n"
-                "{\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order]}.\n"
+                "{\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order],\n"
+                "\"scoring\"}. scoring \"softmax\" (CLIP): probabilities over the labels, summing to 1.\n"
+                "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own probability\n"
+                "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
                 "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while the\n"
                 "others are still classified; the exit status is then 1.\n") +
         kLabelsHelp,

@@ -15,10 +15,7 @@ int run_tokenize(const Args& args) {
     throw UsageError("give exactly one of --vocab FILE or --model DIR");
   Tokenizer tok = [&] {
     if (args.has("--vocab")) return Tokenizer::from_file(args.get("--vocab"));
-    ModelConfig cfg = ModelConfig::load(args.get("--model"));
-    TokenizerOptions o;
-    o.num_merges = cfg.tokenizer.num_merges;
-    return Tokenizer::from_file(cfg.tokenizer_path(), o);
+    return Tokenizer::from_config(ModelConfig::load(args.get("--model")));
   }();
   int64_t context = 77;
   if (args.has("--model") && !args.has("--context-length"))

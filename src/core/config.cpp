@@ -75,6 +75,22 @@ std::array<float, 3> get_triple(const json& obj, const std::string& origin, cons
   return out;
 }
 
+bool get_bool_or(const json& obj, const std::string& origin, const std::string& path, const char* key,
+                bool fallback) {
+  if (!obj.contains(key)) return fallback;
+  const json& v = obj.at(key);
+  if (!v.is_boolean()) fail(origin, path + key, "must be true or false, got " + v.dump());
+  return v.get<bool>();
+}
+
+double get_number(const json& obj, const std::string& origin, const std::string& path, const char* key) {
+  const json& v = member(obj, origin, path, key);
+  if (!v.is_number()) fail(origin, path + key, "must be a number, got " + type_name(v) + " " + v.dump());
+  const double x = v.get<double>();
+  if (!std::isfinite(x)) fail(origin, path + key, "must be finite, got " + v.dump());
+  return x;
+}
+
 template <typename E>
 E get_enum(const json& obj, const std::string& origin, const std::string& path, const char* key,
            std::initializer_list<std::pair<const char*, E>> names, E fallback) {
@@ -152,6 +168,17 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.text.layers = get_int(t, origin, "text.", "layers", 1);
   c.text.heads = get_int(t, origin, "text.", "heads", 1);
   if (c.text.width % c.text.heads != 0) fail(origin, "text.heads", "must divide text.width");
+  c.text.causal_mask = get_bool_or(t, origin, "text.", "causal_mask", true);
+  c.text.pool = get_enum<TextPool>(t, origin, "text.", "pool",
+                                   {{"argmax", TextPool::kArgmax}, {"first", TextPool::kFirst},
+                                    {"last", TextPool::kLast}, {"eos", TextPool::kEos}},
+                                   TextPool::kArgmax);
+  if (c.text.pool == TextPool::kEos) {
+    c.text.eos_id = get_int(t, origin, "text.", "eos_id", 0);
+    if (c.text.eos_id >= c.text.vocab_size)
+      fail(origin, "text.eos_id", "(" + std::to_string(c.text.eos_id) + ") is outside the vocabulary (" +
+                                      std::to_string(c.text.vocab_size) + ")");
+  }
 
   const json& p = get_object(j, origin, "", "preprocess");
   c.preprocess.image_size = static_cast<int>(get_int(p, origin, "preprocess.", "image_size", 1));
@@ -166,11 +193,19 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
       Interpolation::kBicubic);
   c.preprocess.resize = get_enum<ResizeRule>(
       p, origin, "preprocess.", "resize",
-      {{"shorter_side", ResizeRule::kShorterSide}, {"stretch", ResizeRule::kStretch}},
+      {{"shorter_side", ResizeRule::kShorterSide}, {"stretch", ResizeRule::kStretch},
+       {"longer_side", ResizeRule::kLongerSide}},
       ResizeRule::kShorterSide);
   c.preprocess.crop = get_enum<CropRule>(p, origin, "preprocess.", "crop",
                                          {{"center", CropRule::kCenter}, {"none", CropRule::kNone}},
                                          CropRule::kCenter);
+  if (c.preprocess.crop == CropRule::kNone && c.preprocess.resize != ResizeRule::kStretch)
+    fail(origin, "preprocess.crop", "'none' needs resize 'stretch' (the output must be square)");
+  if (p.contains("fill")) {
+    const int64_t fill = get_int(p, origin, "preprocess.", "fill", 0);
+    if (fill > 255) fail(origin, "preprocess.fill", "must be in 0..255, got " + std::to_string(fill));
+    c.preprocess.fill = static_cast<int>(fill);
+  }
   if (c.preprocess.image_size != c.vision.image_size)
     fail(origin, "preprocess.image_size",
          "(" + std::to_string(c.preprocess.image_size) + ") disagrees with vision.image_size (" +
@@ -179,13 +214,51 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   const json& tok = get_object(j, origin, "", "tokenizer");
   c.tokenizer.type = get_string_or(tok, origin, "tokenizer.", "type", "clip_bpe");
   check_choice(origin, "tokenizer.type", c.tokenizer.type, {"clip_bpe"});
+  c.tokenizer.format = get_enum<TokenizerFormat>(
+      tok, origin, "tokenizer.", "format", {{"openai", TokenizerFormat::kOpenAI}, {"hf", TokenizerFormat::kHF}},
+      TokenizerFormat::kOpenAI);
   c.tokenizer.vocab_file = get_string(tok, origin, "tokenizer.", "vocab_file");
   check_file_name(origin, "tokenizer.vocab_file", c.tokenizer.vocab_file);
+  if (c.tokenizer.format == TokenizerFormat::kHF) {
+    c.tokenizer.merges_file = get_string(tok, origin, "tokenizer.", "merges_file");
+    check_file_name(origin, "tokenizer.merges_file", c.tokenizer.merges_file);
+  } else if (tok.contains("merges_file")) {
+    fail(origin, "tokenizer.merges_file", "is only used with tokenizer.format \"hf\"");
+  }
+  c.tokenizer.sot_token = get_string_or(tok, origin, "tokenizer.", "sot_token", c.tokenizer.sot_token);
+  c.tokenizer.eot_token = get_string_or(tok, origin, "tokenizer.", "eot_token", c.tokenizer.eot_token);
+  for (const auto* special : {&c.tokenizer.sot_token, &c.tokenizer.eot_token})
+    if (special->size() < 2 || special->size() > 64 || (*special)[0] != '<' || special->back() != '>' ||
+        special->find_first_of(" \t\r\n") != std::string::npos)
+      fail(origin, special == &c.tokenizer.sot_token ? "tokenizer.sot_token" : "tokenizer.eot_token",
+           "must look like <...> without spaces (2-64 bytes), got \"" + *special + "\"");
+  if (c.tokenizer.sot_token == c.tokenizer.eot_token)
+    fail(origin, "tokenizer.eot_token", "must differ from tokenizer.sot_token");
+  if (tok.contains("context_length") &&
+      get_int(tok, origin, "tokenizer.", "context_length", 2) != c.text.context_length)
+    fail(origin, "tokenizer.context_length", "disagrees with text.context_length (" +
+                                                 std::to_string(c.text.context_length) + ")");
+  if (get_string_or(tok, origin, "tokenizer.", "truncate_end", "eot") != "eot")
+    fail(origin, "tokenizer.truncate_end",
+         "has unknown value \"" + tok.at("truncate_end").get<std::string>() +
+             "\" (expected: eot, the last kept id replaced by the end token)");
   c.tokenizer.num_merges = get_int(tok, origin, "tokenizer.", "num_merges", 1);
   if (c.tokenizer.num_merges + 514 != c.text.vocab_size)
     fail(origin, "tokenizer.num_merges",
          "(" + std::to_string(c.tokenizer.num_merges) + ") disagrees with text.vocab_size (" +
              std::to_string(c.text.vocab_size) + " = 512 byte symbols + merges + 2 special tokens)");
+
+  c.activation = get_string_or(j, origin, "", "activation", "quick_gelu");
+  check_choice(origin, "activation", c.activation, {"quick_gelu", "gelu"});
+  c.source_layout = get_string_or(j, origin, "", "source_layout", "");
+  c.scoring = get_enum<Scoring>(j, origin, "", "scoring",
+                                {{"softmax", Scoring::kSoftmax}, {"sigmoid", Scoring::kSigmoid}},
+                                Scoring::kSoftmax);
+  if (c.scoring == Scoring::kSigmoid) {
+    c.logit_bias = static_cast<float>(get_number(j, origin, "", "logit_bias"));
+  } else if (j.contains("logit_bias")) {
+    fail(origin, "logit_bias", "is only used with scoring \"sigmoid\"");
+  }
 
   const json& f = get_object(j, origin, "", "files");
   c.image_encoder_file = get_string(f, origin, "files.", "image_encoder");
@@ -216,6 +289,8 @@ ModelConfig ModelConfig::load(const std::string& model_dir) {
   c.directory = model_dir;
   return c;
 }
+
+const char* scoring_name(Scoring s) { return s == Scoring::kSigmoid ? "sigmoid" : "softmax"; }
 
 std::string ModelConfig::path_of(const std::string& file) const {
   if (directory.empty()) return file;

@@ -144,13 +144,16 @@ std::string fill_template(const std::string& templ, const std::string& label) {
 
 ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTensor weights,
                                         float logit_scale_exp, std::string model_fingerprint,
-                                        std::vector<std::string> templates) {
+                                        std::vector<std::string> templates, Scoring scoring,
+                                        float logit_bias) {
   validate_labels(labels, "zero-shot head");
   if (weights.dim() != 2 || weights.size(0) != static_cast<int64_t>(labels.size()) || weights.size(1) < 1)
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: weights must be [num_labels=" +
                                                  std::to_string(labels.size()) + ", D]");
   if (!std::isfinite(logit_scale_exp) || logit_scale_exp <= 0)
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: logit_scale_exp must be positive and finite");
+  if (!std::isfinite(logit_bias) || (scoring == Scoring::kSoftmax && logit_bias != 0.f))
+    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: logit_bias must be finite, and 0 with softmax scoring");
   const int64_t d = weights.size(1);
   for (int64_t c = 0; c < weights.size(0); ++c) {
     float* w = weights.row(c);
@@ -167,12 +170,18 @@ ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTe
   h.templates_ = std::move(templates);
   h.weights_ = std::move(weights);
   h.logit_scale_exp_ = logit_scale_exp;
+  h.scoring_ = scoring;
+  h.logit_bias_ = logit_bias;
   h.fingerprint_ = std::move(model_fingerprint);
   return h;
 }
 
 void ZeroShotHead::save(const std::string& path) const {
-  nlohmann::json header = {{"format_version", 1},
+  // Softmax heads stay format 1 (older zsclip reads them); a sigmoid head is format 2, which older
+  // zsclip refuses instead of scoring it with a softmax.
+  nlohmann::json header = {{"format_version", scoring_ == Scoring::kSigmoid ? 2 : 1},
+                           {"scoring", scoring_name(scoring_)},
+                           {"logit_bias", logit_bias_},
                            {"labels", labels_},
                            {"templates", templates_},
                            {"model_fingerprint", fingerprint_},
@@ -224,18 +233,28 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
   nlohmann::json h;
   std::vector<std::string> labels, templates;
   int64_t c = 0, d = 0;
-  float scale = 0;
+  float scale = 0, bias = 0;
+  Scoring scoring = Scoring::kSoftmax;
   std::string fingerprint;
   try {
     h = nlohmann::json::parse(text);
     int fv = h.at("format_version").get<int>();
-    if (fv > 1)
+    if (fv > 2)
       throw Error(ErrorCode::kUnsupported, "head file " + path + ": format_version " +
                                                std::to_string(fv) + " is newer than this zsclip reads");
     labels = h.at("labels").get<std::vector<std::string>>();
     templates = h.value("templates", std::vector<std::string>{});
     fingerprint = h.at("model_fingerprint").get<std::string>();
     scale = h.at("logit_scale_exp").get<float>();
+    const std::string sc = h.value("scoring", std::string("softmax"));
+    if (sc == "sigmoid") {
+      scoring = Scoring::kSigmoid;
+      bias = h.at("logit_bias").get<float>();
+      if (fv < 2)
+        throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": sigmoid scoring needs format_version 2");
+    } else if (sc != "softmax") {
+      throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": unknown scoring \"" + sc + "\"");
+    }
     c = h.at("num_classes").get<int64_t>();
     d = h.at("embed_dim").get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
@@ -252,7 +271,8 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
   in.read(reinterpret_cast<char*>(w.ptr()), static_cast<std::streamsize>(w.data.size() * sizeof(float)));
   if (!in) throw Error(ErrorCode::kIo, "head file " + path + ": read failed");
   try {
-    return from_weights(std::move(labels), std::move(w), scale, std::move(fingerprint), std::move(templates));
+    return from_weights(std::move(labels), std::move(w), scale, std::move(fingerprint), std::move(templates),
+                        scoring, bias);
   } catch (const Error& e) {
     throw Error(e.code(), "head file " + path + ": " + e.what());
   }
@@ -296,6 +316,10 @@ void logits_row(const FloatTensor& weights, float scale, const float* x, float* 
   logits_rows(weights, scale, x, 1, out);
 }
 
+void sigmoid(const float* logits, float bias, float* out, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<float>(1.0 / (1.0 + std::exp(-(double(logits[j]) + bias))));
+}
+
 void softmax(const float* logits, float* out, int64_t n) {
   const float max_logit = *std::max_element(logits, logits + n);
   double sum = 0;
@@ -307,7 +331,8 @@ void softmax(const float* logits, float* out, int64_t n) {
 
 void ZeroShotHead::probs(const float* x, float* out) const {
   logits_row(weights_, logit_scale_exp_, x, out);
-  softmax(out, out, num_classes());
+  if (scoring_ == Scoring::kSigmoid) sigmoid(out, logit_bias_, out, num_classes());
+  else softmax(out, out, num_classes());
 }
 
 FloatTensor ZeroShotHead::logits(const FloatTensor& features) const {
@@ -321,10 +346,12 @@ FloatTensor ZeroShotHead::logits(const FloatTensor& features) const {
 
 namespace {
 
-Prediction predict(const std::vector<std::string>& labels, const float* logit, int64_t n, int top_k) {
+Prediction predict(const std::vector<std::string>& labels, const float* logit, int64_t n, int top_k,
+                   Scoring scoring, float bias) {
   Prediction p;
   p.probs.resize(static_cast<size_t>(n));
-  softmax(logit, p.probs.data(), n);
+  if (scoring == Scoring::kSigmoid) sigmoid(logit, bias, p.probs.data(), n);
+  else softmax(logit, p.probs.data(), n);
   std::vector<int> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 1)), order.size());
@@ -340,14 +367,14 @@ Prediction predict(const std::vector<std::string>& labels, const float* logit, i
 Prediction ZeroShotHead::classify_one(const float* features, int top_k) const {
   std::vector<float> logit(static_cast<size_t>(num_classes()));
   logits_row(weights_, logit_scale_exp_, features, logit.data());
-  return predict(labels_, logit.data(), num_classes(), top_k);
+  return predict(labels_, logit.data(), num_classes(), top_k, scoring_, logit_bias_);
 }
 
 std::vector<Prediction> ZeroShotHead::classify(const FloatTensor& features, int top_k) const {
   const FloatTensor l = logits(features);  // checks the shape
   std::vector<Prediction> out;
   out.reserve(static_cast<size_t>(features.size(0)));
-  for (int64_t i = 0; i < features.size(0); ++i) out.push_back(predict(labels_, l.row(i), num_classes(), top_k));
+  for (int64_t i = 0; i < features.size(0); ++i) out.push_back(predict(labels_, l.row(i), num_classes(), top_k, scoring_, logit_bias_));
   return out;
 }
 

@@ -134,6 +134,7 @@ DecodedMat decode_to_mat(const uint8_t* data, size_t size, const std::string& na
       case 3:
         out.mode = PixelMode::kPalette;
         flags = cv::IMREAD_COLOR;
+        out.palette.assign(data + h.plte_offset, data + h.plte_offset + (h.plte_size / 3) * 3);
         break;
       case 4:
       case 6:

@@ -13,6 +13,7 @@ namespace zsclip::detail {
 struct DecodedMat {
   cv::Mat mat;  // 8-bit; 1 channel grey, 3 channels BGR, 4 channels BGRA
   PixelMode mode = PixelMode::kRGB;
+  std::vector<uint8_t> palette;  // kPalette: the PNG's palette as RGB triples (padding colours)
 };
 
 // Reads a whole file; throws kNotFound, kPermissionDenied, kInvalidArgument (a directory), kIo.

@@ -46,6 +46,10 @@ void probe_png(const uint8_t* d, size_t n, HeaderInfo* h) {
     }
     if (std::memcmp(type, "IDAT", 4) == 0) idat = true;
     if (std::memcmp(type, "iCCP", 4) == 0) h->png_has_iccp = true;
+    if (std::memcmp(type, "PLTE", 4) == 0 && h->plte_size == 0) {
+      h->plte_offset = pos + 8;
+      h->plte_size = static_cast<size_t>(len);
+    }
     if (std::memcmp(type, "eXIf", 4) == 0 && h->exif_size == 0) {
       h->exif_offset = pos + 8;
       h->exif_size = static_cast<size_t>(len);

@@ -20,6 +20,7 @@ struct HeaderInfo {
   std::string problem;     // non-empty: the header is malformed (the reason)
   size_t exif_offset = 0, exif_size = 0;  // the TIFF-structured EXIF block, if any
   bool png_has_iccp = false;  // libpng prints warnings about many real-world ICC profiles
+  size_t plte_offset = 0, plte_size = 0;  // a PNG's PLTE chunk data (RGB triples), if any
 };
 
 HeaderInfo probe_header(const uint8_t* data, size_t size);

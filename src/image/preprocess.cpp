@@ -29,6 +29,7 @@ struct Source {
   size_t stride;
   PixelMode mode;
   bool bgr;  // OpenCV channel order
+  const std::vector<uint8_t>* palette = nullptr;  // kPalette: RGB triples, when known
 };
 
 }  // namespace
@@ -38,9 +39,12 @@ Preprocessor::Preprocessor(PreprocessConfig config) : config_(config) {
   if (n < 1 || n > 16384)
     throw Error(ErrorCode::kInvalidConfig,
                 "preprocess.image_size: must be in 1..16384, got " + std::to_string(n));
-  if (config_.resize == ResizeRule::kShorterSide && config_.crop == CropRule::kNone)
+  if (config_.resize != ResizeRule::kStretch && config_.crop == CropRule::kNone)
     throw Error(ErrorCode::kInvalidConfig,
                 "preprocess.crop: 'none' needs resize 'stretch' (the output must be square)");
+  if (config_.fill < 0 || config_.fill > 255)
+    throw Error(ErrorCode::kInvalidConfig,
+                "preprocess.fill: must be in 0..255, got " + std::to_string(config_.fill));
   if (config_.max_pixels < 1)
     throw Error(ErrorCode::kInvalidConfig, "preprocess.max_pixels: must be positive");
   for (int c = 0; c < 3; ++c) {
@@ -74,8 +78,22 @@ void run_pipeline(const PreprocessConfig& cfg, const float (*lut)[256], const So
       throw Error(ErrorCode::kInvalidImage, "image " + std::to_string(w) + "x" + std::to_string(h) +
                                                 ": aspect ratio too extreme to resize");
     (w <= h ? rh : rw) = static_cast<int>(long_side);
+  } else if (cfg.resize == ResizeRule::kLongerSide) {
+    // open_clip's ResizeKeepRatio(n, longest=1): ratio = max(h / n, w / n) (+ 0 * the min), each
+    // side round(side / ratio), Python's round (half to even) on doubles.
+    const double ratio_h = static_cast<double>(h) / n, ratio_w = static_cast<double>(w) / n;
+    const double ratio = std::max(ratio_h, ratio_w) * 1.0 + std::min(ratio_h, ratio_w) * 0.0;
+    rh = static_cast<int>(std::nearbyint(static_cast<double>(h) / ratio));
+    rw = static_cast<int>(std::nearbyint(static_cast<double>(w) / ratio));
+    if (rh < 1 || rw < 1)
+      throw Error(ErrorCode::kInvalidImage, "image " + std::to_string(w) + "x" + std::to_string(h) +
+                                                ": aspect ratio too extreme (a side resizes to 0 pixels)");
   }
-  const int left = half_round_even(rw - n), top = half_round_even(rh - n);
+  // Centre crop where the resized side is longer than n; centred padding where it is shorter
+  // (open_clip's CenterCropOrPad: the floor half of the padding on the left/top).
+  const int cw = std::min(rw, n), ch = std::min(rh, n);
+  const int pad_x = rw < n ? (n - rw) / 2 : 0, pad_y = rh < n ? (n - rh) / 2 : 0;
+  const int left = rw > n ? half_round_even(rw - n) : 0, top = rh > n ? half_round_even(rh - n) : 0;
   Interpolation interp = cfg.interpolation;
   if (s.mode == PixelMode::kPalette || s.mode == PixelMode::kBinary)
     interp = Interpolation::kNearest;
@@ -95,8 +113,37 @@ void run_pipeline(const PreprocessConfig& cfg, const float (*lut)[256], const So
   }
   const int C = s.channels;
   region.resize(static_cast<size_t>(n) * n * C);
-  detail::resample_region(v, rw, rh, interp, left, top, left + n, top + n, region.data());
-  if (alpha) detail::unpremultiply_alpha(region.data(), static_cast<size_t>(n) * n);
+  const bool padded = cw < n || ch < n;
+  thread_local std::vector<uint8_t> part;
+  uint8_t* dst = region.data();
+  if (padded) {
+    part.resize(static_cast<size_t>(cw) * ch * C);
+    dst = part.data();
+  }
+  detail::resample_region(v, rw, rh, interp, left, top, left + cw, top + ch, dst);
+  if (alpha) detail::unpremultiply_alpha(dst, static_cast<size_t>(cw) * ch);
+  if (padded) {
+    // The padding value in the image's channel order (a palette image pads with palette[fill]).
+    uint8_t fill_px[4] = {static_cast<uint8_t>(cfg.fill), static_cast<uint8_t>(cfg.fill),
+                          static_cast<uint8_t>(cfg.fill), static_cast<uint8_t>(cfg.fill)};
+    if (s.mode == PixelMode::kPalette) {
+      if (!s.palette || cfg.fill >= static_cast<int>(s.palette->size() / 3))
+        throw Error(ErrorCode::kUnsupported,
+                    "palette image: padding needs palette entry " + std::to_string(cfg.fill) +
+                        ", which the image does not define");
+      const uint8_t* rgb = s.palette->data() + 3 * cfg.fill;
+      fill_px[0] = rgb[s.bgr ? 2 : 0];
+      fill_px[1] = rgb[1];
+      fill_px[2] = rgb[s.bgr ? 0 : 2];
+    } else if (s.mode == PixelMode::kBinary) {
+      fill_px[0] = cfg.fill ? 255 : 0;  // Pillow's mode "1" stores 0 or 255
+    }
+    for (size_t i = 0; i < static_cast<size_t>(n) * n; ++i)
+      std::memcpy(&region[i * C], fill_px, static_cast<size_t>(C));
+    for (int y = 0; y < ch; ++y)
+      std::memcpy(&region[(static_cast<size_t>(y + pad_y) * n + pad_x) * C], &part[static_cast<size_t>(y) * cw * C],
+                  static_cast<size_t>(cw) * C);
+  }
 
   const size_t plane = static_cast<size_t>(n) * n;
   const uint8_t* p = region.data();
@@ -146,7 +193,7 @@ void Preprocessor::from_buffer_into(const void* data, size_t size, const std::st
       detail::decode_to_mat(static_cast<const uint8_t*>(data), size, name, opt);
   run_pipeline(
       config_, lut_,
-      Source{d.mat.data, d.mat.cols, d.mat.rows, d.mat.channels(), d.mat.step[0], d.mode, true},
+      Source{d.mat.data, d.mat.cols, d.mat.rows, d.mat.channels(), d.mat.step[0], d.mode, true, &d.palette},
       out);
 }
 

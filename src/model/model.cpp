@@ -242,15 +242,33 @@ torch::Tensor Model::Impl::encode_images(const torch::Tensor& pixels) const {
   return run_split(pixels, streams, [this](const torch::Tensor& x) { return encode_images_part(x); });
 }
 
-torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids_in) const {
-  // Columns after every row's <|endoftext|> (its largest id, where the tower pools) cannot change the
-  // pooled outputs under the causal mask, so they are not computed: "a photo of a cat." is 7 tokens
-  // of OpenAI's 77.
-  torch::Tensor ids = ids_in;
-  if (ids.size(0) > 0 && ids.size(1) > 1) {
-    const int64_t used = ids.argmax(1).max().item<int64_t>() + 1;
-    if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
+// The number of leading columns of `ids` that decide a causal text tower's pooled outputs, or
+// ids.size(1) when every column counts (no causal mask, or pooled at the last position).
+int64_t text_columns_needed(const TowerConfig& t, const torch::Tensor& ids) {
+  const int64_t n = ids.size(1);
+  if (!t.causal_mask || ids.size(0) == 0 || n <= 1) return n;
+  switch (t.pool) {
+    case TextPool::kFirst:
+      return 1;
+    case TextPool::kArgmax:  // first occurrence of each row's largest id
+      return ids.argmax(1).max().item<int64_t>() + 1;
+    case TextPool::kEos: {  // first occurrence of eos_id (position 0 where a row has none)
+      const torch::Tensor hit = ids.eq(t.eos_id).to(torch::kInt);
+      return hit.argmax(1).max().item<int64_t>() + 1;
+    }
+    case TextPool::kLast:
+      return n;
   }
+  return n;
+}
+
+torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids_in) const {
+  // Columns after every row's pooled position (its end token) cannot change the pooled outputs
+  // under the causal mask, so they are not computed: "a photo of a cat." is 7 tokens of OpenAI's 77.
+  // Towers without the mask, or pooled at the last position, get every column.
+  torch::Tensor ids = ids_in;
+  const int64_t used = text_columns_needed(config.text, ids);
+  if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
   return run_split(ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
 }
 
@@ -261,6 +279,7 @@ torch::Tensor Model::Impl::encode_images_part(const torch::Tensor& pixels) const
   else if (x.scalar_type() != dtype) x = x.to(dtype);
   torch::Tensor pooled = image_encoder.forward({x}).toTensor();
   torch::Tensor out = pooled.to(image_projection.scalar_type()).matmul(image_projection);
+  if (image_projection_bias.defined()) out = out + image_projection_bias;
   return out.to(torch::kCPU, torch::kFloat).contiguous();
 }
 
@@ -269,6 +288,7 @@ torch::Tensor Model::Impl::encode_texts_part(const torch::Tensor& ids) const {
   torch::Tensor x = ids.to(device, torch::kLong);
   torch::Tensor pooled = text_encoder.forward({x}).toTensor();
   torch::Tensor out = pooled.to(text_projection.scalar_type()).matmul(text_projection);
+  if (text_projection_bias.defined()) out = out + text_projection_bias;
   return out.to(torch::kCPU, torch::kFloat).contiguous();
 }
 
@@ -320,6 +340,38 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     torch::Tensor ls = projection_tensor(proj, proj_path, "logit_scale");
     if (ls.numel() != 1) throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not a scalar");
     impl->logit_scale = ls.to(torch::kFloat).item<float>();
+    // format_version 2 exports always carry these: shape [D] / [] when the model has the bias,
+    // [0] when it has none. Older exports have none of them.
+    for (const char* name : {"image_projection_bias", "text_projection_bias"}) {
+      if (!proj.hasattr(name)) continue;
+      torch::Tensor b = projection_tensor(proj, proj_path, name);
+      if (b.numel() == 0) continue;
+      if (b.dim() != 1 || b.size(0) != c.embed_dim)
+        throw Error(ErrorCode::kInvalidModel, proj_path + ": " + name + " has shape " + shape_str(b.sizes()) +
+                                                  ", expected [" + std::to_string(c.embed_dim) + "] (embed_dim)");
+      (name[0] == 'i' ? impl->image_projection_bias : impl->text_projection_bias) = b;
+    }
+    bool has_bias = false;
+    if (proj.hasattr("logit_bias")) {
+      torch::Tensor b = projection_tensor(proj, proj_path, "logit_bias");
+      if (b.numel() > 1)
+        throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_bias is not a scalar");
+      if (b.numel() == 1) {
+        has_bias = true;
+        impl->logit_bias = b.to(torch::kFloat).item<float>();
+      }
+    }
+    const std::string cfg_path = c.path_of("config.json");
+    if (has_bias && c.scoring != Scoring::kSigmoid)
+      throw Error(ErrorCode::kInvalidModel, proj_path + ": the model has a logit_bias (sigmoid scoring), but " +
+                                                cfg_path + " field 'scoring' is \"softmax\"");
+    if (!has_bias && c.scoring == Scoring::kSigmoid)
+      throw Error(ErrorCode::kInvalidModel, cfg_path + ": field 'scoring' is \"sigmoid\", but " + proj_path +
+                                                " has no logit_bias");
+    if (has_bias && !(std::isfinite(impl->logit_bias) && impl->logit_bias == c.logit_bias))
+      throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_bias " + std::to_string(impl->logit_bias) +
+                                                " disagrees with " + cfg_path + " field 'logit_bias' (" +
+                                                std::to_string(c.logit_bias) + ")");
     return 0;
   });
   check_dims(proj_path, "image_projection", impl->image_projection, {c.vision.width, c.embed_dim},
@@ -330,6 +382,8 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not finite");
   impl->image_projection = impl->image_projection.to(impl->device, impl->dtype).contiguous();
   impl->text_projection = impl->text_projection.to(impl->device, impl->dtype).contiguous();
+  for (torch::Tensor* b : {&impl->image_projection_bias, &impl->text_projection_bias})
+    if (b->defined()) *b = b->to(impl->device, impl->dtype).contiguous();
 
   torch::jit::Module image = load_module(image_path, "files.image_encoder");
   if (auto w = find_tensor(image, "conv1.weight"))
@@ -390,6 +444,8 @@ int Model::image_size() const { return impl_->config.preprocess.image_size; }
 int64_t Model::context_length() const { return impl_->config.text.context_length; }
 float Model::logit_scale() const { return impl_->logit_scale; }
 float Model::logit_scale_exp() const { return std::exp(impl_->logit_scale); }
+Scoring Model::scoring() const { return impl_->config.scoring; }
+float Model::logit_bias() const { return impl_->logit_bias; }
 
 void Model::encode_images(const float* pixels, int64_t n_images, float* out) const {
   const int64_t n = image_size();
@@ -432,17 +488,6 @@ FloatTensor Model::encode_texts(const IdTensor& ids) const {
   return out;
 }
 
-Tokenizer Model::load_tokenizer() const {
-  const ModelConfig& c = impl_->config;
-  const std::string path = c.tokenizer_path();
-  TokenizerOptions to;
-  to.num_merges = c.tokenizer.num_merges;
-  Tokenizer tok = Tokenizer::from_file(path, to);
-  if (tok.vocab_size() != c.text.vocab_size)
-    throw Error(ErrorCode::kInvalidModel, path + ": vocabulary has " + std::to_string(tok.vocab_size()) +
-                                              " tokens, but config.json field 'text.vocab_size' is " +
-                                              std::to_string(c.text.vocab_size));
-  return tok;
-}
+Tokenizer Model::load_tokenizer() const { return Tokenizer::from_config(impl_->config); }
 
 }  // namespace zsclip

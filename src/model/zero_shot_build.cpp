@@ -42,7 +42,7 @@ ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
     }
   flush();
   return from_weights(labels, std::move(weights), model.logit_scale_exp(), model.config().fingerprint,
-                      templates);
+                      templates, model.scoring(), model.logit_bias());
 }
 
 void ZeroShotHead::check_compatible(const Model& model, const std::string& origin) const {

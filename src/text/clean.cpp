@@ -204,9 +204,9 @@ bool match_literal(std::basic_string_view<CharT> text, size_t pos, std::u32strin
 }  // namespace
 
 template <typename CharT>
-std::vector<Piece> split_pieces_impl(std::basic_string_view<CharT> text) {
-  static constexpr std::u32string_view kSot = U"<|startoftext|>";
-  static constexpr std::u32string_view kEot = U"<|endoftext|>";
+std::vector<Piece> split_pieces_impl(std::basic_string_view<CharT> text, const Specials& specials) {
+  const std::u32string_view kSot = specials.sot;
+  const std::u32string_view kEot = specials.eot;
   static constexpr std::u32string_view kContractions[] = {U"'s", U"'t", U"'re", U"'ve", U"'m", U"'ll", U"'d"};
   std::vector<Piece> pieces;
   const size_t n = text.size();
@@ -263,8 +263,17 @@ std::vector<Piece> split_pieces_impl(std::basic_string_view<CharT> text) {
   return pieces;
 }
 
-std::vector<Piece> split_pieces(std::u32string_view text) { return split_pieces_impl(text); }
-std::vector<Piece> split_pieces(std::string_view ascii) { return split_pieces_impl(ascii); }
+const Specials& openai_specials() {
+  static const Specials s{U"<|startoftext|>", U"<|endoftext|>"};
+  return s;
+}
+
+std::vector<Piece> split_pieces(std::u32string_view text, const Specials& specials) {
+  return split_pieces_impl(text, specials);
+}
+std::vector<Piece> split_pieces(std::string_view ascii, const Specials& specials) {
+  return split_pieces_impl(ascii, specials);
+}
 
 bool ascii_fast_path(std::string_view text, std::string& out) {
   for (char ch : text) {

@@ -21,11 +21,17 @@ struct Piece {
   size_t begin;
   size_t end;
 };
-// findall of <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
+// The two special tokens the pattern matches first (ASCII). OpenAI/HF: <|startoftext|>,
+// <|endoftext|>; open_clip: <start_of_text>, <end_of_text>.
+struct Specials {
+  std::u32string sot, eot;
+};
+const Specials& openai_specials();
+// findall of SOT|EOT|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 // with IGNORECASE, on lower-cased text.
-std::vector<Piece> split_pieces(std::u32string_view text);
+std::vector<Piece> split_pieces(std::u32string_view text, const Specials& specials = openai_specials());
 // The same on ASCII text.
-std::vector<Piece> split_pieces(std::string_view ascii);
+std::vector<Piece> split_pieces(std::string_view ascii, const Specials& specials = openai_specials());
 // For printable ASCII (with \t \n \f \r) without '&', every step up to the split reduces to
 // collapsing whitespace and lower-casing: writes that to `out` and returns true; else false.
 bool ascii_fast_path(std::string_view text, std::string& out);

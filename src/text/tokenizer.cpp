@@ -9,11 +9,13 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <unordered_map>
 
 #include "text/bpe.h"
 #include "text/clean.h"
 #include "text/unicode.h"
+#include "zsclip/config.h"
 #include "zsclip/error.h"
 
 namespace zsclip {
@@ -21,8 +23,6 @@ namespace {
 
 constexpr size_t kOpenAIMaxMerges = 48894;
 
-constexpr const char* kSot = "<|startoftext|>";
-constexpr const char* kEot = "<|endoftext|>";
 constexpr const char* kEow = "</w>";
 constexpr size_t kMaxVocabFileBytes = size_t{256} << 20;  // refuse gzip bombs
 
@@ -114,11 +114,28 @@ std::string shorten(std::string_view s, size_t max_bytes = 80) {
 
 }  // namespace
 
+// A vocabulary given as {token: id} (HuggingFace's vocab.json), instead of derived from the merges.
+using ExplicitVocab = std::unordered_map<std::string, int32_t>;
+
 class Tokenizer::Impl {
  public:
   Impl(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source,
-       int64_t cache_capacity)
-      : cache_(cache_capacity) {
+       const TokenizerOptions& options, const ExplicitVocab* explicit_vocab = nullptr)
+      : sot_token_(options.sot_token), eot_token_(options.eot_token), cache_(options.cache_capacity) {
+    for (const std::string* special : {&sot_token_, &eot_token_}) {
+      bool ascii = special->size() >= 2 && (*special)[0] == '<' && special->back() == '>';
+      for (char ch : *special) ascii = ascii && ch > ' ' && static_cast<unsigned char>(ch) < 0x7F;
+      if (!ascii || sot_token_ == eot_token_)
+        throw Error(ErrorCode::kInvalidArgument, "tokenizer special tokens must be distinct printable-ASCII "
+                                                 "<...> strings, got '" + shorten(*special) + "'");
+      std::u32string u;
+      for (char ch : *special) u.push_back(static_cast<char32_t>(ch));
+      (special == &sot_token_ ? specials_.sot : specials_.eot) = u;
+    }
+    if (explicit_vocab != nullptr) {
+      init_explicit(merges, source, *explicit_vocab);
+      return;
+    }
     const ByteAlphabet& ab = alphabet();
     vocab_.reserve(512 + merges.size() + 2);
     for (int i = 0; i < 256; ++i) vocab_.push_back(byte_symbol(ab.order[i]));
@@ -140,8 +157,8 @@ class Tokenizer::Impl {
       }
       vocab_.push_back(a + b);
     }
-    vocab_.push_back(kSot);
-    vocab_.push_back(kEot);
+    vocab_.push_back(sot_token_);
+    vocab_.push_back(eot_token_);
     // dict(zip(vocab, range(len(vocab)))): a repeated token keeps its last id.
     encoder_.reserve(vocab_.size());
     for (size_t i = 0; i < vocab_.size(); ++i) encoder_[vocab_[i]] = static_cast<int32_t>(i);
@@ -157,8 +174,54 @@ class Tokenizer::Impl {
       merges_.set(ia->second, ib->second, static_cast<int32_t>(i), encoder_.at(a + b));
     }
     num_merges_ = static_cast<int64_t>(merges.size());
-    sot_ = encoder_.at(kSot);
-    eot_ = encoder_.at(kEot);
+    sot_ = encoder_.at(sot_token_);
+    eot_ = encoder_.at(eot_token_);
+    init_bytes();
+  }
+
+  // vocab.json gives every id; the merges only rank pairs. Every byte symbol (with and without
+  // </w>), both specials and every merge result must be in it, ids 0..n-1 each used once.
+  void init_explicit(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source,
+                     const ExplicitVocab& vocab) {
+    vocab_.assign(vocab.size(), std::string());
+    std::vector<bool> used(vocab.size(), false);
+    for (const auto& [tok, id] : vocab) {
+      if (id < 0 || static_cast<size_t>(id) >= vocab.size() || used[static_cast<size_t>(id)])
+        throw Error(ErrorCode::kInvalidConfig, source + ": id " + std::to_string(id) + " of token '" +
+                                                   shorten(tok) + "' is repeated or outside 0.." +
+                                                   std::to_string(vocab.size() - 1) +
+                                                   " (ids must number the tokens 0..n-1)");
+      used[static_cast<size_t>(id)] = true;
+      vocab_[static_cast<size_t>(id)] = tok;
+    }
+    encoder_ = vocab;
+    auto need = [&](const std::string& tok, const std::string& what) {
+      auto it = encoder_.find(tok);
+      if (it == encoder_.end())
+        throw Error(ErrorCode::kInvalidConfig, source + ": " + what + " '" + shorten(tok) + "' is not in the vocabulary");
+      return it->second;
+    };
+    for (int b = 0; b < 256; ++b) {
+      byte_id_[b] = need(byte_symbol(static_cast<uint8_t>(b)), "byte symbol");
+      byte_eow_id_[b] = need(byte_symbol(static_cast<uint8_t>(b)) + kEow, "byte symbol");
+    }
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const auto& [a, b] = merges[i];
+      if (a.empty() || b.empty() || !is_valid_utf8(a) || !is_valid_utf8(b))
+        throw Error(ErrorCode::kInvalidConfig, source + ": merge " + std::to_string(i + 1) + " is empty or not UTF-8");
+      auto ia = encoder_.find(a), ib = encoder_.find(b);
+      if (ia == encoder_.end() || ib == encoder_.end()) continue;  // can never be adjacent symbols
+      merges_.set(ia->second, ib->second, static_cast<int32_t>(i),
+                  need(a + b, "merge " + std::to_string(i + 1) + " result"));
+    }
+    num_merges_ = static_cast<int64_t>(merges.size());
+    sot_ = need(sot_token_, "special token");
+    eot_ = need(eot_token_, "special token");
+    init_bytes();
+  }
+
+  void init_bytes() {
+    const ByteAlphabet& ab = alphabet();
     // What decode() emits per id: the token's bytes, with a literal "</w>" kept for later.
     bytes_.reserve(vocab_.size());
     for (const std::string& tok : vocab_) {
@@ -178,14 +241,14 @@ class Tokenizer::Impl {
     std::string ascii;
     if (text::ascii_fast_path(input, ascii)) {
       ids.reserve(ascii.size() / 3 + 4);
-      for (const text::Piece& p : text::split_pieces(std::string_view(ascii))) {
+      for (const text::Piece& p : text::split_pieces(std::string_view(ascii), specials_)) {
         piece.assign(ascii, p.begin, p.end - p.begin);
         encode_any_piece(piece, ids, word);
       }
       return ids;
     }
     const std::u32string norm = text::normalize_text(input);
-    const std::vector<text::Piece> pieces = text::split_pieces(norm);
+    const std::vector<text::Piece> pieces = text::split_pieces(norm, specials_);
     ids.reserve(norm.size() / 2 + 4);
     for (const text::Piece& p : pieces) {
       piece.clear();
@@ -197,12 +260,12 @@ class Tokenizer::Impl {
 
   void encode_any_piece(const std::string& piece, std::vector<int32_t>& ids, std::vector<int32_t>& word) const {
     // SimpleTokenizer's cache starts with the two specials mapped to themselves.
-    if (piece.size() >= 13 && piece[0] == '<') {
-      if (piece == kSot) {
+    if (piece.size() >= 2 && piece[0] == '<') {
+      if (piece == sot_token_) {
         ids.push_back(sot_);
         return;
       }
-      if (piece == kEot) {
+      if (piece == eot_token_) {
         ids.push_back(eot_);
         return;
       }
@@ -260,6 +323,8 @@ class Tokenizer::Impl {
     }
   }
 
+  std::string sot_token_, eot_token_;
+  text::Specials specials_;
   int32_t sot_ = 0, eot_ = 0;
   int64_t num_merges_ = 0;
   std::vector<std::string> vocab_;
@@ -323,12 +388,12 @@ bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == 
 
 }  // namespace
 
-Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& options) {
-  if (options.num_merges < -1) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "TokenizerOptions.num_merges must be -1 or >= 0, got " + std::to_string(options.num_merges));
-  }
-  const std::string data = read_vocab_file(path);
+namespace {
+
+// The merge pairs of a merges file's text (header line first), as SimpleTokenizer and
+// CLIPTokenizer read them: at most 48894 unless num_merges says how many.
+std::vector<std::pair<std::string, std::string>> parse_merges(const std::string& data, const std::string& path,
+                                                              int64_t num_merges) {
   if (data.empty()) throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is empty");
   if (!is_valid_utf8(data)) {
     throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is not valid UTF-8");
@@ -349,15 +414,15 @@ Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& 
   // SimpleTokenizer reads at most 49152 - 256 - 2 = 48894 merges whatever the file holds; a
   // smaller vocabulary of a model's own BPE is read whole.
   size_t wanted = std::min<size_t>(available, kOpenAIMaxMerges);
-  if (options.num_merges >= 0) {
-    if (static_cast<uint64_t>(options.num_merges) > available) {
+  if (num_merges >= 0) {
+    if (static_cast<uint64_t>(num_merges) > available) {
       throw Error(ErrorCode::kInvalidConfig,
                   "BPE vocabulary file '" + path + "' has " + std::to_string(available) +
-                      " merge lines, fewer than num_merges = " + std::to_string(options.num_merges));
+                      " merge lines, fewer than num_merges = " + std::to_string(num_merges));
     }
-    wanted = static_cast<size_t>(options.num_merges);
+    wanted = static_cast<size_t>(num_merges);
   }
-  if (wanted == 0 && options.num_merges != 0) {
+  if (wanted == 0 && num_merges != 0) {
     throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' has no merge lines");
   }
   std::vector<std::pair<std::string, std::string>> merges;
@@ -379,13 +444,70 @@ Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& 
     }
     merges.emplace_back(std::string(parts[0]), std::string(parts[1]));
   }
-  return Tokenizer(std::make_shared<const Impl>(merges, "BPE vocabulary file '" + path + "'",
-                                                options.cache_capacity));
+  return merges;
+}
+
+void check_num_merges(const TokenizerOptions& options) {
+  if (options.num_merges < -1) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "TokenizerOptions.num_merges must be -1 or >= 0, got " + std::to_string(options.num_merges));
+  }
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& options) {
+  check_num_merges(options);
+  const std::string data = read_vocab_file(path);
+  return Tokenizer(std::make_shared<const Impl>(parse_merges(data, path, options.num_merges),
+                                                "BPE vocabulary file '" + path + "'", options));
+}
+
+Tokenizer Tokenizer::from_hf_files(const std::string& vocab_json, const std::string& merges_txt,
+                                   const TokenizerOptions& options) {
+  check_num_merges(options);
+  const std::string merges_data = read_vocab_file(merges_txt);
+  auto merges = parse_merges(merges_data, merges_txt, options.num_merges);
+  const std::string vocab_data = read_vocab_file(vocab_json);
+  const std::string origin = "vocabulary file '" + vocab_json + "'";
+  ExplicitVocab vocab;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(vocab_data);
+    if (!j.is_object() || j.empty())
+      throw Error(ErrorCode::kInvalidConfig, origin + ": expected a non-empty JSON object {token: id}");
+    vocab.reserve(j.size());
+    for (const auto& [tok, id] : j.items()) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+        throw Error(ErrorCode::kInvalidConfig, origin + ": token '" + shorten(tok) +
+                                                   "' has id " + shorten(id.dump()) + ", not a non-negative integer");
+      vocab.emplace(tok, static_cast<int32_t>(id.get<int64_t>()));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::kInvalidConfig, origin + ": not valid JSON (" + e.what() + ")");
+  }
+  return Tokenizer(std::make_shared<const Impl>(merges, "'" + vocab_json + "' + '" + merges_txt + "'", options, &vocab));
+}
+
+Tokenizer Tokenizer::from_config(const ModelConfig& c, int64_t cache_capacity) {
+  TokenizerOptions o;
+  o.num_merges = c.tokenizer.num_merges;
+  o.cache_capacity = cache_capacity;
+  o.sot_token = c.tokenizer.sot_token;
+  o.eot_token = c.tokenizer.eot_token;
+  Tokenizer tok = c.tokenizer.format == TokenizerFormat::kHF
+                      ? from_hf_files(c.tokenizer_path(), c.merges_path(), o)
+                      : from_file(c.tokenizer_path(), o);
+  if (c.text.vocab_size > 0 && tok.vocab_size() != c.text.vocab_size)
+    throw Error(ErrorCode::kInvalidModel, c.tokenizer_path() + ": vocabulary has " +
+                                              std::to_string(tok.vocab_size()) + " tokens, but " +
+                                              c.path_of("config.json") + " field 'text.vocab_size' is " +
+                                              std::to_string(c.text.vocab_size));
+  return tok;
 }
 
 Tokenizer Tokenizer::from_merges(const std::vector<std::pair<std::string, std::string>>& merges,
                                  const TokenizerOptions& options) {
-  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options.cache_capacity));
+  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options));
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const { return impl_->encode(text); }
@@ -430,6 +552,8 @@ IdTensor Tokenizer::tokenize(const std::vector<std::string>& texts, int64_t cont
   return out;
 }
 
+const std::string& Tokenizer::sot_token() const { return impl_->sot_token_; }
+const std::string& Tokenizer::eot_token() const { return impl_->eot_token_; }
 int32_t Tokenizer::sot_id() const { return impl_->sot_; }
 int32_t Tokenizer::eot_id() const { return impl_->eot_; }
 int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->vocab_.size()); }

@@ -112,3 +112,117 @@ TEST(Config, LoadNamesTheMissingDirectoryOrFile) {
 
 }  // namespace
 }  // namespace zsclip
+
+namespace zsclip {
+namespace {
+
+// format_version 2: open_clip / HF checkpoints.
+nlohmann::json valid_v2() {
+  nlohmann::json j = nlohmann::json::parse(R"({
+    "format_version": 2, "name": "t", "fingerprint": "f", "embed_dim": 8, "activation": "gelu",
+    "source_layout": "open_clip",
+    "vision": {"image_size": 32, "patch_size": 8, "width": 16, "layers": 1, "heads": 1, "pool": "avg"},
+    "text": {"context_length": 16, "vocab_size": 526, "width": 16, "layers": 1, "heads": 1,
+             "causal_mask": false, "pool": "eos", "eos_id": 525},
+    "preprocess": {"image_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25],
+                   "resize": "longer_side", "crop": "center", "fill": 7, "interpolation": "bilinear"},
+    "tokenizer": {"format": "hf", "vocab_file": "vocab.json", "merges_file": "merges.txt", "num_merges": 12,
+                  "sot_token": "<start_of_text>", "eot_token": "<end_of_text>", "context_length": 16,
+                  "truncate_end": "eot"},
+    "scoring": "sigmoid", "logit_bias": -10.0,
+    "files": {"image_encoder": "i.pt", "text_encoder": "t.pt", "projection": "p.pt"}})");
+  return j;
+}
+
+TEST(ConfigV2, ParsesEveryNewField) {
+  ModelConfig c = ModelConfig::parse(valid_v2().dump());
+  EXPECT_EQ(c.format_version, 2);
+  EXPECT_EQ(c.activation, "gelu");
+  EXPECT_EQ(c.source_layout, "open_clip");
+  EXPECT_FALSE(c.text.causal_mask);
+  EXPECT_EQ(c.text.pool, TextPool::kEos);
+  EXPECT_EQ(c.text.eos_id, 525);
+  EXPECT_EQ(c.preprocess.resize, ResizeRule::kLongerSide);
+  EXPECT_EQ(c.preprocess.fill, 7);
+  EXPECT_EQ(c.preprocess.interpolation, Interpolation::kBilinear);
+  EXPECT_EQ(c.tokenizer.format, TokenizerFormat::kHF);
+  EXPECT_EQ(c.tokenizer.merges_file, "merges.txt");
+  EXPECT_EQ(c.tokenizer.sot_token, "<start_of_text>");
+  EXPECT_EQ(c.tokenizer.eot_token, "<end_of_text>");
+  EXPECT_EQ(c.scoring, Scoring::kSigmoid);
+  EXPECT_EQ(c.logit_bias, -10.0f);
+  EXPECT_STREQ(scoring_name(c.scoring), "sigmoid");
+}
+
+TEST(ConfigV2, VersionOneKeepsTodaysMeaning) {
+  ModelConfig c = ModelConfig::parse(valid().dump());
+  EXPECT_TRUE(c.text.causal_mask);
+  EXPECT_EQ(c.text.pool, TextPool::kArgmax);
+  EXPECT_EQ(c.scoring, Scoring::kSoftmax);
+  EXPECT_EQ(c.tokenizer.format, TokenizerFormat::kOpenAI);
+  EXPECT_EQ(c.tokenizer.eot_token, "<|endoftext|>");
+  EXPECT_EQ(c.activation, "quick_gelu");
+  EXPECT_EQ(c.preprocess.fill, 0);
+}
+
+TEST(ConfigV2, NewerVersionIsRefused) {
+  nlohmann::json j = valid_v2();
+  j["format_version"] = 3;
+  try {
+    ModelConfig::parse(j.dump(), "dir/config.json");
+    ADD_FAILURE() << "format_version 3 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+  }
+}
+
+TEST(ConfigV2, EachBadFieldIsNamed) {
+  nlohmann::json j = valid_v2();
+  j["scoring"] = "tanh";
+  expect_field_error(j, "scoring");
+  j = valid_v2();
+  j.erase("logit_bias");
+  expect_field_error(j, "logit_bias");
+  j = valid_v2();
+  j["scoring"] = "softmax";  // a bias without sigmoid scoring would be silently unused
+  expect_field_error(j, "logit_bias");
+  j = valid_v2();
+  j["text"]["pool"] = "mean";
+  expect_field_error(j, "text.pool");
+  j = valid_v2();
+  j["text"]["eos_id"] = 526;
+  expect_field_error(j, "text.eos_id");
+  j = valid_v2();
+  j["text"]["causal_mask"] = "no";
+  expect_field_error(j, "text.causal_mask");
+  j = valid_v2();
+  j["preprocess"]["resize"] = "longest";
+  expect_field_error(j, "preprocess.resize");
+  j = valid_v2();
+  j["preprocess"]["crop"] = "none";  // only squash may skip the crop
+  expect_field_error(j, "preprocess.crop");
+  j = valid_v2();
+  j["preprocess"]["fill"] = 256;
+  expect_field_error(j, "preprocess.fill");
+  j = valid_v2();
+  j["tokenizer"]["format"] = "sentencepiece";
+  expect_field_error(j, "tokenizer.format");
+  j = valid_v2();
+  j["tokenizer"].erase("merges_file");
+  expect_field_error(j, "tokenizer.merges_file");
+  j = valid_v2();
+  j["tokenizer"]["eot_token"] = "end";
+  expect_field_error(j, "tokenizer.eot_token");
+  j = valid_v2();
+  j["tokenizer"]["context_length"] = 77;
+  expect_field_error(j, "tokenizer.context_length");
+  j = valid_v2();
+  j["tokenizer"]["truncate_end"] = "cut";
+  expect_field_error(j, "tokenizer.truncate_end");
+  j = valid_v2();
+  j["activation"] = "relu";
+  expect_field_error(j, "activation");
+}
+
+}  // namespace
+}  // namespace zsclip
