@@ -9,8 +9,10 @@ cases.json lists
   resize:     {input, mode, size: [w, h], filter, expected}  expected = raw bytes of
               Image.open(input).resize(size, filter), converted to the layout zsclip's Image8 uses
               (P -> RGB, 1 -> L with 0/255, LA -> RGBA), row-major interleaved.
-  preprocess: {input, image_size, resize, crop, interpolation, exif, expected}  expected = float32
-              C-order [3, n, n] from OpenAI CLIP's _transform(n) (torchvision Compose below).
+  preprocess: {input, image_size, resize, crop, interpolation, exif, fill, expected}  expected = float32
+              C-order [3, n, n] from OpenAI CLIP's _transform(n) (torchvision Compose below); resize
+              "longer_side" is open_clip's resize_mode "longest" instead: ResizeKeepRatio(n, longest=1)
+              then CenterCropOrPad(n, fill), written below from torchvision's functional ops.
   errors:     {input, code}  files zsclip must refuse with that zsclip::ErrorCode name.
 """
 import io
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
+from torchvision.transforms import functional as TF
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -32,8 +35,29 @@ TV_FILTERS = {"bicubic": InterpolationMode.BICUBIC, "bilinear": InterpolationMod
               "nearest": InterpolationMode.NEAREST}
 
 
-def transform(n, interpolation="bicubic", resize="shorter_side"):
+def resize_longer_side(im, n, interpolation):
+    # open_clip's ResizeKeepRatio(n, longest=1) in eval: ratio = max(h / n, w / n), each side
+    # round(side / ratio) (Python's round), then a torchvision resize to exactly that size.
+    w, h = im.size
+    ratio = max(h / n, w / n) * 1.0 + min(h / n, w / n) * 0.0
+    return TF.resize(im, [round(h / ratio), round(w / ratio)], TV_FILTERS[interpolation])
+
+
+def center_crop_or_pad(im, n, fill):
+    # open_clip's CenterCropOrPad: pad (floor half left/top) where smaller, then a centre crop.
+    w, h = im.size
+    if n > w or n > h:
+        im = TF.pad(im, [max(n - w, 0) // 2, max(n - h, 0) // 2, max(n - w + 1, 0) // 2, max(n - h + 1, 0) // 2],
+                    fill=fill)
+        w, h = im.size
+    return TF.crop(im, int(round((h - n) / 2.0)), int(round((w - n) / 2.0)), n, n)
+
+
+def transform(n, interpolation="bicubic", resize="shorter_side", fill=0):
     # OpenAI's clip.clip._transform(n), with the interpolation/resize rule as zsclip's config allows.
+    if resize == "longer_side":
+        return Compose([lambda im: resize_longer_side(im, n, interpolation), lambda im: center_crop_or_pad(im, n, fill),
+                        lambda im: im.convert("RGB"), ToTensor(), Normalize(MEAN, STD)])
     size = n if resize == "shorter_side" else (n, n)
     return Compose([Resize(size, interpolation=TV_FILTERS[interpolation]), CenterCrop(n),
                     lambda im: im.convert("RGB"), ToTensor(), Normalize(MEAN, STD)])
@@ -163,12 +187,19 @@ def main():
         ("rgb16_19x23.png", 16, {}), ("rgba16_21x14.png", 16, {}), ("l2bit_16x9.png", 8, {}),
         ("gradient_211x150.jpg", 64, {}), ("rgb_97x61_progressive.jpg", 32, {}), ("l_45x70.jpg", 32, {}),
         ("exif6_97x61.jpg", 32, {}), ("exif6_97x61.jpg", 32, {"exif": True}),
+        # open_clip's resize_mode "longest": padded with fill (a palette image pads with palette[fill]).
+        ("rgb_97x61.png", 48, {"resize": "longer_side"}), ("rgb_3x200.png", 64, {"resize": "longer_side"}),
+        ("rgb_300x2.png", 160, {"resize": "longer_side", "fill": 200}),
+        ("rgb_17x13.png", 40, {"resize": "longer_side", "interpolation": "bilinear"}),
+        ("l_45x70.png", 32, {"resize": "longer_side", "fill": 77}), ("rgba_57x40.png", 32, {"resize": "longer_side"}),
+        ("la_33x29.png", 24, {"resize": "longer_side", "fill": 9}), ("p_36x50.png", 32, {"resize": "longer_side"}),
+        ("p_36x50.png", 30, {"resize": "longer_side", "fill": 5}), ("bin_41x23.png", 32, {"resize": "longer_side"}),
     ]
     for name, n, opt in pre_plan:
         im = Image.open(os.path.join(out, name))
         if opt.get("exif"):
             im = ImageOps.exif_transpose(im)
-        t = transform(n, opt.get("interpolation", "bicubic"), opt.get("resize", "shorter_side"))(im)
+        t = transform(n, opt.get("interpolation", "bicubic"), opt.get("resize", "shorter_side"), opt.get("fill", 0))(im)
         assert t.dtype == torch.float32 and tuple(t.shape) == (3, n, n)
         exp = "pre_%s_%d%s.f32" % (name.replace(".", "_"), n,
                                    "".join("_%s" % (v if v is not True else k) for k, v in sorted(opt.items())))
@@ -176,7 +207,7 @@ def main():
         cases["preprocess"].append({"input": name, "image_size": n, "expected": exp,
                                     "interpolation": opt.get("interpolation", "bicubic"),
                                     "resize": opt.get("resize", "shorter_side"),
-                                    "exif": bool(opt.get("exif", False))})
+                                    "exif": bool(opt.get("exif", False)), "fill": opt.get("fill", 0)})
     with open(os.path.join(out, "cases.json"), "w") as f:
         json.dump(cases, f, indent=1)
         f.write("\n")

@@ -111,8 +111,10 @@ TEST(Preprocess, FixturesMatchTorchvision) {
     cfg.interpolation = interp == "bicubic"    ? zsclip::Interpolation::kBicubic
                         : interp == "bilinear" ? zsclip::Interpolation::kBilinear
                                                : zsclip::Interpolation::kNearest;
-    cfg.resize = c.at("resize") == "stretch" ? zsclip::ResizeRule::kStretch
-                                             : zsclip::ResizeRule::kShorterSide;
+    cfg.resize = c.at("resize") == "stretch"       ? zsclip::ResizeRule::kStretch
+                 : c.at("resize") == "longer_side" ? zsclip::ResizeRule::kLongerSide
+                                                   : zsclip::ResizeRule::kShorterSide;
+    cfg.fill = c.value("fill", 0);
     cfg.apply_exif_orientation = c.at("exif");
     const zsclip::Preprocessor pre(cfg);
     const auto expected = read_f32(test_data("preprocess/" + c.at("expected").get<std::string>()));
