@@ -5,6 +5,15 @@ load from, and `state_dict()` writes, OpenAI's key names (`visual.conv1.weight`,
 `visual.transformer.resblocks.0.attn.in_proj_weight`, `token_embedding.weight`, `text_projection`,
 `logit_scale`, ...), so an OpenAI state dict loads with strict=True.
 
+Beyond OpenAI's architecture, the knobs of open_clip's native ViT/text towers and of HuggingFace's
+CLIPModel are constructor options (defaults: OpenAI's model): `activation` ("quick_gelu" | "gelu",
+exact erf GELU), per-tower `*_heads`, `*_mlp_width` and `*_layer_norm_eps`; vision `vision_ln_pre`,
+`vision_pool` ("tok" | "avg": mean of the patch tokens), `vision_final_ln_after_pool`; text
+`text_causal_mask`, `text_pool` ("argmax" | "eos" | "first" | "last"), `text_eos_id`,
+`text_proj_bias` (a `text_projection_bias` [embed_dim] parameter); `logit_bias` (a `logit_bias`
+scalar parameter, SigLIP-style sigmoid scoring). Options that add parameters add state-dict keys
+(`text_projection_bias`, `logit_bias`); `vision_ln_pre=False` removes `visual.ln_pre.*`.
+
 Internally the model is split so that each encoder can be exported without its projection:
 
     model = build_from_state_dict(torch.load("state_dict.pt"))
@@ -36,6 +45,8 @@ from torch import nn
 __all__ = [
     "LayerNorm",
     "QuickGELU",
+    "ACTIVATIONS",
+    "make_activation",
     "Attention",
     "ResidualAttentionBlock",
     "Transformer",
@@ -91,6 +102,18 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
+ACTIVATIONS = ("quick_gelu", "gelu")
+
+
+def make_activation(name: str) -> nn.Module:
+    """QuickGELU (OpenAI's CLIP, open_clip `quick_gelu: true`) or exact GELU (nn.GELU, erf-based)."""
+    if name == "quick_gelu":
+        return QuickGELU()
+    if name == "gelu":
+        return nn.GELU()
+    raise ValueError(f"unknown activation {name!r} (expected one of {', '.join(ACTIVATIONS)})")
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with nn.MultiheadAttention's parameter layout.
 
@@ -141,13 +164,16 @@ class Attention(nn.Module):
 class ResidualAttentionBlock(nn.Module):
     """Pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
-    def __init__(self, width: int, heads: int):
+    def __init__(self, width: int, heads: int, mlp_width: Optional[int] = None, activation: str = "quick_gelu",
+                 eps: float = 1e-5):
         super().__init__()
-        self.ln_1 = LayerNorm(width)
+        mlp_width = 4 * width if mlp_width is None else mlp_width
+        self.ln_1 = LayerNorm(width, eps=eps)
         self.attn = Attention(width, heads)
-        self.ln_2 = LayerNorm(width)
+        self.ln_2 = LayerNorm(width, eps=eps)
         self.mlp = nn.Sequential(
-            OrderedDict([("c_fc", nn.Linear(width, width * 4)), ("gelu", QuickGELU()), ("c_proj", nn.Linear(width * 4, width))])
+            OrderedDict([("c_fc", nn.Linear(width, mlp_width)), ("gelu", make_activation(activation)),
+                         ("c_proj", nn.Linear(mlp_width, width))])
         )
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -157,11 +183,13 @@ class ResidualAttentionBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width: int, layers: int, heads: int):
+    def __init__(self, width: int, layers: int, heads: int, mlp_width: Optional[int] = None,
+                 activation: str = "quick_gelu", eps: float = 1e-5):
         super().__init__()
         self.width = width
         self.layers = layers
-        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads) for _ in range(layers)])
+        self.resblocks = nn.ModuleList([ResidualAttentionBlock(width, heads, mlp_width, activation, eps)
+                                        for _ in range(layers)])
 
     def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         for block in self.resblocks:
@@ -170,26 +198,36 @@ class Transformer(nn.Module):
 
 
 class VisionTower(nn.Module):
-    """ViT image encoder without its projection: pixels [N, 3, S, S] -> ln_post(class token) [N, width].
+    """ViT image encoder without its projection: pixels [N, 3, S, S] -> pooled [N, width].
 
-    Pixels of any floating dtype are accepted and cast to the weights' dtype; the output is float32.
+    pool "tok": ln_post(class token) (OpenAI); "avg": the mean of the patch tokens (class token excluded),
+    with ln_post applied to every token before the mean, or to the mean when final_ln_after_pool
+    (open_clip's order). ln_pre=False leaves out the LayerNorm before the transformer (open_clip
+    `no_ln_pre`). Pixels of any floating dtype are accepted and cast to the weights' dtype; the output
+    is float32.
     """
 
-    def __init__(self, image_resolution: int, patch_size: int, width: int, layers: int, heads: int):
+    def __init__(self, image_resolution: int, patch_size: int, width: int, layers: int, heads: int,
+                 mlp_width: Optional[int] = None, activation: str = "quick_gelu", ln_pre: bool = True,
+                 pool: str = "tok", final_ln_after_pool: bool = False, eps: float = 1e-5):
         super().__init__()
         if image_resolution % patch_size != 0:
             raise ValueError(f"image_resolution {image_resolution} is not a multiple of patch_size {patch_size}")
+        if pool not in ("tok", "avg"):
+            raise ValueError(f"vision pool {pool!r} is not one of tok, avg")
         self.image_resolution = image_resolution
         self.patch_size = patch_size
         self.width = width
         self.grid = image_resolution // patch_size
+        self.pool = pool
+        self.final_ln_after_pool = final_ln_after_pool
         scale = width ** -0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(self.grid * self.grid + 1, width))
-        self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
-        self.ln_post = LayerNorm(width)
+        self.ln_pre = LayerNorm(width, eps=eps) if ln_pre else nn.Identity()
+        self.transformer = Transformer(width, layers, heads, mlp_width, activation, eps)
+        self.ln_post = LayerNorm(width, eps=eps)
         # True once fold_for_inference chose the patch embedding as a GEMM over unfolded patches.
         self.patch_gemm = False
 
@@ -215,27 +253,46 @@ class VisionTower(nn.Module):
         x = x + self.positional_embedding.to(dtype)
         x = self.ln_pre(x)
         x = self.transformer(x)
-        x = self.ln_post(x[:, 0, :])
+        if self.pool == "avg":
+            if self.final_ln_after_pool:
+                x = self.ln_post(x[:, 1:, :].mean(dim=1))
+            else:
+                x = self.ln_post(x[:, 1:, :]).mean(dim=1)
+        else:
+            x = self.ln_post(x[:, 0, :])  # per-token LayerNorm: the same before or after taking the token
         return x.float()
 
 
 class TextTower(nn.Module):
-    """Causal text transformer without its projection: ids [N, L] -> ln_final output at argmax(ids) [N, width].
+    """Text transformer without its projection: ids [N, L] -> ln_final output at the pooled position [N, width].
 
-    L may be shorter than context_length (the causal mask makes the pooled token independent of
-    later padding). The pooled position is the first occurrence of the largest id in each row,
-    which is <|endoftext|> for tokenizer output. The output is float32.
+    pool "argmax": the first occurrence of the largest id in each row (<|endoftext|> for tokenizer
+    output; OpenAI); "eos": the first occurrence of eos_id (position 0 when there is none; HF and
+    open_clip); "first": position 0; "last": position context_length - 1. causal_mask=False attends
+    over every position (open_clip `no_causal_mask`). L may be shorter than context_length: with a
+    causal mask and pool argmax / eos / first the pooled token does not depend on later padding;
+    otherwise (bidirectional, or "last") the ids are padded with zeros to context_length first, as the
+    tokenizer would, so the result never depends on L. The output is float32.
     """
 
-    def __init__(self, context_length: int, vocab_size: int, width: int, layers: int, heads: int):
+    def __init__(self, context_length: int, vocab_size: int, width: int, layers: int, heads: int,
+                 mlp_width: Optional[int] = None, activation: str = "quick_gelu", causal_mask: bool = True,
+                 pool: str = "argmax", eos_id: int = -1, eps: float = 1e-5):
         super().__init__()
+        if pool not in ("argmax", "eos", "first", "last"):
+            raise ValueError(f"text pool {pool!r} is not one of argmax, eos, first, last")
         self.context_length = context_length
         self.vocab_size = vocab_size
         self.width = width
+        self.causal_mask = causal_mask
+        self.pool = pool
+        self.eos_id = vocab_size - 1 if eos_id < 0 else eos_id
+        # Pad to context_length when the pooled output would otherwise depend on the input length.
+        self.pad_to_context = (not causal_mask) or pool == "last"
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
-        self.transformer = Transformer(width, layers, heads)
-        self.ln_final = LayerNorm(width)
+        self.transformer = Transformer(width, layers, heads, mlp_width, activation, eps)
+        self.ln_final = LayerNorm(width, eps=eps)
         mask = torch.full((context_length, context_length), float("-inf")).triu(1)
         self.register_buffer("attn_mask", mask, persistent=False)
 
@@ -259,50 +316,87 @@ class TextTower(nn.Module):
                     + str(lo) + ", max " + str(hi)
                 )
         ids = ids.long()
+        if self.pad_to_context and length < self.context_length:
+            pad = torch.zeros(ids.size(0), self.context_length - length, dtype=ids.dtype, device=ids.device)
+            ids = torch.cat([ids, pad], dim=1)
+            length = self.context_length
         dtype = self.token_embedding.weight.dtype
         x = self.token_embedding(ids) + self.positional_embedding[:length].to(dtype)
-        x = self.transformer(x, self.attn_mask[:length, :length].to(dtype))
+        if self.causal_mask:
+            x = self.transformer(x, self.attn_mask[:length, :length].to(dtype))
+        else:
+            x = self.transformer(x, None)
         x = self.ln_final(x)
+        if self.pool == "first":
+            return x[:, 0, :].float()
+        if self.pool == "last":
+            return x[:, length - 1, :].float()
         rows = torch.arange(x.size(0), device=x.device)
-        x = x[rows, ids.argmax(dim=-1)]
+        if self.pool == "eos":
+            x = x[rows, (ids == self.eos_id).int().argmax(dim=-1)]
+        else:
+            x = x[rows, ids.argmax(dim=-1)]
         return x.float()
 
 
 class Projection(nn.Module):
     """The two projections and the logit scale, exported on their own (projection.pt).
 
-    project_* compute in float32 whatever the stored dtype, so they run on CPU for fp16 exports too.
+    Attributes: image_projection [vision_width, embed_dim], text_projection [text_width, embed_dim],
+    logit_scale (a scalar, log), and always image_projection_bias / text_projection_bias ([embed_dim],
+    or [0] when the model has no such bias) and logit_bias ([] for SigLIP-style models, else [0]).
+    project_* compute x @ projection (+ bias) in float32 whatever the stored dtype, so they run on CPU
+    for fp16 exports too.
     """
 
-    def __init__(self, image_projection: torch.Tensor, text_projection: torch.Tensor, logit_scale: torch.Tensor):
+    def __init__(self, image_projection: torch.Tensor, text_projection: torch.Tensor, logit_scale: torch.Tensor,
+                 image_projection_bias: Optional[torch.Tensor] = None,
+                 text_projection_bias: Optional[torch.Tensor] = None, logit_bias: Optional[torch.Tensor] = None):
         super().__init__()
+
+        def param(t: Optional[torch.Tensor], like: torch.Tensor) -> nn.Parameter:
+            t = torch.zeros(0, dtype=like.dtype) if t is None else t.detach().clone()
+            return nn.Parameter(t, requires_grad=False)
+
         self.image_projection = nn.Parameter(image_projection.detach().clone(), requires_grad=False)
         self.text_projection = nn.Parameter(text_projection.detach().clone(), requires_grad=False)
         self.logit_scale = nn.Parameter(logit_scale.detach().clone().reshape(()), requires_grad=False)
+        self.image_projection_bias = param(image_projection_bias, image_projection)
+        self.text_projection_bias = param(text_projection_bias, text_projection)
+        self.logit_bias = param(None if logit_bias is None else logit_bias.reshape(()), logit_scale)
 
     @torch.jit.export
     def project_image(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(x.float(), self.image_projection.float())
+        y = torch.matmul(x.float(), self.image_projection.float())
+        if self.image_projection_bias.numel() > 0:
+            y = y + self.image_projection_bias.float()
+        return y
 
     @torch.jit.export
     def project_text(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(x.float(), self.text_projection.float())
+        y = torch.matmul(x.float(), self.text_projection.float())
+        if self.text_projection_bias.numel() > 0:
+            y = y + self.text_projection_bias.float()
+        return y
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Pooled features -> (logits_per_image, logits_per_text), as CLIP.forward."""
+        """Pooled features -> (logits_per_image, logits_per_text), as CLIP.forward (+ logit_bias when present)."""
         a = self.project_image(image)
         b = self.project_text(text)
         a = a / a.norm(p=2.0, dim=1, keepdim=True)
         b = b / b.norm(p=2.0, dim=1, keepdim=True)
         logits = self.logit_scale.float().exp() * torch.matmul(a, b.t())
+        if self.logit_bias.numel() > 0:
+            logits = logits + self.logit_bias.float()
         return logits, logits.t()
 
 
 class CLIP(nn.Module):
     """ViT CLIP with OpenAI's constructor arguments and state-dict key names.
 
-    vision heads = vision_width // 64 (fixed by the architecture, as in OpenAI's code);
-    text heads = transformer_heads.
+    vision heads = vision_width // 64 unless `vision_heads` is given (OpenAI's code fixes it so);
+    text heads = transformer_heads. The keyword options after the first ten (see the module docstring)
+    default to OpenAI's architecture; `self.shape` records all of them.
     """
 
     def __init__(
@@ -317,25 +411,55 @@ class CLIP(nn.Module):
         transformer_width: int,
         transformer_heads: int,
         transformer_layers: int,
+        *,
+        vision_heads: Optional[int] = None,
+        vision_mlp_width: Optional[int] = None,
+        text_mlp_width: Optional[int] = None,
+        activation: str = "quick_gelu",
+        vision_ln_pre: bool = True,
+        vision_pool: str = "tok",
+        vision_final_ln_after_pool: bool = False,
+        vision_layer_norm_eps: float = 1e-5,
+        text_causal_mask: bool = True,
+        text_pool: str = "argmax",
+        text_eos_id: Optional[int] = None,
+        text_layer_norm_eps: float = 1e-5,
+        text_proj_bias: bool = False,
+        logit_bias: bool = False,
     ):
         super().__init__()
         if isinstance(vision_layers, (tuple, list)):
             raise CheckpointError("ResNet image towers (vision_layers given as a tuple) are not supported; use a ViT CLIP")
-        vision_heads = max(vision_width // 64, 1)
+        vision_heads = max(vision_width // 64, 1) if vision_heads is None else vision_heads
+        vision_mlp_width = 4 * vision_width if vision_mlp_width is None else vision_mlp_width
+        text_mlp_width = 4 * transformer_width if text_mlp_width is None else text_mlp_width
+        text_eos_id = vocab_size - 1 if text_eos_id is None else text_eos_id
         self.shape = dict(
             embed_dim=embed_dim, image_resolution=image_resolution, vision_layers=vision_layers,
             vision_width=vision_width, vision_patch_size=vision_patch_size, context_length=context_length,
             vocab_size=vocab_size, transformer_width=transformer_width, transformer_heads=transformer_heads,
             transformer_layers=transformer_layers,
+            vision_heads=vision_heads, vision_mlp_width=vision_mlp_width, text_mlp_width=text_mlp_width,
+            activation=activation, vision_ln_pre=vision_ln_pre, vision_pool=vision_pool,
+            vision_final_ln_after_pool=vision_final_ln_after_pool, vision_layer_norm_eps=vision_layer_norm_eps,
+            text_causal_mask=text_causal_mask, text_pool=text_pool, text_eos_id=text_eos_id,
+            text_layer_norm_eps=text_layer_norm_eps, text_proj_bias=text_proj_bias, logit_bias=logit_bias,
         )
         self.vision_heads = vision_heads
         self.embed_dim = embed_dim
         self.context_length = context_length
-        self.visual = VisionTower(image_resolution, vision_patch_size, vision_width, vision_layers, vision_heads)
-        self.text = TextTower(context_length, vocab_size, transformer_width, transformer_layers, transformer_heads)
+        self.visual = VisionTower(image_resolution, vision_patch_size, vision_width, vision_layers, vision_heads,
+                                  vision_mlp_width, activation, vision_ln_pre, vision_pool, vision_final_ln_after_pool,
+                                  vision_layer_norm_eps)
+        self.text = TextTower(context_length, vocab_size, transformer_width, transformer_layers, transformer_heads,
+                              text_mlp_width, activation, text_causal_mask, text_pool, text_eos_id, text_layer_norm_eps)
         self.image_projection = nn.Parameter(torch.empty(vision_width, embed_dim))
         self.text_projection = nn.Parameter(torch.empty(transformer_width, embed_dim))
         self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
+        # Registered only when the model has them, so OpenAI-architecture state dicts keep their keys.
+        self.text_projection_bias: Optional[nn.Parameter] = (
+            nn.Parameter(torch.zeros(embed_dim)) if text_proj_bias else None)
+        self.logit_bias: Optional[nn.Parameter] = nn.Parameter(torch.zeros([])) if logit_bias else None
         self.initialize_parameters()
         self._register_load_state_dict_pre_hook(CLIP._load_hook)
         self._register_state_dict_hook(CLIP._save_hook)
@@ -373,33 +497,37 @@ class CLIP(nn.Module):
         nn.init.normal_(self.text_projection, std=self.text.width ** -0.5)
 
     # -- inference ----------------------------------------------------------------------------
-    @torch.jit.export
     def project_image(self, pooled: torch.Tensor) -> torch.Tensor:
         return torch.matmul(pooled.to(self.image_projection.dtype), self.image_projection)
 
-    @torch.jit.export
     def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(pooled.to(self.text_projection.dtype), self.text_projection)
+        out = torch.matmul(pooled.to(self.text_projection.dtype), self.text_projection)
+        if self.text_projection_bias is not None:
+            out = out + self.text_projection_bias
+        return out
 
-    @torch.jit.export
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.project_image(self.visual(pixels))
 
-    @torch.jit.export
     def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
         return self.project_text(self.text(ids))
 
     def forward(self, pixels: torch.Tensor, ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(logits_per_image, logits_per_text): logit_scale.exp() * cosine (+ logit_bias when the model has one)."""
         image_features = self.encode_image(pixels)
         text_features = self.encode_text(ids)
         image_features = image_features / image_features.norm(p=2.0, dim=1, keepdim=True)
         text_features = text_features / text_features.norm(p=2.0, dim=1, keepdim=True)
         logits_per_image = self.logit_scale.exp() * torch.matmul(image_features, text_features.t())
+        if self.logit_bias is not None:
+            logits_per_image = logits_per_image + self.logit_bias
         return logits_per_image, logits_per_image.t()
 
     def projection_module(self) -> Projection:
-        """The projections + logit scale as a standalone module (what export writes to projection.pt)."""
-        return Projection(self.image_projection, self.text_projection, self.logit_scale)
+        """The projections, logit scale and biases as a standalone module (what export writes to projection.pt)."""
+        return Projection(self.image_projection, self.text_projection, self.logit_scale.float(), None,
+                          self.text_projection_bias,
+                          None if self.logit_bias is None else self.logit_bias.float())
 
 
 QUICK_GELU_ALPHA = 1.702
@@ -412,7 +540,7 @@ def fold_for_inference(tower: nn.Module) -> nn.Module:
 
     - QuickGELU(h) = h * sigmoid(1.702 h) = silu(1.702 h) / 1.702: the 1.702 goes into c_fc's weights
       and bias, the 1 / 1.702 into c_proj's weights, and the activation becomes one SiLU (one pass over
-      the [tokens, 4 * width] activations instead of three);
+      the [tokens, 4 * width] activations instead of three). Exact GELU (nn.GELU) MLPs stay as they are;
     - the attention's q scaling (head_dim ** -0.5) goes into the q rows of in_proj (one pass fewer);
     - the image tower's patch convolution (stride == kernel) runs as one GEMM over unfolded patches.
 
@@ -421,13 +549,16 @@ def fold_for_inference(tower: nn.Module) -> nn.Module:
     """
     for block in tower.modules():
         if isinstance(block, ResidualAttentionBlock):
-            if not isinstance(block.mlp.gelu, QuickGELU):
-                raise ValueError("fold_for_inference: the block was folded already")
-            block.mlp.c_fc.weight.mul_(QUICK_GELU_ALPHA)
-            block.mlp.c_fc.bias.mul_(QUICK_GELU_ALPHA)
-            block.mlp.c_proj.weight.div_(QUICK_GELU_ALPHA)
-            block.mlp.gelu = nn.SiLU()
             attn = block.attn
+            if attn.q_prescaled:
+                raise ValueError("fold_for_inference: the block was folded already")
+            if isinstance(block.mlp.gelu, QuickGELU):
+                block.mlp.c_fc.weight.mul_(QUICK_GELU_ALPHA)
+                block.mlp.c_fc.bias.mul_(QUICK_GELU_ALPHA)
+                block.mlp.c_proj.weight.div_(QUICK_GELU_ALPHA)
+                block.mlp.gelu = nn.SiLU()
+            elif not isinstance(block.mlp.gelu, nn.GELU):
+                raise ValueError(f"fold_for_inference: unexpected activation {type(block.mlp.gelu).__name__}")
             attn.in_proj.weight[: attn.width].mul_(attn.scale)
             attn.in_proj.bias[: attn.width].mul_(attn.scale)
             attn.q_prescaled = True
@@ -453,7 +584,8 @@ def clean_state_dict(sd) -> "OrderedDict[str, torch.Tensor]":
 
 
 def infer_shape(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
-    """CLIP constructor arguments inferred from a (cleaned) OpenAI-style state dict."""
+    """CLIP constructor arguments inferred from a (cleaned) OpenAI-style state dict: every dimension,
+    with OpenAI's head counts (width // 64); the MLP widths come from the c_fc weights."""
     if any(k.startswith("visual.layer1.") for k in sd) or "visual.attnpool.positional_embedding" in sd:
         raise CheckpointError(
             "this is a ResNet CLIP checkpoint (keys visual.layer1.*); only ViT image towers (visual.conv1 + "
@@ -498,13 +630,23 @@ def infer_shape(sd: Dict[str, torch.Tensor]) -> Dict[str, int]:
     )
     if shape["vision_layers"] == 0 or shape["transformer_layers"] == 0:
         raise CheckpointError("state dict has no transformer resblocks")
+    for tower, prefix in (("vision", "visual.transformer.resblocks.0."), ("text", "transformer.resblocks.0.")):
+        fc = sd.get(prefix + "mlp.c_fc.weight")
+        if fc is not None and fc.dim() == 2:
+            shape[tower + "_mlp_width"] = int(fc.shape[0])
     return shape
 
 
-def build_from_state_dict(sd) -> CLIP:
-    """A float32 CLIP in eval mode with every dimension inferred from the weights (strict load)."""
+def build_from_state_dict(sd, **options) -> CLIP:
+    """A float32 CLIP in eval mode with every dimension inferred from the weights (strict load).
+
+    `options` are CLIP keyword options that the weights cannot tell (activation, head counts, pooling,
+    LayerNorm eps, ...); they override the inferred values. Without them the model is OpenAI's
+    architecture (QuickGELU, heads = width // 64).
+    """
     sd = clean_state_dict(sd)
     shape = infer_shape(sd)
+    shape.update(options)
     model = CLIP(**shape)
     expected = set(model.state_dict().keys())  # OpenAI names (the save hook translates)
     missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)

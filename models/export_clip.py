@@ -1,90 +1,70 @@
 #!/usr/bin/python3
 """Exports a ViT CLIP checkpoint to zsclip's model directory (TorchScript towers + config.json).
 
-    /usr/bin/python3 models/export_clip.py --checkpoint ViT-B-32.pt \
-        --vocab bpe_simple_vocab_16e6.txt.gz --out models/vit-b-32 [--name NAME] \
-        [--dtype float32|float16] [--quantize none|int8] [--num-merges N]
+    /usr/bin/python3 models/export_clip.py --checkpoint PATH --out DIR [--vocab FILE] [--name NAME] \
+        [--activation quick_gelu|gelu] [--open-clip-config FILE] [--layout LAYOUT] \
+        [--dtype float32|float16] [--quantize none|int8] [--num-merges N] [--no-fold]
 
---checkpoint is an OpenAI TorchScript archive (as released: ViT-B-32.pt) or a plain state dict saved
-with torch.save; the format is detected. Writes into --out:
+--checkpoint is a file or a folder; the layout is detected and printed (models/checkpoint_layouts.py):
+    openai_torchscript  OpenAI's TorchScript archive as released (ViT-B-32.pt): QuickGELU by construction
+    openai_state_dict   a bare state dict (torch.save or .safetensors) with OpenAI's key names: its activation
+                        is not recorded in it, so --activation quick_gelu|gelu is required
+    open_clip           an open_clip hub folder (open_clip_config.json + open_clip_model.safetensors or
+                        open_clip_pytorch_model.bin), or a checkpoint file + --open-clip-config FILE
+    hf_clip             a HuggingFace CLIPModel folder (config.json, model.safetensors or pytorch_model.bin,
+                        preprocessor_config.json, vocab.json + merges.txt)
+--vocab (the BPE merges, bpe_simple_vocab_16e6.txt.gz) is needed unless the folder carries its tokenizer
+(HF: vocab.json + merges.txt, copied). Any config key or tensor that is not implemented is refused with
+its name. Writes into --out:
     image_encoder.pt   scripted VisionTower: float pixels [N, 3, S, S] -> pooled [N, vision_width] (float32)
     text_encoder.pt    scripted TextTower:   int64 ids [N, L<=context] -> pooled [N, text_width] (float32)
-    projection.pt      scripted Projection: image_projection, text_projection, logit_scale (log);
-                       project_image(x), project_text(x) (computed in float32)
-    <vocab file>       a copy of the BPE merges
-    config.json        format_version 1, see include/zsclip/config.h (written last)
-After writing, the files are reloaded with torch.jit.load and compared with the eager model; any
-relative difference over 1e-5 is an error (exit status 1).
+    projection.pt      scripted Projection: image_projection, text_projection, logit_scale (log),
+                       image_projection_bias, text_projection_bias ([embed_dim] or [0]), logit_bias ([] or
+                       [0]); project_image(x), project_text(x) (computed in float32)
+    tokenizer files    a copy of the BPE merges (or HF's vocab.json + merges.txt)
+    config.json        format_version 2, see include/zsclip/config.h and models/README.md (written last)
+After writing, the files are reloaded with torch.jit.load and compared with the eager model and with an
+independent eager forward of the source layout; any relative difference over 1e-5 is an error (exit
+status 1). The exporter runs itself with PYTHONHASHSEED=0: TorchScript writes the constants of torch.nn
+modules in Python set order, so that exports of the same weights are byte-identical.
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import gzip
-import hashlib
-import json
 import os
-import platform
-import shutil
 import sys
-import time
-import warnings
-import zipfile
-from typing import Dict, Tuple
 
-import torch
-from torch import nn
+if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
+    # TorchScript serialises each torch.nn module's __constants__ (a set of names) in set iteration order,
+    # which follows the per-process string hash seed; a fixed seed makes the archives byte-identical.
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import gzip  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from typing import Any, Dict, Tuple  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clip_model import (CLIP, CheckpointError, Projection, build_from_state_dict, clean_state_dict,  # noqa: E402
-                        fold_for_inference)
+from checkpoint_layouts import LAYOUTS, build_model, hash_tensors, load_checkpoint  # noqa: E402
+from clip_model import CLIP, CheckpointError, Projection, fold_for_inference  # noqa: E402
 
-OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
-OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 BYTE_SYMBOLS = 512  # 256 byte symbols + the same with </w>
 SPECIAL_TOKENS = 2  # <|startoftext|>, <|endoftext|>
 REL_TOLERANCE = 1e-5
+FORMAT_VERSION = 2
 
 
 class ExportError(Exception):
     pass
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def is_torchscript_archive(path: str) -> bool:
-    # TorchScript archives carry compiled code (<root>/code/...); torch.save zips only data.pkl + tensors.
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as z:
-        return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
-
-
-def load_checkpoint(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
-    """(state dict, "torchscript" | "state_dict") of a checkpoint file."""
-    if not os.path.exists(path):
-        raise ExportError(f"checkpoint not found: {path}")
-    if not os.path.isfile(path):
-        raise ExportError(f"checkpoint is not a file: {path}")
-    if is_torchscript_archive(path):
-        try:
-            return dict(torch.jit.load(path, map_location="cpu").state_dict()), "torchscript"
-        except Exception as e:  # noqa: BLE001 - any loader failure means "not a usable archive"
-            raise ExportError(f"{path}: looks like a TorchScript archive but cannot be loaded: {e}") from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ExportError(f"{path}: not a PyTorch checkpoint (neither a TorchScript archive nor a torch.save "
-                          f"state dict; torch.load failed with {type(e).__name__})") from e
-    if not isinstance(obj, dict):
-        raise ExportError(f"{path}: torch.load gave a {type(obj).__name__}, not a state dict")
-    return obj, "state_dict"
 
 
 def read_merges_count(vocab_path: str) -> int:
@@ -112,15 +92,32 @@ def read_merges_count(vocab_path: str) -> int:
     return len(merges)
 
 
-def fingerprint(sd: Dict[str, torch.Tensor], quantization: str) -> str:
-    """sha256 over sorted key names, dtypes, shapes and bytes of the stored weights (+ quantization)."""
+# The architecture options the weights do not show, with OpenAI's values: an export whose options
+# differ (e.g. GELU instead of QuickGELU) gets a different fingerprint even for the same weights, while
+# OpenAI-architecture exports keep the fingerprint format_version 1 gave them.
+def _knob_defaults(shape: Dict[str, Any]) -> Dict[str, Any]:
+    return {"activation": "quick_gelu", "vision_heads": max(shape["vision_width"] // 64, 1),
+            "transformer_heads": max(shape["transformer_width"] // 64, 1), "vision_pool": "tok",
+            "vision_final_ln_after_pool": False, "vision_layer_norm_eps": 1e-5, "text_causal_mask": True,
+            "text_pool": "argmax", "text_eos_id": shape["vocab_size"] - 1, "text_layer_norm_eps": 1e-5}
+
+
+def fingerprint(sd: Dict[str, torch.Tensor], quantization: str, shape: Dict[str, Any],
+                quantize_text: bool = False) -> str:
+    """sha256 over sorted key names, dtypes, shapes and bytes of the stored weights, then the quantization
+    mode (and whether it reached the text tower) and every architecture option that differs from
+    OpenAI's (name=value, sorted)."""
     h = hashlib.sha256()
-    for key in sorted(sd):
-        t = sd[key].detach().cpu().contiguous()
-        h.update(key.encode("utf-8") + b"\0" + str(t.dtype).encode() + b"\0" + str(tuple(t.shape)).encode() + b"\0")
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    hash_tensors(h, sd)
     if quantization != "none":
         h.update(b"quantization=" + quantization.encode())
+        if quantize_text:  # int8 text features differ, so zero-shot heads built with them do
+            h.update(b";text")
+    for key, default in sorted(_knob_defaults(shape).items()):
+        if key == "text_eos_id" and shape["text_pool"] != "eos":
+            continue
+        if shape[key] != default:
+            h.update(f"{key}={shape[key]!r}".encode())
     return h.hexdigest()
 
 
@@ -129,12 +126,13 @@ def test_inputs(model: CLIP, batch: int, seed: int) -> Tuple[torch.Tensor, torch
     size = model.visual.image_resolution
     pixels = torch.randn(batch, 3, size, size, generator=g)
     ctx, vocab = model.text.context_length, model.text.vocab_size
+    eot = model.text.eos_id if model.text.pool == "eos" else vocab - 1
     ids = torch.zeros(batch, ctx, dtype=torch.long)
     for i in range(batch):
         n = int(torch.randint(1, ctx - 1, (1,), generator=g))
         ids[i, 0] = vocab - 2
-        ids[i, 1:n + 1] = torch.randint(0, vocab - 2, (n,), generator=g)
-        ids[i, n + 1 if n + 1 < ctx else ctx - 1] = vocab - 1
+        ids[i, 1:n + 1] = torch.randint(1, vocab - 2, (n,), generator=g)
+        ids[i, n + 1 if n + 1 < ctx else ctx - 1] = eot
     return pixels, ids
 
 
@@ -159,15 +157,76 @@ def bench(fn, *args, repeat: int = 3) -> float:
     return best
 
 
+def resolve_tokenizer(ckpt, args, shape: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """(config.json "tokenizer", {destination name: source path} of the files to copy)."""
+    tok = ckpt.tokenizer
+    vocab_size, ctx = shape["vocab_size"], shape["context_length"]
+    num_merges = vocab_size - BYTE_SYMBOLS - SPECIAL_TOKENS
+    if num_merges < 0:
+        raise ExportError(f"vocab_size {vocab_size} is smaller than the {BYTE_SYMBOLS + SPECIAL_TOKENS} byte and "
+                          "special tokens of CLIP's BPE")
+    if args.num_merges is not None and args.num_merges != num_merges:
+        raise ExportError(f"--num-merges {args.num_merges}: zsclip's CLIP BPE tokenizer needs num_merges + "
+                          f"{BYTE_SYMBOLS + SPECIAL_TOKENS} == vocab_size ({vocab_size}), i.e. {num_merges}, so that "
+                          "every token id exists in the model's token embedding")
+    common = {"sot_token": tok["sot_token"], "eot_token": tok["eot_token"], "context_length": ctx,
+              "truncate_end": "eot"}
+    if tok.get("format") == "hf":
+        if args.vocab:
+            raise ExportError(f"{args.checkpoint} carries its tokenizer (vocab.json + merges.txt); --vocab is not used "
+                              "for it, leave it out")
+        if tok["merges_available"] < num_merges:
+            raise ExportError(f"{tok['merges_path']} has {tok['merges_available']} merges after the header, fewer than "
+                              f"the {num_merges} that vocab_size {vocab_size} needs")
+        config = {"type": "clip_bpe", "format": "hf", "vocab_file": "vocab.json", "merges_file": "merges.txt",
+                  "num_merges": num_merges, **common}
+        return config, {"vocab.json": tok["vocab_path"], "merges.txt": tok["merges_path"]}
+    if not args.vocab:
+        if ckpt.layout == "open_clip":
+            why = "open_clip models carry no tokenizer files"
+        elif ckpt.layout == "hf_clip":
+            why = f"the folder lacks {tok.get('missing', 'vocab.json / merges.txt')}"
+        else:
+            why = "OpenAI checkpoints carry no tokenizer files"
+        raise ExportError(f"{why}: pass --vocab with the BPE merges (bpe_simple_vocab_16e6.txt.gz, in openai/CLIP's "
+                          "and open_clip's repositories)")
+    available = read_merges_count(args.vocab)
+    if available < num_merges:
+        raise ExportError(f"vocabulary file {args.vocab} has {available} merge lines after the header, fewer than "
+                          f"num_merges {num_merges} (vocab_size {vocab_size} - {BYTE_SYMBOLS + SPECIAL_TOKENS})")
+    # With OpenAI's merges file the ids are fixed by construction: sot = vocab_size - 2, eot = vocab_size - 1.
+    if shape["text_pool"] == "eos" and shape["text_eos_id"] != vocab_size - 1:
+        raise ExportError(f"the text is pooled at eos id {shape['text_eos_id']}, but this tokenizer's "
+                          f"{tok['eot_token']} is id {vocab_size - 1}")
+    name = os.path.basename(args.vocab)
+    config = {"type": "clip_bpe", "format": "openai", "vocab_file": name, "num_merges": num_merges, **common}
+    return config, {name: args.vocab}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Export a ViT CLIP checkpoint to a zsclip model directory.")
-    p.add_argument("--checkpoint", required=True, help="OpenAI TorchScript archive or torch.save state dict")
-    p.add_argument("--vocab", required=True, help="BPE merges file (bpe_simple_vocab_16e6.txt.gz)")
+    p.add_argument("--checkpoint", required=True,
+                   help="OpenAI TorchScript archive, a state dict (torch.save or .safetensors), an open_clip hub "
+                        "folder or a HuggingFace CLIPModel folder")
+    p.add_argument("--vocab", default=None,
+                   help="BPE merges file (bpe_simple_vocab_16e6.txt.gz); not needed for folders that carry their "
+                        "tokenizer (HF: vocab.json + merges.txt)")
     p.add_argument("--out", required=True, help="output model directory (created if missing)")
-    p.add_argument("--name", default=None, help="model name for config.json (default: checkpoint file stem)")
+    p.add_argument("--name", default=None, help="model name for config.json (default: checkpoint file stem or "
+                                                "folder name)")
+    p.add_argument("--activation", choices=["quick_gelu", "gelu"], default=None,
+                   help="MLP activation of a bare state dict (required for it: the file does not record it). "
+                        "quick_gelu: OpenAI, and open_clip's laion400m / metaclip / dfn weights; gelu: open_clip's "
+                        "laion2b / datacomp weights")
+    p.add_argument("--open-clip-config", default=None,
+                   help="open_clip config for a bare checkpoint file: open_clip_config.json ({model_cfg, "
+                        "preprocess_cfg}) or a plain model_cfg such as open_clip's model_configs/*.json")
+    p.add_argument("--layout", choices=list(LAYOUTS), default=None,
+                   help="force a layout (for a folder holding both open_clip and HF files)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     p.add_argument("--quantize", choices=["none", "int8"], default="none")
-    p.add_argument("--num-merges", type=int, default=None, help="BPE merges to use (default vocab_size - 514)")
+    p.add_argument("--num-merges", type=int, default=None,
+                   help="BPE merges to use; must be vocab_size - 514 (the default), which zsclip requires")
     p.add_argument("--quantize-text", action="store_true",
                    help="with --quantize int8, quantise the text tower too (default: the image tower only)")
     p.add_argument("--no-fold", action="store_true",
@@ -179,28 +238,15 @@ def main(argv=None) -> int:
 
     t_start = time.perf_counter()
     torch.manual_seed(0)
-    # Vocabulary first: cheap and a common mistake.
-    merges_available = read_merges_count(args.vocab)
-    raw_sd, source_format = load_checkpoint(args.checkpoint)
-    try:
-        sd = clean_state_dict(raw_sd)
-        model = build_from_state_dict(sd)
-    except CheckpointError as e:
-        raise ExportError(f"{args.checkpoint}: {e}") from e
+    if args.vocab:
+        read_merges_count(args.vocab)  # cheap, and a common mistake: fail before loading the weights
+    ckpt = load_checkpoint(args.checkpoint, args.activation, args.open_clip_config, args.layout)
+    print(f"detected layout: {ckpt.layout}: {ckpt.description}")
+    for note in ckpt.notes:
+        print(f"note: {note}")
+    model = build_model(ckpt.weights_path, ckpt.state_dict, ckpt.options, ckpt.what)
     shape = model.shape
-    vocab_size = shape["vocab_size"]
-    num_merges = args.num_merges if args.num_merges is not None else vocab_size - BYTE_SYMBOLS - SPECIAL_TOKENS
-    if num_merges < 0:
-        raise ExportError(f"--num-merges {num_merges} is negative (vocab_size {vocab_size})")
-    if BYTE_SYMBOLS + num_merges + SPECIAL_TOKENS > vocab_size:
-        raise ExportError(f"num_merges {num_merges} gives {BYTE_SYMBOLS + num_merges + SPECIAL_TOKENS} tokens, more "
-                          f"than the model's vocab_size {vocab_size}")
-    if merges_available < num_merges:
-        raise ExportError(f"vocabulary file {args.vocab} has {merges_available} merge lines after the header, "
-                          f"fewer than num_merges {num_merges} (vocab_size {vocab_size})")
-    if BYTE_SYMBOLS + num_merges + SPECIAL_TOKENS < vocab_size:
-        print(f"warning: num_merges {num_merges} uses only {BYTE_SYMBOLS + num_merges + SPECIAL_TOKENS} of "
-              f"{vocab_size} token embeddings", file=sys.stderr)
+    tokenizer, copies = resolve_tokenizer(ckpt, args, shape)
 
     # The model as it will be stored: folded for inference (in float32, before any dtype change), checked
     # below against the unfolded float32 model.
@@ -212,6 +258,8 @@ def main(argv=None) -> int:
     if args.dtype == "float16":
         stored = copy.deepcopy(model).half()
         stored.logit_scale.data = model.logit_scale.data.float()  # a scalar; keep its precision
+        if stored.logit_bias is not None:
+            stored.logit_bias.data = model.logit_bias.data.float()
     else:
         stored = model
     stored.eval()
@@ -231,7 +279,9 @@ def main(argv=None) -> int:
         print(f"int8: quantised {n_quant} Linear layers (attention in/out projections included), engine {engine}")
     else:
         visual, text = stored.visual, stored.text
-    projection = Projection(stored.image_projection, stored.text_projection, stored.logit_scale.float()).eval()
+    projection = Projection(stored.image_projection, stored.text_projection, stored.logit_scale.float(), None,
+                            stored.text_projection_bias,
+                            None if stored.logit_bias is None else stored.logit_bias.float()).eval()
 
     os.makedirs(args.out, exist_ok=True)
     files = {"image_encoder": "image_encoder.pt", "text_encoder": "text_encoder.pt", "projection": "projection.pt"}
@@ -242,16 +292,17 @@ def main(argv=None) -> int:
     for key, module in (("image_encoder", visual), ("text_encoder", text), ("projection", projection)):
         torch.jit.save(torch.jit.script(module.eval()), os.path.join(args.out, files[key]))
     script_seconds = time.perf_counter() - t_script
-    vocab_name = os.path.basename(args.vocab)
-    vocab_dst = os.path.join(args.out, vocab_name)
-    if os.path.abspath(vocab_dst) != os.path.abspath(args.vocab):
-        shutil.copyfile(args.vocab, vocab_dst)
+    for name, src in copies.items():
+        dst = os.path.join(args.out, name)
+        if os.path.abspath(dst) != os.path.abspath(src):
+            shutil.copyfile(src, dst)
 
-    # ---- verification: reload and compare with the eager model ----------------------------------
+    # ---- verification: reload and compare with the eager model and the source layout's own forward ----
     img_s = torch.jit.load(os.path.join(args.out, files["image_encoder"]), map_location="cpu").eval()
     txt_s = torch.jit.load(os.path.join(args.out, files["text_encoder"]), map_location="cpu").eval()
     prj_s = torch.jit.load(os.path.join(args.out, files["projection"]), map_location="cpu").eval()
-    for name in ("image_projection", "text_projection", "logit_scale"):
+    for name in ("image_projection", "text_projection", "logit_scale", "image_projection_bias",
+                 "text_projection_bias", "logit_bias"):
         if not hasattr(prj_s, name):
             raise ExportError(f"projection.pt lacks {name}")
     on_cuda = args.dtype == "float16" and torch.cuda.is_available()
@@ -268,6 +319,7 @@ def main(argv=None) -> int:
     else:
         device = "cpu"
         img_run, txt_run, eager_visual, eager_text = img_s, txt_s, visual, text
+    exact = args.quantize == "none" and args.dtype == "float32"
     report = {}
     worst = 0.0
     with torch.no_grad():
@@ -279,34 +331,49 @@ def main(argv=None) -> int:
             if tuple(pi_s.shape) != (batch, shape["vision_width"]) or tuple(pt_s.shape) != (batch, shape["transformer_width"]):
                 raise ExportError(f"exported towers give shapes {tuple(pi_s.shape)}, {tuple(pt_s.shape)} for batch {batch}")
             fi_s, ft_s = prj_s.project_image(pi_s.cpu()), prj_s.project_text(pt_s.cpu())
-            with torch.no_grad():
-                ref = fp32_model if args.quantize == "none" and args.dtype == "float32" else None
+            # The text encoder on the ids without their trailing zero columns (what zsclip feeds it).
+            used = int((ids != 0).nonzero()[:, 1].max()) + 1
             checks = {
                 "image_encoder": rel_diff(pi_s, pi_e),
                 "text_encoder": rel_diff(pt_s, pt_e),
+                "text_encoder_short_ids": rel_diff(txt_run(ids[:, :used]), pt_s),
                 "image_features": rel_diff(fi_s, projection.project_image(pi_e.cpu())),
                 "text_features": rel_diff(ft_s, projection.project_text(pt_e.cpu())),
             }
-            if ref is not None:
-                checks["encode_image_vs_clip"] = rel_diff(fi_s, ref.encode_image(pixels))
-                checks["encode_text_vs_clip"] = rel_diff(ft_s, ref.encode_text(ids))
+            if exact:
+                checks["encode_image_vs_clip"] = rel_diff(fi_s, fp32_model.encode_image(pixels))
+                checks["encode_text_vs_clip"] = rel_diff(ft_s, fp32_model.encode_text(ids))
+                # An independent forward of the source layout, from the checkpoint's own tensors and config.
+                ref_i, ref_t = ckpt.reference(shape, pixels.cpu(), ids.cpu())
+                checks["image_features_vs_source"] = rel_diff(fi_s, ref_i)
+                checks["text_features_vs_source"] = rel_diff(ft_s, ref_t)
+                for label, fn in ckpt.extra_references:
+                    try:
+                        ex_i, ex_t = fn(shape, pixels.cpu(), ids.cpu())
+                    except Exception as e:  # noqa: BLE001 - e.g. an fp16/CUDA-traced archive on this CPU
+                        print(f"note: {label} could not run here ({type(e).__name__}); compared with the "
+                              f"{ckpt.reference_name} only")
+                        ckpt.extra_references = []
+                        break
+                    checks["image_features_vs_archive"] = rel_diff(fi_s, ex_i)
+                    checks["text_features_vs_archive"] = rel_diff(ft_s, ex_t)
             for k, (a, r) in checks.items():
                 report[f"{k}[N={batch}]"] = {"max_abs_diff": a, "relative": r}
                 worst = max(worst, r)
-                print(f"verify {k:22s} N={batch}: max abs diff {a:.3e} (relative {r:.3e})")
+                print(f"verify {k:26s} N={batch}: max abs diff {a:.3e} (relative {r:.3e})")
     if worst > REL_TOLERANCE:
-        raise ExportError(f"exported model differs from the eager model: worst relative diff {worst:.3e} > "
-                          f"{REL_TOLERANCE:.0e} (files left in {args.out} without config.json)")
+        raise ExportError(f"exported model differs from the eager model or the source layout's forward: worst "
+                          f"relative diff {worst:.3e} > {REL_TOLERANCE:.0e} (files left in {args.out} without "
+                          "config.json)")
 
     # ---- quality/speed of reduced precision vs the float32 model ----------------------------------
     quality = {}
-    if args.quantize != "none" or args.dtype != "float32":
+    if not exact:
         pixels, ids = test_inputs(fp32_model, 8, seed=8)
         with torch.no_grad():
             f32_i, f32_t = fp32_model.encode_image(pixels), fp32_model.encode_text(ids)
-            dev = device
-            q_i = prj_s.project_image(img_run(pixels.to(dev)).cpu())
-            q_t = prj_s.project_text(txt_run(ids.to(dev)).cpu())
+            q_i = prj_s.project_image(img_run(pixels.to(device)).cpu())
+            q_t = prj_s.project_text(txt_run(ids.to(device)).cpu())
         quality["min_cosine_image_vs_fp32"] = min_cosine(q_i, f32_i)
         quality["min_cosine_text_vs_fp32"] = min_cosine(q_t, f32_t)
         print(f"{args.dtype}/{args.quantize}: min cosine vs float32: image {quality['min_cosine_image_vs_fp32']:.5f}, "
@@ -320,36 +387,50 @@ def main(argv=None) -> int:
             print(f"int8 speed (batch 8, {torch.get_num_threads()} threads): image {ti_f * 1e3:.1f} -> {ti_q * 1e3:.1f} ms "
                   f"(x{ti_f / ti_q:.2f}), text {tt_f * 1e3:.1f} -> {tt_q * 1e3:.1f} ms (x{tt_f / tt_q:.2f})")
 
-    vision_heads = fp32_model.vision_heads
+    pp = ckpt.preprocess
+    sigmoid = fp32_model.logit_bias is not None
     config = {
-        "format_version": 1,
-        "name": args.name if args.name else os.path.splitext(os.path.basename(args.checkpoint))[0],
-        "fingerprint": fingerprint(stored_sd, args.quantize),
+        "format_version": FORMAT_VERSION,
+        "name": args.name if args.name else ckpt.default_name,
+        "fingerprint": fingerprint(stored_sd, args.quantize, shape, args.quantize_text),
         "architecture": "clip-vit",
         "dtype": args.dtype,
         "quantization": args.quantize,
+        "activation": shape["activation"],
+        "source_layout": ckpt.layout,
         "embed_dim": shape["embed_dim"],
         "vision": {"image_size": shape["image_resolution"], "patch_size": shape["vision_patch_size"],
-                   "width": shape["vision_width"], "layers": shape["vision_layers"], "heads": vision_heads},
-        "text": {"context_length": shape["context_length"], "vocab_size": vocab_size,
+                   "width": shape["vision_width"], "layers": shape["vision_layers"], "heads": shape["vision_heads"],
+                   "mlp_width": shape["vision_mlp_width"], "ln_pre": shape["vision_ln_pre"],
+                   "pool": shape["vision_pool"], "final_ln_after_pool": shape["vision_final_ln_after_pool"],
+                   "layer_norm_eps": shape["vision_layer_norm_eps"]},
+        "text": {"context_length": shape["context_length"], "vocab_size": shape["vocab_size"],
                  "width": shape["transformer_width"], "layers": shape["transformer_layers"],
-                 "heads": shape["transformer_heads"]},
-        "preprocess": {"image_size": shape["image_resolution"], "resize": "shorter_side", "interpolation": "bicubic",
-                       "crop": "center", "mean": OPENAI_MEAN, "std": OPENAI_STD},
-        "tokenizer": {"type": "clip_bpe", "vocab_file": vocab_name, "num_merges": num_merges},
+                 "heads": shape["transformer_heads"], "mlp_width": shape["text_mlp_width"],
+                 "causal_mask": shape["text_causal_mask"], "pool": shape["text_pool"],
+                 "eos_id": shape["text_eos_id"], "layer_norm_eps": shape["text_layer_norm_eps"],
+                 "proj_bias": shape["text_proj_bias"]},
+        "preprocess": {"image_size": shape["image_resolution"], "resize": pp["resize"],
+                       "interpolation": pp["interpolation"], "crop": pp["crop"], "fill": pp["fill"],
+                       "mean": pp["mean"], "std": pp["std"]},
+        "tokenizer": tokenizer,
+        "scoring": "sigmoid" if sigmoid else "softmax",
+        **({"logit_bias": float(fp32_model.logit_bias)} if sigmoid else {}),
         "files": files,
         "export": {
             "tool": "models/export_clip.py",
             "torch_version": torch.__version__,
             "python_version": platform.python_version(),
-            "source_checkpoint": os.path.basename(args.checkpoint),
-            "source_format": source_format,
-            "source_sha256": sha256_file(args.checkpoint),
+            "source_checkpoint": os.path.basename(os.path.normpath(args.checkpoint)),
+            "source_format": ckpt.layout,
+            # Over the tensors, not the file: a .safetensors and a .bin of the same weights agree.
+            "source_tensors_sha256": ckpt.source_sha256,
             "quantized_engine": engine,
             "outputs": "encoders return float32 pooled features; projection computes in float32",
             "folded_for_inference": not args.no_fold,
             "int8_towers": ([] if args.quantize == "none" else ["image", "text"] if args.quantize_text else ["image"]),
-            "verification": {"tolerance_relative": REL_TOLERANCE, "device": device, "worst_relative": worst},
+            "verification": {"tolerance_relative": REL_TOLERANCE, "device": device, "worst_relative": worst,
+                             "independent_reference": ckpt.reference_name if exact else None},
             "reduced_precision": quality or None,
         },
     }
@@ -358,7 +439,7 @@ def main(argv=None) -> int:
         json.dump(config, f, indent=2)
         f.write("\n")
     os.replace(tmp, config_path)
-    sizes = {n: os.path.getsize(os.path.join(args.out, n)) for n in list(files.values()) + [vocab_name]}
+    sizes = {n: os.path.getsize(os.path.join(args.out, n)) for n in list(files.values()) + list(copies)}
     print("wrote " + ", ".join(f"{n} ({s / 1e6:.2f} MB)" for n, s in sizes.items()) + f", config.json to {args.out}")
     print(f"export took {time.perf_counter() - t_start:.1f} s (scripting+saving {script_seconds:.1f} s); "
           f"fingerprint {config['fingerprint'][:16]}...")

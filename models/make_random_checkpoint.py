@@ -5,6 +5,10 @@
 
 The file has OpenAI's key names (torch.save of CLIP.state_dict()), so models/export_clip.py and OpenAI's
 own build_model accept it; it lets a real-size export and runtime be tested without downloading weights.
+A bare state dict does not record its activation; these weights are OpenAI's QuickGELU architecture:
+
+    /usr/bin/python3 models/export_clip.py --checkpoint /tmp/vit-b-32-random.pt --activation quick_gelu \
+        --vocab bpe_simple_vocab_16e6.txt.gz --out /tmp/vit-b-32-random
 """
 from __future__ import annotations
 

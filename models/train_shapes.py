@@ -703,8 +703,9 @@ def main(argv=None):
             print(f"example {name} ({img.size[0]}x{img.size[1]}, '{caption}'): predicted {top[0]} {top[1]}")
     if not args.no_export:
         exporter = os.path.join(HERE, "export_clip.py")
+        # clip_model's CLIP is OpenAI's architecture: QuickGELU MLPs (a bare state dict does not record it).
         subprocess.run([sys.executable, exporter, "--checkpoint", sd_path, "--vocab", vocab_path,
-                        "--out", args.out, "--name", args.name], check=True)
+                        "--activation", "quick_gelu", "--out", args.out, "--name", args.name], check=True)
     update_card(os.path.join(args.out, "README.md"), result, info)
     print(f"done: {args.out}")
 
