@@ -180,8 +180,9 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--source", default=os.path.dirname(HERE))
     p.add_argument("--shared", default=None)
-    p.add_argument("--work", default=None)
-    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--work", default=None, help="work directory (emptied first, kept afterwards; default: a "
+                                                "temporary one, removed unless --keep)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     args = p.parse_args()
     if torch is None:
         print(f"SKIP: {sys.executable} cannot import torch/numpy ({_IMPORT_ERROR}); run with Debian's /usr/bin/python3 "
@@ -198,6 +199,8 @@ def main() -> int:
     sys.path.insert(0, os.path.join(source, "models"))
     torch.set_num_threads(1)
     work = args.work or tempfile.mkdtemp(prefix="zsclip_export_test_")
+    if args.work:  # a fresh directory: stale files would spoil the byte-for-byte comparisons
+        shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work, exist_ok=True)
     t0 = time.time()
     try:
