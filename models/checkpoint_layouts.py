@@ -16,8 +16,9 @@ Layouts:
 - open_clip: a hub folder (open_clip_config.json + open_clip_model.safetensors or
   open_clip_pytorch_model.bin), or a checkpoint file plus `open_clip_config` (that JSON, or a plain
   model_cfg as in open_clip's model_configs/*.json).
-- HuggingFace CLIPModel folder: config.json (model_type "clip"), model.safetensors or pytorch_model.bin,
-  preprocessor_config.json, vocab.json + merges.txt (+ tokenizer_config.json, special_tokens_map.json).
+- HuggingFace CLIPModel folder: config.json (model_type "clip"), model.safetensors or pytorch_model.bin
+  (or a sharded checkpoint's *.index.json), preprocessor_config.json, vocab.json + merges.txt
+  (+ tokenizer_config.json, special_tokens_map.json).
 
 Nothing is guessed: every key of every config file is either implemented, accepted because it cannot
 change inference (the tables below say why, key by key), or refused with its name; every tensor is
@@ -136,6 +137,35 @@ def load_tensor_file(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
     if obj and all(k.startswith("module.") for k in obj):
         obj = OrderedDict((k[len("module."):], v) for k, v in obj.items())
     return obj, "torch_save"
+
+
+def load_sharded(index_path: str) -> Tuple[Dict[str, torch.Tensor], str]:
+    """A transformers sharded checkpoint: index JSON {"metadata", "weight_map": {tensor: shard file}}.
+    Every shard must hold exactly the tensors the index assigns to it."""
+    index = _read_json(index_path)
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        _fail(index_path, "not a sharded-checkpoint index (no weight_map object)")
+    unknown = [k for k in index if k not in ("metadata", "weight_map")]
+    if unknown:
+        _fail(index_path, f"key {unknown[0]!r} is not part of a sharded-checkpoint index")
+    folder = os.path.dirname(index_path)
+    shards: Dict[str, List[str]] = {}
+    for name, shard in index["weight_map"].items():
+        if not isinstance(shard, str) or os.path.basename(shard) != shard:
+            _fail(index_path, f"tensor {name!r} maps to {shard!r}, not a file name in the same folder")
+        shards.setdefault(shard, []).append(name)
+    out: Dict[str, torch.Tensor] = OrderedDict()
+    containers = set()
+    for shard, names in sorted(shards.items()):
+        tensors, container = load_tensor_file(os.path.join(folder, shard))
+        containers.add(container)
+        if sorted(tensors) != sorted(names):
+            extra = sorted(set(tensors) - set(names))
+            lacking = sorted(set(names) - set(tensors))
+            _fail(os.path.join(folder, shard), f"does not hold what {os.path.basename(index_path)} says: "
+                  + (f"extra {extra[:4]} " if extra else "") + (f"lacks {lacking[:4]}" if lacking else ""))
+        out.update(tensors)
+    return out, "sharded " + "+".join(sorted(containers))
 
 
 def _read_json(path: str) -> Any:
@@ -919,17 +949,19 @@ def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> Loaded
     if activation is not None and activation != opts["activation"]:
         _fail(cfg_path, f"--activation {activation} contradicts hidden_act {opts['activation']!r}")
     weights = None
-    for name in ("model.safetensors", "pytorch_model.bin"):
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                 "pytorch_model.bin.index.json"):
         if os.path.isfile(os.path.join(folder, name)):
             weights = os.path.join(folder, name)
             break
     if weights is None:
-        _fail(folder, "a HuggingFace CLIP folder needs model.safetensors or pytorch_model.bin")
+        _fail(folder, "a HuggingFace CLIP folder needs model.safetensors or pytorch_model.bin (or a sharded "
+                      "checkpoint's *.index.json)")
     pp_path = os.path.join(folder, "preprocessor_config.json")
     if not os.path.isfile(pp_path):
         _fail(folder, "preprocessor_config.json is missing (the image processor settings are read from it)")
     preprocess = parse_hf_preprocessor(pp_path, _read_json(pp_path), opts["image_resolution"])
-    raw, container = load_tensor_file(weights)
+    raw, container = load_sharded(weights) if weights.endswith(".index.json") else load_tensor_file(weights)
     sd = hf_to_openai(weights, raw, notes)
     dims = _infer_openai_dims(weights, sd)
     for key, value in dims.items():

@@ -371,6 +371,27 @@ def run(source: str, clip: str, vocab: str, work: str) -> None:
         fp_new = json.load(open(os.path.join(work, "hf-tiny", "config.json")))["fingerprint"]
         check(fp_old == fp_new, "position_ids changed the exported weights")
         print("ok   HF checkpoint with position_ids buffers accepted (same fingerprint)")
+    # A sharded HF checkpoint (model.safetensors.index.json + two shards): the same weights.
+    from safetensors_io import write_safetensors
+    sharded = variant("hf-sharded", cfg_file="config.json", weights="model.safetensors", src_name="hf-tiny")
+    os.remove(os.path.join(sharded, "model.safetensors"))
+    tensors, _ = read_safetensors(os.path.join(clip, "hf-tiny", "model.safetensors"))
+    names = list(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[: len(names) // 2], names[len(names) // 2:])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        write_safetensors(os.path.join(sharded, shard), {n: tensors[n] for n in part})
+        weight_map.update({n: shard for n in part})
+    json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map},
+              open(os.path.join(sharded, "model.safetensors.index.json"), "w"))
+    err, _ = export_inprocess(["--checkpoint", sharded, "--out", os.path.join(work, "hf-sharded")])
+    check(err is None, f"sharded HF checkpoint refused: {err}")
+    if err is None:
+        fp = json.load(open(os.path.join(work, "hf-sharded", "config.json")))["fingerprint"]
+        check(fp == json.load(open(os.path.join(work, "hf-tiny", "config.json")))["fingerprint"],
+              "sharded HF checkpoint: different weights")
+        print("ok   sharded HF checkpoint (index.json + 2 shards) accepted (same fingerprint)")
+
     # transformers' legacy eos_token_id 2 pools at the argmax of the ids.
     hf_legacy = variant("hf-legacy-eos", lambda c: c["text_config"].update(eos_token_id=2), cfg_file="config.json",
                         weights="model.safetensors", src_name="hf-tiny")
