@@ -914,7 +914,7 @@ def _hf_tokenizer(folder: str, vocab_size: int, context_length: int, pool: str, 
     sot, eot = specials.get("bos_token", sot), specials.get("eos_token", eot)
     for path in (vocab_path, merges_path):
         if not os.path.isfile(path):
-            return {"format": None, "missing": path}
+            return {"format": None, "missing": path, "sot_token": sot, "eot_token": eot}
     vocab = _read_json(vocab_path)
     if not isinstance(vocab, dict) or not all(isinstance(k, str) and type(v) is int for k, v in vocab.items()):
         _fail(vocab_path, "not a JSON object of token -> integer id")
