@@ -1,0 +1,219 @@
+// Parity of the C++ pipeline with open_clip's and HuggingFace's checkpoints (../shared/clip/
+// openclip-gelu, openclip-knobs, openclip-longest, hf-tiny), exported by tests/export_fixtures.sh:
+// from image files and texts to pixels (bit-exact), token ids (identical), features, logits and
+// zero-shot probabilities (softmax, and sigmoid for the model with a logit_bias), against each
+// folder's reference.json computed by the upstream code.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "model_util.h"
+#include "zsclip/classifier.h"
+#include "zsclip/model.h"
+#include "zsclip/preprocess.h"
+#include "zsclip/tokenizer.h"
+#include "zsclip/zero_shot.h"
+
+namespace zsclip {
+namespace {
+
+using namespace ::zsclip::testing;
+constexpr double kTol = 1e-4;  // of the largest magnitude, as for openai-tiny
+
+std::string zoo_export(const std::string& name) { return std::string(ZSCLIP_FIXTURE_DIR) + "/" + name; }
+
+class ZooParity : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ZSCLIP_REQUIRE_SHARED("clip/" + GetParam() + "/reference.json");
+    ASSERT_TRUE(std::filesystem::exists(zoo_export(GetParam()) + "/config.json"))
+        << "run the export_fixtures test first (ctest runs it as a fixture)";
+    ref_ = nlohmann::json::parse(read_file(shared_path("clip/" + GetParam() + "/reference.json")));
+    model_ = std::make_unique<Model>(Model::load(zoo_export(GetParam())));
+  }
+  std::vector<std::string> image_paths() const {
+    std::vector<std::string> paths;
+    for (const auto& im : ref_["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+    return paths;
+  }
+  FloatTensor image_pixels() const {
+    Preprocessor pre(model_->config().preprocess);
+    std::vector<Preprocessor::ItemStatus> status;
+    FloatTensor pixels = pre.batch_files(image_paths(), &status);
+    for (size_t i = 0; i < status.size(); ++i) EXPECT_TRUE(status[i].ok) << status[i].error;
+    return pixels;
+  }
+  std::vector<std::string> texts() const {
+    std::vector<std::string> t;
+    for (const auto& x : ref_["texts"]) t.push_back(x["text"].get<std::string>());
+    return t;
+  }
+  FloatTensor text_features() const {
+    return model_->encode_texts(model_->load_tokenizer().tokenize(texts(), model_->context_length()));
+  }
+  bool sigmoid() const { return ref_.contains("logit_bias"); }
+
+  nlohmann::json ref_;
+  std::unique_ptr<Model> model_;
+};
+
+TEST_P(ZooParity, PixelsFromFilesAreBitExact) {
+  FloatTensor pixels = image_pixels();
+  const std::string dir = shared_path("clip/" + GetParam());
+  for (size_t i = 0; i < ref_["images"].size(); ++i) {
+    const auto& im = ref_["images"][i];
+    const std::string want = read_file(dir + "/" + im["pixels"].get<std::string>());
+    const size_t per = static_cast<size_t>(pixels.numel() / pixels.size(0));
+    ASSERT_EQ(want.size(), per * sizeof(float)) << im["file"];
+    const float* got = pixels.ptr() + i * per;
+    size_t differ = 0;
+    for (size_t k = 0; k < per; ++k) {
+      float w;
+      std::memcpy(&w, want.data() + k * sizeof(float), sizeof(float));
+      differ += std::memcmp(&w, got + k, sizeof(float)) != 0;
+    }
+    EXPECT_EQ(differ, 0u) << im["file"] << ": " << differ << " of " << per << " floats differ";
+  }
+}
+
+TEST_P(ZooParity, TokenIdsAreIdentical) {
+  Tokenizer tok = model_->load_tokenizer();
+  const auto t = texts();
+  IdTensor ids = tok.tokenize(t, model_->context_length());
+  ASSERT_EQ(ids.size(1), model_->context_length());
+  for (size_t j = 0; j < t.size(); ++j) {
+    auto want = ref_["texts"][j]["tokens"].get<std::vector<int64_t>>();
+    want.resize(static_cast<size_t>(ids.size(1)), 0);  // the reference drops the zero padding
+    std::vector<int64_t> got(ids.row(int64_t(j)), ids.row(int64_t(j)) + ids.size(1));
+    EXPECT_EQ(got, want) << t[j];
+  }
+}
+
+TEST_P(ZooParity, ImageFeaturesFromFilesMatch) {
+  FloatTensor feats = model_->encode_images(image_pixels());
+  ASSERT_EQ(feats.size(0), static_cast<int64_t>(ref_["images"].size()));
+  for (int64_t i = 0; i < feats.size(0); ++i)
+    EXPECT_TRUE(close_rel(std::vector<float>(feats.row(i), feats.row(i) + feats.size(1)),
+                          ref_["images"][i]["image_features"].get<std::vector<double>>(), kTol,
+                          ref_["images"][i]["file"].get<std::string>()));
+}
+
+TEST_P(ZooParity, TextFeaturesMatch) {
+  FloatTensor feats = text_features();
+  const auto t = texts();
+  for (size_t j = 0; j < t.size(); ++j)
+    EXPECT_TRUE(close_rel(std::vector<float>(feats.row(int64_t(j)), feats.row(int64_t(j)) + feats.size(1)),
+                          ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, t[j]));
+  // One text at a time gives the same features (padding columns are skipped only where they
+  // cannot matter: a causal tower pooled at the end token).
+  for (size_t j = 0; j < t.size(); ++j) {
+    FloatTensor one = model_->encode_texts(model_->load_tokenizer().tokenize({t[j]}, model_->context_length()));
+    EXPECT_TRUE(close_rel(std::vector<float>(one.row(0), one.row(0) + one.size(1)),
+                          ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, "alone: " + t[j]));
+  }
+}
+
+TEST_P(ZooParity, LogitsAndZeroShotProbsMatch) {
+  FloatTensor img = model_->encode_images(image_pixels());
+  FloatTensor txt = text_features();
+  EXPECT_NEAR(model_->logit_scale_exp(), ref_["logit_scale_exp"].get<double>(), 1e-4);
+  std::vector<std::string> names;
+  for (int64_t j = 0; j < txt.size(0); ++j) names.push_back("text " + std::to_string(j));
+  ZeroShotHead per_text = ZeroShotHead::from_weights(names, txt, model_->logit_scale_exp(), "");
+  FloatTensor logits = per_text.logits(img);
+  for (int64_t i = 0; i < img.size(0); ++i) {
+    std::vector<float> row(logits.row(i), logits.row(i) + logits.size(1));
+    EXPECT_TRUE(close_rel(row, ref_["logits_per_image"][i].get<std::vector<double>>(), kTol,
+                          "logits_per_image row " + std::to_string(i)));
+    if (sigmoid()) {
+      for (float& x : row) x += model_->logit_bias();
+      EXPECT_TRUE(close_rel(row, ref_["logits_per_image_with_bias"][i].get<std::vector<double>>(), kTol,
+                            "logits_per_image_with_bias row " + std::to_string(i)));
+    }
+  }
+
+  const auto& zs = ref_["zero_shot"];
+  ZeroShotHead head = ZeroShotHead::build(*model_, model_->load_tokenizer(),
+                                          zs["classes"].get<std::vector<std::string>>(),
+                                          zs["templates"].get<std::vector<std::string>>());
+  EXPECT_EQ(head.scoring(), sigmoid() ? Scoring::kSigmoid : Scoring::kSoftmax);
+  // The same class weights scored with a softmax: open_clip's zero-shot `probs`.
+  ZeroShotHead softmax_head = ZeroShotHead::from_weights(head.labels(), head.weights(), head.logit_scale_exp(), "");
+  FloatTensor zl = head.logits(img);
+  auto preds = head.classify(img, 3);
+  auto soft = softmax_head.classify(img, 3);
+  for (int64_t i = 0; i < img.size(0); ++i) {
+    const std::string row = std::to_string(i);
+    EXPECT_TRUE(close_rel(std::vector<float>(zl.row(i), zl.row(i) + zl.size(1)),
+                          zs["logits"][i].get<std::vector<double>>(), kTol, "zero-shot logits " + row));
+    EXPECT_TRUE(close_rel(soft[i].probs, zs["probs"][i].get<std::vector<double>>(), kTol, "zero-shot probs " + row));
+    if (sigmoid())
+      EXPECT_TRUE(close_rel(preds[i].probs, zs["sigmoid_probs"][i].get<std::vector<double>>(), kTol,
+                            "zero-shot sigmoid_probs " + row));
+    else
+      EXPECT_EQ(preds[i].probs, soft[i].probs);
+  }
+}
+
+TEST_P(ZooParity, ConfigRecordsWhatChangesTheNumbers) {
+  const ModelConfig& c = model_->config();
+  EXPECT_EQ(c.format_version, 2);
+  EXPECT_EQ(c.scoring, sigmoid() ? Scoring::kSigmoid : Scoring::kSoftmax);
+  if (sigmoid()) {
+    EXPECT_EQ(model_->logit_bias(), ref_["logit_bias"].get<float>());
+  }
+  if (GetParam() == "hf-tiny") {
+    EXPECT_EQ(c.tokenizer.format, TokenizerFormat::kHF);
+    EXPECT_EQ(c.source_layout, "hf_clip");
+    EXPECT_EQ(c.tokenizer.eot_token, "<|endoftext|>");
+  } else {
+    EXPECT_EQ(c.source_layout, "open_clip");
+    EXPECT_EQ(c.tokenizer.eot_token, "<end_of_text>");
+    const auto& pc = ref_["preprocess_cfg"];
+    const std::string mode = pc["resize_mode"];
+    EXPECT_EQ(c.preprocess.resize, mode == "longest"  ? ResizeRule::kLongerSide
+                                   : mode == "squash" ? ResizeRule::kStretch
+                                                      : ResizeRule::kShorterSide);
+    EXPECT_EQ(c.preprocess.interpolation,
+              pc["interpolation"] == "bilinear" ? Interpolation::kBilinear : Interpolation::kBicubic);
+  }
+  EXPECT_EQ(c.activation, GetParam() == "openclip-longest" || GetParam() == "hf-tiny" ? "quick_gelu" : "gelu");
+}
+
+TEST_P(ZooParity, CliClassifyPrintsTheScoring) {
+  const auto& zs = ref_["zero_shot"];
+  std::string labels;
+  for (const auto& c : zs["classes"]) labels += (labels.empty() ? "" : ",") + c.get<std::string>();
+  const std::string image = image_paths()[0];
+  CliResult r = run_cli("classify --model " + sh(zoo_export(GetParam())) + " --labels " + sh(labels) +
+                        " --json " + sh(image));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 1u);
+  EXPECT_EQ(j[0]["scoring"], sigmoid() ? "sigmoid" : "softmax");
+  ZeroShotHead head = ZeroShotHead::build(*model_, model_->load_tokenizer(),
+                                          zs["classes"].get<std::vector<std::string>>(), {"a photo of a {}."});
+  auto want = head.classify(model_->encode_images(image_pixels()), 1)[0].probs;
+  auto got = j[0]["probs"].get<std::vector<float>>();
+  ASSERT_EQ(got.size(), want.size());
+  double sum = 0;
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_NEAR(got[k], want[k], 1e-6);
+    sum += got[k];
+  }
+  if (!sigmoid()) EXPECT_NEAR(sum, 1.0, 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Folders, ZooParity,
+                         ::testing::Values("openclip-gelu", "openclip-knobs", "openclip-longest", "hf-tiny"),
+                         [](const ::testing::TestParamInfo<std::string>& p) {
+                           std::string s = p.param;
+                           for (char& c : s)
+                             if (c == '-') c = '_';
+                           return s;
+                         });
+
+}  // namespace
+}  // namespace zsclip
