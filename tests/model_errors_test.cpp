@@ -115,7 +115,12 @@ TEST_F(BadModels, ShapesThatDisagreeWithTheModules) {
       {"embed_dim", [](json& j) { j["embed_dim"] = j["embed_dim"].get<int>() * 2; }, "embed_dim"},
       {"vision_width", [](json& j) { j["vision"]["width"] = 96; }, "vision.width"},
       {"text_width", [](json& j) { j["text"]["width"] = 32; }, "text.width"},
-      {"context", [](json& j) { j["text"]["context_length"] = 40; }, "text.context_length"},
+      {"context",
+       [](json& j) {
+         j["text"]["context_length"] = 40;
+         if (j["tokenizer"].contains("context_length")) j["tokenizer"]["context_length"] = 40;
+       },
+       "text.context_length"},
       {"image_size", [](json& j) { j["vision"]["image_size"] = 192; j["preprocess"]["image_size"] = 192; },
        "image_encoder"},
   };

@@ -38,3 +38,10 @@ add_test(NAME train_shapes_smoke
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_shapes_smoke.sh ${ZSCLIP_PYTHON} ${PROJECT_SOURCE_DIR}
           ${PROJECT_BINARY_DIR}/tmp/train_shapes_smoke)
 set_tests_properties(train_shapes_smoke PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# models/export_clip.py on every reference folder of ../shared/clip: parity with reference.json,
+# .safetensors vs .bin byte-identical exports, refusals (exit 77 when ../shared or torch is absent).
+add_test(NAME export_python
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/export_test.py --source ${PROJECT_SOURCE_DIR}
+          --shared ${ZSCLIP_SHARED_DIR} --work ${PROJECT_BINARY_DIR}/tmp/export_test)
+set_tests_properties(export_python PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)

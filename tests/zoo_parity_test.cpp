@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 
 #include "model_util.h"
 #include "zsclip/classifier.h"
@@ -204,6 +206,39 @@ TEST_P(ZooParity, CliClassifyPrintsTheScoring) {
     sum += got[k];
   }
   if (!sigmoid()) EXPECT_NEAR(sum, 1.0, 1e-5);
+}
+
+// config.json and projection.pt must agree about the logit_bias: a sigmoid model scored with a
+// softmax (or the reverse, or another bias) would give plausible-looking wrong numbers.
+TEST(ZooScoring, ConfigMustAgreeWithTheWeights) {
+  ZSCLIP_REQUIRE_SHARED("clip/openclip-knobs/reference.json");
+  ZSCLIP_REQUIRE_SHARED("clip/openclip-gelu/reference.json");
+  auto try_config = [&](const std::string& folder, const std::string& name,
+                        const std::function<void(nlohmann::json&)>& edit, const std::string& want) {
+    const std::string src = zoo_export(folder);
+    ASSERT_TRUE(std::filesystem::exists(src + "/config.json")) << "run the export_fixtures test first";
+    const std::string dir = std::string(ZSCLIP_BINARY_DIR) + "/tmp/zoo_scoring/" + name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    for (const auto& e : std::filesystem::directory_iterator(src))
+      if (e.path().filename() != "config.json") std::filesystem::copy(e.path(), dir + "/" + e.path().filename().string());
+    nlohmann::json j = nlohmann::json::parse(read_file(src + "/config.json"));
+    edit(j);
+    std::ofstream(dir + "/config.json") << j.dump(2);
+    try {
+      Model::load(dir);
+      ADD_FAILURE() << name << ": loaded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidModel) << e.what();
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  };
+  try_config("openclip-knobs", "softmax", [](nlohmann::json& j) { j["scoring"] = "softmax"; j.erase("logit_bias"); },
+             "logit_bias");
+  try_config("openclip-knobs", "bias", [](nlohmann::json& j) { j["logit_bias"] = -9.5; }, "logit_bias");
+  // A model without a bias claimed as sigmoid.
+  try_config("openclip-gelu", "claimed", [](nlohmann::json& j) { j["scoring"] = "sigmoid"; j["logit_bias"] = -10.0; },
+             "no logit_bias");
 }
 
 INSTANTIATE_TEST_SUITE_P(Folders, ZooParity,
