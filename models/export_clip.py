@@ -51,6 +51,7 @@ import warnings  # noqa: E402
 from typing import Any, Dict, Tuple  # noqa: E402
 
 import torch  # noqa: E402
+import xxhash  # noqa: E402  (Debian's python3-xxhash)
 from torch import nn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,6 +66,15 @@ FORMAT_VERSION = 2
 
 class ExportError(Exception):
     pass
+
+
+def file_check(path: str) -> Dict[str, Any]:
+    """{"bytes", "xxh3_64"} of a file, as zsclip's ModelConfig::verify_files checks it."""
+    h = xxhash.xxh3_64()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return {"bytes": os.path.getsize(path), "xxh3_64": h.hexdigest()}
 
 
 def read_merges_count(vocab_path: str) -> int:
@@ -434,6 +444,9 @@ def main(argv=None) -> int:
             "reduced_precision": quality or None,
         },
     }
+    # Size and XXH3-64 of every file the config names: Model::load refuses an edited or swapped file.
+    config["file_checks"] = {name: file_check(os.path.join(args.out, name))
+                             for name in sorted(set(files.values()) | set(copies))}
     tmp = config_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(config, f, indent=2)

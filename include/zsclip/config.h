@@ -39,12 +39,14 @@
 //                   vocab.json), "sot_token": "<|startoftext|>", "eot_token": "<|endoftext|>",
 //                   "context_length": 77, "truncate_end": "eot"},
 //     "scoring": "softmax" | "sigmoid", "logit_bias": -10.0   // sigmoid: models with a logit_bias
+//     "file_checks": {"image_encoder.pt": {"bytes": 6310912, "xxh3_64": "0123456789abcdef"}, ...}
 // Unknown fields are ignored, so newer writers may add informational fields without a format bump;
 // anything that changes the numbers comes with a format bump, so an older zsclip refuses it.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace zsclip {
@@ -108,6 +110,12 @@ struct TowerConfig {
   int64_t eos_id = -1;  // kEos: pooled at the first occurrence of this id
 };
 
+// What the exporter recorded about a file of the model directory (config.json "file_checks").
+struct FileCheck {
+  int64_t bytes = 0;
+  uint64_t xxh3_64 = 0;  // XXH3 64-bit hash of the whole file, seed 0
+};
+
 struct ModelConfig {
   int format_version = 1;
   std::string name;
@@ -127,6 +135,11 @@ struct ModelConfig {
   std::string text_encoder_file = "text_encoder.pt";
   std::string projection_file = "projection.pt";
 
+  // file name -> size and hash, for every file config.json names (optional: absent in configs
+  // written before zsclip recorded them). Model::load checks them unless ModelOptions::verify_files
+  // is false (`--no-verify`), so an edited or swapped file is refused instead of run.
+  std::map<std::string, FileCheck> file_checks;
+
   std::string directory;  // the model directory it was loaded from ("" when parsed from a string)
 
   // Reads DIR/config.json. Throws zsclip::Error naming the file and the field.
@@ -135,6 +148,9 @@ struct ModelConfig {
   static ModelConfig parse(const std::string& json_text, const std::string& origin = "config.json");
 
   std::string path_of(const std::string& file) const;  // directory + "/" + file
+  // Checks every file_checks entry against the file on disk: size first, then the hash (the file is
+  // mapped, not copied). Throws Error(kInvalidModel) naming the file and what differs.
+  void verify_files() const;
   std::string tokenizer_path() const { return path_of(tokenizer.vocab_file); }
   std::string merges_path() const { return path_of(tokenizer.merges_file); }  // kHF only
 };

@@ -50,6 +50,10 @@ namespace zsclip {
 //   optimize_for_inference (false) experimental: torch::jit::optimize_for_inference instead of
 //                              freeze (oneDNN rewrites); see benchmarks/README.md before enabling
 //   warmup            (true)   run each encoder once at load, which also checks its output shape
+//   verify_files      (true)   check each file's size and XXH3 hash against config.json's
+//                              "file_checks" (when the exporter recorded them) before loading: an
+//                              edited or swapped file is refused (kInvalidModel) naming the file.
+//                              false (`--no-verify`) for people who edit exports on purpose
 struct ModelOptions {
   std::string device = "cpu";
   std::string dtype = "auto";
@@ -62,6 +66,7 @@ struct ModelOptions {
   bool optimize = true;
   bool optimize_for_inference = false;
   bool warmup = true;
+  bool verify_files = true;
 };
 
 class Model {

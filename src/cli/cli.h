@@ -64,5 +64,6 @@ std::vector<std::string> split_list(const std::string& s);
 OptionSpec model_option();
 OptionSpec threads_option();
 OptionSpec device_option();
+OptionSpec verify_option();  // --no-verify: skip the model files' size/hash checks
 
 }  // namespace zsclip::cli

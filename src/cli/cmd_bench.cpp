@@ -82,6 +82,7 @@ int run_bench(const Args& args) {
   mo.blas_threads = args.get_int("--blas-threads", 0, 0, 1024);
   mo.quantized_engine = args.get("--qengine", "auto");
   mo.optimize = !args.has("--no-optimize");
+  mo.verify_files = !args.has("--no-verify");
   mo.optimize_for_inference = args.has("--optimize-for-inference");
   mo.load_text_encoder = text_classes > 0;
   const double rss_before = peak_rss_mib();
@@ -219,7 +220,7 @@ ZSCLIP_COMMAND(Command{
      {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},
      {"--features-out", "FILE", "write the encoder's features of the batch (float32 raw) for comparisons"},
      threads_option(),
-     device_option()},
+     device_option(), verify_option()},
     run_bench});
 
 }  // namespace

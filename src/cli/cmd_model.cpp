@@ -25,6 +25,7 @@ ModelOptions model_options(const Args& args, bool text_encoder) {
   o.device = args.get("--device", "cpu");
   o.threads = args.get_int("--threads", 0, 0, 1024);
   o.load_text_encoder = text_encoder;
+  o.verify_files = !args.has("--no-verify");
   return o;
 }
 
@@ -226,7 +227,7 @@ ZSCLIP_COMMAND(Command{
     "logit_scale_exp * cosine. An unreadable image gets an \"error\" field (and a null logits row),\n"
     "the others are still embedded, and the exit status is 1.",
     {model_option(), {"--image", "FILE", "an image to embed", true}, {"--text", "TEXT", "a text to embed", true},
-     {"--batch-size", "N", "images/texts per encoder call (default 16)"}, threads_option(), device_option()},
+     {"--batch-size", "N", "images/texts per encoder call (default 16)"}, threads_option(), device_option(), verify_option()},
     run_embed});
 
 ZSCLIP_COMMAND(Command{
@@ -238,7 +239,7 @@ ZSCLIP_COMMAND(Command{
     {model_option(), {"--labels", "LIST", "comma-separated class labels"},
      {"--labels-file", "FILE", "class labels, one a line"},
      {"--templates", "NAME|FILE", "prompt templates (default: simple)"}, {"--out", "HEAD", "output head file"},
-     threads_option(), device_option()},
+     threads_option(), device_option(), verify_option()},
     run_head});
 
 ZSCLIP_COMMAND(Command{
@@ -260,11 +261,11 @@ ZSCLIP_COMMAND(Command{
      {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
      {"--top-k", "K", "labels shown per image (default 5)"},
      {"--batch-size", "N", "images per encoder call (default 16)"}, {"--json", "", "JSON output"},
-     threads_option(), device_option()},
+     threads_option(), device_option(), verify_option()},
     run_classify});
 
 ZSCLIP_COMMAND(Command{"info", "[--model DIR]", "load a model and print what it is (JSON)", "",
-                       {model_option(), threads_option(), device_option()}, run_info});
+                       {model_option(), threads_option(), device_option(), verify_option()}, run_info});
 
 }  // namespace
 }  // namespace zsclip::cli

@@ -119,6 +119,9 @@ OptionSpec threads_option() {
   return {"--threads", "N", "cores inference may use (default: the cores this process may use)"};
 }
 OptionSpec device_option() { return {"--device", "DEV", "cpu (default), cuda or cuda:N"}; }
+OptionSpec verify_option() {
+  return {"--no-verify", "", "skip checking the model files against the sizes/hashes in config.json"};
+}
 
 namespace {
 

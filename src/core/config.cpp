@@ -260,6 +260,22 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
     fail(origin, "logit_bias", "is only used with scoring \"sigmoid\"");
   }
 
+  if (j.contains("file_checks")) {
+    const json& fc = get_object(j, origin, "", "file_checks");
+    for (const auto& [name, entry] : fc.items()) {
+      const std::string path = "file_checks." + name;
+      check_file_name(origin, path, name);
+      if (!entry.is_object()) fail(origin, path, "must be an object {\"bytes\", \"xxh3_64\"}");
+      FileCheck check;
+      check.bytes = get_int(entry, origin, path + ".", "bytes", 0);
+      const std::string hex = get_string(entry, origin, path + ".", "xxh3_64");
+      if (hex.size() != 16 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+        fail(origin, path + ".xxh3_64", "must be 16 lower-case hex digits, got \"" + hex + "\"");
+      check.xxh3_64 = std::stoull(hex, nullptr, 16);
+      c.file_checks[name] = check;
+    }
+  }
+
   const json& f = get_object(j, origin, "", "files");
   c.image_encoder_file = get_string(f, origin, "files.", "image_encoder");
   c.text_encoder_file = get_string_or(f, origin, "files.", "text_encoder", "");

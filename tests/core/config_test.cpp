@@ -222,6 +222,18 @@ TEST(ConfigV2, EachBadFieldIsNamed) {
   j = valid_v2();
   j["activation"] = "relu";
   expect_field_error(j, "activation");
+  j = valid_v2();
+  j["file_checks"] = {{"i.pt", {{"bytes", 10}, {"xxh3_64", "XYZ"}}}};
+  expect_field_error(j, "file_checks.i.pt.xxh3_64");
+  j = valid_v2();
+  j["file_checks"] = {{"../i.pt", {{"bytes", 10}, {"xxh3_64", "0123456789abcdef"}}}};
+  expect_field_error(j, "file_checks.../i.pt");
+  j = valid_v2();
+  j["file_checks"] = {{"i.pt", {{"bytes", -1}, {"xxh3_64", "0123456789abcdef"}}}};
+  expect_field_error(j, "file_checks.i.pt.bytes");
+  j = valid_v2();
+  j["file_checks"] = {{"i.pt", {{"bytes", 10}, {"xxh3_64", "0123456789abcdef"}}}};
+  EXPECT_EQ(ModelConfig::parse(j.dump()).file_checks.at("i.pt").xxh3_64, 0x0123456789abcdefULL);
 }
 
 }  // namespace
