@@ -148,9 +148,10 @@ struct ModelConfig {
   static ModelConfig parse(const std::string& json_text, const std::string& origin = "config.json");
 
   std::string path_of(const std::string& file) const;  // directory + "/" + file
-  // Checks every file_checks entry against the file on disk: size first, then the hash (the file is
-  // mapped, not copied). Throws Error(kInvalidModel) naming the file and what differs.
-  void verify_files() const;
+  // Checks the file_checks entries against the files on disk: size first, then the hash (the file
+  // is mapped, not copied). Throws Error(kInvalidModel) naming the file and what differs.
+  // text_files = false skips the text encoder and the tokenizer files (an image-only load).
+  void verify_files(bool text_files = true) const;
   std::string tokenizer_path() const { return path_of(tokenizer.vocab_file); }
   std::string merges_path() const { return path_of(tokenizer.merges_file); }  // kHF only
 };

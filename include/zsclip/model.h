@@ -51,7 +51,8 @@ namespace zsclip {
 //                              freeze (oneDNN rewrites); see benchmarks/README.md before enabling
 //   warmup            (true)   run each encoder once at load, which also checks its output shape
 //   verify_files      (true)   check each file's size and XXH3 hash against config.json's
-//                              "file_checks" (when the exporter recorded them) before loading: an
+//                              "file_checks" (when the exporter recorded them; the text encoder's
+//                              and tokenizer's only when the text encoder is loaded) before loading: an
 //                              edited or swapped file is refused (kInvalidModel) naming the file.
 //                              false (`--no-verify`) for people who edit exports on purpose
 struct ModelOptions {

@@ -5,9 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -24,48 +29,79 @@ std::string hex64(uint64_t v) {
   return buf;
 }
 
-}  // namespace
-
-void ModelConfig::verify_files() const {
-  const std::string cfg = path_of("config.json");
+// Checks one file; returns "" when it matches, else the message.
+std::string check_file(const std::string& path, const std::string& name, const FileCheck& want, const std::string& cfg,
+                       ErrorCode* code) {
   const std::string hint = " (changed after export? re-export it, or load with --no-verify / "
                            "ModelOptions::verify_files = false if you edit exports on purpose)";
-  for (const auto& [name, want] : file_checks) {
-    const std::string path = path_of(name);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      const int err = errno;
-      throw Error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kInvalidModel,
-                  path + ": cannot be opened (" + std::strerror(err) + "); " + cfg + " field 'file_checks." +
-                      name + "' records it");
-    }
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      throw Error(ErrorCode::kInvalidModel, path + ": not a regular file");
-    }
-    if (st.st_size != want.bytes) {
-      ::close(fd);
-      throw Error(ErrorCode::kInvalidModel, path + ": " + std::to_string(st.st_size) + " bytes, but " + cfg +
-                                                " records " + std::to_string(want.bytes) + hint);
-    }
-    uint64_t got = XXH3_64bits(nullptr, 0);
-    if (st.st_size > 0) {
-      void* data = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
-      if (data == MAP_FAILED) {
-        const int err = errno;
-        ::close(fd);
-        throw Error(ErrorCode::kIo, path + ": cannot be mapped for its check (" + std::strerror(err) + ")");
-      }
-      ::madvise(data, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
-      got = XXH3_64bits(data, static_cast<size_t>(st.st_size));
-      ::munmap(data, static_cast<size_t>(st.st_size));
-    }
-    ::close(fd);
-    if (got != want.xxh3_64)
-      throw Error(ErrorCode::kInvalidModel, path + ": content hash xxh3_64 " + hex64(got) + " differs from " +
-                                                hex64(want.xxh3_64) + " recorded in " + cfg + hint);
+  *code = ErrorCode::kInvalidModel;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) *code = ErrorCode::kNotFound;
+    return path + ": cannot be opened (" + std::strerror(err) + "); " + cfg + " field 'file_checks." + name +
+           "' records it";
   }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return path + ": not a regular file";
+  }
+  if (st.st_size != want.bytes) {
+    ::close(fd);
+    return path + ": " + std::to_string(st.st_size) + " bytes, but " + cfg + " records " +
+           std::to_string(want.bytes) + hint;
+  }
+  uint64_t got = XXH3_64bits(nullptr, 0);
+  if (st.st_size > 0) {
+    void* data = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (data == MAP_FAILED) {
+      const int err = errno;
+      ::close(fd);
+      *code = ErrorCode::kIo;
+      return path + ": cannot be mapped for its check (" + std::strerror(err) + ")";
+    }
+    ::madvise(data, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
+    got = XXH3_64bits(data, static_cast<size_t>(st.st_size));
+    ::munmap(data, static_cast<size_t>(st.st_size));
+  }
+  ::close(fd);
+  if (got != want.xxh3_64)
+    return path + ": content hash xxh3_64 " + hex64(got) + " differs from " + hex64(want.xxh3_64) + " recorded in " +
+           cfg + hint;
+  return "";
+}
+
+}  // namespace
+
+void ModelConfig::verify_files(bool text_files) const {
+  // Sizes and hashes are checked before anything parses the files (a tampered archive may be a
+  // decompression bomb). The files are hashed at once on up to two threads: the two towers are
+  // most of the bytes, and one core hashes at about memory speed.
+  std::vector<std::pair<std::string, const FileCheck*>> todo;
+  for (const auto& [name, want] : file_checks)
+    if (text_files || (name != text_encoder_file && name != tokenizer.vocab_file && name != tokenizer.merges_file))
+      todo.emplace_back(name, &want);
+  const std::string cfg = path_of("config.json");
+  std::vector<std::string> errors(todo.size());
+  std::vector<ErrorCode> codes(todo.size(), ErrorCode::kInvalidModel);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < todo.size();)
+      errors[i] = check_file(path_of(todo[i].first), todo[i].first, *todo[i].second, cfg, &codes[i]);
+  };
+  std::thread helper;
+  if (todo.size() > 1) {
+    try {
+      helper = std::thread(work);
+    } catch (const std::system_error&) {
+      // No thread to be had: this one does it all.
+    }
+  }
+  work();
+  if (helper.joinable()) helper.join();
+  for (size_t i = 0; i < todo.size(); ++i)
+    if (!errors[i].empty()) throw Error(codes[i], errors[i]);
 }
 
 }  // namespace zsclip

@@ -320,7 +320,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     select_qengine(options.quantized_engine);
   }
 
-  if (options.verify_files) c.verify_files();
+  if (options.verify_files) c.verify_files(options.load_text_encoder);
   // Check every file before the expensive loads so a missing one is reported at once.
   const std::string image_path = require_file(c, c.image_encoder_file, "files.image_encoder");
   const std::string proj_path = require_file(c, c.projection_file, "files.projection");
