@@ -80,7 +80,8 @@ struct ModelConfig {
 
   std::string directory;  // the model directory it was loaded from ("" when parsed from a string)
 
-  // Reads DIR/config.json. Throws zsclip::Error naming the file and the field.
+  // Reads DIR/config.json (a regular file of at most 16 MiB). Throws zsclip::Error naming the file
+  // and the field; a DIR that is not a directory is kInvalidArgument.
   static ModelConfig load(const std::string& model_dir);
   // Parses config.json text; `origin` names it in error messages.
   static ModelConfig parse(const std::string& json_text, const std::string& origin = "config.json");

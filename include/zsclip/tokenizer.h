@@ -46,9 +46,12 @@ namespace zsclip {
 //   num_merges (-1)        merge lines to use after the header line; -1: as SimpleTokenizer, the
 //                          first min(lines, 48894) (OpenAI's file holds 262144; 48894 are used)
 //   cache_capacity (65536) pieces whose BPE result is kept (bounded, shared by all threads); 0: none
+//   context_length (77)    what encode_with_specials/tokenize use when not given one (>= 2);
+//                          Model::load_tokenizer sets the model's
 struct TokenizerOptions {
   int64_t num_merges = -1;
   int64_t cache_capacity = 65536;
+  int64_t context_length = 77;
 };
 
 class Tokenizer {
@@ -66,24 +69,29 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
   // clip.tokenize for one text without padding: [sot, ...bpe, eot]. truncate=true keeps
   // context_length ids with eot last; truncate=false throws Error(kInvalidText) when too long.
-  std::vector<int32_t> encode_with_specials(std::string_view text, int64_t context_length = 77,
+  // context_length 0: this tokenizer's context_length() (77, or the model's).
+  std::vector<int32_t> encode_with_specials(std::string_view text, int64_t context_length = 0,
                                             bool truncate = true) const;
   // clip.tokenize: [texts.size(), context_length], zero-padded.
-  IdTensor tokenize(const std::vector<std::string>& texts, int64_t context_length = 77,
+  IdTensor tokenize(const std::vector<std::string>& texts, int64_t context_length = 0,
                     bool truncate = true) const;
 
   int32_t sot_id() const;
   int32_t eot_id() const;
   int64_t vocab_size() const;
   int64_t num_merges() const;
+  int64_t context_length() const { return context_length_; }  // TokenizerOptions::context_length
   // The token string (byte symbols, "</w>" at a word end) of an id; throws for ids outside the vocab.
   std::string token(int32_t id) const;
 
   class Impl;
+  const Impl& impl() const { return *impl_; }  // the shared state (copies share it)
 
  private:
-  explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  Tokenizer(std::shared_ptr<const Impl> impl, int64_t context_length)
+      : impl_(std::move(impl)), context_length_(context_length) {}
   std::shared_ptr<const Impl> impl_;
+  int64_t context_length_ = 77;
 };
 
 }  // namespace zsclip

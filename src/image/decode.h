@@ -15,7 +15,8 @@ struct DecodedMat {
   PixelMode mode = PixelMode::kRGB;
 };
 
-// Reads a whole file; throws kNotFound, kPermissionDenied, kInvalidArgument (a directory), kIo.
+// Reads a whole regular file of at most 2 GiB (core/io.h); throws kNotFound, kPermissionDenied,
+// kInvalidArgument (a directory, device or FIFO), kInvalidImage (too large), kIo.
 void read_file_bytes(const std::string& path, std::vector<uint8_t>* bytes);
 
 DecodedMat decode_to_mat(const uint8_t* data, size_t size, const std::string& name,

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/io.h"
 #include "text/bpe.h"
 #include "text/clean.h"
 #include "text/unicode.h"
@@ -276,20 +277,12 @@ class Tokenizer::Impl {
 namespace {
 
 std::string read_vocab_file(const std::string& path) {
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (ec || !std::filesystem::exists(status)) {
-    throw Error(ErrorCode::kNotFound, "BPE vocabulary file '" + path + "' does not exist");
-  }
-  if (std::filesystem::is_directory(status)) {
-    throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is a directory");
-  }
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    const int err = errno;
-    throw Error(err == EACCES ? ErrorCode::kPermissionDenied : ErrorCode::kIo,
-                "cannot open BPE vocabulary file '" + path + "': " + std::strerror(err));
-  }
+  io::Fd fd = io::open_regular_file(path, "BPE vocabulary file",
+                                    {kMaxVocabFileBytes, ErrorCode::kInvalidConfig}, nullptr);
+  gzFile f = gzdopen(fd.get(), "rb");
+  if (f == nullptr)
+    throw Error(ErrorCode::kIo, "BPE vocabulary file '" + path + "': cannot read it with zlib");
+  fd.release();  // gzclose closes it
   std::string data;
   std::array<char, 1 << 16> buf;
   for (;;) {
@@ -323,7 +316,19 @@ bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == 
 
 }  // namespace
 
+namespace {
+
+void check_options(const TokenizerOptions& options) {
+  if (options.context_length < 2)
+    throw Error(ErrorCode::kInvalidArgument,
+                "TokenizerOptions.context_length must be at least 2 (sot and eot), got " +
+                    std::to_string(options.context_length));
+}
+
+}  // namespace
+
 Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& options) {
+  check_options(options);
   if (options.num_merges < -1) {
     throw Error(ErrorCode::kInvalidArgument,
                 "TokenizerOptions.num_merges must be -1 or >= 0, got " + std::to_string(options.num_merges));
@@ -380,12 +385,15 @@ Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& 
     merges.emplace_back(std::string(parts[0]), std::string(parts[1]));
   }
   return Tokenizer(std::make_shared<const Impl>(merges, "BPE vocabulary file '" + path + "'",
-                                                options.cache_capacity));
+                                                options.cache_capacity),
+                   options.context_length);
 }
 
 Tokenizer Tokenizer::from_merges(const std::vector<std::pair<std::string, std::string>>& merges,
                                  const TokenizerOptions& options) {
-  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options.cache_capacity));
+  check_options(options);
+  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options.cache_capacity),
+                   options.context_length);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const { return impl_->encode(text); }
@@ -394,6 +402,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return im
 
 std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int64_t context_length,
                                                      bool truncate) const {
+  if (context_length == 0) context_length = context_length_;
   if (context_length < 2) {
     throw Error(ErrorCode::kInvalidArgument,
                 "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
@@ -417,6 +426,7 @@ std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int6
 
 IdTensor Tokenizer::tokenize(const std::vector<std::string>& texts, int64_t context_length,
                              bool truncate) const {
+  if (context_length == 0) context_length = context_length_;
   if (context_length < 2) {
     throw Error(ErrorCode::kInvalidArgument,
                 "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
