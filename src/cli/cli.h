@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -58,6 +59,13 @@ Args parse_args(const Command& command, int argc, char** argv);
 
 // --model's default: $ZSCLIP_MODEL, else the installed shapes model, else the source tree's.
 std::string default_model_dir();
+// --model's value, else default_model_dir().
+std::string model_dir(const Args& args);
+// The value of $ZSCLIP_MODEL when default_model_dir() chose it; "" otherwise. main() then says so
+// in an error that names this directory.
+const std::string& model_dir_from_env();
+// --truncate: prompts and texts longer than the context are cut, as clip.tokenize(truncate=True).
+OptionSpec truncate_option();
 // Comma-separated list, entries trimmed, empty entries kept (validation reports them).
 std::vector<std::string> split_list(const std::string& s);
 // Common options.
