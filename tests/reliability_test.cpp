@@ -134,6 +134,8 @@ TEST(Reliability, MemoryStaysFlatOverTenThousandCalls) {
   // Warm up: allocator pools, TorchScript's first-call work.
   for (int i = 0; i < 500; ++i) clf.classify_buffer(image.data(), image.size(), "blue_star.png");
   const long before = rss_kb();
+  ASSERT_GT(before, 0)
+      << "VmRSS cannot be read from /proc/self/status: the test would measure nothing";
   for (int i = 0; i < 10000; ++i) {
     Classification c = clf.classify_buffer(image.data(), image.size(), "blue_star.png");
     ASSERT_TRUE(c.ok);
