@@ -1,8 +1,8 @@
 // zsclip/config.h — the configuration that travels with a model's weights (config.json).
 //
 //   zsclip::ModelConfig cfg = zsclip::ModelConfig::load("models/shapes");   // reads config.json
-//   cfg.preprocess.image_size;   // 64
-//   cfg.tokenizer_path();        // "models/shapes/vocab.txt.gz"
+//   cfg.preprocess.image_size;   // 48
+//   cfg.tokenizer_path();        // "models/shapes/bpe_shapes.txt.gz"
 //
 // Nothing about a model is hard-coded in zsclip: image size, mean/std, resize rule, context length
 // and vocabulary all come from here. Parsing is strict: a missing field, a wrong type or an

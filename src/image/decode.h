@@ -1,4 +1,4 @@
-// Internal: decoding into OpenCV's channel order, shared by image.cpp and the preprocessor.
+// Internal: decoding into OpenCV's channel order, shared by decode.cpp and the preprocessor.
 #pragma once
 
 #include <opencv2/core.hpp>
