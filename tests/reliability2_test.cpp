@@ -369,6 +369,12 @@ TEST(Utf8Json, FileNamesAreBytesAndTheJsonKeepsThem) {
   EXPECT_EQ(from_hex(e["images"][0]["file_hex"].get<std::string>()), bad);
   EXPECT_EQ(e["images"][0]["features"].size(), 64u);
   EXPECT_TRUE(e["images"][1].contains("error"));
+  // A model directory whose name is not UTF-8: info's JSON still comes out.
+  const std::string model = dir + "/model\xFF";
+  fs::copy(shapes(), model, fs::copy_options::recursive);
+  r = run("", "info --model " + sh(model));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["model"], dir + "/model\xEF\xBF\xBD");
 }
 
 TEST(Utf8Json, LabelsTemplatesAndTextsMustBeUtf8) {

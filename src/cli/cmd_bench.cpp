@@ -189,9 +189,10 @@ int run_bench(const Args& args) {
               {"head_fraction_of_encoder", head_ms_per_image / enc_ms_per_image},
               {"peak_rss_mib", peak_rss_mib()}};
   if (args.has("--json")) {
-    std::cout << out.dump(2) << "\n";
+    std::cout << dump_json(out, 2) << "\n";
   } else {
-    for (auto it = out.begin(); it != out.end(); ++it) std::cout << it.key() << ": " << it.value() << "\n";
+    for (auto it = out.begin(); it != out.end(); ++it)
+      std::cout << it.key() << ": " << dump_json(it.value()) << "\n";
   }
   return 0;
 }

@@ -46,12 +46,6 @@ json file_json(const std::string& name) {
   return j;
 }
 
-// Text that can hold any bytes (file names in error messages) is written with U+FFFD for bytes that
-// are not UTF-8 rather than failing.
-std::string dump(const json& j, int indent = -1) {
-  return j.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
 // A head built with --truncate says how many prompts were cut.
 void report_truncation(const char* command, const ZeroShotHead& head) {
   if (head.truncated_prompts() > 0)
@@ -149,7 +143,7 @@ int run_embed(const Args& args) {
       out["logits_per_image"].push_back(row);
     }
   }
-  std::cout << dump(out) << "\n";
+  std::cout << dump_json(out) << "\n";
   return status;
 }
 
@@ -207,7 +201,7 @@ int run_classify(const Args& args) {
       }
       out.push_back(std::move(item));
     }
-    std::cout << dump(out, 2) << "\n";
+    std::cout << dump_json(out, 2) << "\n";
   } else {
     for (const auto& r : results) {
       if (!r.ok) continue;
@@ -240,7 +234,7 @@ int run_info(const Args& args) {
             {"device", model.device()},
             {"logit_scale_exp", model.logit_scale_exp()},
             {"cuda_available", cuda_available()}};
-  std::cout << dump(j, 2) << "\n";
+  std::cout << dump_json(j, 2) << "\n";
   return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
 #include "zsclip/error.h"
@@ -109,6 +110,10 @@ std::string default_model_dir() {
 
 std::string model_dir(const Args& args) {
   return args.has("--model") ? args.get("--model") : default_model_dir();
+}
+
+std::string dump_json(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::vector<std::string> split_list(const std::string& s) {
