@@ -31,14 +31,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -52,12 +55,14 @@ constexpr int kSide = 32;
 constexpr size_t kPlane = kSide * kSide;
 constexpr size_t kRecordBytes = 2 + 3 * kPlane;  // coarse label, fine label, R, G, B planes
 constexpr int kFineClasses = 100, kCoarseClasses = 20, kTopK = 5;
+constexpr uintmax_t kMaxDataBytes = 50000 * kRecordBytes;  // train.bin; test.bin holds 10000
 
 const char* const kUsage = R"(usage: cifar100_zeroshot --model DIR --data DIR [options]
 
 Zero-shot CLIP accuracy on the CIFAR-100 test set (binary version).
 
-  --model DIR           a model exported by models/export_clip.py (config.json and encoders)
+  --model DIR           a model exported by models/export_clip.py (config.json and encoders);
+                        default: $ZSCLIP_MODEL
   --data DIR            CIFAR-100 binary folder containing test.bin (or the path of a .bin file)
   --limit N             evaluate the first N test images only (default: all)
   --batch-size N        images per encoder call (default 64)
@@ -81,6 +86,7 @@ struct Options {
   std::string model, data, templates = "openai-cifar", predictions, report;
   int limit = 0;  // 0: every image
   int batch_size = 64;
+  bool model_from_env = false;  // --model came from $ZSCLIP_MODEL
 };
 
 int parse_positive(const std::string& flag, const std::string& value) {
@@ -125,7 +131,13 @@ Options parse_args(int argc, char** argv) {
     else if (flag == "--predictions") o.predictions = value;
     else o.report = value;
   }
-  if (o.model.empty()) throw UsageError("--model is required");
+  if (o.model.empty()) {
+    const char* env = std::getenv("ZSCLIP_MODEL");
+    if (env == nullptr || *env == '\0')
+      throw UsageError("--model is required (or set $ZSCLIP_MODEL)");
+    o.model = env;
+    o.model_from_env = true;
+  }
   if (o.data.empty()) throw UsageError("--data is required");
   return o;
 }
@@ -145,13 +157,29 @@ Dataset load_dataset(const std::string& data) {
   using zsclip::Error;
   using zsclip::ErrorCode;
   Dataset d;
-  d.path = fs::is_directory(data) ? (fs::path(data) / "test.bin").string() : data;
-  if (!fs::exists(d.path))
+  std::error_code ec;
+  d.path = fs::is_directory(data, ec) ? (fs::path(data) / "test.bin").string() : data;
+  const fs::file_status status = fs::status(d.path, ec);
+  if (!fs::exists(status))
     throw Error(ErrorCode::kNotFound, d.path + ": no such file (--data must be the CIFAR-100 binary folder)");
-  std::ifstream in(d.path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kPermissionDenied, d.path + ": cannot open");
-  d.bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) throw Error(ErrorCode::kIo, d.path + ": read error");
+  // Refused before reading: a device or FIFO (which may never end), or more than the 50000 records
+  // of CIFAR-100's train.bin.
+  if (!fs::is_regular_file(status))
+    throw Error(ErrorCode::kInvalidArgument, d.path + ": not a regular file");
+  const uintmax_t size = fs::file_size(d.path, ec);
+  if (ec || size > kMaxDataBytes)
+    throw Error(ErrorCode::kInvalidArgument, d.path + ": " + std::to_string(size) +
+                                                 " bytes, more than the largest CIFAR-100 file");
+  std::unique_ptr<FILE, int (*)(FILE*)> in(std::fopen(d.path.c_str(), "rb"), &std::fclose);
+  if (!in) {
+    const int err = errno;
+    throw Error(zsclip::error_code_from_errno(err),
+                d.path + ": cannot open: " + std::strerror(err));
+  }
+  d.bytes.resize(static_cast<size_t>(size));
+  if (std::fread(d.bytes.data(), 1, d.bytes.size(), in.get()) != d.bytes.size() ||
+      std::fgetc(in.get()) != EOF)
+    throw Error(ErrorCode::kIo, d.path + ": read error (or the file changed while it was read)");
   if (d.bytes.empty() || d.bytes.size() % kRecordBytes != 0)
     throw Error(ErrorCode::kInvalidArgument,
                 d.path + ": size " + std::to_string(d.bytes.size()) + " bytes is not a positive multiple of the " +
@@ -316,9 +344,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    return run(options);
+    const int status = run(options);
+    if (!std::cout.flush())
+      throw zsclip::Error(zsclip::ErrorCode::kIo, "standard output: write failed");
+    return status;
   } catch (const std::exception& e) {  // zsclip::Error (data, model, templates), cv::Exception, filesystem
-    std::cerr << "cifar100_zeroshot: error: " << e.what() << "\n";
+    std::string message = e.what();
+    if (options.model_from_env && message.find(options.model) != std::string::npos)
+      message += " (the model directory comes from $ZSCLIP_MODEL)";
+    std::cerr << "cifar100_zeroshot: error: " << message << "\n";
     return 1;
   }
 }

@@ -60,21 +60,26 @@ TEST_F(BadModels, EachMissingFileIsNamed) {
 }
 
 TEST_F(BadModels, CorruptAndTruncatedTorchScript) {
+  // config.json's file_checks refuse these files first (tests/file_check_test.cpp); without the
+  // check (--no-verify), the TorchScript loader must still refuse them with the file named.
+  ModelOptions unverified;
+  unverified.verify_files = false;
   json c = config(tiny_export("state_dict"));
   std::string file = c["files"]["image_encoder"].get<std::string>();
   std::string dir = copy("corrupt_image");
   std::ofstream(dir + "/" + file, std::ios::binary) << "this is not a zip archive";
-  expect_error(dir, ErrorCode::kInvalidModel, {file, "TorchScript"});
+  expect_error(dir, ErrorCode::kInvalidModel, {file, "bytes", "--no-verify"});
+  expect_error(dir, ErrorCode::kInvalidModel, {file, "TorchScript"}, unverified);
   dir = copy("truncated_text");
   std::string text_file = c["files"]["text_encoder"].get<std::string>();
   std::string bytes = read_file(dir + "/" + text_file);
   std::ofstream(dir + "/" + text_file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 2);
-  expect_error(dir, ErrorCode::kInvalidModel, {text_file});
+  expect_error(dir, ErrorCode::kInvalidModel, {text_file}, unverified);
   // The wrong module in a slot: the projection file given as the image encoder.
   dir = copy("swapped");
   fs::copy_file(dir + "/" + c["files"]["projection"].get<std::string>(), dir + "/" + file,
                 fs::copy_options::overwrite_existing);
-  expect_error(dir, ErrorCode::kInvalidModel, {file});
+  expect_error(dir, ErrorCode::kInvalidModel, {file}, unverified);
 }
 
 TEST_F(BadModels, MalformedConfig) {

@@ -1,9 +1,21 @@
 #!/usr/bin/env python3
-"""Measures zsclip's parity with OpenAI's code on ../shared/clip/openai-tiny, through the CLI:
-image features (from the image files), text features, logits_per_image and zero-shot probabilities
-against reference.json. Prints the worst error of each, relative to the largest magnitude.
+"""Measures zsclip's parity with OpenAI's code on ../shared/clip/openai-tiny, through the CLI, and
+writes README.md's parity table from the measurements (never edit that table by hand).
 
-    python3 tools/parity_report.py [--zsclip build/bin/zsclip] [--model build/fixtures/openai-tiny-jit_archive]
+Token ids of every case of tokenizer_cases.jsonl; preprocessed pixels of the reference images; image
+features (from the image files), text features, logits_per_image and zero-shot probabilities
+against reference.json, each as its worst error relative to the largest magnitude. Both exports
+(jit_archive and state_dict) are measured; the table shows the first and says whether the second
+agrees to the printed digits.
+
+    python3 tools/parity_report.py                   # print the measurements and the table
+    python3 tools/parity_report.py --update-readme   # rewrite the table in README.md
+    python3 tools/parity_report.py --check-readme    # exit 1 unless README.md's table is this one
+                                                     # (numbers within 20%: last digits vary by machine)
+
+The exports are made by the export_fixtures test (tools/test.sh, or ctest) in build/fixtures/.
+Exit status: 0, or 1 when a quantity is out of tolerance (1e-4, or a different argmax) or the
+README check fails, or 77 when ../shared's reference material is absent.
 """
 import argparse
 import json
@@ -11,6 +23,9 @@ import os
 import subprocess
 import sys
 import tempfile
+
+BEGIN = "<!-- parity table: written by tools/parity_report.py --update-readme -->"
+END = "<!-- end of parity table -->"
 
 
 def worst(rows_got, rows_want):
@@ -23,45 +38,154 @@ def worst(rows_got, rows_want):
     return err / ref, argmax_same
 
 
-def main():
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--zsclip", default=os.path.join(here, "build/bin/zsclip"))
-    p.add_argument("--model", default=os.path.join(here, "build/fixtures/openai-tiny-jit_archive"))
-    p.add_argument("--shared", default=os.path.join(here, "../shared"))
-    a = p.parse_args()
-    ref = json.load(open(os.path.join(a.shared, "clip/openai-tiny/reference.json")))
-    images = [os.path.join(a.shared, "images", im["file"]) for im in ref["images"]]
-    texts = [t["text"] for t in ref["texts"]]
-    cmd = [a.zsclip, "embed", "--model", a.model]
+def run(cmd, stdin=None):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, input=stdin).stdout
+
+
+def token_parity(zsclip, shared):
+    cases = [json.loads(line) for line in open(os.path.join(shared, "clip/tokenizer_cases.jsonl")) if line.strip()]
+    vocab = os.path.join(shared, "clip/bpe_simple_vocab_16e6.txt.gz")
+    out = run([zsclip, "tokenize", "--vocab", vocab, "-"], "".join(json.dumps(c["text"]) + "\n" for c in cases))
+    got = [json.loads(line) for line in out.splitlines()]
+    return len(cases), len(got) == len(cases) and all(g == c["tokens"] for g, c in zip(got, cases))
+
+
+def pixel_parity(zsclip, shared, ref):
+    import numpy as np
+    err = top = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for im in ref["images"]:
+            out = os.path.join(tmp, "x.f32")
+            run([zsclip, "preprocess", "--image-size", "224", "--out", out, os.path.join(shared, "images", im["file"])])
+            stem = os.path.splitext(im["file"])[0]
+            want = np.fromfile(os.path.join(shared, "clip/openai-tiny/pixels", stem + ".f32"), dtype=np.float32)
+            got = np.fromfile(out, dtype=np.float32)
+            if got.shape != want.shape:
+                return len(ref["images"]), float("inf")
+            err = max(err, float(np.max(np.abs(got.astype(np.float64) - want))))
+            top = max(top, float(np.max(np.abs(want))))
+    return len(ref["images"]), err / top
+
+
+def model_rows(zsclip, model, shared, ref):
+    images = [os.path.join(shared, "images", im["file"]) for im in ref["images"]]
+    cmd = [zsclip, "embed", "--truncate", "--model", model]  # one reference text is cut, as OpenAI cut it
     for f in images:
         cmd += ["--image", f]
-    for t in texts:
-        cmd += ["--text", t]
-    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-    rows = [
-        ("image features", [x["features"] for x in out["images"]], [x["image_features"] for x in ref["images"]]),
-        ("text features", [x["features"] for x in out["texts"]], [x["text_features"] for x in ref["texts"]]),
-        ("logits_per_image", out["logits_per_image"], ref["logits_per_image"]),
-    ]
+    for t in ref["texts"]:
+        cmd += ["--text", t["text"]]
+    out = json.loads(run(cmd))
     zs = ref["zero_shot"]
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "t.txt"), "w") as f:
             f.write("\n".join(zs["templates"]) + "\n")
         with open(os.path.join(tmp, "l.txt"), "w") as f:
             f.write("\n".join(zs["classes"]) + "\n")
-        cls = json.loads(subprocess.run(
-            [a.zsclip, "classify", "--json", "--model", a.model, "--labels-file", os.path.join(tmp, "l.txt"),
-             "--templates", os.path.join(tmp, "t.txt")] + images, check=True, capture_output=True, text=True).stdout)
-    rows.append(("zero-shot probs", [c["probs"] for c in cls], zs["probs"]))
+        cls = json.loads(run([zsclip, "classify", "--json", "--model", model, "--labels-file", os.path.join(tmp, "l.txt"),
+                              "--templates", os.path.join(tmp, "t.txt")] + images))
+    zs_name = f"zero-shot probabilities ({len(zs['classes'])} classes x {len(zs['templates'])} templates)"
+    rows = [
+        ("image features", [x["features"] for x in out["images"]], [x["image_features"] for x in ref["images"]]),
+        ("text features", [x["features"] for x in out["texts"]], [x["text_features"] for x in ref["texts"]]),
+        ("logits_per_image", out["logits_per_image"], ref["logits_per_image"]),
+        (zs_name, [c["probs"] for c in cls], zs["probs"]),
+    ]
     tokens_same = all(x["tokens"] == y["tokens"] for x, y in zip(out["texts"], ref["texts"]))
-    print(f"model: {a.model}")
-    print(f"token ids identical to OpenAI's: {tokens_same}")
-    ok = tokens_same
-    for name, got, want in rows:
-        rel, same = worst(got, want)
-        ok &= rel <= 1e-4 and same
-        print(f"{name:18s} max abs error / max |ref| = {rel:.2e}   same argmax: {same}")
+    return tokens_same, [(name,) + worst(got, want) for name, got, want in rows]
+
+
+def table(n_cases, tokens_ok, n_images, pixel_err, rows, same_for_both):
+    lines = [BEGIN,
+             "| quantity | max abs error / max abs reference | same argmax |",
+             "| --- | --- | --- |",
+             f"| token ids (all {n_cases} cases of tokenizer_cases.jsonl) | {'identical' if tokens_ok else 'DIFFERENT'} | — |",
+             f"| preprocessed pixels (all {n_images} reference images) | "
+             + ("0.0 (bit-exact, including RGBA and palette)" if pixel_err == 0 else f"{pixel_err:.1e}") + " | — |"]
+    for name, rel, same in rows:
+        lines.append(f"| {name} | {rel:.1e} | {'yes' if same else 'NO'} |")
+    lines.append("")
+    lines.append("The numbers are " + ("the same" if same_for_both else "NOT the same") +
+                 " for the exports of `jit_archive.pt` and `state_dict.pt`.")
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def tables_agree(old, new):
+    """Line by line the same, except that a number may differ by up to 20% (the last printed digit
+    moves with the machine's BLAS kernels and thread count; a stale table is off by more)."""
+    old_lines, new_lines = old.splitlines(), new.splitlines()
+    if len(old_lines) != len(new_lines):
+        return False
+    for o, n in zip(old_lines, new_lines):
+        if o == n:
+            continue
+        oc, nc = o.split("|"), n.split("|")
+        if len(oc) != len(nc) or [c for i, c in enumerate(oc) if i != 2] != [c for i, c in enumerate(nc) if i != 2]:
+            return False
+        try:
+            x, y = float(oc[2]), float(nc[2])
+        except ValueError:
+            return False
+        if x <= 0 or y <= 0 or max(x, y) > 1.2 * min(x, y):
+            return False
+    return True
+
+
+def readme_parts(path):
+    text = open(path).read()
+    if BEGIN not in text or END not in text:
+        sys.exit(f"{path}: no parity table markers ({BEGIN!r} ... {END!r})")
+    head, rest = text.split(BEGIN, 1)
+    old, tail = rest.split(END, 1)
+    return head, BEGIN + old + END + "\n", tail.lstrip("\n")
+
+
+def main():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--zsclip", default=os.path.join(here, "build/bin/zsclip"))
+    p.add_argument("--fixtures", default=os.path.join(here, "build/fixtures"),
+                   help="folder with the openai-tiny-jit_archive and openai-tiny-state_dict exports")
+    p.add_argument("--shared", default=os.path.join(here, "../shared"))
+    p.add_argument("--readme", default=os.path.join(here, "README.md"))
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--update-readme", action="store_true", help="rewrite the table in --readme")
+    g.add_argument("--check-readme", action="store_true", help="fail unless --readme holds this table")
+    a = p.parse_args()
+    ref_path = os.path.join(a.shared, "clip/openai-tiny/reference.json")
+    if not os.path.exists(ref_path):
+        print(f"skipped: the reference material {ref_path} is absent")
+        sys.exit(77)
+    ref = json.load(open(ref_path))
+
+    n_cases, tokens_ok = token_parity(a.zsclip, a.shared)
+    n_images, pixel_err = pixel_parity(a.zsclip, a.shared, ref)
+    results = {kind: model_rows(a.zsclip, os.path.join(a.fixtures, "openai-tiny-" + kind), a.shared, ref)
+               for kind in ("jit_archive", "state_dict")}
+    ok = tokens_ok and pixel_err <= 1e-6
+    for kind, (ref_tokens_ok, rows) in results.items():
+        print(f"model: openai-tiny-{kind}")
+        print(f"  token ids of the reference texts identical to OpenAI's: {ref_tokens_ok}")
+        ok &= ref_tokens_ok
+        for name, rel, same in rows:
+            ok &= rel <= 1e-4 and same
+            print(f"  {name:48s} max abs error / max |ref| = {rel:.2e}   same argmax: {same}")
+    fmt = {kind: [(n, f"{r:.1e}", s) for n, r, s in rows] for kind, (_, rows) in results.items()}
+    text = table(n_cases, tokens_ok, n_images, pixel_err, results["jit_archive"][1],
+                 fmt["jit_archive"] == fmt["state_dict"])
+    print("\n" + text, end="")
+    if a.update_readme or a.check_readme:
+        head, old, tail = readme_parts(a.readme)
+        if a.update_readme:
+            with open(a.readme, "w") as f:
+                f.write(head + text + "\n" + tail)
+            print(f"wrote the table into {a.readme}")
+        elif not tables_agree(old, text):
+            print(f"{a.readme}: its parity table is not what the code measures now; run\n"
+                  f"  /usr/bin/python3 tools/parity_report.py --update-readme\n--- README.md:\n{old}", file=sys.stderr)
+            ok = False
+        else:
+            print(f"{a.readme}: parity table up to date")
     sys.exit(0 if ok else 1)
 
 

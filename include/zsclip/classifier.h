@@ -26,16 +26,20 @@
 
 namespace zsclip {
 
-// Options of the classifier.
-//   batch_size          (16)  images per encoder call in classify_files
-//   preprocess_threads  (0)   decode/preprocess workers; 0 = as many as the cores, at least 1
-//   top_k               (5)   entries in Classification::top (clamped to the number of classes)
-//   queue_batches       (2)   preprocessed batches that may wait for the encoder (bounded memory)
+// Options of the classifier; a value out of range is an Error (kInvalidArgument), never clamped.
+//   batch_size          (16)    images per encoder call in classify_files (>= 1)
+//   preprocess_threads  (0)     decode/preprocess workers; 0 = as many as the cores (>= 0)
+//   top_k               (5)     entries in Classification::top (>= 1; at most the number of classes
+//                               are returned)
+//   queue_batches       (2)     preprocessed batches that may wait for the encoder (>= 1)
+//   truncate_prompts    (false) create(): cut prompts longer than the model's context instead of
+//                               failing (HeadBuildOptions::truncate)
 struct ClassifierOptions {
   int batch_size = 16;
   int preprocess_threads = 0;
   int top_k = 5;
   int queue_batches = 2;
+  bool truncate_prompts = false;
 };
 
 struct Classification {
@@ -64,7 +68,7 @@ class ZeroShotClassifier {
   Classification classify_buffer(const void* data, size_t size, const std::string& name = "<buffer>") const;
   Classification classify_mat(const cv::Mat& image, const std::string& name = "<mat>") const;
   Classification classify_image(const Image8& image, const std::string& name = "<image>") const;
-  // Pixels already preprocessed: [N, 3, n, n].
+  // Pixels already preprocessed: [N, 3, n, n], the shape matching the data, every value finite.
   std::vector<Classification> classify_pixels(const FloatTensor& pixels) const;
   // Batched and pipelined; result i belongs to paths[i].
   std::vector<Classification> classify_files(const std::vector<std::string>& paths) const;

@@ -1,8 +1,8 @@
 // zsclip/config.h — the configuration that travels with a model's weights (config.json).
 //
 //   zsclip::ModelConfig cfg = zsclip::ModelConfig::load("models/shapes");   // reads config.json
-//   cfg.preprocess.image_size;   // 64
-//   cfg.tokenizer_path();        // "models/shapes/vocab.txt.gz"
+//   cfg.preprocess.image_size;   // 48
+//   cfg.tokenizer_path();        // "models/shapes/bpe_shapes.txt.gz"
 //
 // Nothing about a model is hard-coded in zsclip: image size, mean/std, resize rule, context length
 // and vocabulary all come from here. Parsing is strict: a missing field, a wrong type or an
@@ -142,7 +142,8 @@ struct ModelConfig {
 
   std::string directory;  // the model directory it was loaded from ("" when parsed from a string)
 
-  // Reads DIR/config.json. Throws zsclip::Error naming the file and the field.
+  // Reads DIR/config.json (a regular file of at most 16 MiB). Throws zsclip::Error naming the file
+  // and the field; a DIR that is not a directory is kInvalidArgument.
   static ModelConfig load(const std::string& model_dir);
   // Parses config.json text; `origin` names it in error messages.
   static ModelConfig parse(const std::string& json_text, const std::string& origin = "config.json");

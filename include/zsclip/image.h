@@ -21,9 +21,10 @@
 //     does.
 //   - images whose header declares more than max_pixels pixels (checked before decoding for PNG,
 //     JPEG, BMP and WebP; after decoding for the other formats OpenCV reads), truncated PNG/JPEG
-//     files, empty files and bytes that are no image: kInvalidImage.
-//   - a missing file: kNotFound; an unreadable one: kPermissionDenied; a directory:
-//   kInvalidArgument.
+//     files, empty files, files over 2 GiB (refused by their size, before reading) and bytes that
+//     are no image: kInvalidImage.
+//   - a missing file: kNotFound; an unreadable one: kPermissionDenied; anything but a regular file
+//     (a directory, a device such as /dev/zero, a FIFO): kInvalidArgument, without reading it.
 // BMP, WebP, TIFF and PNM are accepted (recognised by their signature) as 1/3/4-channel images,
 // without a parity guarantee; any other data is refused before OpenCV sees it (kInvalidImage).
 // JPEGs that are complete but corrupt inside are decoded the way libjpeg (and so Pillow) decodes

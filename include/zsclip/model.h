@@ -29,6 +29,7 @@ namespace zsclip {
 //   device            ("cpu")  "cpu", "cuda" or "cuda:N"; CUDA without a CUDA build is an error
 //   dtype             ("auto") "auto": float16 on CUDA when the weights are float16, else float32;
 //                              "float32" or "float16" (float16 needs CUDA)
+//   (threads, streams, intra_op_threads and blas_threads below 0 are an Error, not a clamp)
 //   threads           (0)      cores this process's inference may use; 0 = the cores it may use
 //   streams           (0)      CPU: an encoder call on N > 1 images or texts is split into this many
 //                              near-equal parts run at once, each on one core with single-threaded
@@ -92,13 +93,15 @@ class Model {
   float logit_bias() const;  // 0 for softmax models
 
   // [N, 3, n, n] float pixels (as Preprocessor gives) -> [N, embed_dim] projected image features.
+  // The shape must match the data; a NaN or infinite pixel is an Error (kInvalidArgument).
   FloatTensor encode_images(const FloatTensor& pixels) const;
   // Same on a raw buffer of n_images * 3 * n * n floats; writes n_images * embed_dim floats.
   void encode_images(const float* pixels, int64_t n_images, float* out) const;
   // [N, L] token ids (as Tokenizer::tokenize gives) -> [N, embed_dim] projected text features.
   FloatTensor encode_texts(const IdTensor& ids) const;
 
-  // The tokenizer of config.json (its vocabulary checked against the text encoder's vocab size).
+  // The tokenizer of config.json (its vocabulary checked against the text encoder's vocab size);
+  // its tokenize() defaults to this model's context length.
   Tokenizer load_tokenizer() const;
 
   struct Impl;

@@ -46,7 +46,8 @@ class Preprocessor {
                           const std::string& name = "<buffer>") const;
   // 8-bit as OpenCV gives it: 1 channel grey, 3 channels BGR, 4 channels BGRA (resized as RGBA).
   FloatTensor from_mat(const cv::Mat& image) const;
-  // Tightly packed or strided (row_stride bytes, 0 = width * 3) 8-bit RGB.
+  // Tightly packed or strided (row_stride bytes, 0 = width * 3) 8-bit RGB. Here and in from_mat
+  // and from_image, more than config().max_pixels pixels are refused (kInvalidImage), as decoding.
   FloatTensor from_rgb(const uint8_t* rgb, int width, int height, size_t row_stride = 0) const;
   FloatTensor from_image(const Image8& image) const;
 
@@ -61,8 +62,8 @@ class Preprocessor {
     std::string error;
   };
   // Preprocesses paths[i] into out + i*3*n*n on `threads` worker threads (0 = hardware
-  // concurrency); a bad image gets ok=false and its message (and its slot zero-filled); the others
-  // still succeed.
+  // concurrency; negative is an Error); a bad image gets ok=false and its message (and its slot
+  // zero-filled); the others still succeed.
   std::vector<ItemStatus> batch_files_into(const std::vector<std::string>& paths, float* out,
                                            int threads = 0) const;
   // [N, 3, n, n]; `status` (may be null) receives one ItemStatus per path.

@@ -1,10 +1,16 @@
 // zsclip::HostTensor — a plain, dense, row-major (C-order) array in host memory.
 //
 // Public headers use it instead of at::Tensor so that a program using zsclip compiles without
-// LibTorch's headers. zsclip/torch.h converts to and from at::Tensor for programs that want to.
+// LibTorch's headers. Programs that use LibTorch convert themselves: torch::from_blob(t.ptr(),
+// t.shape) views a HostTensor, and a contiguous float at::Tensor's sizes() and data_ptr<float>()
+// make one.
 //
 //   zsclip::FloatTensor t({3, 224, 224});   // zero-filled
 //   t.at(0, 10, 20) = 1.0f;
+//
+// The fields are public, so shape and data can disagree; every zsclip function that takes a
+// HostTensor checks that the product of the shape equals data.size() (and the dimensions it needs)
+// and throws zsclip::Error(kInvalidArgument) otherwise, before reading any value.
 #pragma once
 
 #include <cstdint>

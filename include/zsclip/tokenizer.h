@@ -48,9 +48,12 @@ namespace zsclip {
 //   cache_capacity (65536) pieces whose BPE result is kept (bounded, shared by all threads); 0: none
 //   sot_token, eot_token   the special tokens as text spells them (ids: the last two of the
 //                          vocabulary, or vocab.json's); open_clip: "<start_of_text>", "<end_of_text>"
+//   context_length (77)    what encode_with_specials/tokenize use when not given one (>= 2);
+//                          Model::load_tokenizer and from_config set the model's
 struct TokenizerOptions {
   int64_t num_merges = -1;
   int64_t cache_capacity = 65536;
+  int64_t context_length = 77;
   std::string sot_token = "<|startoftext|>";
   std::string eot_token = "<|endoftext|>";
 };
@@ -80,10 +83,11 @@ class Tokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
   // clip.tokenize for one text without padding: [sot, ...bpe, eot]. truncate=true keeps
   // context_length ids with eot last; truncate=false throws Error(kInvalidText) when too long.
-  std::vector<int32_t> encode_with_specials(std::string_view text, int64_t context_length = 77,
+  // context_length 0: this tokenizer's context_length() (77, or the model's).
+  std::vector<int32_t> encode_with_specials(std::string_view text, int64_t context_length = 0,
                                             bool truncate = true) const;
   // clip.tokenize: [texts.size(), context_length], zero-padded.
-  IdTensor tokenize(const std::vector<std::string>& texts, int64_t context_length = 77,
+  IdTensor tokenize(const std::vector<std::string>& texts, int64_t context_length = 0,
                     bool truncate = true) const;
 
   const std::string& sot_token() const;
@@ -92,14 +96,18 @@ class Tokenizer {
   int32_t eot_id() const;
   int64_t vocab_size() const;
   int64_t num_merges() const;
+  int64_t context_length() const { return context_length_; }  // TokenizerOptions::context_length
   // The token string (byte symbols, "</w>" at a word end) of an id; throws for ids outside the vocab.
   std::string token(int32_t id) const;
 
   class Impl;
+  const Impl& impl() const { return *impl_; }  // the shared state (copies share it)
 
  private:
-  explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  Tokenizer(std::shared_ptr<const Impl> impl, int64_t context_length)
+      : impl_(std::move(impl)), context_length_(context_length) {}
   std::shared_ptr<const Impl> impl_;
+  int64_t context_length_ = 77;
 };
 
 }  // namespace zsclip

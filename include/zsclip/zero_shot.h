@@ -58,9 +58,25 @@ struct Prediction {
   std::vector<float> probs;      // every class, in label order
 };
 
+// Options of ZeroShotHead::build.
+//   batch_size (256)   prompts per text-encoder call
+//   truncate   (false) a prompt longer than the model's context is an Error (kInvalidText) naming
+//                      the label, the template and the token count, as OpenAI's clip.tokenize
+//                      raises by default; true cuts it as clip.tokenize(truncate=True) does (the
+//                      first context_length - 1 tokens, then the end token) and counts it in
+//                      ZeroShotHead::truncated_prompts()
+struct HeadBuildOptions {
+  int batch_size = 256;
+  bool truncate = false;
+};
+
 class ZeroShotHead {
  public:
-  // Embeds labels x templates with the model's text encoder (batch_size prompts at a time).
+  // Embeds labels x templates with the model's text encoder. Labels and templates must be UTF-8.
+  static ZeroShotHead build(const Model& model, const Tokenizer& tokenizer,
+                            const std::vector<std::string>& labels,
+                            const std::vector<std::string>& templates,
+                            const HeadBuildOptions& options);
   static ZeroShotHead build(const Model& model, const Tokenizer& tokenizer,
                             const std::vector<std::string>& labels,
                             const std::vector<std::string>& templates, int batch_size = 256);
@@ -70,6 +86,10 @@ class ZeroShotHead {
                                    std::vector<std::string> templates = {},
                                    Scoring scoring = Scoring::kSoftmax, float logit_bias = 0.f);
   static ZeroShotHead load(const std::string& path);
+  // Writes atomically: a temporary file with a unique name in the target's folder, renamed onto
+  // the target (removed on any failure, the target then unchanged). A target that exists and is
+  // not a regular file (directory, device, FIFO) is refused; a symbolic link is written through
+  // (the file it points to is replaced, the link stays).
   void save(const std::string& path) const;
 
   // Throws zsclip::Error(kInvalidModel) unless the head was built with this model.
@@ -84,12 +104,16 @@ class ZeroShotHead {
   const std::string& model_fingerprint() const { return fingerprint_; }
   int64_t num_classes() const { return weights_.size(0); }
   int64_t embed_dim() const { return weights_.size(1); }
+  // Prompts that build() cut to the context length (HeadBuildOptions::truncate); 0 otherwise and
+  // for loaded heads.
+  int64_t truncated_prompts() const { return truncated_prompts_; }
 
-  // [N, D] image features (projected, not normalised) -> [N, C] logits.
+  // [N, D] image features (projected, not normalised) -> [N, C] logits. The shape must match the
+  // data and D the head's; a NaN or infinite feature is an Error (kInvalidArgument).
   FloatTensor logits(const FloatTensor& image_features) const;
   // One image's D features -> C probabilities written to out (softmax or sigmoid, see scoring()).
   void probs(const float* image_features, float* out) const;
-  // [N, D] -> N predictions with the top_k best classes.
+  // [N, D] -> N predictions with the top_k best classes (top_k >= 1; more than C gives C).
   std::vector<Prediction> classify(const FloatTensor& image_features, int top_k = 5) const;
   Prediction classify_one(const float* image_features, int top_k = 5) const;
 
@@ -100,6 +124,7 @@ class ZeroShotHead {
   Scoring scoring_ = Scoring::kSoftmax;
   float logit_bias_ = 0.f;
   std::string fingerprint_;
+  int64_t truncated_prompts_ = 0;
 };
 
 }  // namespace zsclip

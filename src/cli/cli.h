@@ -4,6 +4,8 @@
 
 #include <functional>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -58,6 +60,16 @@ Args parse_args(const Command& command, int argc, char** argv);
 
 // --model's default: $ZSCLIP_MODEL, else the installed shapes model, else the source tree's.
 std::string default_model_dir();
+// --model's value, else default_model_dir().
+std::string model_dir(const Args& args);
+// The value of $ZSCLIP_MODEL when default_model_dir() chose it; "" otherwise. main() then says so
+// in an error that names this directory.
+const std::string& model_dir_from_env();
+// --truncate: prompts and texts longer than the context are cut, as clip.tokenize(truncate=True).
+OptionSpec truncate_option();
+// JSON text of `j`; bytes that are not UTF-8 (file names and paths are bytes) become U+FFFD
+// instead of an exception that would lose the whole output.
+std::string dump_json(const nlohmann::json& j, int indent = -1);
 // Comma-separated list, entries trimmed, empty entries kept (validation reports them).
 std::vector<std::string> split_list(const std::string& s);
 // Common options.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/utf8.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
 #include "zsclip/model.h"
@@ -29,8 +30,6 @@ ModelOptions model_options(const Args& args, bool text_encoder) {
   return o;
 }
 
-std::string model_dir(const Args& args) { return args.get("--model", default_model_dir()); }
-
 std::vector<std::string> labels_of(const Args& args) {
   if (args.has("--labels") && args.has("--labels-file"))
     throw UsageError("give only one of --labels and --labels-file");
@@ -40,12 +39,28 @@ std::vector<std::string> labels_of(const Args& args) {
   return labels;
 }
 
-json features_json(const float* f, int64_t d) { return json(std::vector<float>(f, f + d)); }
+// {"file": the name as UTF-8}; a name that is not UTF-8 (file names are bytes) gets its invalid
+// bytes replaced by U+FFFD there and its exact bytes in "file_hex", so nothing is lost.
+json file_json(const std::string& name) {
+  json j = {{"file", utf8::replace_invalid(name)}};
+  if (!utf8::is_valid(name)) j["file_hex"] = utf8::hex(name);
+  return j;
+}
+
+// A head built with --truncate says how many prompts were cut.
+void report_truncation(const char* command, const ZeroShotHead& head) {
+  if (head.truncated_prompts() > 0)
+    std::cerr << "zsclip " << command << ": --truncate: " << head.truncated_prompts() << " of "
+              << head.num_classes() * static_cast<int64_t>(head.templates().size())
+              << " prompts were longer than the model's context and were cut\n";
+}
 
 int run_embed(const Args& args) {
   const auto images = args.all("--image");
   const auto texts = args.all("--text");
   if (images.empty() && texts.empty()) throw UsageError("give at least one --image or --text");
+  for (size_t i = 0; i < texts.size(); ++i)
+    utf8::check(texts[i], "--text " + std::to_string(i + 1));
   const int batch = args.get_int("--batch-size", 16, 1, 4096);
   Model model = Model::load(model_dir(args), model_options(args, !texts.empty()));
   const int64_t d = model.embed_dim();
@@ -81,26 +96,35 @@ int run_embed(const Args& args) {
       image_feats[begin + good[j]].assign(feats.begin() + static_cast<std::ptrdiff_t>(j * d),
                                           feats.begin() + static_cast<std::ptrdiff_t>((j + 1) * d));
     for (size_t i = 0; i < paths.size(); ++i) {
+      json item = file_json(paths[i]);
       if (image_feats[begin + i].empty())
-        out["images"].push_back({{"file", paths[i]}, {"error", status_of[i].error}});
+        item["error"] = status_of[i].error;
       else
-        out["images"].push_back({{"file", paths[i]}, {"features", image_feats[begin + i]}});
+        item["features"] = image_feats[begin + i];
+      out["images"].push_back(std::move(item));
     }
   }
 
   std::vector<std::vector<float>> text_feats;
+  const bool truncate = args.has("--truncate");
   if (!texts.empty()) {
     Tokenizer tok = model.load_tokenizer();
     for (size_t begin = 0; begin < texts.size(); begin += static_cast<size_t>(batch)) {
       std::vector<std::string> chunk(texts.begin() + static_cast<std::ptrdiff_t>(begin),
                                      texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), begin + batch)));
-      IdTensor ids = tok.tokenize(chunk, model.context_length(), true);
+      IdTensor ids;
+      try {
+        ids = tok.tokenize(chunk, model.context_length(), truncate);
+      } catch (const Error& e) {
+        throw Error(e.code(), std::string(e.what()) + " (--truncate cuts it)");
+      }
       FloatTensor feats = model.encode_texts(ids);
       for (size_t i = 0; i < chunk.size(); ++i) {
         text_feats.emplace_back(feats.row(static_cast<int64_t>(i)), feats.row(static_cast<int64_t>(i)) + d);
-        out["texts"].push_back({{"text", chunk[i]},
-                                {"tokens", tok.encode_with_specials(chunk[i], model.context_length(), true)},
-                                {"features", text_feats.back()}});
+        out["texts"].push_back(
+            {{"text", chunk[i]},
+             {"tokens", tok.encode_with_specials(chunk[i], model.context_length(), truncate)},
+             {"features", text_feats.back()}});
       }
     }
     auto norm = [&](const std::vector<float>& v) {
@@ -124,7 +148,7 @@ int run_embed(const Args& args) {
       out["logits_per_image"].push_back(row);
     }
   }
-  std::cout << out.dump() << "\n";
+  std::cout << dump_json(out) << "\n";
   return status;
 }
 
@@ -134,7 +158,10 @@ int run_head(const Args& args) {
   auto labels = labels_of(args);
   auto templates = resolve_templates(args.get("--templates", "simple"));
   Model model = Model::load(model_dir(args), model_options(args, true));
-  ZeroShotHead head = ZeroShotHead::build(model, model.load_tokenizer(), labels, templates);
+  HeadBuildOptions ho;
+  ho.truncate = args.has("--truncate");
+  ZeroShotHead head = ZeroShotHead::build(model, model.load_tokenizer(), labels, templates, ho);
+  report_truncation("head", head);
   head.save(args.get("--out"));
   std::cerr << "zsclip head: " << labels.size() << " classes x " << templates.size() << " templates -> "
             << args.get("--out") << "\n";
@@ -149,14 +176,18 @@ int run_classify(const Args& args) {
   ClassifierOptions co;
   co.top_k = args.get_int("--top-k", 5, 1, 1 << 20);
   co.batch_size = args.get_int("--batch-size", 16, 1, 4096);
+  co.truncate_prompts = args.has("--truncate");
   std::optional<ZeroShotClassifier> clf;
   if (args.has("--head")) {
     if (args.has("--templates")) throw UsageError("--templates has no effect with --head (the head has its own)");
+    if (args.has("--truncate"))
+      throw UsageError("--truncate has no effect with --head (its prompts are embedded)");
     clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"), model_options(args, false), co));
   } else {
     clf.emplace(ZeroShotClassifier::create(model_dir(args), labels_of(args),
                                            resolve_templates(args.get("--templates", "simple")),
                                            model_options(args, true), co));
+    report_truncation("classify", clf->head());
   }
   auto results = clf->classify_files(images);
   const char* scoring = scoring_name(clf->head().scoring());
@@ -164,15 +195,20 @@ int run_classify(const Args& args) {
   if (args.has("--json")) {
     json out = json::array();
     for (const auto& r : results) {
+      json item = file_json(r.source);
       if (!r.ok) {
-        out.push_back({{"file", r.source}, {"error", r.error}, {"code", error_code_name(r.code)}, {"scoring", scoring}});
-        continue;
+        item["error"] = r.error;
+        item["code"] = error_code_name(r.code);
+      } else {
+        json top = json::array();
+        for (const auto& s : r.top) top.push_back({{"label", s.label}, {"prob", s.prob}});
+        item["top"] = std::move(top);
+        item["probs"] = r.probs;
       }
-      json top = json::array();
-      for (const auto& s : r.top) top.push_back({{"label", s.label}, {"prob", s.prob}});
-      out.push_back({{"file", r.source}, {"top", top}, {"probs", r.probs}, {"scoring", scoring}});
+      item["scoring"] = scoring;
+      out.push_back(std::move(item));
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << dump_json(out, 2) << "\n";
   } else {
     for (const auto& r : results) {
       if (!r.ok) continue;
@@ -209,43 +245,49 @@ int run_info(const Args& args) {
             {"activation", c.activation},
             {"source_layout", c.source_layout},
             {"cuda_available", cuda_available()}};
-  std::cout << j.dump(2) << "\n";
+  std::cout << dump_json(j, 2) << "\n";
   return 0;
 }
 
 const char* kLabelsHelp =
     "Labels: --labels \"red circle,blue star\" (comma-separated) or --labels-file F (one a line).\n"
     "Templates: a built-in set (simple: \"a photo of a {}.\", openai-cifar: 18, openai-imagenet: 80)\n"
-    "or a file with one template a line; {} is replaced by the label.";
+    "or a file with one template a line; {} is replaced by the label. Labels and templates must\n"
+    "be UTF-8. A prompt longer than the model's context is an error naming the label, the\n"
+    "template and its token count, unless --truncate (which then says how many it cut).";
 
 ZSCLIP_COMMAND(Command{
     "embed",
-    "[--model DIR] [--image FILE]... [--text TEXT]... [--batch-size N]",
+    "[--model DIR] [--image FILE]... [--text TEXT]... [--batch-size N] [--truncate]",
     "print projected image/text features and logits as JSON",
     "Output: {\"images\":[{\"file\",\"features\"}], \"texts\":[{\"text\",\"tokens\",\"features\"}],\n"
     "\"logits_per_image\":[[...]]}; features are projected, not normalised; logits are\n"
     "logit_scale_exp * cosine. An unreadable image gets an \"error\" field (and a null logits row),\n"
-    "the others are still embedded, and the exit status is 1.",
+    "the others are still embedded, and the exit status is 1. A file name that is not UTF-8\n"
+    "is given with U+FFFD for its bad bytes in \"file\" and exactly, in hex, in \"file_hex\".\n"
+    "A text longer than the model's context is an error unless --truncate.",
     {model_option(), {"--image", "FILE", "an image to embed", true}, {"--text", "TEXT", "a text to embed", true},
-     {"--batch-size", "N", "images/texts per encoder call (default 16)"}, threads_option(), device_option(), verify_option()},
+     {"--batch-size", "N", "images/texts per encoder call (default 16)"},
+     truncate_option(), threads_option(), device_option(), verify_option()},
     run_embed});
 
 ZSCLIP_COMMAND(Command{
     "head",
-    "[--model DIR] (--labels A,B,C | --labels-file F) [--templates NAME|FILE] --out HEAD",
+    "[--model DIR] (--labels A,B,C | --labels-file F) [--templates NAME|FILE] [--truncate] "
+    "--out HEAD",
     "build a zero-shot head (class weights) and save it",
     std::string("The head records the model's fingerprint; classify --head refuses it for another model.\n") +
         kLabelsHelp,
     {model_option(), {"--labels", "LIST", "comma-separated class labels"},
      {"--labels-file", "FILE", "class labels, one a line"},
      {"--templates", "NAME|FILE", "prompt templates (default: simple)"}, {"--out", "HEAD", "output head file"},
-     threads_option(), device_option(), verify_option()},
+     truncate_option(), threads_option(), device_option(), verify_option()},
     run_head});
 
 ZSCLIP_COMMAND(Command{
     "classify",
-    "[--model DIR] (--labels A,B,C | --labels-file F | --head HEAD) [--templates NAME|FILE] [--top-k K] "
-    "[--batch-size N] [--json] IMAGE...",
+    "[--model DIR] (--labels A,B,C | --labels-file F | --head HEAD) [--templates NAME|FILE] "
+    "[--truncate] [--top-k K] [--batch-size N] [--json] IMAGE...",
     "zero-shot classify images",
     std::string("Prints a table (top-k labels and probabilities per image), or with --json an array of\n"
                 "{\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order],\n"
@@ -253,7 +295,9 @@ ZSCLIP_COMMAND(Command{
                 "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own probability\n"
                 "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
                 "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while the\n"
-                "others are still classified; the exit status is then 1.\n") +
+                "others are still classified; the exit status is then 1. A file name that is\n"
+                "not UTF-8 is given with U+FFFD for its bad bytes in \"file\" and exactly, in\n"
+                "hex, in \"file_hex\".\n") +
         kLabelsHelp,
     {model_option(), {"--labels", "LIST", "comma-separated class labels"},
      {"--labels-file", "FILE", "class labels, one a line"},
@@ -261,7 +305,7 @@ ZSCLIP_COMMAND(Command{
      {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
      {"--top-k", "K", "labels shown per image (default 5)"},
      {"--batch-size", "N", "images per encoder call (default 16)"}, {"--json", "", "JSON output"},
-     threads_option(), device_option(), verify_option()},
+     truncate_option(), threads_option(), device_option(), verify_option()},
     run_classify});
 
 ZSCLIP_COMMAND(Command{"info", "[--model DIR]", "load a model and print what it is (JSON)", "",

@@ -1,8 +1,12 @@
 // zsclip tokenize: CLIP BPE token ids of texts, as OpenAI's clip.tokenize gives them.
+#include <unistd.h>
+
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli/cli.h"
+#include "core/io.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
 #include "zsclip/tokenizer.h"
@@ -10,16 +14,19 @@
 namespace zsclip::cli {
 namespace {
 
+// Texts given as standard input: at most this much is read.
+constexpr uint64_t kMaxStdinBytes = uint64_t{256} << 20;
+
 int run_tokenize(const Args& args) {
-  if (args.has("--vocab") == args.has("--model"))
-    throw UsageError("give exactly one of --vocab FILE or --model DIR");
+  if (args.has("--vocab") && args.has("--model"))
+    throw UsageError("give only one of --vocab FILE or --model DIR");
+  int64_t context = 77;
   Tokenizer tok = [&] {
     if (args.has("--vocab")) return Tokenizer::from_file(args.get("--vocab"));
-    return Tokenizer::from_config(ModelConfig::load(args.get("--model")));
+    ModelConfig cfg = ModelConfig::load(model_dir(args));
+    context = cfg.text.context_length;
+    return Tokenizer::from_config(cfg);
   }();
-  int64_t context = 77;
-  if (args.has("--model") && !args.has("--context-length"))
-    context = ModelConfig::load(args.get("--model")).text.context_length;
   context = args.get_int("--context-length", static_cast<int>(context), 2, 1 << 20);
   const bool truncate = !args.has("--no-truncate");
   const bool bpe_only = args.has("--bpe-only");
@@ -28,8 +35,10 @@ int run_tokenize(const Args& args) {
   if (texts.empty()) throw UsageError("no TEXT given (use - to read JSON strings from standard input)");
   if (texts.size() == 1 && texts[0] == "-") {
     texts.clear();
+    std::istringstream in(io::read_stream(STDIN_FILENO, "standard input",
+                                          {kMaxStdinBytes, ErrorCode::kInvalidArgument}));
     std::string line;
-    for (size_t n = 1; std::getline(std::cin, line); ++n) {
+    for (size_t n = 1; std::getline(in, line); ++n) {
       if (line.empty()) continue;
       try {
         nlohmann::json j = nlohmann::json::parse(line);
@@ -57,13 +66,17 @@ int run_tokenize(const Args& args) {
 
 ZSCLIP_COMMAND(Command{
     "tokenize",
-    "(--vocab FILE | --model DIR) [--context-length N] [--no-truncate] [--bpe-only] TEXT...",
+    "[--vocab FILE | --model DIR] [--context-length N] [--no-truncate] [--bpe-only] TEXT...",
     "print CLIP BPE token ids of each TEXT, one JSON array a line",
     "Ids include the start and end tokens and no padding (as clip.tokenize, without its zeros),\n"
     "unless --bpe-only, which prints SimpleTokenizer.encode(TEXT). With - as the only TEXT, texts\n"
-    "are read from standard input, one JSON string a line, so any text can be passed.",
+    "are read from standard input (at most 256 MiB), one JSON string a line, so any text can be\n"
+    "passed. Without --vocab, the vocabulary and context length are the model's (--model, whose\n"
+    "default is $ZSCLIP_MODEL, else the shipped models/shapes).",
     {{"--vocab", "FILE", "BPE merges file (gzip as OpenAI ships it, or plain text)"},
-     {"--model", "DIR", "take the vocabulary and context length from DIR/config.json"},
+     {"--model", "DIR",
+      "vocabulary and context length from DIR/config.json (default: $ZSCLIP_MODEL or "
+      "models/shapes)"},
      {"--context-length", "N", "context length (default 77, or the model's)"},
      {"--no-truncate", "", "fail on texts longer than the context instead of truncating"},
      {"--bpe-only", "", "print the BPE ids alone: no start/end tokens, no truncation"}},

@@ -2,9 +2,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
 #include "zsclip/error.h"
@@ -85,8 +89,14 @@ Args parse_args(const Command& command, int argc, char** argv) {
   return args;
 }
 
+namespace {
+std::string g_model_from_env;
+}  // namespace
+
+const std::string& model_dir_from_env() { return g_model_from_env; }
+
 std::string default_model_dir() {
-  if (const char* env = std::getenv("ZSCLIP_MODEL"); env && *env) return env;
+  if (const char* env = std::getenv("ZSCLIP_MODEL"); env && *env) return g_model_from_env = env;
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {
@@ -96,6 +106,14 @@ std::string default_model_dir() {
   if (std::filesystem::exists(std::string(ZSCLIP_INSTALL_MODELS_DIR) + "/shapes/config.json", ec))
     return std::string(ZSCLIP_INSTALL_MODELS_DIR) + "/shapes";
   return std::string(ZSCLIP_SOURCE_MODELS_DIR) + "/shapes";
+}
+
+std::string model_dir(const Args& args) {
+  return args.has("--model") ? args.get("--model") : default_model_dir();
+}
+
+std::string dump_json(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -122,6 +140,11 @@ OptionSpec device_option() { return {"--device", "DEV", "cpu (default), cuda or 
 OptionSpec verify_option() {
   return {"--no-verify", "", "skip checking the model files against the sizes/hashes in config.json"};
 }
+OptionSpec truncate_option() {
+  return {"--truncate", "",
+          "cut prompts longer than the model's context as clip.tokenize(truncate=True) does "
+          "(default: an error that names the prompt and its token count)"};
+}
 
 namespace {
 
@@ -144,14 +167,31 @@ void print_help(std::ostream& os) {
   for (const auto& c : cmds)
     os << "  " << c.name << std::string(c.name.size() < 12 ? 12 - c.name.size() : 1, ' ') << c.summary << "\n";
   os << "\n`zsclip SUBCOMMAND --help` describes each subcommand's options.\n"
-        "Exit status: 0 success, 1 an error (or an image that failed), 2 a usage error.\n";
+        "Exit status: 0 success, 1 an error (or an image that failed, or output that could not be\n"
+        "written), 2 a usage error.\n";
 }
 
-}  // namespace
-}  // namespace zsclip::cli
+// Output written but lost (a full disk, a closed pipe, /dev/full) must not end in exit status 0.
+int check_stdout(const std::string& name, int status) {
+  errno = 0;
+  std::cout.flush();
+  const bool failed = !std::cout || std::fflush(stdout) != 0 || std::ferror(stdout);
+  if (!failed) return status;
+  const int err = errno;
+  std::cerr << "zsclip" << (name.empty() ? "" : " " + name)
+            << ": error [io]: standard output: write failed"
+            << (err ? std::string(": ") + std::strerror(err) : std::string()) << "\n";
+  return 1;
+}
 
-int main(int argc, char** argv) {
-  using namespace zsclip::cli;
+// An error about a model directory that came from $ZSCLIP_MODEL says where the directory came from.
+std::string with_model_origin(const std::string& message) {
+  const std::string& env = model_dir_from_env();
+  if (env.empty() || message.find(env) == std::string::npos) return message;
+  return message + " (the model directory " + env + " comes from $ZSCLIP_MODEL)";
+}
+
+int run_main(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {
     print_help(std::cout);
@@ -184,11 +224,19 @@ int main(int argc, char** argv) {
               << "\n(see zsclip " << name << " --help)\n";
     return 2;
   } catch (const zsclip::Error& e) {
-    std::cerr << "zsclip " << name << ": error [" << zsclip::error_code_name(e.code()) << "]: " << e.what()
-              << "\n";
+    std::cerr << "zsclip " << name << ": error [" << zsclip::error_code_name(e.code())
+              << "]: " << with_model_origin(e.what()) << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "zsclip " << name << ": error: " << e.what() << "\n";
     return 1;
   }
+}
+
+}  // namespace
+}  // namespace zsclip::cli
+
+int main(int argc, char** argv) {
+  const int status = zsclip::cli::run_main(argc, argv);
+  return zsclip::cli::check_stdout(argc >= 2 ? argv[1] : "", status);
 }

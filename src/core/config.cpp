@@ -2,10 +2,9 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "core/io.h"
 #include "zsclip/error.h"
 #include "zsclip/version.h"
 
@@ -13,6 +12,8 @@ namespace zsclip {
 namespace {
 
 using json = nlohmann::json;
+
+constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;  // a config.json is a few kB
 
 [[noreturn]] void fail(const std::string& origin, const std::string& field, const std::string& what) {
   throw Error(ErrorCode::kInvalidConfig, origin + ": field '" + field + "' " + what);
@@ -292,16 +293,12 @@ ModelConfig ModelConfig::load(const std::string& model_dir) {
   if (!fs::exists(model_dir, ec))
     throw Error(ErrorCode::kNotFound, "model directory " + model_dir + " does not exist");
   if (!fs::is_directory(model_dir, ec))
-    throw Error(ErrorCode::kInvalidModel, "model path " + model_dir + " is not a directory");
+    throw Error(ErrorCode::kInvalidArgument, "model path " + model_dir + " is not a directory");
   std::string path = (fs::path(model_dir) / "config.json").string();
   if (!fs::exists(path, ec))
     throw Error(ErrorCode::kNotFound, path + ": missing (every model directory needs a config.json)");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kPermissionDenied, path + ": cannot be opened for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error(ErrorCode::kIo, path + ": read failed");
-  ModelConfig c = parse(ss.str(), path);
+  ModelConfig c =
+      parse(io::read_file(path, "config file", {kMaxConfigBytes, ErrorCode::kInvalidConfig}), path);
   c.directory = model_dir;
   return c;
 }

@@ -1,5 +1,7 @@
 #include "zsclip/error.h"
 
+#include <cerrno>
+
 #include "zsclip/version.h"
 
 namespace zsclip {
@@ -18,6 +20,24 @@ const char* error_code_name(ErrorCode code) noexcept {
     case ErrorCode::kInternal: return "internal";
   }
   return "unknown";
+}
+
+ErrorCode error_code_from_errno(int err) noexcept {
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+      return ErrorCode::kNotFound;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+      return ErrorCode::kPermissionDenied;
+    case EISDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
+      return ErrorCode::kInvalidArgument;
+    default:
+      return ErrorCode::kIo;
+  }
 }
 
 const char* version() { return ZSCLIP_VERSION_STRING; }

@@ -1,9 +1,6 @@
 // ModelConfig::verify_files: sizes and XXH3-64 hashes of a model directory's files, as the exporter
 // recorded them in config.json. xxhash is used header-only (XXH_INLINE_ALL): no link dependency.
-#include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
@@ -17,6 +14,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "core/io.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
 
@@ -29,43 +27,34 @@ std::string hex64(uint64_t v) {
   return buf;
 }
 
-// Checks one file; returns "" when it matches, else the message.
-std::string check_file(const std::string& path, const std::string& name, const FileCheck& want, const std::string& cfg,
-                       ErrorCode* code) {
+// Checks one file; returns "" when it matches, else the message (and its code).
+std::string check_file(const std::string& path, const FileCheck& want, const std::string& cfg, ErrorCode* code) {
   const std::string hint = " (changed after export? re-export it, or load with --no-verify / "
                            "ModelOptions::verify_files = false if you edit exports on purpose)";
   *code = ErrorCode::kInvalidModel;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int err = errno;
-    if (err == ENOENT) *code = ErrorCode::kNotFound;
-    return path + ": cannot be opened (" + std::strerror(err) + "); " + cfg + " field 'file_checks." + name +
-           "' records it";
+  uint64_t size = 0;
+  io::Fd fd;
+  try {
+    fd = io::open_regular_file(path, "model file", {uint64_t{1} << 40, ErrorCode::kInvalidModel}, &size);
+  } catch (const Error&) {
+    // Missing, unreadable or not a regular file: the loader reports it, naming the config field
+    // (files.image_encoder, tokenizer.vocab_file, ...). Only what would be loaded is compared.
+    return "";
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return path + ": not a regular file";
-  }
-  if (st.st_size != want.bytes) {
-    ::close(fd);
-    return path + ": " + std::to_string(st.st_size) + " bytes, but " + cfg + " records " +
-           std::to_string(want.bytes) + hint;
-  }
+  if (size != static_cast<uint64_t>(want.bytes))
+    return path + ": " + std::to_string(size) + " bytes, but " + cfg + " records " + std::to_string(want.bytes) + hint;
   uint64_t got = XXH3_64bits(nullptr, 0);
-  if (st.st_size > 0) {
-    void* data = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+  if (size > 0) {
+    void* data = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (data == MAP_FAILED) {
       const int err = errno;
-      ::close(fd);
-      *code = ErrorCode::kIo;
+      *code = error_code_from_errno(err);
       return path + ": cannot be mapped for its check (" + std::strerror(err) + ")";
     }
-    ::madvise(data, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
-    got = XXH3_64bits(data, static_cast<size_t>(st.st_size));
-    ::munmap(data, static_cast<size_t>(st.st_size));
+    ::madvise(data, static_cast<size_t>(size), MADV_SEQUENTIAL);
+    got = XXH3_64bits(data, static_cast<size_t>(size));
+    ::munmap(data, static_cast<size_t>(size));
   }
-  ::close(fd);
   if (got != want.xxh3_64)
     return path + ": content hash xxh3_64 " + hex64(got) + " differs from " + hex64(want.xxh3_64) + " recorded in " +
            cfg + hint;
@@ -88,7 +77,7 @@ void ModelConfig::verify_files(bool text_files) const {
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i; (i = next.fetch_add(1)) < todo.size();)
-      errors[i] = check_file(path_of(todo[i].first), todo[i].first, *todo[i].second, cfg, &codes[i]);
+      errors[i] = check_file(path_of(todo[i].first), *todo[i].second, cfg, &codes[i]);
   };
   std::thread helper;
   if (todo.size() > 1) {

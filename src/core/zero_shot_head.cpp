@@ -3,18 +3,23 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
-#include <sstream>
 
+#include "core/io.h"
+#include "core/tensor_check.h"
+#include "core/utf8.h"
 #include "zsclip/error.h"
 #include "zsclip/zero_shot.h"
 
 namespace zsclip {
 namespace {
+
+using detail::check_finite;
+using detail::check_tensor;
+using detail::shape_string;
 
 #include "core/prompts_data.inc"
 
@@ -32,20 +37,21 @@ const std::map<std::string, std::vector<std::string>>& template_sets() {
   return *sets;
 }
 
+constexpr uint64_t kMaxTextFileBytes = uint64_t{64} << 20;  // labels / templates files
+constexpr uint64_t kMaxHeadBytes = uint64_t{4} << 30;
+
 std::vector<std::string> read_lines(const std::string& path, const char* what) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw Error(ErrorCode::kNotFound, std::string(what) + " file " + path + " does not exist");
-  if (std::filesystem::is_directory(path, ec))
-    throw Error(ErrorCode::kInvalidArgument, std::string(what) + " file " + path + " is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kPermissionDenied, std::string(what) + " file " + path + " cannot be read");
+  const std::string text = io::read_file(path, std::string(what) + " file",
+                                         {kMaxTextFileBytes, ErrorCode::kInvalidArgument});
   std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
+  for (size_t pos = 0; pos < text.size();) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    lines.push_back(line);
+    lines.push_back(std::move(line));
   }
   return lines;
 }
@@ -91,17 +97,20 @@ const std::vector<std::string>& builtin_classes(const std::string& dataset) {
 
 void validate_templates(const std::vector<std::string>& templates, const std::string& origin) {
   if (templates.empty()) throw Error(ErrorCode::kInvalidArgument, origin + ": no templates");
-  for (size_t i = 0; i < templates.size(); ++i)
+  for (size_t i = 0; i < templates.size(); ++i) {
+    utf8::check(templates[i], origin + ": template " + std::to_string(i + 1));
     if (templates[i].find("{}") == std::string::npos)
       throw Error(ErrorCode::kInvalidArgument,
                   origin + ": template " + std::to_string(i + 1) + " \"" + shorten(templates[i]) +
                       "\" has no \"{}\" for the class name");
+  }
 }
 
 void validate_labels(const std::vector<std::string>& labels, const std::string& origin) {
   if (labels.empty()) throw Error(ErrorCode::kInvalidArgument, origin + ": no labels");
   std::set<std::string> seen;
   for (size_t i = 0; i < labels.size(); ++i) {
+    utf8::check(labels[i], origin + ": label " + std::to_string(i + 1));
     if (labels[i].find_first_not_of(" \t\r\n") == std::string::npos)
       throw Error(ErrorCode::kInvalidArgument, origin + ": label " + std::to_string(i + 1) + " is empty");
     if (!seen.insert(labels[i]).second)
@@ -147,6 +156,10 @@ ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTe
                                         std::vector<std::string> templates, Scoring scoring,
                                         float logit_bias) {
   validate_labels(labels, "zero-shot head");
+  for (size_t i = 0; i < templates.size(); ++i)
+    utf8::check(templates[i], "zero-shot head: template " + std::to_string(i + 1));
+  utf8::check(model_fingerprint, "zero-shot head: model fingerprint");
+  check_tensor(weights, "zero-shot head: weights");
   if (weights.dim() != 2 || weights.size(0) != static_cast<int64_t>(labels.size()) || weights.size(1) < 1)
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: weights must be [num_labels=" +
                                                  std::to_string(labels.size()) + ", D]");
@@ -177,59 +190,46 @@ ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTe
 }
 
 void ZeroShotHead::save(const std::string& path) const {
-  // Softmax heads stay format 1 (older zsclip reads them); a sigmoid head is format 2, which older
-  // zsclip refuses instead of scoring it with a softmax.
-  nlohmann::json header = {{"format_version", scoring_ == Scoring::kSigmoid ? 2 : 1},
-                           {"scoring", scoring_name(scoring_)},
-                           {"logit_bias", logit_bias_},
-                           {"labels", labels_},
-                           {"templates", templates_},
-                           {"model_fingerprint", fingerprint_},
-                           {"logit_scale_exp", logit_scale_exp_},
-                           {"num_classes", num_classes()},
-                           {"embed_dim", embed_dim()}};
-  std::string text = header.dump();
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(ErrorCode::kIo, "head file " + path + ": cannot be opened for writing");
-    uint64_t n = text.size();
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
-    out.write(kHeadMagic, 8);
-    out.write(reinterpret_cast<const char*>(len), 8);
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    // Weights are written in the host's (little-endian x86/ARM) float layout.
-    out.write(reinterpret_cast<const char*>(weights_.ptr()),
-              static_cast<std::streamsize>(weights_.data.size() * sizeof(float)));
-    if (!out) throw Error(ErrorCode::kIo, "head file " + path + ": write failed");
+  std::string text;
+  try {
+    // Softmax heads stay format 1 (older zsclip reads them); a sigmoid head is format 2, which older
+    // zsclip refuses instead of scoring it with a softmax.
+    nlohmann::json header = {{"format_version", scoring_ == Scoring::kSigmoid ? 2 : 1},
+                             {"scoring", scoring_name(scoring_)},
+                             {"logit_bias", logit_bias_},
+                             {"labels", labels_},
+                             {"templates", templates_},
+                             {"model_fingerprint", fingerprint_},
+                             {"logit_scale_exp", logit_scale_exp_},
+                             {"num_classes", num_classes()},
+                             {"embed_dim", embed_dim()}};
+    text = header.dump();
+  } catch (const nlohmann::json::exception& e) {  // from_weights admits only UTF-8 text: a bug
+    throw Error(ErrorCode::kInternal,
+                "head file " + path + ": cannot write the header (" + e.what() + ")");
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(ErrorCode::kIo, "head file " + path + ": " + ec.message());
+  const uint64_t n = text.size();
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(n >> (8 * i));
+  // Weights are written in the host's (little-endian x86/ARM) float layout.
+  io::write_file_atomic(path, "head file",
+                        {{kHeadMagic, 8},
+                         {len, 8},
+                         {text.data(), text.size()},
+                         {weights_.ptr(), weights_.data.size() * sizeof(float)}});
 }
 
 ZeroShotHead ZeroShotHead::load(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec))
-    throw Error(ErrorCode::kNotFound, "head file " + path + " does not exist");
-  if (std::filesystem::is_directory(path, ec))
-    throw Error(ErrorCode::kInvalidArgument, "head file " + path + " is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kPermissionDenied, "head file " + path + " cannot be read");
-  const uint64_t file_size = std::filesystem::file_size(path, ec);
-  char magic[8] = {};
-  unsigned char len[8] = {};
-  in.read(magic, 8);
-  in.read(reinterpret_cast<char*>(len), 8);
-  if (!in || std::memcmp(magic, kHeadMagic, 8) != 0)
+  const std::string bytes =
+      io::read_file(path, "head file", {kMaxHeadBytes, ErrorCode::kInvalidConfig});
+  const uint64_t file_size = bytes.size();
+  if (file_size < 16 || std::memcmp(bytes.data(), kHeadMagic, 8) != 0)
     throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": not a zsclip head (bad magic)");
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= uint64_t(len[i]) << (8 * i);
+  for (int i = 0; i < 8; ++i) n |= uint64_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
   if (n > file_size - 16)
     throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": truncated header");
-  std::string text(n, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(n));
+  const std::string text = bytes.substr(16, n);
   nlohmann::json h;
   std::vector<std::string> labels, templates;
   int64_t c = 0, d = 0;
@@ -268,8 +268,7 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
                                                " bytes, expected " + std::to_string(want) +
                                                " (truncated or corrupt)");
   FloatTensor w({c, d});
-  in.read(reinterpret_cast<char*>(w.ptr()), static_cast<std::streamsize>(w.data.size() * sizeof(float)));
-  if (!in) throw Error(ErrorCode::kIo, "head file " + path + ": read failed");
+  std::memcpy(w.ptr(), bytes.data() + 16 + n, w.data.size() * sizeof(float));
   try {
     return from_weights(std::move(labels), std::move(w), scale, std::move(fingerprint), std::move(templates),
                         scoring, bias);
@@ -290,6 +289,23 @@ inline float dot(const float* a, const float* b, int64_t n) {
   float tail = 0.f;
   for (; k < n; ++k) tail += a[k] * b[k];
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
+}
+
+// A head made by from_weights/build/load, and `rows` rows of finite features at x.
+void check_features(const FloatTensor& weights, const float* x, int64_t rows, const char* where) {
+  if (weights.dim() != 2)
+    throw Error(ErrorCode::kInvalidArgument,
+                std::string(where) + ": the head is empty (default-constructed)");
+  if (x == nullptr && rows > 0)
+    throw Error(ErrorCode::kInvalidArgument, std::string(where) + ": null features");
+  const auto d = static_cast<size_t>(weights.size(1));
+  check_finite(x, static_cast<size_t>(rows) * d, d, where);
+}
+
+void check_top_k(int top_k) {
+  if (top_k < 1)
+    throw Error(ErrorCode::kInvalidArgument,
+                "zero-shot head: top_k must be >= 1, got " + std::to_string(top_k));
 }
 
 // logits[i][j] = scale * <x_i / |x_i|, w_j> for rows x_0..x_{n-1} (row stride d). Each class row is
@@ -330,17 +346,26 @@ void softmax(const float* logits, float* out, int64_t n) {
 }  // namespace
 
 void ZeroShotHead::probs(const float* x, float* out) const {
+  check_features(weights_, x, 1, "zero-shot head: probs");
+  if (out == nullptr)
+    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: probs: null output");
   logits_row(weights_, logit_scale_exp_, x, out);
   if (scoring_ == Scoring::kSigmoid) sigmoid(out, logit_bias_, out, num_classes());
   else softmax(out, out, num_classes());
 }
 
 FloatTensor ZeroShotHead::logits(const FloatTensor& features) const {
+  check_features(weights_, features.ptr(), 0, "zero-shot head: logits");
+  check_tensor(features, "zero-shot head: image features");
   if (features.dim() != 2 || features.size(1) != embed_dim())
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: image features must be [N, " +
-                                                 std::to_string(embed_dim()) + "]");
+                                                 std::to_string(embed_dim()) + "], got " +
+                                                 shape_string(features.shape));
   FloatTensor out({features.size(0), num_classes()});
-  if (features.size(0) > 0) logits_rows(weights_, logit_scale_exp_, features.ptr(), features.size(0), out.ptr());
+  if (features.size(0) > 0) {
+    check_features(weights_, features.ptr(), features.size(0), "zero-shot head: image features");
+    logits_rows(weights_, logit_scale_exp_, features.ptr(), features.size(0), out.ptr());
+  }
   return out;
 }
 
@@ -354,7 +379,7 @@ Prediction predict(const std::vector<std::string>& labels, const float* logit, i
   else softmax(logit, p.probs.data(), n);
   std::vector<int> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  const size_t k = std::min<size_t>(static_cast<size_t>(std::max(top_k, 1)), order.size());
+  const size_t k = std::min<size_t>(static_cast<size_t>(top_k), order.size());
   std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
                     [&](int a, int b) { return logit[a] > logit[b] || (logit[a] == logit[b] && a < b); });
   for (size_t i = 0; i < k; ++i)
@@ -365,12 +390,15 @@ Prediction predict(const std::vector<std::string>& labels, const float* logit, i
 }  // namespace
 
 Prediction ZeroShotHead::classify_one(const float* features, int top_k) const {
+  check_top_k(top_k);
+  check_features(weights_, features, 1, "zero-shot head: classify_one");
   std::vector<float> logit(static_cast<size_t>(num_classes()));
   logits_row(weights_, logit_scale_exp_, features, logit.data());
   return predict(labels_, logit.data(), num_classes(), top_k, scoring_, logit_bias_);
 }
 
 std::vector<Prediction> ZeroShotHead::classify(const FloatTensor& features, int top_k) const {
+  check_top_k(top_k);
   const FloatTensor l = logits(features);  // checks the shape
   std::vector<Prediction> out;
   out.reserve(static_cast<size_t>(features.size(0)));

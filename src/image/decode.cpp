@@ -5,12 +5,9 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
-#include <memory>
+#include <cstdint>
 
+#include "core/io.h"
 #include "image/image_header.h"
 #include "image/resample.h"
 #include "zsclip/error.h"
@@ -18,6 +15,9 @@
 namespace zsclip {
 namespace detail {
 namespace {
+
+// OpenCV takes the encoded bytes as one cv::Mat row, whose length is an int.
+constexpr uint64_t kMaxFileBytes = INT32_MAX;
 
 [[noreturn]] void fail(ErrorCode code, const std::string& name, const std::string& why) {
   throw Error(code, "image '" + name + "': " + why);
@@ -68,39 +68,16 @@ void apply_orientation(cv::Mat& m, int orientation) {
 }  // namespace
 
 void read_file_bytes(const std::string& path, std::vector<uint8_t>* bytes) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (st.type() == fs::file_type::not_found) fail(ErrorCode::kNotFound, path, "no such file");
-  if (st.type() == fs::file_type::directory)
-    fail(ErrorCode::kInvalidArgument, path, "is a directory, not an image file");
-  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) {
-    const int err = errno;
-    if (err == ENOENT) fail(ErrorCode::kNotFound, path, "no such file");
-    if (err == EACCES || err == EPERM)
-      fail(ErrorCode::kPermissionDenied, path, "permission denied");
-    fail(ErrorCode::kIo, path, std::string("cannot open: ") + std::strerror(err));
-  }
-  bytes->clear();
-  uint8_t buf[1 << 16];
-  while (true) {
-    const size_t got = std::fread(buf, 1, sizeof buf, f.get());
-    bytes->insert(bytes->end(), buf, buf + got);
-    if (got < sizeof buf) break;
-  }
-  if (std::ferror(f.get())) {
-    const int err = errno;
-    if (err == EISDIR) fail(ErrorCode::kInvalidArgument, path, "is a directory, not an image file");
-    fail(ErrorCode::kIo, path, std::string("read error: ") + std::strerror(err));
-  }
+  io::read_file(path, "image", io::ReadLimit{kMaxFileBytes, ErrorCode::kInvalidImage}, bytes);
 }
 
 DecodedMat decode_to_mat(const uint8_t* data, size_t size, const std::string& name,
                          const DecodeOptions& options) {
   if (size == 0) fail(ErrorCode::kInvalidImage, name, "empty file");
-  if (size > static_cast<size_t>(INT32_MAX))
-    fail(ErrorCode::kInvalidImage, name, "file larger than 2 GiB");
+  if (size > kMaxFileBytes)
+    fail(ErrorCode::kInvalidImage, name,
+         std::to_string(size) + " bytes, larger than the limit of " +
+             std::to_string(kMaxFileBytes) + " bytes (2 GiB)");
   const HeaderInfo h = probe_header(data, size);
   if (h.format == ImageFormat::kUnknown)
     fail(ErrorCode::kInvalidImage, name,

@@ -1,4 +1,4 @@
-// Internal: decoding into OpenCV's channel order, shared by image.cpp and the preprocessor.
+// Internal: decoding into OpenCV's channel order, shared by decode.cpp and the preprocessor.
 #pragma once
 
 #include <opencv2/core.hpp>
@@ -16,7 +16,8 @@ struct DecodedMat {
   std::vector<uint8_t> palette;  // kPalette: the PNG's palette as RGB triples (padding colours)
 };
 
-// Reads a whole file; throws kNotFound, kPermissionDenied, kInvalidArgument (a directory), kIo.
+// Reads a whole regular file of at most 2 GiB (core/io.h); throws kNotFound, kPermissionDenied,
+// kInvalidArgument (a directory, device or FIFO), kInvalidImage (too large), kIo.
 void read_file_bytes(const std::string& path, std::vector<uint8_t>* bytes);
 
 DecodedMat decode_to_mat(const uint8_t* data, size_t size, const std::string& name,

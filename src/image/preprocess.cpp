@@ -23,6 +23,15 @@ int half_round_even(int x) {
   return (q % 2 == 0) ? q : q + 1;
 }
 
+// The decoders' limit, for pixels handed over directly.
+void check_pixel_limit(int64_t w, int64_t h, int64_t max_pixels, const char* where) {
+  if (w > 0 && h > 0 && w > max_pixels / h)
+    throw Error(ErrorCode::kInvalidImage,
+                std::string(where) + ": size " + std::to_string(w) + "x" + std::to_string(h) +
+                    " (" + std::to_string(w * h) + " pixels) exceeds the limit of " +
+                    std::to_string(max_pixels) + " pixels (PreprocessConfig::max_pixels)");
+}
+
 struct Source {
   const uint8_t* data;
   int width, height, channels;
@@ -176,6 +185,7 @@ void Preprocessor::from_image_into(const Image8& im, float* out) const {
                 "Preprocessor: inconsistent Image8 (" + std::to_string(im.width) + "x" +
                     std::to_string(im.height) + ", " + std::to_string(im.channels) +
                     " channels, mode " + pixel_mode_name(im.mode) + ")");
+  check_pixel_limit(im.width, im.height, config_.max_pixels, "Preprocessor::from_image");
   run_pipeline(config_, lut_,
                Source{im.data.data(), im.width, im.height, im.channels,
                       static_cast<size_t>(im.width) * im.channels, im.mode, false},
@@ -231,6 +241,7 @@ FloatTensor Preprocessor::from_mat(const cv::Mat& m) const {
       (m.channels() != 1 && m.channels() != 3 && m.channels() != 4))
     throw Error(ErrorCode::kInvalidArgument,
                 "Preprocessor::from_mat: expected a non-empty 8-bit image with 1, 3 or 4 channels");
+  check_pixel_limit(m.cols, m.rows, config_.max_pixels, "Preprocessor::from_mat");
   const int n = config_.image_size;
   FloatTensor t({3, n, n});
   const PixelMode mode = m.channels() == 1   ? PixelMode::kGray
@@ -251,6 +262,7 @@ FloatTensor Preprocessor::from_rgb(const uint8_t* rgb, int width, int height,
   if (row_stride < static_cast<size_t>(width) * 3)
     throw Error(ErrorCode::kInvalidArgument,
                 "Preprocessor::from_rgb: row_stride smaller than width * 3");
+  check_pixel_limit(width, height, config_.max_pixels, "Preprocessor::from_rgb");
   const int n = config_.image_size;
   FloatTensor t({3, n, n});
   run_pipeline(config_, lut_, Source{rgb, width, height, 3, row_stride, PixelMode::kRGB, false},
@@ -265,7 +277,11 @@ std::vector<Preprocessor::ItemStatus> Preprocessor::batch_files_into(
   if (out == nullptr)
     throw Error(ErrorCode::kInvalidArgument, "Preprocessor::batch_files_into: null output");
   const size_t per = item_floats();
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads < 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "Preprocessor::batch_files_into: threads must be >= 0 (0: the cores), got " +
+                    std::to_string(threads));
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), paths.size()));
   std::atomic<size_t> next{0};
   auto work = [&] {

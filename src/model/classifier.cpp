@@ -5,6 +5,7 @@
 #include <exception>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "zsclip/tokenizer.h"
 
@@ -28,6 +29,18 @@ Classification failed(std::string source, ErrorCode code, std::string error) {
   return c;
 }
 
+void check_options(const ClassifierOptions& o) {
+  for (const auto& [name, value, min] :
+       {std::tuple<const char*, int, int>{"batch_size", o.batch_size, 1},
+        {"preprocess_threads", o.preprocess_threads, 0},
+        {"top_k", o.top_k, 1},
+        {"queue_batches", o.queue_batches, 1}})
+    if (value < min)
+      throw Error(ErrorCode::kInvalidArgument, std::string("ClassifierOptions.") + name +
+                                                   " must be >= " + std::to_string(min) + ", got " +
+                                                   std::to_string(value));
+}
+
 }  // namespace
 
 ZeroShotClassifier::ZeroShotClassifier(Model model, ZeroShotHead head, ClassifierOptions options)
@@ -35,8 +48,7 @@ ZeroShotClassifier::ZeroShotClassifier(Model model, ZeroShotHead head, Classifie
       head_(std::move(head)),
       preprocessor_(model_.config().preprocess),
       options_(options) {
-  if (options_.batch_size < 1) throw Error(ErrorCode::kInvalidArgument, "classifier: batch_size must be >= 1");
-  if (options_.queue_batches < 1) options_.queue_batches = 1;
+  check_options(options_);
   head_.check_compatible(model_, "zero-shot head");
 }
 
@@ -45,17 +57,21 @@ ZeroShotClassifier ZeroShotClassifier::create(const std::string& model_dir,
                                               const std::vector<std::string>& templates,
                                               const ModelOptions& model_options,
                                               const ClassifierOptions& options) {
+  check_options(options);
   validate_labels(labels, "labels");
   validate_templates(templates, "templates");
   Model model = Model::load(model_dir, model_options);
   Tokenizer tokenizer = model.load_tokenizer();
-  ZeroShotHead head = ZeroShotHead::build(model, tokenizer, labels, templates);
+  HeadBuildOptions head_options;
+  head_options.truncate = options.truncate_prompts;
+  ZeroShotHead head = ZeroShotHead::build(model, tokenizer, labels, templates, head_options);
   return ZeroShotClassifier(std::move(model), std::move(head), options);
 }
 
 ZeroShotClassifier ZeroShotClassifier::from_head(const std::string& model_dir, const std::string& head_path,
                                                  ModelOptions model_options,
                                                  const ClassifierOptions& options) {
+  check_options(options);
   ZeroShotHead head = ZeroShotHead::load(head_path);
   model_options.load_text_encoder = false;
   Model model = Model::load(model_dir, model_options);

@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/io.h"
+#include "core/tensor_check.h"
 #include "model/model_impl.h"
 #include "zsclip/error.h"
 #include "zsclip/tokenizer.h"
@@ -21,6 +23,8 @@ namespace zsclip {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr uint64_t kMaxModelFileBytes = uint64_t{64} << 30;  // ViT-bigG's towers are ~10 GB
 
 int available_cores() {
   cpu_set_t set;
@@ -70,9 +74,24 @@ std::string require_file(const ModelConfig& c, const std::string& name, const ch
   if (!fs::exists(path, ec))
     throw Error(ErrorCode::kNotFound,
                 path + ": missing (named by " + c.path_of("config.json") + " field '" + field + "')");
-  if (!fs::is_regular_file(path, ec))
-    throw Error(ErrorCode::kInvalidModel, path + ": not a regular file (field '" + std::string(field) + "')");
+  try {  // a regular file this process may read
+    io::open_regular_file(path, "model file", {kMaxModelFileBytes, ErrorCode::kInvalidModel},
+                          nullptr);
+  } catch (const Error& e) {
+    throw Error(e.code(), std::string(e.what()) + " (field '" + field + "')");
+  }
   return path;
+}
+
+void check_options(const ModelOptions& o) {
+  for (const auto& [name, value] : {std::pair<const char*, int>{"threads", o.threads},
+                                    {"streams", o.streams},
+                                    {"intra_op_threads", o.intra_op_threads},
+                                    {"blas_threads", o.blas_threads}})
+    if (value < 0)
+      throw Error(ErrorCode::kInvalidArgument, std::string("ModelOptions.") + name +
+                                                   " must be >= 0 (0: automatic), got " +
+                                                   std::to_string(value));
 }
 
 torch::jit::Module load_module(const std::string& path, const char* field) {
@@ -293,6 +312,7 @@ torch::Tensor Model::Impl::encode_texts_part(const torch::Tensor& ids) const {
 }
 
 Model Model::load(const std::string& model_dir, const ModelOptions& options) {
+  check_options(options);
   auto impl = std::make_shared<Impl>();
   impl->config = ModelConfig::load(model_dir);
   impl->options = options;
@@ -452,6 +472,11 @@ void Model::encode_images(const float* pixels, int64_t n_images, float* out) con
   const int64_t n = image_size();
   if (n_images < 0) throw Error(ErrorCode::kInvalidArgument, "encode_images: negative image count");
   if (n_images == 0) return;
+  if (pixels == nullptr || out == nullptr)
+    throw Error(ErrorCode::kInvalidArgument, "encode_images: null pixels or output");
+  const size_t per_image = static_cast<size_t>(3 * n * n);
+  detail::check_finite(pixels, static_cast<size_t>(n_images) * per_image, per_image,
+                       "encode_images: pixels");
   torch::Tensor x = torch::from_blob(const_cast<float*>(pixels), {n_images, 3, n, n}, torch::kFloat);
   torch::Tensor y = translate_torch(ErrorCode::kInternal, "encode_images",
                                     [&] { return impl_->encode_images(x); });
@@ -459,6 +484,7 @@ void Model::encode_images(const float* pixels, int64_t n_images, float* out) con
 }
 
 FloatTensor Model::encode_images(const FloatTensor& pixels) const {
+  detail::check_tensor(pixels, "encode_images: pixels");
   const int64_t n = image_size();
   if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) != n || pixels.size(3) != n)
     throw Error(ErrorCode::kInvalidArgument, "encode_images: pixels must be [N, 3, " + std::to_string(n) +
@@ -473,6 +499,7 @@ FloatTensor Model::encode_texts(const IdTensor& ids) const {
   if (!impl_->has_text_encoder)
     throw Error(ErrorCode::kInvalidArgument,
                 "encode_texts: the model was loaded without its text encoder (load_text_encoder = false)");
+  detail::check_tensor(ids, "encode_texts: ids");
   const int64_t l = context_length(), vocab = impl_->config.text.vocab_size;
   if (ids.dim() != 2 || ids.size(1) != l)
     throw Error(ErrorCode::kInvalidArgument, "encode_texts: ids must be [N, " + std::to_string(l) +

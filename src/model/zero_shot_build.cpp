@@ -1,6 +1,8 @@
 // The half of ZeroShotHead that needs a Model: embedding the prompts, and the identity check.
+#include <algorithm>
 #include <cmath>
 
+#include "core/utf8.h"
 #include "zsclip/error.h"
 #include "zsclip/model.h"
 #include "zsclip/tokenizer.h"
@@ -8,41 +10,93 @@
 
 namespace zsclip {
 
+namespace {
+
+// Writes one prompt's ids into a zeroed row of `context` as clip.tokenize gives them: [sot, bpe...,
+// eot], cut as clip.tokenize(truncate=True) when `truncate`, else an error naming the label and the
+// template. Returns whether it was cut.
+bool tokenize_prompt(const Tokenizer& tokenizer, const std::string& prompt,
+                     const std::string& label, const std::string& templ, bool truncate,
+                     int64_t* row, int64_t context) {
+  const std::vector<int32_t> bpe = tokenizer.encode(prompt);
+  const int64_t count = static_cast<int64_t>(bpe.size()) + 2;
+  if (count > context && !truncate)
+    throw Error(
+        ErrorCode::kInvalidText,
+        "zero-shot head: the prompt for label \"" + utf8::printable(label) + "\" with template \"" +
+            utf8::printable(templ) + "\" is " + std::to_string(count) +
+            " tokens, more than the model's context length " + std::to_string(context) +
+            " (shorten the label or template, or allow truncation: HeadBuildOptions::truncate, "
+            "zsclip --truncate)");
+  const int64_t kept = std::min(count, context);
+  row[0] = tokenizer.sot_id();
+  for (int64_t k = 1; k + 1 < kept; ++k) row[k] = bpe[static_cast<size_t>(k - 1)];
+  row[kept - 1] = tokenizer.eot_id();
+  return count > context;
+}
+
+}  // namespace
+
 ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
                                  const std::vector<std::string>& labels,
                                  const std::vector<std::string>& templates, int batch_size) {
+  HeadBuildOptions options;
+  options.batch_size = batch_size;
+  return build(model, tokenizer, labels, templates, options);
+}
+
+ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
+                                 const std::vector<std::string>& labels,
+                                 const std::vector<std::string>& templates,
+                                 const HeadBuildOptions& options) {
   validate_labels(labels, "zero-shot head");
   validate_templates(templates, "zero-shot head");
+  const int batch_size = options.batch_size;
   if (batch_size < 1) throw Error(ErrorCode::kInvalidArgument, "zero-shot head: batch_size must be >= 1");
   const int64_t d = model.embed_dim(), t = static_cast<int64_t>(templates.size());
+  const int64_t context = model.context_length();
+  if (!options.truncate) {  // a prompt too long fails before any is embedded, not minutes later
+    std::vector<int64_t> scratch(static_cast<size_t>(context));
+    for (const auto& label : labels)
+      for (const auto& templ : templates)
+        tokenize_prompt(tokenizer, fill_template(templ, label), label, templ, false, scratch.data(),
+                        context);
+  }
   FloatTensor weights({static_cast<int64_t>(labels.size()), d});
-  std::vector<std::string> prompts;
+  const int64_t rows = std::min<int64_t>(batch_size, static_cast<int64_t>(labels.size()) * t);
+  IdTensor ids({rows, context}, 0);
+  int64_t pending = 0, truncated = 0;
   std::vector<int64_t> owner;  // class index of each pending prompt
   auto flush = [&] {
-    if (prompts.empty()) return;
-    IdTensor ids = tokenizer.tokenize(prompts, model.context_length(), /*truncate=*/true);
+    if (pending == 0) return;
+    ids.shape[0] = pending;
+    ids.data.resize(static_cast<size_t>(pending * context));
     FloatTensor feats = model.encode_texts(ids);
-    for (size_t i = 0; i < prompts.size(); ++i) {
-      const float* f = feats.row(static_cast<int64_t>(i));
+    for (int64_t i = 0; i < pending; ++i) {
+      const float* f = feats.row(i);
       double norm = 0;
       for (int64_t k = 0; k < d; ++k) norm += double(f[k]) * f[k];
       const double inv = norm > 0 ? 1.0 / std::sqrt(norm) : 0.0;
-      float* w = weights.row(owner[i]);
+      float* w = weights.row(owner[static_cast<size_t>(i)]);
       // Mean of the normalised prompt embeddings; from_weights normalises the mean again.
       for (int64_t k = 0; k < d; ++k) w[k] += static_cast<float>(f[k] * inv / double(t));
     }
-    prompts.clear();
+    pending = 0;
     owner.clear();
+    ids = IdTensor({rows, context}, 0);
   };
   for (size_t c = 0; c < labels.size(); ++c)
     for (const auto& templ : templates) {
-      prompts.push_back(fill_template(templ, labels[c]));
+      truncated += tokenize_prompt(tokenizer, fill_template(templ, labels[c]), labels[c], templ,
+                                   options.truncate, ids.row(pending), context);
       owner.push_back(static_cast<int64_t>(c));
-      if (static_cast<int>(prompts.size()) >= batch_size) flush();
+      if (++pending >= rows) flush();
     }
   flush();
-  return from_weights(labels, std::move(weights), model.logit_scale_exp(), model.config().fingerprint,
-                      templates, model.scoring(), model.logit_bias());
+  ZeroShotHead head = from_weights(labels, std::move(weights), model.logit_scale_exp(),
+                                   model.config().fingerprint, templates, model.scoring(), model.logit_bias());
+  head.truncated_prompts_ = truncated;
+  return head;
 }
 
 void ZeroShotHead::check_compatible(const Model& model, const std::string& origin) const {

@@ -6,8 +6,10 @@
 
 namespace zsclip::text {
 
-void bpe_merge_simple(const MergeTable& table, std::vector<int32_t>& word) {
+void bpe_merge_simple(const MergeTable& table, std::vector<int32_t>& word, BpeStats* stats) {
+  size_t lookups = 0;
   while (word.size() > 1) {
+    lookups += word.size() - 1;
     int32_t best_rank = std::numeric_limits<int32_t>::max();
     const Merge* best = nullptr;
     int32_t first = 0, second = 0;
@@ -32,11 +34,13 @@ void bpe_merge_simple(const MergeTable& table, std::vector<int32_t>& word) {
     }
     word.resize(out);
   }
+  if (stats) stats->lookups += lookups;
 }
 
-void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word) {
+void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word, BpeStats* stats) {
   const size_t n = word.size();
   if (n < 2) return;
+  size_t lookups = 0;
   // A doubly linked list over positions; a node is dead once merged into its left neighbour.
   std::vector<int32_t> ids(word);
   std::vector<size_t> prev(n), next(n);
@@ -50,11 +54,13 @@ void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word) {
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> heap;
   auto push = [&](size_t i) {
     if (i == kNone || next[i] == kNone) return;
+    ++lookups;
     if (const Merge* m = table.find(ids[i], ids[next[i]])) heap.push({m->rank, i});
   };
   auto valid = [&](const Entry& e) {
     const size_t i = e.second;
     if (!alive[i] || next[i] == kNone) return false;
+    ++lookups;
     const Merge* m = table.find(ids[i], ids[next[i]]);
     return m != nullptr && m->rank == e.first;
   };
@@ -74,6 +80,7 @@ void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word) {
     }
     std::sort(batch.begin(), batch.end());
     batch.erase(std::unique(batch.begin(), batch.end()), batch.end());
+    ++lookups;
     const Merge* m = table.find(ids[batch[0]], ids[next[batch[0]]]);
     const int32_t first = ids[batch[0]], second = ids[next[batch[0]]];
     const int32_t result = m->result;
@@ -97,13 +104,14 @@ void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word) {
   }
   word.clear();
   for (size_t i = 0; i != kNone; i = next[i]) word.push_back(ids[i]);
+  if (stats) stats->lookups += lookups;
 }
 
-void bpe_merge(const MergeTable& table, std::vector<int32_t>& word) {
+void bpe_merge(const MergeTable& table, std::vector<int32_t>& word, BpeStats* stats) {
   if (word.size() <= 64) {
-    bpe_merge_simple(table, word);
+    bpe_merge_simple(table, word, stats);
   } else {
-    bpe_merge_heap(table, word);
+    bpe_merge_heap(table, word, stats);
   }
 }
 

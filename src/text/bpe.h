@@ -33,10 +33,18 @@ class MergeTable {
   std::unordered_map<uint64_t, Merge> map_;
 };
 
+// Work done by one merge, for tests that check its growth without timing it.
+struct BpeStats {
+  size_t lookups = 0;  // MergeTable::find calls
+};
+
 // Merges `word` in place. Picks the quadratic loop for short words and a heap for long ones.
-void bpe_merge(const MergeTable& table, std::vector<int32_t>& word);
+// `stats`, when given, receives the work done (added to what it holds).
+void bpe_merge(const MergeTable& table, std::vector<int32_t>& word, BpeStats* stats = nullptr);
 // The two strategies, exposed for tests (they must agree).
-void bpe_merge_simple(const MergeTable& table, std::vector<int32_t>& word);
-void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word);
+void bpe_merge_simple(const MergeTable& table, std::vector<int32_t>& word,
+                      BpeStats* stats = nullptr);
+void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word,
+                    BpeStats* stats = nullptr);
 
 }  // namespace zsclip::text

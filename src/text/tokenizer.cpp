@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
+#include "core/io.h"
 #include "text/bpe.h"
 #include "text/clean.h"
 #include "text/unicode.h"
@@ -341,20 +342,12 @@ class Tokenizer::Impl {
 namespace {
 
 std::string read_vocab_file(const std::string& path) {
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (ec || !std::filesystem::exists(status)) {
-    throw Error(ErrorCode::kNotFound, "BPE vocabulary file '" + path + "' does not exist");
-  }
-  if (std::filesystem::is_directory(status)) {
-    throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is a directory");
-  }
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    const int err = errno;
-    throw Error(err == EACCES ? ErrorCode::kPermissionDenied : ErrorCode::kIo,
-                "cannot open BPE vocabulary file '" + path + "': " + std::strerror(err));
-  }
+  io::Fd fd = io::open_regular_file(path, "BPE vocabulary file",
+                                    {kMaxVocabFileBytes, ErrorCode::kInvalidConfig}, nullptr);
+  gzFile f = gzdopen(fd.get(), "rb");
+  if (f == nullptr)
+    throw Error(ErrorCode::kIo, "BPE vocabulary file '" + path + "': cannot read it with zlib");
+  fd.release();  // gzclose closes it
   std::string data;
   std::array<char, 1 << 16> buf;
   for (;;) {
@@ -447,7 +440,11 @@ std::vector<std::pair<std::string, std::string>> parse_merges(const std::string&
   return merges;
 }
 
-void check_num_merges(const TokenizerOptions& options) {
+void check_options(const TokenizerOptions& options) {
+  if (options.context_length < 2)
+    throw Error(ErrorCode::kInvalidArgument,
+                "TokenizerOptions.context_length must be at least 2 (sot and eot), got " +
+                    std::to_string(options.context_length));
   if (options.num_merges < -1) {
     throw Error(ErrorCode::kInvalidArgument,
                 "TokenizerOptions.num_merges must be -1 or >= 0, got " + std::to_string(options.num_merges));
@@ -457,15 +454,16 @@ void check_num_merges(const TokenizerOptions& options) {
 }  // namespace
 
 Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& options) {
-  check_num_merges(options);
+  check_options(options);
   const std::string data = read_vocab_file(path);
   return Tokenizer(std::make_shared<const Impl>(parse_merges(data, path, options.num_merges),
-                                                "BPE vocabulary file '" + path + "'", options));
+                                                "BPE vocabulary file '" + path + "'", options),
+                   options.context_length);
 }
 
 Tokenizer Tokenizer::from_hf_files(const std::string& vocab_json, const std::string& merges_txt,
                                    const TokenizerOptions& options) {
-  check_num_merges(options);
+  check_options(options);
   const std::string merges_data = read_vocab_file(merges_txt);
   auto merges = parse_merges(merges_data, merges_txt, options.num_merges);
   const std::string vocab_data = read_vocab_file(vocab_json);
@@ -485,7 +483,8 @@ Tokenizer Tokenizer::from_hf_files(const std::string& vocab_json, const std::str
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kInvalidConfig, origin + ": not valid JSON (" + e.what() + ")");
   }
-  return Tokenizer(std::make_shared<const Impl>(merges, "'" + vocab_json + "' + '" + merges_txt + "'", options, &vocab));
+  return Tokenizer(std::make_shared<const Impl>(merges, "'" + vocab_json + "' + '" + merges_txt + "'", options, &vocab),
+                   options.context_length);
 }
 
 Tokenizer Tokenizer::from_config(const ModelConfig& c, int64_t cache_capacity) {
@@ -494,6 +493,7 @@ Tokenizer Tokenizer::from_config(const ModelConfig& c, int64_t cache_capacity) {
   o.cache_capacity = cache_capacity;
   o.sot_token = c.tokenizer.sot_token;
   o.eot_token = c.tokenizer.eot_token;
+  if (c.text.context_length > 0) o.context_length = c.text.context_length;
   Tokenizer tok = c.tokenizer.format == TokenizerFormat::kHF
                       ? from_hf_files(c.tokenizer_path(), c.merges_path(), o)
                       : from_file(c.tokenizer_path(), o);
@@ -507,7 +507,8 @@ Tokenizer Tokenizer::from_config(const ModelConfig& c, int64_t cache_capacity) {
 
 Tokenizer Tokenizer::from_merges(const std::vector<std::pair<std::string, std::string>>& merges,
                                  const TokenizerOptions& options) {
-  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options));
+  check_options(options);
+  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options), options.context_length);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const { return impl_->encode(text); }
@@ -516,6 +517,7 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return im
 
 std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int64_t context_length,
                                                      bool truncate) const {
+  if (context_length == 0) context_length = context_length_;
   if (context_length < 2) {
     throw Error(ErrorCode::kInvalidArgument,
                 "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
@@ -539,6 +541,7 @@ std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int6
 
 IdTensor Tokenizer::tokenize(const std::vector<std::string>& texts, int64_t context_length,
                              bool truncate) const {
+  if (context_length == 0) context_length = context_length_;
   if (context_length < 2) {
     throw Error(ErrorCode::kInvalidArgument,
                 "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));

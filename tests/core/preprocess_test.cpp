@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "process_util.h"
 #include "test_util.h"
 #include "zsclip/error.h"
 #include "zsclip/image.h"
@@ -195,15 +196,25 @@ TEST(Preprocess, BadFilesGiveClearErrors) {
   expect_error([&] { zsclip::decode_image_buffer(good.data(), good.size(), "tiny-limit", small); },
                ErrorCode::kInvalidImage, "97x61");
 
-  // Unreadable file: root reads anything, so only check the code when access is really denied.
+  // Unreadable file: kPermissionDenied. Root reads anything, so the read runs in a child process
+  // as the user nobody (and the control, a readable copy, must still be read there).
   write_file(dir + "/locked.png", good);
+  write_file(dir + "/readable.png", good);
   ::chmod((dir + "/locked.png").c_str(), 0);
-  if (::access((dir + "/locked.png").c_str(), R_OK) != 0) {
-    expect_error([&] { pre.from_file(dir + "/locked.png"); }, ErrorCode::kPermissionDenied,
-                 "locked.png");
-  } else {
-    EXPECT_NO_THROW(pre.from_file(dir + "/locked.png"));  // running as root
-  }
+  ::chmod((dir + "/readable.png").c_str(), 0644);
+  const int rc = zsclip::testing::run_in_child([&] {
+    if (!zsclip::testing::drop_root()) return 2;
+    pre.from_file(dir + "/readable.png");
+    try {
+      pre.from_file(dir + "/locked.png");
+    } catch (const zsclip::Error& e) {
+      const bool named = std::string(e.what()).find("locked.png") != std::string::npos;
+      return e.code() == ErrorCode::kPermissionDenied && named ? 0 : 3;
+    }
+    return 4;
+  });
+  EXPECT_EQ(rc, 0) << "2: cannot become nobody; 3: wrong code or message; 4: read; 98: the "
+                      "readable copy failed";
   ::chmod((dir + "/locked.png").c_str(), 0644);
 }
 
@@ -316,15 +327,28 @@ TEST(Preprocess, InvalidArgumentsAreRefused) {
 namespace {
 
 TEST(Preprocess, ExtremeAspectRatiosStayBounded) {
-  // 1 x 100000: the resized long side is 22.4 million pixels, but only the crop is computed.
+  // 1 x 100000: the resized long side is 22.4 million pixels (15 GB for the whole 224-wide resize
+  // as 8-bit RGB), but only the crop is computed. In a child whose address space allows 256 MiB
+  // more, both orientations must work and give exactly what a constant colour gives.
   const zsclip::Preprocessor pre;
   std::vector<uint8_t> column(100000 * 3);
-  for (size_t i = 0; i < column.size(); ++i) column[i] = static_cast<uint8_t>(i * 7);
-  for (auto dims : {std::pair<int, int>{1, 100000}, std::pair<int, int>{100000, 1}}) {
-    const zsclip::FloatTensor t = pre.from_rgb(column.data(), dims.first, dims.second);
-    ASSERT_EQ(t.shape, (std::vector<int64_t>{3, 224, 224}));
-    for (float v : t.data) ASSERT_TRUE(std::isfinite(v));
-  }
+  for (size_t i = 0; i < column.size(); ++i)
+    column[i] = static_cast<uint8_t>(i % 3 == 0 ? 10 : i % 3 == 1 ? 120 : 250);
+  std::vector<uint8_t> patch(3 * 3 * 3);
+  for (size_t i = 0; i < patch.size(); ++i) patch[i] = column[i];
+  const zsclip::FloatTensor want = pre.from_rgb(patch.data(), 3, 3);
+  const int rc = zsclip::testing::run_in_child([&] {
+    const bool limited = zsclip::testing::limit_address_space(256ll << 20);
+    for (auto dims : {std::pair<int, int>{1, 100000}, std::pair<int, int>{100000, 1}}) {
+      const zsclip::FloatTensor t = pre.from_rgb(column.data(), dims.first, dims.second);
+      if (t.shape != std::vector<int64_t>{3, 224, 224}) return 3;
+      if (t.data != want.data) return 4;
+    }
+    return limited ? 0 : 1;
+  });
+  if (rc == 1)
+    GTEST_SKIP() << "correct, but the address space could not be limited (sanitizer build)";
+  EXPECT_EQ(rc, 0) << "3: wrong shape; 4: not the constant colour; 98: out of memory";
 }
 
 }  // namespace

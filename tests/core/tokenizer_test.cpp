@@ -297,13 +297,32 @@ TEST(TokenizerBpe, HeapAndSimpleStrategiesAgree) {
 }
 
 TEST(TokenizerBpe, LongWordIsFast) {
+  // The worst case for the simple loop: merges that grow one token a symbol at a time, so every
+  // pass merges once and rescans the word. Its lookups grow as n^2 / 2; the heap's stay linear.
+  text::MergeTable table;
+  const int32_t n = 20000;
+  table.set(0, 1, 0, 2);  // "0 1" -> 2, "2 1" -> 3, "3 1" -> 4, ...
+  for (int32_t r = 1; r < n; ++r) table.set(r + 1, 1, r, r + 2);
+  std::vector<int32_t> word(static_cast<size_t>(n), 1);
+  word[0] = 0;
+  text::BpeStats stats;
+  text::bpe_merge(table, word, &stats);
+  EXPECT_EQ(word, std::vector<int32_t>{n});
+  EXPECT_LT(stats.lookups, size_t{20} * n) << "bpe_merge did quadratic work on a long word";
+  // The simple loop really is quadratic here, so the bound above can fail.
+  std::vector<int32_t> short_word(2000, 1);
+  short_word[0] = 0;
+  text::BpeStats simple;
+  text::bpe_merge_simple(table, short_word, &simple);
+  EXPECT_GT(simple.lookups, size_t{1000} * 1000);
+  // And a 200,000-letter word through the real tokenizer round-trips.
   ZSCLIP_REQUIRE_SHARED(kVocab);
-  std::string word;
+  std::string long_word;
   std::mt19937 rng(7);
-  for (int i = 0; i < 200000; ++i) word.push_back(static_cast<char>('a' + rng() % 26));
-  const auto ids = openai_tokenizer().encode(word);  // must not take quadratic time
+  for (int i = 0; i < 200000; ++i) long_word.push_back(static_cast<char>('a' + rng() % 26));
+  const auto ids = openai_tokenizer().encode(long_word);
   EXPECT_GT(ids.size(), 10000u);
-  EXPECT_EQ(openai_tokenizer().decode(ids), word + " ");
+  EXPECT_EQ(openai_tokenizer().decode(ids), long_word + " ");
 }
 
 // ---- specials, truncation, padding ----
@@ -346,7 +365,8 @@ TEST(TokenizerSpecials, TooLongWithoutTruncationNamesTextAndCount) {
 
 TEST(TokenizerSpecials, ContextLengthBelowTwoIsRejected) {
   const Tokenizer tok = Tokenizer::from_merges({});
-  for (int64_t len : {1, 0, -5}) {
+  EXPECT_EQ(tok.tokenize({"x"}, 0).shape, (std::vector<int64_t>{1, 77}));  // 0: the tokenizer's own
+  for (int64_t len : {1, -1, -5}) {
     try {
       tok.encode_with_specials("x", len);
       ADD_FAILURE() << len;
@@ -456,7 +476,7 @@ TEST(TokenizerFile, BadFiles) {
   const std::string gz = testing::read_file(dir + "/full.gz");
   { std::ofstream(dir + "/cut.gz", std::ios::binary) << gz.substr(0, gz.size() / 2); }
   expect_error(dir + "/cut.gz", ErrorCode::kInvalidConfig);
-  expect_error(dir, ErrorCode::kInvalidConfig);  // a directory
+  expect_error(dir, ErrorCode::kInvalidArgument);  // a directory, as for every file zsclip reads
 }
 
 TEST(TokenizerCopy, CopiesShareStateAndWorkWithoutCache) {
@@ -464,6 +484,11 @@ TEST(TokenizerCopy, CopiesShareStateAndWorkWithoutCache) {
   o.cache_capacity = 0;
   const Tokenizer a = Tokenizer::from_merges({{"l", "o"}, {"lo", "w</w>"}}, o);
   const Tokenizer b = a;
+  Tokenizer c = Tokenizer::from_merges({{"l", "o"}, {"lo", "w</w>"}}, o);
+  EXPECT_EQ(&a.impl(), &b.impl()) << "a copy must share the vocabulary and merge table";
+  EXPECT_NE(&a.impl(), &c.impl());
+  c = a;
+  EXPECT_EQ(&c.impl(), &a.impl());
   EXPECT_EQ(b.encode("low low"), (std::vector<int32_t>{513, 513}));
   EXPECT_EQ(a.encode("low"), b.encode("low"));
 }

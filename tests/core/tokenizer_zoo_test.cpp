@@ -122,6 +122,7 @@ TEST(TokenizerConfig, FromConfigFollowsFormatAndSpecials) {
   ModelConfig c;
   c.directory = shared_path("clip/hf-tiny");
   c.text.vocab_size = 49408;
+  c.text.context_length = 77;
   c.tokenizer.format = TokenizerFormat::kHF;
   c.tokenizer.vocab_file = "vocab.json";
   c.tokenizer.merges_file = "merges.txt";
