@@ -210,15 +210,7 @@ struct BinaryInput {
   std::vector<int64_t> shape;
   std::string raw;  // already serialised
 };
-std::string serialize_bytes(const std::vector<std::string>& elements) {
-  std::string s;
-  for (const auto& e : elements) {
-    const uint32_t n = static_cast<uint32_t>(e.size());
-    for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
-    s += e;
-  }
-  return s;
-}
+using server::serialize_bytes;
 std::pair<std::string, size_t> triton_body(const std::vector<BinaryInput>& inputs, const json& outputs,
                                            const json& parameters = nullptr) {
   json j;
@@ -439,6 +431,28 @@ TEST(ServerProtocol, MalformedRequestsNameTheField) {
   const std::string f = R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"parameters":{"binary_data_size":4}}]})";
   EXPECT_NE(parse_error(f + "abcd", f.size()).find("does not match shape"), std::string::npos);
   EXPECT_THROW(server::parse_header_length("12a"), server::HttpError);
+}
+
+TEST(ServerProtocol, LongStringsSurviveTheFastPath) {
+  // Long plain strings are cut out before the JSON parser runs; escaped, non-ASCII and forged
+  // placeholder strings must come through unchanged, and ids and names too.
+  const std::string plain(5000, 'A'), escaped = std::string(3000, 'b') + R"(\"q\")" + std::string(3000, 'c');
+  const std::string unicode = std::string(2000, 'd') + R"(\u00e9\u20ac)" + std::string(2000, 'e');
+  const std::string forged = R"(\u0000123:0)";
+  const std::string body = R"({"id":")" + std::string(2000, 'i') + R"(","inputs":[{"name":"TEXT","datatype":"BYTES","shape":[5],"data":[")" +
+                           plain + R"(",")" + escaped + R"(",")" + unicode + R"(",")" + forged + R"(","short"]}]})";
+  auto r = server::parse_infer_request(body, std::nullopt, "m", test_specs());
+  EXPECT_EQ(*r.id, std::string(2000, 'i'));
+  const auto& b = r.find("TEXT")->bytes;
+  ASSERT_EQ(b.size(), 5u);
+  EXPECT_EQ(b[0], plain);
+  EXPECT_EQ(b[1], std::string(3000, 'b') + "\"q\"" + std::string(3000, 'c'));
+  EXPECT_EQ(b[2], std::string(2000, 'd') + "\xc3\xa9\xe2\x82\xac" + std::string(2000, 'e'));
+  EXPECT_EQ(b[3], std::string("\0", 1) + "123:0");
+  EXPECT_EQ(b[4], "short");
+  // An unterminated long string is still malformed JSON.
+  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":[")" + plain).find("malformed"),
+            std::string::npos);
 }
 
 TEST(ServerProtocol, EncodesJsonAndBinaryOutputs) {

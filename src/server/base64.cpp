@@ -55,23 +55,34 @@ bool base64_decode(std::string_view text, std::string* out, std::string* error) 
     *error = "length " + std::to_string(text.size()) + " is not a valid base64 length";
     return false;
   }
-  out->clear();
-  out->reserve(n / 4 * 3 + 2);
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const int8_t v = table[static_cast<uint8_t>(text[i])];
-    if (v < 0) {
-      *error = "character " + std::to_string(static_cast<unsigned>(static_cast<uint8_t>(text[i]))) +
-               " at offset " + std::to_string(i) + " is not in the base64 alphabet";
-      return false;
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out->push_back(static_cast<char>((acc >> bits) & 0xFF));
-    }
+  const auto* in = reinterpret_cast<const uint8_t*>(text.data());
+  auto bad_at = [&](size_t from) {
+    for (size_t i = from; i < n; ++i)
+      if (table[in[i]] < 0) {
+        *error = "character " + std::to_string(static_cast<unsigned>(in[i])) + " at offset " + std::to_string(i) +
+                 " is not in the base64 alphabet";
+        return false;
+      }
+    return true;
+  };
+  out->resize(n / 4 * 3 + (n % 4 == 0 ? 0 : n % 4 - 1));
+  auto* o = reinterpret_cast<uint8_t*>(out->data());
+  size_t i = 0;
+  // Four characters -> three bytes; an invalid character has the value -1.
+  for (; i + 4 <= n; i += 4, o += 3) {
+    const int8_t a = table[in[i]], b = table[in[i + 1]], c = table[in[i + 2]], d = table[in[i + 3]];
+    if ((a | b | c | d) < 0) return bad_at(i);
+    const uint32_t v = (uint32_t(a) << 18) | (uint32_t(b) << 12) | (uint32_t(c) << 6) | uint32_t(d);
+    o[0] = static_cast<uint8_t>(v >> 16);
+    o[1] = static_cast<uint8_t>(v >> 8);
+    o[2] = static_cast<uint8_t>(v);
+  }
+  if (i < n) {  // 2 or 3 characters left
+    if (!bad_at(i)) return false;
+    uint32_t v = (uint32_t(table[in[i]]) << 18) | (uint32_t(table[in[i + 1]]) << 12);
+    if (n - i == 3) v |= uint32_t(table[in[i + 2]]) << 6;
+    o[0] = static_cast<uint8_t>(v >> 16);
+    if (n - i == 3) o[1] = static_cast<uint8_t>(v >> 8);
   }
   return true;
 }

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <string_view>
 
 namespace zsclip::server {
 namespace {
@@ -22,28 +24,6 @@ std::string shape_str(const std::vector<int64_t>& s) {
 }
 
 [[noreturn]] void bad(const std::string& message) { throw HttpError(400, message); }
-
-// Refuses JSON nested deeper than kMaxJsonDepth (a body of a million '[' would otherwise cost
-// recursion in the code that walks it).
-void check_depth(const char* p, size_t n) {
-  int depth = 0;
-  bool in_string = false, escaped = false;
-  for (size_t i = 0; i < n; ++i) {
-    const char c = p[i];
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth)
-        bad("request JSON is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-}
 
 // Row-major leaves of a (possibly nested) JSON array.
 void flatten(const json& j, std::vector<const json*>& out, const std::string& what) {
@@ -73,7 +53,96 @@ void append_u32le(std::string& s, uint32_t v) {
   for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
 }
 
-void fill_from_json(InputTensor& t, const json& data, const std::string& where) {
+// nlohmann's parser reads a string character by character (17 ms for a 1 MB base64 image, more than
+// decoding the image). Long strings of plain printable ASCII (base64 always is) are therefore cut
+// out of the JSON text before parsing and replaced by short placeholders "\u0000<nonce>:<index>";
+// strings are restored from them when read. The nonce is random per request, so a client cannot
+// forge a placeholder; strings with escapes or non-ASCII bytes are left to the parser.
+// Whether every byte is printable ASCII (0x20-0x7e); written without an early exit to vectorise.
+bool printable_ascii(const char* p, size_t n) {
+  size_t bad_bytes = 0;
+  for (size_t k = 0; k < n; ++k) bad_bytes += static_cast<uint8_t>(static_cast<uint8_t>(p[k]) - 0x20) >= 0x5f;
+  return bad_bytes == 0;
+}
+
+class LongStrings {
+ public:
+  static constexpr size_t kMinLength = 1024;
+
+  // Returns the JSON text with long plain strings replaced. Also refuses JSON nested deeper than
+  // kMaxJsonDepth (a body of a million '[' would otherwise cost recursion in the code that walks it).
+  std::string cut(const char* p, size_t n) {
+    std::string out;
+    size_t copied = 0;
+    int depth = 0;
+    for (size_t i = 0; i < n;) {
+      const char c = p[i];
+      if (c != '"') {
+        if (c == '[' || c == '{') {
+          if (++depth > kMaxJsonDepth)
+            bad("request JSON is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+        } else if (c == ']' || c == '}') {
+          --depth;
+        }
+        ++i;
+        continue;
+      }
+      // A string from i + 1 to its closing quote j (memchr: strings are most of a body's bytes).
+      size_t j = i + 1;
+      bool escapes = false;
+      for (;;) {
+        const char* q = static_cast<const char*>(std::memchr(p + j, '"', n - j));
+        if (!q) {
+          j = n;  // unterminated: the parser will say so
+          break;
+        }
+        const size_t e = static_cast<size_t>(q - p);
+        const char* b = static_cast<const char*>(std::memchr(p + j, '\\', e - j));
+        if (!b) {
+          j = e;
+          break;
+        }
+        escapes = true;
+        j = static_cast<size_t>(b - p) + 2;  // past the escaped character
+        if (j >= n) {
+          j = n;
+          break;
+        }
+      }
+      const size_t len = j - (i + 1);
+      if (!escapes && j < n && len >= kMinLength && printable_ascii(p + i + 1, len)) {
+        if (out.empty()) out.reserve(n / 8 + 64);
+        out.append(p + copied, i - copied);
+        out += "\"\\u0000" + nonce_ + ":" + std::to_string(pieces_.size()) + "\"";
+        pieces_.emplace_back(p + i + 1, len);
+        copied = j + 1;
+      }
+      i = j + 1;
+    }
+    if (pieces_.empty()) return std::string(p, n);
+    out.append(p + copied, n - copied);
+    return out;
+  }
+
+  std::string get(const json& s) const {
+    const std::string& v = s.get_ref<const std::string&>();
+    if (!pieces_.empty() && v.size() > nonce_.size() + 2 && v[0] == '\0' && v.compare(1, nonce_.size(), nonce_) == 0 &&
+        v[1 + nonce_.size()] == ':') {
+      const size_t k = std::stoul(v.substr(2 + nonce_.size()));
+      if (k < pieces_.size()) return std::string(pieces_[k]);
+    }
+    return v;
+  }
+
+ private:
+  std::string nonce_ = [] {
+    std::random_device rd;
+    return std::to_string(rd()) + std::to_string(rd());
+  }();
+  std::vector<std::string_view> pieces_;
+};
+
+void fill_from_json(InputTensor& t, const json& data, const std::string& where, const LongStrings& strings) {
   std::vector<const json*> leaves;
   flatten(data, leaves, where);
   const int64_t want = t.element_count();
@@ -84,7 +153,7 @@ void fill_from_json(InputTensor& t, const json& data, const std::string& where) 
     t.bytes.reserve(leaves.size());
     for (size_t i = 0; i < leaves.size(); ++i) {
       if (!leaves[i]->is_string()) bad(where + ": data element " + std::to_string(i) + " is not a string (BYTES)");
-      t.bytes.push_back(leaves[i]->get<std::string>());
+      t.bytes.push_back(strings.get(*leaves[i]));
     }
   } else if (t.datatype == "FP32") {
     t.fp32.reserve(leaves.size());
@@ -145,6 +214,15 @@ void fill_from_binary(InputTensor& t, const char* p, size_t n, const std::string
 
 }  // namespace
 
+std::string serialize_bytes(const std::vector<std::string>& elements) {
+  std::string s;
+  for (const auto& e : elements) {
+    append_u32le(s, static_cast<uint32_t>(e.size()));
+    s += e;
+  }
+  return s;
+}
+
 std::string error_body(const std::string& message) {
   return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -179,10 +257,11 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
     json_len = static_cast<size_t>(*header_length);
   }
   if (json_len == 0) bad("empty request body (expected a KServe v2 inference request JSON object)");
-  check_depth(body.data(), json_len);
+  LongStrings strings;
   json j;
   try {
-    j = json::parse(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(json_len));
+    const std::string text = strings.cut(body.data(), json_len);
+    j = json::parse(text);
   } catch (const json::exception& e) {
     bad(std::string("malformed JSON in the request body: ") + e.what());
   }
@@ -191,7 +270,7 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
   InferRequest r;
   if (auto it = j.find("id"); it != j.end()) {
     if (!it->is_string()) bad("field 'id' must be a string");
-    r.id = it->get<std::string>();
+    r.id = strings.get(*it);
   }
   if (auto it = j.find("parameters"); it != j.end()) {
     if (!it->is_object()) bad("field 'parameters' must be an object");
@@ -215,7 +294,7 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
     auto name = in.find("name");
     if (name == in.end() || !name->is_string()) bad(at + ": field 'name' is missing or not a string");
     InputTensor t;
-    t.name = name->get<std::string>();
+    t.name = strings.get(*name);
     const std::string where = "input '" + t.name + "'";
     const TensorSpec* spec = nullptr;
     for (const auto& s : specs)
@@ -225,7 +304,7 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
 
     auto dt = in.find("datatype");
     if (dt == in.end() || !dt->is_string()) bad(where + ": field 'datatype' is missing or not a string");
-    t.datatype = dt->get<std::string>();
+    t.datatype = strings.get(*dt);
     if (t.datatype != spec->datatype)
       bad(where + ": field 'datatype' must be " + spec->datatype + ", got \"" + t.datatype + "\"");
 
@@ -265,7 +344,7 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
       binary_used += static_cast<size_t>(*binary_data_size);
     } else {
       if (data == in.end()) bad(where + ": field 'data' is missing (nor is there a binary_data_size parameter)");
-      fill_from_json(t, *data, where);
+      fill_from_json(t, *data, where, strings);
     }
     r.inputs.push_back(std::move(t));
   }
@@ -282,7 +361,7 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
       auto name = o.find("name");
       if (name == o.end() || !name->is_string()) bad(at + ": field 'name' is missing or not a string");
       RequestedOutput ro;
-      ro.name = name->get<std::string>();
+      ro.name = strings.get(*name);
       if (auto p = o.find("parameters"); p != o.end()) {
         if (!p->is_object()) bad("output '" + ro.name + "': field 'parameters' must be an object");
         ro.binary = bool_param(*p, "binary_data", "output '" + ro.name + "'");
@@ -335,10 +414,7 @@ EncodedResponse encode_infer_response(const std::string& model, const InferReque
       if (c.t->datatype == "FP32") {
         binary.append(reinterpret_cast<const char*>(c.t->fp32.data()), c.t->fp32.size() * sizeof(float));
       } else {
-        for (const auto& s : c.t->bytes) {
-          append_u32le(binary, static_cast<uint32_t>(s.size()));
-          binary += s;
-        }
+        binary += serialize_bytes(c.t->bytes);
       }
       o["parameters"] = {{"binary_data_size", binary.size() - before}};
     } else if (c.t->datatype == "FP32") {

@@ -64,6 +64,10 @@ struct InferRequest {
 InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t> header_length,
                                  const std::string& model, const std::vector<TensorSpec>& specs);
 
+// BYTES elements in the binary data extension's layout: each as a 4-byte little-endian length, then
+// its bytes.
+std::string serialize_bytes(const std::vector<std::string>& elements);
+
 // Parses an Inference-Header-Content-Length value (a decimal integer). Throws HttpError(400).
 uint64_t parse_header_length(const std::string& value);
 
