@@ -37,8 +37,10 @@ for ((r = 1; r <= rounds; r++)); do
     "$n" "$eN" "$e1"
   for c in 1 4 16; do
     before=$(cpu_ticks)
-    line=$("$bin/serve_load" --port "$port" --clients "$c" --requests "$requests" --labels "$labels" "$@" "${images[@]}")
+    line=$("$bin/serve_load" --port "$port" --clients "$c" --requests "$requests" --warmup 2 --labels "$labels" "$@" \
+           "${images[@]}")
     after=$(cpu_ticks)
-    echo "round $r serve: $line server_cpu_ms_per_image=$(echo "10 * ($after - $before) / ($c * $requests)" | bc -l | cut -c1-5)"
+    # The server's CPU covers the 2 warm-up requests per client too.
+    echo "round $r serve: $line server_cpu_ms_per_image=$(echo "10 * ($after - $before) / ($c * ($requests + 2))" | bc -l | cut -c1-5)"
   done
 done
