@@ -733,7 +733,7 @@ TEST(Server, ZeroShotEqualsCliClassifyAndCachesHeads) {
 }
 
 TEST(Server, BadRequestsAnswer400NamingTheFieldAnd413WhenTooLarge) {
-  ServerProcess s({"--max-batch", "4", "--max-request-bytes", "256K"});
+  ServerProcess s({"--max-batch", "4", "--max-request-bytes", "256K", "--max-labels", "5"});
   const std::string img = server::base64_encode(read_file(example_images()[0]));
   const json labels = bytes_input("LABELS", {"a", "b"});
   struct Case {
@@ -771,6 +771,10 @@ TEST(Server, BadRequestsAnswer400NamingTheFieldAnd413WhenTooLarge) {
       {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", {"imagenet-9000"})})), 400,
        "TEMPLATES"},
       {"zero_shot", infer_body(json::array({labels})), 400, "missing input 'IMAGE'"},
+      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", "b", "c", "d", "e", "f"})})), 400,
+       "--max-labels 5"},
+      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", std::vector<std::string>(101, "{}"))})),
+       400, "TEMPLATES"},
   };
   for (const auto& c : cases) {
     Reply r = post(s, std::string("/v2/models/") + c.model + "/infer", c.body);

@@ -69,6 +69,7 @@ int run_serve(const Args& args) {
   o.threads = args.get_int("--threads", 0, 0, 1024);
   o.http_threads = args.get_int("--http-threads", o.http_threads, 1, 4096);
   o.head_cache = args.get_int("--head-cache", o.head_cache, 1, 1 << 20);
+  o.max_labels = args.get_int("--max-labels", o.max_labels, 1, 1 << 20);
   o.device = args.get("--device", "cpu");
 
   // SIGINT/SIGTERM: the handler (on whichever thread the kernel picks: LibTorch and OpenBLAS start
@@ -109,7 +110,7 @@ int run_serve(const Args& args) {
 ZSCLIP_COMMAND(Command{
     "serve",
     "[--model DIR] [--host ADDR] [--port N] [--max-batch N] [--max-delay-ms T] [--max-queue Q] "
-    "[--max-request-bytes B] [--threads N] [--http-threads N] [--head-cache N]",
+    "[--max-request-bytes B] [--threads N] [--http-threads N] [--head-cache N] [--max-labels N]",
     "serve the model over HTTP: KServe v2 inference protocol with dynamic batching",
     "Endpoints: GET /v2/health/live, /v2/health/ready, /v2 (server metadata), /v2/models/NAME\n"
     "(model metadata), /v2/models/NAME/ready, /metrics (Prometheus); POST /v2/models/NAME/infer.\n"
@@ -130,6 +131,7 @@ ZSCLIP_COMMAND(Command{
      threads_option(),
      {"--http-threads", "N", "HTTP worker threads, one per open connection (default 64)"},
      {"--head-cache", "N", "zero-shot heads (label sets) kept, least recently used evicted (default 64)"},
+     {"--max-labels", "N", "most LABELS in one zero_shot request (default 1000; TEMPLATES: at most 100)"},
      device_option()},
     run_serve});
 

@@ -31,6 +31,7 @@ using Clock = std::chrono::steady_clock;
 const char* kImageEncoder = "image_encoder";
 const char* kTextEncoder = "text_encoder";
 const char* kZeroShot = "zero_shot";
+constexpr size_t kMaxTemplates = 100;  // OpenAI's largest set has 80
 const char* kInferPattern = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)";
 
 struct ModelSpec {
@@ -393,10 +394,16 @@ struct Server::Impl {
     const InputTensor* labels = r.find("LABELS");
     if (!labels) bad("missing input 'LABELS' (the class names)");
     check_list_shape(*labels);
+    if (labels->bytes.size() > static_cast<size_t>(opt.max_labels))
+      bad("input 'LABELS': " + std::to_string(labels->bytes.size()) + " labels exceed the server's --max-labels " +
+          std::to_string(opt.max_labels));
     validate_labels(labels->bytes, "input 'LABELS'");
     std::vector<std::string> templates = builtin_templates("simple");
     if (const InputTensor* t = r.find("TEMPLATES")) {
       check_list_shape(*t);
+      if (t->bytes.size() > kMaxTemplates)
+        bad("input 'TEMPLATES': " + std::to_string(t->bytes.size()) + " templates exceed the limit of " +
+            std::to_string(kMaxTemplates));
       if (t->bytes.size() == 1 && t->bytes[0].find("{}") == std::string::npos) {
         try {
           templates = builtin_templates(t->bytes[0]);
@@ -431,6 +438,7 @@ struct Server::Impl {
 Server::Server(const ServerOptions& options) {
   if (options.max_batch < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_batch must be >= 1");
   if (options.max_queue < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_queue must be >= 1");
+  if (options.max_labels < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_labels must be >= 1");
   if (!(options.max_delay_ms >= 0)) throw Error(ErrorCode::kInvalidArgument, "serve: max_delay_ms must be >= 0");
   impl_ = std::make_unique<Impl>(options);
   const ServerOptions& o = impl_->opt;

@@ -32,6 +32,7 @@ struct ServerOptions {
   int threads = 0;                           // cores inference may use (ModelOptions::threads)
   int http_threads = 64;                     // HTTP worker threads (one per open connection)
   int head_cache = 64;                       // zero-shot heads kept
+  int max_labels = 1000;                     // LABELS per zero_shot request (TEMPLATES: at most 100)
   std::string device = "cpu";
 };
 
