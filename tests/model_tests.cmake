@@ -9,6 +9,9 @@ add_test(NAME export_fixtures
 set_tests_properties(export_fixtures PROPERTIES FIXTURES_SETUP openai_tiny SKIP_RETURN_CODE 77 TIMEOUT 600)
 
 file(GLOB _model_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cpp)
+if(NOT TARGET zsclip_server)  # ZSCLIP_BUILD_SERVER=OFF: no server, no server test
+  list(FILTER _model_tests EXCLUDE REGEX "/server_test\\.cpp$")
+endif()
 foreach(_src ${_model_tests})
   get_filename_component(_name ${_src} NAME_WE)
   add_executable(${_name} ${_src})
@@ -26,6 +29,9 @@ foreach(_src ${_model_tests})
   gtest_discover_tests(${_name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
     PROPERTIES FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
 endforeach()
+if(TARGET server_test)
+  target_link_libraries(server_test PRIVATE zsclip_server)
+endif()
 
 # Install + find_package + add_subdirectory, as users consume zsclip.
 add_test(NAME packaging_install_and_subdirectory

@@ -11,6 +11,7 @@ PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libtorch-dev libopenblas0-pthread          # LibTorch; OpenBLAS or matrix products run ~40x slower
   libopencv-dev nlohmann-json3-dev libutf8proc-dev zlib1g-dev libxxhash-dev
+  libcpp-httplib-dev                         # zsclip serve (HTTP/1.1 server and the tests' client)
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-torchvision python3-pil python3-numpy python3-regex python3-xxhash   # export scripts and the Python reference
   clang-14 libclang-rt-14-dev                # fuzzers and sanitizer builds in tools/test.sh

@@ -1,0 +1,513 @@
+#include "server/server.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <nlohmann/json.hpp>
+
+#include "server/base64.h"
+#include "server/batcher.h"
+#include "server/head_cache.h"
+#include "server/kserve.h"
+#include "server/metrics.h"
+#include "zsclip/error.h"
+#include "zsclip/model.h"
+#include "zsclip/preprocess.h"
+#include "zsclip/tokenizer.h"
+#include "zsclip/version.h"
+#include "zsclip/zero_shot.h"
+
+namespace zsclip::server {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+const char* kImageEncoder = "image_encoder";
+const char* kTextEncoder = "text_encoder";
+const char* kZeroShot = "zero_shot";
+constexpr size_t kMaxTemplates = 100;  // OpenAI's largest set has 80
+const char* kInferPattern = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/infer)";
+
+struct ModelSpec {
+  std::string name;
+  std::vector<TensorSpec> inputs, outputs;
+};
+
+[[noreturn]] void bad(const std::string& message) { throw HttpError(400, message); }
+
+int status_of(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kInvalidImage:
+    case ErrorCode::kInvalidText:
+    case ErrorCode::kInvalidConfig:
+    case ErrorCode::kUnsupported:
+      return 400;
+    default:
+      return 500;
+  }
+}
+
+void send_json(httplib::Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(error_body(message), "application/json");
+}
+
+// Rows of a BYTES input given as [N] or [N, 1] (Triton's clients send [N, 1] for dims [1]).
+int64_t batch_of(const InputTensor& t, int max_batch, const char* what) {
+  const bool ok = t.shape.size() == 1 || (t.shape.size() == 2 && t.shape[1] == 1);
+  if (!ok) bad("input '" + t.name + "': shape must be [N] or [N, 1], got " + json(t.shape).dump());
+  const int64_t n = t.shape[0];
+  if (n < 1) bad("input '" + t.name + "' is empty (shape " + json(t.shape).dump() + ")");
+  if (n > max_batch)
+    bad("input '" + t.name + "': " + std::to_string(n) + " " + what + " exceed the server's --max-batch " +
+        std::to_string(max_batch) + " per request");
+  return n;
+}
+
+// A list input (LABELS, TEMPLATES) given as [C] or [1, C].
+void check_list_shape(const InputTensor& t) {
+  const bool ok = t.shape.size() == 1 || (t.shape.size() == 2 && t.shape[0] == 1);
+  if (!ok) bad("input '" + t.name + "': shape must be [C] or [1, C], got " + json(t.shape).dump());
+  if (t.element_count() < 1) bad("input '" + t.name + "' is empty");
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions opt;
+  Model model;
+  Tokenizer tokenizer;
+  Preprocessor pre;
+  Metrics metrics;
+  std::unique_ptr<Batcher<float>> images;
+  std::unique_ptr<Batcher<int64_t>> texts;
+  std::unique_ptr<HeadCache> heads;
+  std::vector<ModelSpec> specs;
+  httplib::Server http;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> listen_done{false};
+  std::mutex stop_mu;
+  std::condition_variable stop_cv;
+  int port = -1;
+  int listen_fd = -1;
+
+  explicit Impl(const ServerOptions& o) : opt(o), model(load(o)), tokenizer(model.load_tokenizer()),
+                                          pre(model.config().preprocess) {
+    const int64_t n = model.image_size(), d = model.embed_dim(), l = model.context_length();
+    const auto delay = std::chrono::microseconds(static_cast<int64_t>(opt.max_delay_ms * 1000.0));
+    Model m = model;
+    images = std::make_unique<Batcher<float>>(
+        "image", 3 * n * n, d, opt.max_batch, delay, opt.max_queue,
+        [m](const float* in, int64_t count, float* out) { m.encode_images(in, count, out); }, &metrics);
+    texts = std::make_unique<Batcher<int64_t>>(
+        "text", l, d, opt.max_batch, delay, opt.max_queue,
+        [m, l, d](const int64_t* in, int64_t count, float* out) {
+          IdTensor ids({count, l}, std::vector<int64_t>(in, in + count * l));
+          FloatTensor f = m.encode_texts(ids);
+          std::copy(f.data.begin(), f.data.end(), out);
+          (void)d;
+        },
+        &metrics);
+    heads = std::make_unique<HeadCache>(model, tokenizer, static_cast<size_t>(opt.head_cache), opt.truncate);
+    const TensorSpec image{"IMAGE", "BYTES", {-1}}, pixels{"PIXELS", "FP32", {-1, 3, n, n}};
+    specs = {{kImageEncoder, {image, pixels}, {{"IMAGE_EMBEDDING", "FP32", {-1, d}}}},
+             {kTextEncoder, {{"TEXT", "BYTES", {-1}}}, {{"TEXT_EMBEDDING", "FP32", {-1, d}}}},
+             {kZeroShot,
+              {image, pixels, {"LABELS", "BYTES", {-1}}, {"TEMPLATES", "BYTES", {-1}}},
+              {{"PROBS", "FP32", {-1, -1}}, {"TOP_LABEL", "BYTES", {-1}}}}};
+    routes();
+  }
+
+  static Model load(const ServerOptions& o) {
+    ModelOptions mo;
+    mo.device = o.device;
+    mo.threads = o.threads;
+    return Model::load(o.model_dir, mo);
+  }
+
+  // The model a request path names, or an HttpError(404).
+  const ModelSpec& spec_of(const httplib::Request& req) const {
+    const std::string name = req.matches[1];
+    const std::string version = req.matches.size() > 2 ? std::string(req.matches[2]) : "";
+    for (const auto& s : specs)
+      if (s.name == name) {
+        if (!version.empty() && version != "1")
+          throw HttpError(404, "model '" + name + "' has no version '" + version + "' (versions: 1)");
+        return s;
+      }
+    throw HttpError(404, "model '" + name + "' is not served here (models: image_encoder, text_encoder, zero_shot)");
+  }
+
+  void routes() {
+    http.set_logger([this](const httplib::Request&, const httplib::Response& res) { metrics.http_response(res.status); });
+    http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+      if (res.body.empty()) {
+        std::string msg = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
+                                            : "HTTP status " + std::to_string(res.status) + " for " + req.method +
+                                                  " " + req.path;
+        if (res.status == 413) msg = "request body exceeds --max-request-bytes";
+        res.set_content(error_body(msg), "application/json");
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string msg = "internal error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        msg = std::string("internal error: ") + e.what();
+      } catch (...) {
+      }
+      send_error(res, 500, msg);
+    });
+    // Bodies are read only by handlers that bound them (chunked bodies are not bounded by httplib's
+    // payload limit): refuse a chunked body anywhere else before it is read.
+    http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (req.has_header("Transfer-Encoding") && req.method != "POST" && req.method != "PUT" &&
+          req.method != "PATCH") {
+        res.set_header("Connection", "close");
+        send_error(res, 400, "a " + req.method + " request cannot carry a chunked body here");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+
+    http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200, {{"live", true}});
+    });
+    http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+      send_json(res, stopping ? 503 : 200, {{"ready", !stopping}});
+    });
+    http.Get(R"(/v2/?)", [](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200, {{"name", "zsclip"}, {"version", version()}, {"extensions", {"binary_tensor_data"}}});
+    });
+    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [this](const httplib::Request& req, httplib::Response& res) {
+      try {
+        send_json(res, stopping ? 503 : 200, {{"name", spec_of(req).name}, {"ready", !stopping}});
+      } catch (const HttpError& e) {
+        send_error(res, e.status, e.what());
+      }
+    });
+    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)", [this](const httplib::Request& req, httplib::Response& res) {
+      try {
+        const ModelSpec& s = spec_of(req);
+        auto tensors = [](const std::vector<TensorSpec>& v) {
+          json a = json::array();
+          for (const auto& t : v) a.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+          return a;
+        };
+        send_json(res, 200, {{"name", s.name}, {"versions", {"1"}}, {"platform", "pytorch_torchscript"},
+                             {"inputs", tensors(s.inputs)}, {"outputs", tensors(s.outputs)}});
+      } catch (const HttpError& e) {
+        send_error(res, e.status, e.what());
+      }
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.render(), "text/plain; version=0.0.4");
+    });
+    http.Post(kInferPattern, httplib::Server::HandlerWithContentReader(
+                                 [this](const httplib::Request& req, httplib::Response& res,
+                                        const httplib::ContentReader& reader) { infer(req, res, reader); }));
+    // Any other body-carrying request: read it (bounded) so the connection stays usable, then 404.
+    auto other = httplib::Server::HandlerWithContentReader(
+        [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+          std::string body;
+          if (!read_body(req, res, reader, body)) return;
+          send_error(res, 404, "no such endpoint: " + req.method + " " + req.path);
+        });
+    http.Post(".*", other);
+    http.Put(".*", other);
+    http.Patch(".*", other);
+  }
+
+  // Reads the body up to --max-request-bytes; on failure answers 413 or 400 and returns false.
+  bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
+                 std::string& body) {
+    if (req.has_header("Content-Length") && !req.has_header("Content-Encoding")) {
+      // One allocation instead of doublings (a base64 image is often megabytes).
+      const std::string len = req.get_header_value("Content-Length");
+      if (!len.empty() && len.size() < 19 && len.find_first_not_of("0123456789") == std::string::npos)
+        body.reserve(static_cast<size_t>(std::min<uint64_t>(std::stoull(len), opt.max_request_bytes)));
+    }
+    bool too_big = false;
+    const bool ok = reader([&](const char* data, size_t n) {
+      if (body.size() + n > opt.max_request_bytes) {
+        too_big = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (ok) return true;
+    res.set_header("Connection", "close");
+    if (too_big || res.status == 413)
+      send_error(res, 413, "request body exceeds --max-request-bytes " + std::to_string(opt.max_request_bytes));
+    else
+      send_error(res, 400, "could not read the request body (truncated, or a bad chunked/compressed encoding)");
+    return false;
+  }
+
+  void infer(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    const auto t0 = Clock::now();
+    ++metrics.inflight;
+    std::string model_name = req.matches[1];
+    std::string body;
+    int status = 200;
+    if (!read_body(req, res, reader, body)) {
+      status = res.status;
+    } else {
+      try {
+        const ModelSpec& spec = spec_of(req);
+        std::optional<uint64_t> header_length;
+        if (req.has_header("Inference-Header-Content-Length"))
+          header_length = parse_header_length(req.get_header_value("Inference-Header-Content-Length"));
+        InferRequest r = parse_infer_request(body, header_length, spec.name, spec.inputs);
+        body.clear();
+        body.shrink_to_fit();
+        check_requested_outputs(r, spec.name, spec.outputs);
+        std::vector<OutputTensor> outputs;
+        if (spec.name == kImageEncoder) outputs = image_encoder(r);
+        else if (spec.name == kTextEncoder) outputs = text_encoder(r);
+        else outputs = zero_shot(r);
+        EncodedResponse enc = encode_infer_response(spec.name, r, std::move(outputs));
+        if (enc.header_length) res.set_header("Inference-Header-Content-Length", std::to_string(*enc.header_length));
+        res.status = 200;
+        res.set_content(std::move(enc.body), enc.content_type.c_str());
+      } catch (const HttpError& e) {
+        status = e.status;
+        send_error(res, status, e.what());
+      } catch (const Error& e) {
+        status = status_of(e.code());
+        send_error(res, status, std::string(error_code_name(e.code())) + ": " + e.what());
+      } catch (const std::exception& e) {
+        status = 500;
+        send_error(res, status, std::string("internal error: ") + e.what());
+      }
+    }
+    --metrics.inflight;
+    const std::string known = model_name == kImageEncoder || model_name == kTextEncoder || model_name == kZeroShot
+                                  ? model_name
+                                  : std::string("unknown");
+    metrics.request_done(known, status, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+
+  // A place in the batcher's queue, or 503 at once (backpressure).
+  template <typename In>
+  void admit(Batcher<In>& b) {
+    if (!b.try_admit())
+      throw HttpError(503, "the " + b.name() + " queue is full (--max-queue " + std::to_string(opt.max_queue) +
+                               " requests admitted); retry later");
+  }
+
+  // Image features [N, D] for the request's IMAGE or PIXELS, through the image batcher.
+  std::vector<float> encode_images(const InferRequest& r, int64_t* count) {
+    const InputTensor* image = r.find("IMAGE");
+    const InputTensor* pixels = r.find("PIXELS");
+    if (image && pixels) bad("give one of inputs 'IMAGE' and 'PIXELS', not both");
+    if (!image && !pixels) bad("missing input 'IMAGE' (encoded image files) or 'PIXELS' (preprocessed FP32)");
+    const int64_t side = model.image_size();
+    const size_t per = static_cast<size_t>(3 * side * side);
+    int64_t n = 0;
+    if (image) {
+      n = batch_of(*image, images->max_batch(), "images");
+    } else {
+      const auto& s = pixels->shape;
+      if (s.size() != 4 || s[1] != 3 || s[2] != side || s[3] != side)
+        bad("input 'PIXELS': shape must be [N, 3, " + std::to_string(side) + ", " + std::to_string(side) + "], got " +
+            json(s).dump());
+      n = s[0];
+      if (n < 1) bad("input 'PIXELS' is empty");
+      if (n > images->max_batch())
+        bad("input 'PIXELS': " + std::to_string(n) + " images exceed the server's --max-batch " +
+            std::to_string(images->max_batch()) + " per request");
+    }
+    admit(*images);
+    Batcher<float>::Job job;
+    try {
+      job.n = n;
+      if (image) {
+        job.input.resize(static_cast<size_t>(n) * per);
+        std::string decoded;
+        for (int64_t i = 0; i < n; ++i) {
+          const std::string where = "IMAGE[" + std::to_string(i) + "]";
+          const std::string* bytes = &image->bytes[static_cast<size_t>(i)];
+          if (!image->binary) {
+            std::string err;
+            if (!base64_decode(*bytes, &decoded, &err)) bad("input 'IMAGE' element " + std::to_string(i) + ": not base64 (" + err + ")");
+            bytes = &decoded;
+          }
+          try {
+            pre.from_buffer_into(bytes->data(), bytes->size(), where, job.input.data() + static_cast<size_t>(i) * per);
+          } catch (const Error& e) {
+            throw HttpError(status_of(e.code()), "input 'IMAGE' element " + std::to_string(i) + ": " +
+                                                     error_code_name(e.code()) + ": " + e.what());
+          }
+        }
+      } else {
+        job.input = pixels->fp32;
+      }
+    } catch (...) {
+      images->cancel_admission();
+      throw;
+    }
+    images->run(job);
+    *count = n;
+    return std::move(job.output);
+  }
+
+  std::vector<OutputTensor> image_encoder(const InferRequest& r) {
+    int64_t n = 0;
+    std::vector<float> f = encode_images(r, &n);
+    return {{"IMAGE_EMBEDDING", "FP32", {n, model.embed_dim()}, std::move(f), {}}};
+  }
+
+  std::vector<OutputTensor> text_encoder(const InferRequest& r) {
+    const InputTensor* text = r.find("TEXT");
+    if (!text) bad("missing input 'TEXT'");
+    const int64_t n = batch_of(*text, texts->max_batch(), "texts");
+    admit(*texts);
+    Batcher<int64_t>::Job job;
+    try {
+      job.n = n;
+      job.input = tokenizer.tokenize(text->bytes, model.context_length(), opt.truncate).data;
+    } catch (...) {
+      texts->cancel_admission();
+      throw;
+    }
+    texts->run(job);
+    return {{"TEXT_EMBEDDING", "FP32", {n, model.embed_dim()}, std::move(job.output), {}}};
+  }
+
+  std::vector<OutputTensor> zero_shot(const InferRequest& r) {
+    const InputTensor* labels = r.find("LABELS");
+    if (!labels) bad("missing input 'LABELS' (the class names)");
+    check_list_shape(*labels);
+    if (labels->bytes.size() > static_cast<size_t>(opt.max_labels))
+      bad("input 'LABELS': " + std::to_string(labels->bytes.size()) + " labels exceed the server's --max-labels " +
+          std::to_string(opt.max_labels));
+    validate_labels(labels->bytes, "input 'LABELS'");
+    std::vector<std::string> templates = builtin_templates("simple");
+    if (const InputTensor* t = r.find("TEMPLATES")) {
+      check_list_shape(*t);
+      if (t->bytes.size() > kMaxTemplates)
+        bad("input 'TEMPLATES': " + std::to_string(t->bytes.size()) + " templates exceed the limit of " +
+            std::to_string(kMaxTemplates));
+      if (t->bytes.size() == 1 && t->bytes[0].find("{}") == std::string::npos) {
+        try {
+          templates = builtin_templates(t->bytes[0]);
+        } catch (const Error& e) {
+          bad("input 'TEMPLATES': \"" + t->bytes[0] + "\" has no {} and is not a built-in set (" + e.what() + ")");
+        }
+      } else {
+        validate_templates(t->bytes, "input 'TEMPLATES'");
+        templates = t->bytes;
+      }
+    }
+    bool hit = false;
+    std::shared_ptr<const ZeroShotHead> head = heads->get(labels->bytes, templates, &hit);
+    metrics.head_cache(hit, static_cast<int64_t>(heads->size()));
+    int64_t n = 0;
+    FloatTensor features;
+    features.data = encode_images(r, &n);
+    features.shape = {n, model.embed_dim()};
+    std::vector<Prediction> preds = head->classify(features, 1);
+    const int64_t c = head->num_classes();
+    OutputTensor probs{"PROBS", "FP32", {n, c}, {}, {}};
+    OutputTensor top{"TOP_LABEL", "BYTES", {n}, {}, {}};
+    probs.fp32.reserve(static_cast<size_t>(n * c));
+    for (const auto& p : preds) {
+      probs.fp32.insert(probs.fp32.end(), p.probs.begin(), p.probs.end());
+      top.bytes.push_back(p.top.empty() ? std::string() : p.top[0].label);
+    }
+    return {std::move(probs), std::move(top)};
+  }
+};
+
+Server::Server(const ServerOptions& options) {
+  if (options.max_batch < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_batch must be >= 1");
+  if (options.max_queue < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_queue must be >= 1");
+  if (options.max_labels < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_labels must be >= 1");
+  if (!(options.max_delay_ms >= 0)) throw Error(ErrorCode::kInvalidArgument, "serve: max_delay_ms must be >= 0");
+  impl_ = std::make_unique<Impl>(options);
+  const ServerOptions& o = impl_->opt;
+  const size_t http_threads = static_cast<size_t>(o.http_threads < 1 ? 1 : o.http_threads);
+  impl_->http.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
+  impl_->http.set_payload_max_length(static_cast<size_t>(o.max_request_bytes));
+  impl_->http.set_keep_alive_max_count(1000);
+  impl_->http.set_keep_alive_timeout(5);
+  impl_->http.set_read_timeout(30, 0);
+  impl_->http.set_write_timeout(30, 0);
+  impl_->http.set_tcp_nodelay(true);
+  // httplib's default options set SO_REUSEPORT, which would let a second server bind the same port;
+  // SO_REUSEADDR only allows a quick restart. The socket is kept to widen its backlog in bind().
+  Impl* impl = impl_.get();
+  impl_->http.set_socket_options([impl](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl->listen_fd = sock;
+  });
+}
+
+Server::~Server() {
+  stop();
+}
+
+int Server::bind() {
+  Impl& s = *impl_;
+  const int port = s.opt.port == 0 ? s.http.bind_to_any_port(s.opt.host)
+                                   : (s.http.bind_to_port(s.opt.host, s.opt.port) ? s.opt.port : -1);
+  if (port < 0)
+    throw Error(ErrorCode::kIo, "cannot listen on " + s.opt.host + ":" + std::to_string(s.opt.port) +
+                                    " (address in use, or not an address of this machine)");
+  // libcpp-httplib listens with a backlog of 5: a burst of new connections (16 clients starting at
+  // once) then sees resets. Calling listen() again on the listening socket only raises the backlog.
+  if (s.listen_fd >= 0) ::listen(s.listen_fd, 1024);
+  s.port = port;
+  return port;
+}
+
+void Server::serve() {
+  Impl& s = *impl_;
+  if (s.port < 0) bind();
+  // stop() only raises a flag: this watcher stops the listener once it runs (a stop that came
+  // before listen_after_bind started must not be lost).
+  std::thread watcher([&s] {
+    {
+      std::unique_lock<std::mutex> lock(s.stop_mu);
+      s.stop_cv.wait(lock, [&] { return s.stopping.load() || s.listen_done.load(); });
+    }
+    while (!s.listen_done && !s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!s.listen_done) s.http.stop();
+  });
+  if (!s.stopping) s.http.listen_after_bind();  // returns after stop(), once the workers are done
+  {
+    std::lock_guard<std::mutex> lock(s.stop_mu);
+    s.listen_done = true;
+    s.stop_cv.notify_all();
+  }
+  watcher.join();
+  // Every handler has returned, so no request waits in a batcher any more.
+  s.images->stop();
+  s.texts->stop();
+}
+
+void Server::stop() {
+  if (!impl_) return;
+  std::lock_guard<std::mutex> lock(impl_->stop_mu);
+  impl_->stopping = true;
+  impl_->stop_cv.notify_all();
+}
+
+}  // namespace zsclip::server

@@ -1,0 +1,62 @@
+// zsclip's inference server: the KServe v2 HTTP/REST protocol (with Triton's binary tensor data
+// extension) over one loaded CLIP model, with dynamic batching. Used by `zsclip serve`.
+//
+// Models served (GET /v2/models/NAME describes each):
+//   image_encoder  IMAGE (BYTES [N]: encoded image files; base64 strings in plain JSON, raw bytes as
+//                  binary data) or PIXELS (FP32 [N,3,n,n], preprocessed) -> IMAGE_EMBEDDING (FP32 [N,D])
+//   text_encoder   TEXT (BYTES [N]) -> TEXT_EMBEDDING (FP32 [N,D])
+//   zero_shot      IMAGE or PIXELS, LABELS (BYTES [C]), optional TEMPLATES (BYTES [T]: templates with
+//                  "{}", or one built-in set name; default "simple") -> PROBS (FP32 [N,C]) and
+//                  TOP_LABEL (BYTES [N]). Heads are built once per (labels, templates) and cached (LRU).
+// Embeddings are projected and not normalised, as `zsclip embed` prints them.
+//
+// Images are decoded and preprocessed on the HTTP worker threads, so a bad image fails its own
+// request (400) before it can join a batch; batches of images (image_encoder and zero_shot
+// together) and of texts are run by one thread each. Depends on zsclip's public API only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace zsclip::server {
+
+struct ServerOptions {
+  std::string model_dir;
+  std::string host = "127.0.0.1";
+  int port = 8080;                           // 0: any free port (bind() returns it)
+  int max_batch = 32;                        // items (images or texts) per encoder call
+  double max_delay_ms = 5.0;                 // the longest a request waits for others to batch with
+  int max_queue = 256;                       // requests admitted and waiting, per encoder; then 503
+  uint64_t max_request_bytes = 64ull << 20;  // larger bodies: 413
+  int threads = 0;                           // cores inference may use (ModelOptions::threads)
+  int http_threads = 64;                     // HTTP worker threads (one per open connection)
+  int head_cache = 64;                       // zero-shot heads kept
+  int max_labels = 1000;                     // LABELS per zero_shot request (TEMPLATES: at most 100)
+  // Texts and prompts longer than the context: false (default) answers 400 naming the text and its
+  // token count; true cuts them as clip.tokenize(truncate=True) does (`zsclip serve --truncate`).
+  bool truncate = false;
+  std::string device = "cpu";
+};
+
+class Server {
+ public:
+  // Loads the model (throws zsclip::Error) and sets up the routes.
+  explicit Server(const ServerOptions& options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listening socket and returns its port. Throws zsclip::Error(kIo) when it cannot.
+  int bind();
+  // Serves until stop(); returns once the in-flight requests have been answered.
+  void serve();
+  // Stops accepting connections; serve() then drains and returns. Thread-safe, idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace zsclip::server
