@@ -48,14 +48,14 @@ import platform  # noqa: E402
 import shutil  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
-from typing import Any, Dict, Tuple  # noqa: E402
+from typing import Any, Dict, NamedTuple, Optional, Tuple  # noqa: E402
 
 import torch  # noqa: E402
 import xxhash  # noqa: E402  (Debian's python3-xxhash)
 from torch import nn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checkpoint_layouts import LAYOUTS, build_model, hash_tensors, load_checkpoint  # noqa: E402
+from checkpoint_layouts import LAYOUTS, LoadedCheckpoint, build_model, hash_tensors, load_checkpoint  # noqa: E402
 from clip_model import CLIP, CheckpointError, Projection, fold_for_inference  # noqa: E402
 
 BYTE_SYMBOLS = 512  # 256 byte symbols + the same with </w>
@@ -213,7 +213,51 @@ def resolve_tokenizer(ckpt, args, shape: Dict[str, Any]) -> Tuple[Dict[str, Any]
     return config, {name: args.vocab}
 
 
-def main(argv=None) -> int:
+# The scripted files of an export, by their config.json "files" key.
+SCRIPTED_FILES = {"image_encoder": "image_encoder.pt", "text_encoder": "text_encoder.pt",
+                  "projection": "projection.pt"}
+
+
+class Inputs(NamedTuple):
+    """What the export reads: the checkpoint, the float32 model built from it, and the tokenizer."""
+    ckpt: LoadedCheckpoint      # layout, preprocessing, tensor hash and the source layout's reference forwards
+    model: CLIP                 # float32, unfolded, as trained: what every check compares with
+    tokenizer: Dict[str, Any]   # config.json "tokenizer"
+    copies: Dict[str, str]      # tokenizer files to copy: {name in --out: source path}
+
+
+class StoredModel(NamedTuple):
+    """The model as it is written, next to the float32 model it came from."""
+    fp32: CLIP                  # Inputs.model
+    stored: CLIP                # folded (unless --no-fold), in --dtype: the weights the fingerprint covers
+    visual: nn.Module           # the towers to script: stored's, or dynamic-int8 copies with --quantize int8
+    text: nn.Module
+    projection: Projection      # stored's projections, logit scale and bias (float32)
+    engine: Optional[str]       # torch's quantized engine with --quantize int8, else None
+
+
+class Reloaded(NamedTuple):
+    """The written files loaded back with torch.jit.load, and what the checks run and compare them with."""
+    image: torch.jit.ScriptModule       # image_encoder.pt, text_encoder.pt, projection.pt as loaded (CPU)
+    text: torch.jit.ScriptModule
+    projection: torch.jit.ScriptModule
+    device: str                         # "cuda" for float16 when CUDA is there, else "cpu"
+    image_run: nn.Module                # the loaded towers as run on device (float32 copies for float16 on CPU)
+    text_run: nn.Module
+    eager_visual: nn.Module             # the eager towers of StoredModel they are compared with, alike
+    eager_text: nn.Module
+
+
+class Verification(NamedTuple):
+    """What verify_export found; config.json's export.verification."""
+    report: Dict[str, Dict[str, float]]     # "check[N=batch]" -> {"max_abs_diff", "relative"}
+    worst: float                            # the largest relative diff of all checks
+    device: str
+    independent_reference: Optional[str]    # the source layout's forward compared with (exact exports only)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (sys.argv[1:] when argv is None); refuses flags that cannot be combined."""
     p = argparse.ArgumentParser(description="Export a ViT CLIP checkpoint to a zsclip model directory.")
     p.add_argument("--checkpoint", required=True,
                    help="OpenAI TorchScript archive, a state dict (torch.save or .safetensors), an open_clip hub "
@@ -245,9 +289,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.dtype == "float16" and args.quantize == "int8":
         raise ExportError("--dtype float16 and --quantize int8 cannot be combined (dynamic int8 runs on CPU in float32)")
+    return args
 
-    t_start = time.perf_counter()
-    torch.manual_seed(0)
+
+def read_inputs(args: argparse.Namespace) -> Inputs:
+    """Loads the checkpoint (printing its layout and notes), builds the float32 model and resolves the
+    tokenizer; a bad --vocab is refused before the weights are loaded."""
     if args.vocab:
         read_merges_count(args.vocab)  # cheap, and a common mistake: fail before loading the weights
     ckpt = load_checkpoint(args.checkpoint, args.activation, args.open_clip_config, args.layout)
@@ -255,17 +302,18 @@ def main(argv=None) -> int:
     for note in ckpt.notes:
         print(f"note: {note}")
     model = build_model(ckpt.weights_path, ckpt.state_dict, ckpt.options, ckpt.what)
-    shape = model.shape
-    tokenizer, copies = resolve_tokenizer(ckpt, args, shape)
+    tokenizer, copies = resolve_tokenizer(ckpt, args, model.shape)
+    return Inputs(ckpt, model, tokenizer, copies)
 
-    # The model as it will be stored: folded for inference (in float32, before any dtype change), checked
-    # below against the unfolded float32 model.
-    fp32_model = model
-    if not args.no_fold:
+
+def fold_and_cast(model: CLIP, no_fold: bool, dtype: str) -> CLIP:
+    """The model as it will be stored (in eval mode): a copy folded for inference (in float32, before any
+    dtype change) unless no_fold, then a float16 copy for dtype float16 (logit scale and bias stay float32)."""
+    if not no_fold:
         model = copy.deepcopy(model)
         fold_for_inference(model.visual)
         fold_for_inference(model.text)
-    if args.dtype == "float16":
+    if dtype == "float16":
         stored = copy.deepcopy(model).half()
         stored.logit_scale.data = model.logit_scale.data.float()  # a scalar; keep its precision
         if stored.logit_bias is not None:
@@ -273,136 +321,181 @@ def main(argv=None) -> int:
     else:
         stored = model
     stored.eval()
-    stored_sd = stored.state_dict()
-    engine = None
-    if args.quantize == "int8":
-        engine = torch.backends.quantized.engine
-        # Per-output-channel weight scales: one scale per row of each Linear instead of one per matrix.
-        qspec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
-        visual = torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.visual), qspec, dtype=torch.qint8)
-        # The text tower runs once per label set (its features are cached in the zero-shot head), so by
-        # default it stays float32: int8 there bought nothing for images/s and moved near-tied labels.
-        text = (torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.text), qspec, dtype=torch.qint8)
-                if args.quantize_text else stored.text)
-        n_quant = sum(1 for m in list(visual.modules()) + list(text.modules())
-                      if type(m).__module__.startswith("torch.ao.nn.quantized") or "quantized" in type(m).__module__)
-        print(f"int8: quantised {n_quant} Linear layers (attention in/out projections included), engine {engine}")
-    else:
-        visual, text = stored.visual, stored.text
+    return stored
+
+
+def quantize_towers(stored: CLIP, quantize: str, quantize_text: bool) -> Tuple[nn.Module, nn.Module, Optional[str]]:
+    """(image tower, text tower, quantized engine) to script: stored's own towers, or with quantize int8
+    dynamic-int8 copies of the image tower (and of the text tower with quantize_text)."""
+    if quantize != "int8":
+        return stored.visual, stored.text, None
+    engine = torch.backends.quantized.engine
+    # Per-output-channel weight scales: one scale per row of each Linear instead of one per matrix.
+    qspec = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+    visual = torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.visual), qspec, dtype=torch.qint8)
+    # The text tower runs once per label set (its features are cached in the zero-shot head), so by
+    # default it stays float32: int8 there bought nothing for images/s and moved near-tied labels.
+    text = (torch.ao.quantization.quantize_dynamic(copy.deepcopy(stored.text), qspec, dtype=torch.qint8)
+            if quantize_text else stored.text)
+    n_quant = sum(1 for m in list(visual.modules()) + list(text.modules())
+                  if type(m).__module__.startswith("torch.ao.nn.quantized") or "quantized" in type(m).__module__)
+    print(f"int8: quantised {n_quant} Linear layers (attention in/out projections included), engine {engine}")
+    return visual, text, engine
+
+
+def build_stored_model(model: CLIP, args: argparse.Namespace) -> StoredModel:
+    """The float32 model folded, cast and quantised as --no-fold, --dtype and --quantize say, with its
+    projection module."""
+    stored = fold_and_cast(model, args.no_fold, args.dtype)
+    visual, text, engine = quantize_towers(stored, args.quantize, args.quantize_text)
     projection = Projection(stored.image_projection, stored.text_projection, stored.logit_scale.float(), None,
                             stored.text_projection_bias,
                             None if stored.logit_bias is None else stored.logit_bias.float()).eval()
+    return StoredModel(model, stored, visual, text, projection, engine)
 
-    os.makedirs(args.out, exist_ok=True)
-    files = {"image_encoder": "image_encoder.pt", "text_encoder": "text_encoder.pt", "projection": "projection.pt"}
-    config_path = os.path.join(args.out, "config.json")
+
+def write_modules(out: str, built: StoredModel, copies: Dict[str, str]) -> float:
+    """Scripts and saves the towers and the projection into out and copies the tokenizer files, after
+    removing a config.json already there; returns the seconds scripting and saving took."""
+    os.makedirs(out, exist_ok=True)
+    config_path = os.path.join(out, "config.json")
     if os.path.exists(config_path):
         os.remove(config_path)  # a half-written directory must not look complete
     t_script = time.perf_counter()
-    for key, module in (("image_encoder", visual), ("text_encoder", text), ("projection", projection)):
-        torch.jit.save(torch.jit.script(module.eval()), os.path.join(args.out, files[key]))
+    for key, module in (("image_encoder", built.visual), ("text_encoder", built.text),
+                        ("projection", built.projection)):
+        torch.jit.save(torch.jit.script(module.eval()), os.path.join(out, SCRIPTED_FILES[key]))
     script_seconds = time.perf_counter() - t_script
     for name, src in copies.items():
-        dst = os.path.join(args.out, name)
+        dst = os.path.join(out, name)
         if os.path.abspath(dst) != os.path.abspath(src):
             shutil.copyfile(src, dst)
+    return script_seconds
 
-    # ---- verification: reload and compare with the eager model and the source layout's own forward ----
-    img_s = torch.jit.load(os.path.join(args.out, files["image_encoder"]), map_location="cpu").eval()
-    txt_s = torch.jit.load(os.path.join(args.out, files["text_encoder"]), map_location="cpu").eval()
-    prj_s = torch.jit.load(os.path.join(args.out, files["projection"]), map_location="cpu").eval()
+
+def reload_export(out: str, built: StoredModel, dtype: str) -> Reloaded:
+    """Loads the scripted files from out (refusing a projection.pt that lacks an attribute) and picks where
+    the checks run and which eager towers they compare with."""
+    img_s = torch.jit.load(os.path.join(out, SCRIPTED_FILES["image_encoder"]), map_location="cpu").eval()
+    txt_s = torch.jit.load(os.path.join(out, SCRIPTED_FILES["text_encoder"]), map_location="cpu").eval()
+    prj_s = torch.jit.load(os.path.join(out, SCRIPTED_FILES["projection"]), map_location="cpu").eval()
     for name in ("image_projection", "text_projection", "logit_scale", "image_projection_bias",
                  "text_projection_bias", "logit_bias"):
         if not hasattr(prj_s, name):
             raise ExportError(f"projection.pt lacks {name}")
-    on_cuda = args.dtype == "float16" and torch.cuda.is_available()
-    if args.dtype == "float16" and not on_cuda:
+    on_cuda = dtype == "float16" and torch.cuda.is_available()
+    if dtype == "float16" and not on_cuda:
         # CPU has no half matmul/conv in torch 1.13: check the stored half weights, computed in float32.
         img_run, txt_run = copy.deepcopy(img_s).float(), copy.deepcopy(txt_s).float()
-        eager = copy.deepcopy(stored).float()
+        eager = copy.deepcopy(built.stored).float()
         eager_visual, eager_text = eager.visual, eager.text
         device = "cpu"
     elif on_cuda:
         device = "cuda"
         img_run, txt_run = img_s.to(device), txt_s.to(device)
-        eager_visual, eager_text = copy.deepcopy(stored.visual).to(device), copy.deepcopy(stored.text).to(device)
+        eager_visual = copy.deepcopy(built.stored.visual).to(device)
+        eager_text = copy.deepcopy(built.stored.text).to(device)
     else:
         device = "cpu"
-        img_run, txt_run, eager_visual, eager_text = img_s, txt_s, visual, text
-    exact = args.quantize == "none" and args.dtype == "float32"
+        img_run, txt_run, eager_visual, eager_text = img_s, txt_s, built.visual, built.text
+    return Reloaded(img_s, txt_s, prj_s, device, img_run, txt_run, eager_visual, eager_text)
+
+
+def batch_checks(ckpt: LoadedCheckpoint, built: StoredModel, loaded: Reloaded, exact: bool,
+                 batch: int) -> Dict[str, Tuple[float, float]]:
+    """{check: (max abs diff, relative diff)} of the reloaded files on test_inputs(batch); exact (float32,
+    not quantised) adds CLIP.encode_* and the source layout's independent forwards."""
+    fp32_model, shape = built.fp32, built.fp32.shape
+    pixels, ids = test_inputs(fp32_model, batch, seed=batch)
+    pixels, ids = pixels.to(loaded.device), ids.to(loaded.device)
+    pi_s, pt_s = loaded.image_run(pixels), loaded.text_run(ids)
+    pi_e, pt_e = loaded.eager_visual(pixels), loaded.eager_text(ids)
+    if tuple(pi_s.shape) != (batch, shape["vision_width"]) or tuple(pt_s.shape) != (batch, shape["transformer_width"]):
+        raise ExportError(f"exported towers give shapes {tuple(pi_s.shape)}, {tuple(pt_s.shape)} for batch {batch}")
+    fi_s, ft_s = loaded.projection.project_image(pi_s.cpu()), loaded.projection.project_text(pt_s.cpu())
+    # The text encoder on the ids without their trailing zero columns (what zsclip feeds it).
+    used = int((ids != 0).nonzero()[:, 1].max()) + 1
+    checks = {
+        "image_encoder": rel_diff(pi_s, pi_e),
+        "text_encoder": rel_diff(pt_s, pt_e),
+        "text_encoder_short_ids": rel_diff(loaded.text_run(ids[:, :used]), pt_s),
+        "image_features": rel_diff(fi_s, built.projection.project_image(pi_e.cpu())),
+        "text_features": rel_diff(ft_s, built.projection.project_text(pt_e.cpu())),
+    }
+    if exact:
+        checks["encode_image_vs_clip"] = rel_diff(fi_s, fp32_model.encode_image(pixels))
+        checks["encode_text_vs_clip"] = rel_diff(ft_s, fp32_model.encode_text(ids))
+        # An independent forward of the source layout, from the checkpoint's own tensors and config.
+        ref_i, ref_t = ckpt.reference(shape, pixels.cpu(), ids.cpu())
+        checks["image_features_vs_source"] = rel_diff(fi_s, ref_i)
+        checks["text_features_vs_source"] = rel_diff(ft_s, ref_t)
+        for label, fn in ckpt.extra_references:
+            try:
+                ex_i, ex_t = fn(shape, pixels.cpu(), ids.cpu())
+            except Exception as e:  # noqa: BLE001 - e.g. an fp16/CUDA-traced archive on this CPU
+                print(f"note: {label} could not run here ({type(e).__name__}); compared with the "
+                      f"{ckpt.reference_name} only")
+                ckpt.extra_references = []
+                break
+            checks["image_features_vs_archive"] = rel_diff(fi_s, ex_i)
+            checks["text_features_vs_archive"] = rel_diff(ft_s, ex_t)
+    return checks
+
+
+def verify_export(ckpt: LoadedCheckpoint, built: StoredModel, loaded: Reloaded, exact: bool,
+                  out: str) -> Verification:
+    """Runs batch_checks at batches 1 and 3, printing each; a relative diff over REL_TOLERANCE is an
+    ExportError (the files stay in out, without config.json)."""
     report = {}
     worst = 0.0
     with torch.no_grad():
         for batch in (1, 3):
-            pixels, ids = test_inputs(fp32_model, batch, seed=batch)
-            pixels, ids = pixels.to(device), ids.to(device)
-            pi_s, pt_s = img_run(pixels), txt_run(ids)
-            pi_e, pt_e = eager_visual(pixels), eager_text(ids)
-            if tuple(pi_s.shape) != (batch, shape["vision_width"]) or tuple(pt_s.shape) != (batch, shape["transformer_width"]):
-                raise ExportError(f"exported towers give shapes {tuple(pi_s.shape)}, {tuple(pt_s.shape)} for batch {batch}")
-            fi_s, ft_s = prj_s.project_image(pi_s.cpu()), prj_s.project_text(pt_s.cpu())
-            # The text encoder on the ids without their trailing zero columns (what zsclip feeds it).
-            used = int((ids != 0).nonzero()[:, 1].max()) + 1
-            checks = {
-                "image_encoder": rel_diff(pi_s, pi_e),
-                "text_encoder": rel_diff(pt_s, pt_e),
-                "text_encoder_short_ids": rel_diff(txt_run(ids[:, :used]), pt_s),
-                "image_features": rel_diff(fi_s, projection.project_image(pi_e.cpu())),
-                "text_features": rel_diff(ft_s, projection.project_text(pt_e.cpu())),
-            }
-            if exact:
-                checks["encode_image_vs_clip"] = rel_diff(fi_s, fp32_model.encode_image(pixels))
-                checks["encode_text_vs_clip"] = rel_diff(ft_s, fp32_model.encode_text(ids))
-                # An independent forward of the source layout, from the checkpoint's own tensors and config.
-                ref_i, ref_t = ckpt.reference(shape, pixels.cpu(), ids.cpu())
-                checks["image_features_vs_source"] = rel_diff(fi_s, ref_i)
-                checks["text_features_vs_source"] = rel_diff(ft_s, ref_t)
-                for label, fn in ckpt.extra_references:
-                    try:
-                        ex_i, ex_t = fn(shape, pixels.cpu(), ids.cpu())
-                    except Exception as e:  # noqa: BLE001 - e.g. an fp16/CUDA-traced archive on this CPU
-                        print(f"note: {label} could not run here ({type(e).__name__}); compared with the "
-                              f"{ckpt.reference_name} only")
-                        ckpt.extra_references = []
-                        break
-                    checks["image_features_vs_archive"] = rel_diff(fi_s, ex_i)
-                    checks["text_features_vs_archive"] = rel_diff(ft_s, ex_t)
-            for k, (a, r) in checks.items():
+            for k, (a, r) in batch_checks(ckpt, built, loaded, exact, batch).items():
                 report[f"{k}[N={batch}]"] = {"max_abs_diff": a, "relative": r}
                 worst = max(worst, r)
                 print(f"verify {k:26s} N={batch}: max abs diff {a:.3e} (relative {r:.3e})")
     if worst > REL_TOLERANCE:
         raise ExportError(f"exported model differs from the eager model or the source layout's forward: worst "
-                          f"relative diff {worst:.3e} > {REL_TOLERANCE:.0e} (files left in {args.out} without "
+                          f"relative diff {worst:.3e} > {REL_TOLERANCE:.0e} (files left in {out} without "
                           "config.json)")
+    return Verification(report, worst, loaded.device, ckpt.reference_name if exact else None)
 
-    # ---- quality/speed of reduced precision vs the float32 model ----------------------------------
+
+def measure_reduced_precision(fp32_model: CLIP, loaded: Reloaded, dtype: str, quantize: str) -> Dict[str, Any]:
+    """Quality (and, for int8, speed) of a float16 or int8 export against the float32 model, printed; the
+    figures for config.json's export.reduced_precision."""
     quality = {}
-    if not exact:
-        pixels, ids = test_inputs(fp32_model, 8, seed=8)
-        with torch.no_grad():
-            f32_i, f32_t = fp32_model.encode_image(pixels), fp32_model.encode_text(ids)
-            q_i = prj_s.project_image(img_run(pixels.to(device)).cpu())
-            q_t = prj_s.project_text(txt_run(ids.to(device)).cpu())
-        quality["min_cosine_image_vs_fp32"] = min_cosine(q_i, f32_i)
-        quality["min_cosine_text_vs_fp32"] = min_cosine(q_t, f32_t)
-        print(f"{args.dtype}/{args.quantize}: min cosine vs float32: image {quality['min_cosine_image_vs_fp32']:.5f}, "
-              f"text {quality['min_cosine_text_vs_fp32']:.5f} (random inputs, batch 8)")
-        if args.quantize == "int8":
-            f32_img_s, f32_txt_s = torch.jit.script(fp32_model.visual), torch.jit.script(fp32_model.text)
-            ti_f, ti_q = bench(f32_img_s, pixels), bench(img_s, pixels)
-            tt_f, tt_q = bench(f32_txt_s, ids), bench(txt_s, ids)
-            quality.update(image_seconds_fp32=ti_f, image_seconds_int8=ti_q, text_seconds_fp32=tt_f,
-                           text_seconds_int8=tt_q, threads=torch.get_num_threads())
-            print(f"int8 speed (batch 8, {torch.get_num_threads()} threads): image {ti_f * 1e3:.1f} -> {ti_q * 1e3:.1f} ms "
-                  f"(x{ti_f / ti_q:.2f}), text {tt_f * 1e3:.1f} -> {tt_q * 1e3:.1f} ms (x{tt_f / tt_q:.2f})")
+    pixels, ids = test_inputs(fp32_model, 8, seed=8)
+    with torch.no_grad():
+        f32_i, f32_t = fp32_model.encode_image(pixels), fp32_model.encode_text(ids)
+        q_i = loaded.projection.project_image(loaded.image_run(pixels.to(loaded.device)).cpu())
+        q_t = loaded.projection.project_text(loaded.text_run(ids.to(loaded.device)).cpu())
+    quality["min_cosine_image_vs_fp32"] = min_cosine(q_i, f32_i)
+    quality["min_cosine_text_vs_fp32"] = min_cosine(q_t, f32_t)
+    print(f"{dtype}/{quantize}: min cosine vs float32: image {quality['min_cosine_image_vs_fp32']:.5f}, "
+          f"text {quality['min_cosine_text_vs_fp32']:.5f} (random inputs, batch 8)")
+    if quantize == "int8":
+        f32_img_s, f32_txt_s = torch.jit.script(fp32_model.visual), torch.jit.script(fp32_model.text)
+        ti_f, ti_q = bench(f32_img_s, pixels), bench(loaded.image, pixels)
+        tt_f, tt_q = bench(f32_txt_s, ids), bench(loaded.text, ids)
+        quality.update(image_seconds_fp32=ti_f, image_seconds_int8=ti_q, text_seconds_fp32=tt_f,
+                       text_seconds_int8=tt_q, threads=torch.get_num_threads())
+        print(f"int8 speed (batch 8, {torch.get_num_threads()} threads): image {ti_f * 1e3:.1f} -> {ti_q * 1e3:.1f} ms "
+              f"(x{ti_f / ti_q:.2f}), text {tt_f * 1e3:.1f} -> {tt_q * 1e3:.1f} ms (x{tt_f / tt_q:.2f})")
+    return quality
 
+
+def write_config(args: argparse.Namespace, inputs: Inputs, built: StoredModel, verification: Verification,
+                 quality: Dict[str, Any]) -> Dict[str, Any]:
+    """Writes config.json into --out (last, atomically, with the size and hash of every file it names) and
+    prints what the directory holds; returns the config."""
+    ckpt, shape, fp32_model = inputs.ckpt, built.fp32.shape, built.fp32
     pp = ckpt.preprocess
     sigmoid = fp32_model.logit_bias is not None
     config = {
         "format_version": FORMAT_VERSION,
         "name": args.name if args.name else ckpt.default_name,
-        "fingerprint": fingerprint(stored_sd, args.quantize, shape, args.quantize_text),
+        "fingerprint": fingerprint(built.stored.state_dict(), args.quantize, shape, args.quantize_text),
         "architecture": "clip-vit",
         "dtype": args.dtype,
         "quantization": args.quantize,
@@ -423,10 +516,10 @@ def main(argv=None) -> int:
         "preprocess": {"image_size": shape["image_resolution"], "resize": pp["resize"],
                        "interpolation": pp["interpolation"], "crop": pp["crop"], "fill": pp["fill"],
                        "mean": pp["mean"], "std": pp["std"]},
-        "tokenizer": tokenizer,
+        "tokenizer": inputs.tokenizer,
         "scoring": "sigmoid" if sigmoid else "softmax",
         **({"logit_bias": float(fp32_model.logit_bias)} if sigmoid else {}),
-        "files": files,
+        "files": SCRIPTED_FILES,
         "export": {
             "tool": "models/export_clip.py",
             "torch_version": torch.__version__,
@@ -435,25 +528,43 @@ def main(argv=None) -> int:
             "source_format": ckpt.layout,
             # Over the tensors, not the file: a .safetensors and a .bin of the same weights agree.
             "source_tensors_sha256": ckpt.source_sha256,
-            "quantized_engine": engine,
+            "quantized_engine": built.engine,
             "outputs": "encoders return float32 pooled features; projection computes in float32",
             "folded_for_inference": not args.no_fold,
             "int8_towers": ([] if args.quantize == "none" else ["image", "text"] if args.quantize_text else ["image"]),
-            "verification": {"tolerance_relative": REL_TOLERANCE, "device": device, "worst_relative": worst,
-                             "independent_reference": ckpt.reference_name if exact else None},
+            "verification": {"tolerance_relative": REL_TOLERANCE, "device": verification.device,
+                             "worst_relative": verification.worst,
+                             "independent_reference": verification.independent_reference},
             "reduced_precision": quality or None,
         },
     }
     # Size and XXH3-64 of every file the config names: Model::load refuses an edited or swapped file.
     config["file_checks"] = {name: file_check(os.path.join(args.out, name))
-                             for name in sorted(set(files.values()) | set(copies))}
+                             for name in sorted(set(SCRIPTED_FILES.values()) | set(inputs.copies))}
+    config_path = os.path.join(args.out, "config.json")
     tmp = config_path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(config, f, indent=2)
         f.write("\n")
     os.replace(tmp, config_path)
-    sizes = {n: os.path.getsize(os.path.join(args.out, n)) for n in list(files.values()) + list(copies)}
+    sizes = {n: os.path.getsize(os.path.join(args.out, n)) for n in list(SCRIPTED_FILES.values()) + list(inputs.copies)}
     print("wrote " + ", ".join(f"{n} ({s / 1e6:.2f} MB)" for n, s in sizes.items()) + f", config.json to {args.out}")
+    return config
+
+
+def main(argv=None) -> int:
+    """read -> build (fold, cast, quantise) -> write the modules -> reload and verify -> write config.json."""
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    torch.manual_seed(0)
+    inputs = read_inputs(args)
+    built = build_stored_model(inputs.model, args)
+    script_seconds = write_modules(args.out, built, inputs.copies)
+    loaded = reload_export(args.out, built, args.dtype)
+    exact = args.quantize == "none" and args.dtype == "float32"
+    verification = verify_export(inputs.ckpt, built, loaded, exact, args.out)
+    quality = {} if exact else measure_reduced_precision(built.fp32, loaded, args.dtype, args.quantize)
+    config = write_config(args, inputs, built, verification, quality)
     print(f"export took {time.perf_counter() - t_start:.1f} s (scripting+saving {script_seconds:.1f} s); "
           f"fingerprint {config['fingerprint'][:16]}...")
     return 0
