@@ -13,7 +13,7 @@ foreach(_src ${_model_tests})
   get_filename_component(_name ${_src} NAME_WE)
   add_executable(${_name} ${_src})
   target_include_directories(${_name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
-  target_link_libraries(${_name} PRIVATE zsclip GTest::gtest GTest::gtest_main nlohmann_json::nlohmann_json Threads::Threads)
+  target_link_libraries(${_name} PRIVATE zsclip zsclip_index GTest::gtest GTest::gtest_main nlohmann_json::nlohmann_json Threads::Threads)
   target_compile_definitions(${_name} PRIVATE
     ZSCLIP_SHARED_DIR="${ZSCLIP_SHARED_DIR}"
     ZSCLIP_SOURCE_DIR="${PROJECT_SOURCE_DIR}"

@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
+#include "zsclip/index.h"
 #include "zsclip/model.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/version.h"
@@ -140,25 +141,54 @@ int run_head(const Args& args) {
   return 0;
 }
 
+// classify --index: every indexed image, from its stored features (no image is decoded).
+std::vector<Classification> classify_index(const Args& args, int top_k, Scoring* scoring) {
+  if (!args.positional().empty()) throw UsageError("--index classifies the indexed images; give no IMAGE");
+  const std::string dir = args.get("--index");
+  EmbeddingIndex index = EmbeddingIndex::open(dir);
+  std::optional<ZeroShotHead> head;
+  if (args.has("--head")) {
+    head.emplace(ZeroShotHead::load(args.get("--head")));
+    if (args.has("--model") && ModelConfig::load(model_dir(args)).fingerprint != index.model_fingerprint())
+      throw Error(ErrorCode::kInvalidModel, "index " + dir + " was not built with the model " + model_dir(args));
+  } else {
+    Model model = Model::load(model_dir(args), model_options(args, true));
+    index.check_compatible(model, "index " + dir);
+    head.emplace(ZeroShotHead::build(model, model.load_tokenizer(), labels_of(args),
+                                     resolve_templates(args.get("--templates", "simple"))));
+  }
+  index.check_compatible(*head, args.has("--head") ? "head file " + args.get("--head") : "head");
+  *scoring = head->scoring();
+  return index.classify(*head, top_k);
+}
+
 int run_classify(const Args& args) {
   const auto& images = args.positional();
-  if (images.empty()) throw UsageError("no IMAGE given");
+  if (images.empty() && !args.has("--index")) throw UsageError("no IMAGE given");
   const bool has_labels = args.has("--labels") || args.has("--labels-file");
   if (has_labels == args.has("--head")) throw UsageError("give --labels, --labels-file or --head (one of them)");
+  if (args.has("--head") && args.has("--templates"))
+    throw UsageError("--templates has no effect with --head (the head has its own)");
   ClassifierOptions co;
   co.top_k = args.get_int("--top-k", 5, 1, 1 << 20);
   co.batch_size = args.get_int("--batch-size", 16, 1, 4096);
-  std::optional<ZeroShotClassifier> clf;
-  if (args.has("--head")) {
-    if (args.has("--templates")) throw UsageError("--templates has no effect with --head (the head has its own)");
-    clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"), model_options(args, false), co));
+  std::vector<Classification> results;
+  Scoring scoring_kind = Scoring::kSoftmax;
+  if (args.has("--index")) {
+    results = classify_index(args, co.top_k, &scoring_kind);
   } else {
-    clf.emplace(ZeroShotClassifier::create(model_dir(args), labels_of(args),
-                                           resolve_templates(args.get("--templates", "simple")),
-                                           model_options(args, true), co));
+    std::optional<ZeroShotClassifier> clf;
+    if (args.has("--head")) {
+      clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"), model_options(args, false), co));
+    } else {
+      clf.emplace(ZeroShotClassifier::create(model_dir(args), labels_of(args),
+                                             resolve_templates(args.get("--templates", "simple")),
+                                             model_options(args, true), co));
+    }
+    results = clf->classify_files(images);
+    scoring_kind = clf->head().scoring();
   }
-  auto results = clf->classify_files(images);
-  const char* scoring = scoring_name(clf->head().scoring());
+  const char* scoring = scoring_name(scoring_kind);
   int status = 0;
   if (args.has("--json")) {
     json out = json::array();
@@ -244,7 +274,7 @@ ZSCLIP_COMMAND(Command{
 ZSCLIP_COMMAND(Command{
     "classify",
     "[--model DIR] (--labels A,B,C | --labels-file F | --head HEAD) [--templates NAME|FILE] [--top-k K] "
-    "[--batch-size N] [--json] IMAGE...",
+    "[--batch-size N] [--json] (IMAGE... | --index INDEX)",
     "zero-shot classify images",
     std::string("Prints a table (top-k labels and probabilities per image), or with --json an array of\n"
                 "{\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order],\n"
@@ -252,7 +282,9 @@ ZSCLIP_COMMAND(Command{
                 "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own probability\n"
                 "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
                 "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while the\n"
-                "others are still classified; the exit status is then 1.\n") +
+                "others are still classified; the exit status is then 1.\n"
+                "--index INDEX classifies every image of an index (`zsclip index build`) from its stored\n"
+                "features, without decoding them; its failed images are reported as above.\n") +
         kLabelsHelp,
     {model_option(), {"--labels", "LIST", "comma-separated class labels"},
      {"--labels-file", "FILE", "class labels, one a line"},
@@ -260,6 +292,7 @@ ZSCLIP_COMMAND(Command{
      {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
      {"--top-k", "K", "labels shown per image (default 5)"},
      {"--batch-size", "N", "images per encoder call (default 16)"}, {"--json", "", "JSON output"},
+     {"--index", "INDEX", "classify the images of an index from their stored features"},
      threads_option(), device_option()},
     run_classify});
 
