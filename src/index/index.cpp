@@ -170,7 +170,7 @@ bool path_in_shard(const std::string& path, int k, int n) {
   if (n < 1 || k < 0 || k >= n)
     throw Error(ErrorCode::kInvalidArgument, "shard " + std::to_string(k) + "/" + std::to_string(n) +
                                                  ": need 0 <= K < N");
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 14695981039346656037ull;
   for (unsigned char c : path) h = (h ^ c) * 1099511628211ull;
   return h % static_cast<uint64_t>(n) == static_cast<uint64_t>(k);
 }
@@ -645,10 +645,22 @@ void EmbeddingIndex::merge_from(const EmbeddingIndex& other, bool replace) {
 
 EmbeddingIndex merge_indexes(const std::vector<std::string>& shard_dirs) {
   if (shard_dirs.empty()) throw Error(ErrorCode::kInvalidArgument, "index merge: no shard given");
-  EmbeddingIndex first = EmbeddingIndex::open(shard_dirs[0]);
+  std::vector<EmbeddingIndex> shards;
+  std::unordered_map<std::string, size_t> owner;  // path -> shard, to name both in an error
+  for (size_t i = 0; i < shard_dirs.size(); ++i) {
+    shards.push_back(EmbeddingIndex::open(shard_dirs[i]));
+    auto note = [&](const std::string& path) {
+      auto [it, fresh] = owner.emplace(path, i);
+      if (!fresh)
+        throw Error(ErrorCode::kInvalidArgument, "index merge: path " + path + " is in both " + shard_dirs[it->second] +
+                                                     " and " + shard_dirs[i] + " (duplicate paths)");
+    };
+    for (const auto& r : shards.back().rows()) note(r.path);
+    for (const auto& f : shards.back().failures()) note(f.path);
+  }
+  const EmbeddingIndex& first = shards[0];
   EmbeddingIndex out = EmbeddingIndex::create(first.model_fingerprint(), first.dim(), first.dtype(), first.model_name());
-  out.merge_from(first, false);
-  for (size_t i = 1; i < shard_dirs.size(); ++i) out.merge_from(EmbeddingIndex::open(shard_dirs[i]), false);
+  for (const auto& s : shards) out.merge_from(s, false);
   return out;
 }
 
