@@ -135,12 +135,16 @@ ZSCLIP_SIMD void dot_rows_simd(const T* r, int64_t n, int64_t d, const float* q,
     out[i] = sa;
     out[i + 1] = sb;
   }
-  for (; i < n; ++i) {
+  for (; i < n; ++i) {  // the same operations in the same order as a row of a pair
     const T* a = r + i * d;
-    __m256 a0 = _mm256_setzero_ps();
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t k = 0;
+    for (; k < d16; k += 16) {
+      a0 = _mm256_fmadd_ps(load8(a + k), load8(q + k), a0);
+      a1 = _mm256_fmadd_ps(load8(a + k + 8), load8(q + k + 8), a1);
+    }
     for (; k < d8; k += 8) a0 = _mm256_fmadd_ps(load8(a + k), load8(q + k), a0);
-    float s = hsum(a0);
+    float s = hsum(_mm256_add_ps(a0, a1));
     for (; k < d; ++k) s += scalar(a[k]) * q[k];
     out[i] = s;
   }
