@@ -38,3 +38,10 @@ add_test(NAME train_shapes_smoke
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_shapes_smoke.sh ${ZSCLIP_PYTHON} ${PROJECT_SOURCE_DIR}
           ${PROJECT_BINARY_DIR}/tmp/train_shapes_smoke)
 set_tests_properties(train_shapes_smoke PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# examples/dask_index.py on a LocalCluster of 2 workers (python3-distributed), one killed mid-run:
+# the merged index must equal a single-process build. Skips (77) without Dask.
+add_test(NAME dask_index
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/dask_index_test.py $<TARGET_FILE:zsclip_cli>
+          ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/tmp/dask_index)
+set_tests_properties(dask_index PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

@@ -12,6 +12,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread          # LibTorch; OpenBLAS or matrix products run ~40x slower
   libopencv-dev nlohmann-json3-dev libutf8proc-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libfaiss-dev python3-distributed           # approximate index search (FAISS); Dask scale-out (examples/dask_index.py)
   python3-torch python3-torchvision python3-pil python3-numpy python3-regex   # export scripts and the Python reference
   clang-14 libclang-rt-14-dev                # fuzzers and sanitizer builds in tools/test.sh
 )
