@@ -10,6 +10,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <omp.h>
 #endif
 
 namespace zsclip::index_detail {
@@ -42,11 +43,17 @@ class FaissAnn : public AnnIndex {
       ivf.nprobe = static_cast<size_t>(options_.ivf_probe);
       params = &ivf;
     }
+    // One query needs no OpenMP team: on a busy machine the team's barriers cost more than the
+    // search (HNSW over 20,000 rows: 24 ms with 2 threads at load 9, against well under 1 ms).
+    const int team = omp_get_max_threads();
+    omp_set_num_threads(1);
     try {
       index_->search(1, query, k, dist.data(), labels.data(), params);
     } catch (const std::exception& e) {
+      omp_set_num_threads(team);
       throw Error(ErrorCode::kInternal, std::string("approximate search failed: ") + e.what());
     }
+    omp_set_num_threads(team);
     std::vector<int64_t> out;
     for (auto l : labels)
       if (l >= 0) out.push_back(static_cast<int64_t>(l));
