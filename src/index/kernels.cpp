@@ -164,31 +164,41 @@ ZSCLIP_SIMD void narrow_simd(const float* src, int64_t n, uint16_t* out) {
   for (; i < n; ++i) out[i] = float_to_half(src[i]);
 }
 
-// Four float32 rows x two queries per step: six loads feed eight FMAs.
+// Four float32 rows x two queries per step: six loads feed eight FMAs, all accumulators in registers
+// (written out: an array of accumulators is kept in memory by GCC at -O2, 8x slower).
 ZSCLIP_SIMD void dot_block_simd(const float* r, int64_t n, int64_t d, const float* qs, int64_t nq, float* out) {
   const int64_t d8 = d / 8 * 8;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
-    const float* r0 = r + i * d;
+    const float *r0 = r + i * d, *r1 = r0 + d, *r2 = r1 + d, *r3 = r2 + d;
     int64_t j = 0;
     for (; j + 2 <= nq; j += 2) {
       const float* q0 = qs + j * d;
       const float* q1 = q0 + d;
-      __m256 acc[8];
-      for (auto& a : acc) a = _mm256_setzero_ps();
+      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+      __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
       for (int64_t k = 0; k < d8; k += 8) {
         const __m256 x0 = _mm256_loadu_ps(q0 + k), x1 = _mm256_loadu_ps(q1 + k);
-        for (int m = 0; m < 4; ++m) {
-          const __m256 row = _mm256_loadu_ps(r0 + m * d + k);
-          acc[2 * m] = _mm256_fmadd_ps(row, x0, acc[2 * m]);
-          acc[2 * m + 1] = _mm256_fmadd_ps(row, x1, acc[2 * m + 1]);
-        }
+        __m256 v = _mm256_loadu_ps(r0 + k);
+        c00 = _mm256_fmadd_ps(v, x0, c00);
+        c01 = _mm256_fmadd_ps(v, x1, c01);
+        v = _mm256_loadu_ps(r1 + k);
+        c10 = _mm256_fmadd_ps(v, x0, c10);
+        c11 = _mm256_fmadd_ps(v, x1, c11);
+        v = _mm256_loadu_ps(r2 + k);
+        c20 = _mm256_fmadd_ps(v, x0, c20);
+        c21 = _mm256_fmadd_ps(v, x1, c21);
+        v = _mm256_loadu_ps(r3 + k);
+        c30 = _mm256_fmadd_ps(v, x0, c30);
+        c31 = _mm256_fmadd_ps(v, x1, c31);
       }
+      const __m256 acc[8] = {c00, c01, c10, c11, c20, c21, c30, c31};
       for (int m = 0; m < 4; ++m) {
+        const float* row = r0 + m * d;
         float s0 = hsum(acc[2 * m]), s1 = hsum(acc[2 * m + 1]);
         for (int64_t k = d8; k < d; ++k) {
-          s0 += r0[m * d + k] * q0[k];
-          s1 += r0[m * d + k] * q1[k];
+          s0 += row[k] * q0[k];
+          s1 += row[k] * q1[k];
         }
         out[(i + m) * nq + j] = s0;
         out[(i + m) * nq + j + 1] = s1;
