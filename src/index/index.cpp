@@ -485,14 +485,18 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
   if (failed >= 0 && static_cast<int64_t>(x.failures.size()) != failed)
     throw Error(ErrorCode::kInvalidConfig, man_path + ": " + std::to_string(x.failures.size()) +
                                                " failure lines, but index.json says " + std::to_string(failed));
-  {
-    const auto& map = x.path_map();
-    if (map.size() != x.rows.size()) {
-      std::unordered_map<std::string, int64_t> seen;
-      for (size_t i = 0; i < x.rows.size(); ++i)
-        if (!seen.emplace(x.rows[i].path, int64_t(i)).second)
-          throw Error(ErrorCode::kInvalidConfig, man_path + ": path \"" + x.rows[i].path + "\" appears at rows " +
-                                                     std::to_string(seen[x.rows[i].path]) + " and " + std::to_string(i));
+  {  // Duplicate paths, found by sorting hashes (the path -> row map is built only when needed).
+    std::vector<std::pair<size_t, int64_t>> h(x.rows.size());
+    for (size_t i = 0; i < x.rows.size(); ++i) h[i] = {std::hash<std::string>{}(x.rows[i].path), int64_t(i)};
+    std::sort(h.begin(), h.end());
+    for (size_t b = 0, e = 0; b < h.size(); b = e) {
+      for (e = b + 1; e < h.size() && h[e].first == h[b].first;) ++e;
+      for (size_t i = b; i < e; ++i)
+        for (size_t j = i + 1; j < e; ++j)
+          if (x.rows[size_t(h[i].second)].path == x.rows[size_t(h[j].second)].path)
+            throw Error(ErrorCode::kInvalidConfig, man_path + ": path \"" + x.rows[size_t(h[i].second)].path +
+                                                       "\" appears at rows " + std::to_string(h[i].second) + " and " +
+                                                       std::to_string(h[j].second));
     }
   }
   return EmbeddingIndex(std::move(impl));
