@@ -191,7 +191,7 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   std::shared_ptr<MappedFile> m(new MappedFile());
   m->size_ = static_cast<size_t>(st.st_size);
   if (m->size_ > 0) {
-    void* p = mmap(nullptr, m->size_, PROT_READ, MAP_SHARED, fd, 0);
+    void* p = mmap(nullptr, m->size_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
     if (p == MAP_FAILED) {
       const int e = errno;
       ::close(fd);
