@@ -1,6 +1,7 @@
 // index_bench: exact and approximate search over a synthetic embedding index (benchmarks/README.md).
 //
-//   build-bench/bin/index_bench --rows 1000000 --dim 512 --dtype float16 --ann hnsw,ivf
+//   build/bin/index_bench --rows 1000000 --dim 512 --dtype float16 --clusters 10000 --ann ivf --probes 16,32,64
+//   (also --noise, --queries, --batch, --ivf-lists, --hnsw-m, --ef-construction, --ef-search, --dir)
 //
 // Rows: `clusters` random centres in dim dimensions, each row a centre plus Gaussian noise, L2-normalised
 // (seeded, so every run indexes the same vectors). Queries: other noisy points around random centres.
@@ -62,14 +63,15 @@ int main(int argc, char** argv) {
   using namespace zsclip;
   const int64_t rows = std::stoll(arg(argc, argv, "--rows", "1000000"));
   const int64_t d = std::stoll(arg(argc, argv, "--dim", "512"));
-  const int clusters = std::stoi(arg(argc, argv, "--clusters", "1000"));
+  const int clusters = std::stoi(arg(argc, argv, "--clusters", "10000"));
   const float noise = std::stof(arg(argc, argv, "--noise", "0.05"));  // per dimension: a row is ~1.1 (0.05 * sqrt(512)) from its centre
   const int nq = std::stoi(arg(argc, argv, "--queries", "50"));
   const int batch = std::stoi(arg(argc, argv, "--batch", "64"));
   const IndexDtype dtype = parse_index_dtype(arg(argc, argv, "--dtype", "float16"));
   const std::string anns = arg(argc, argv, "--ann", "");
   const std::string dir = arg(argc, argv, "--dir", "/tmp/zsclip-index-bench") + "/" + index_dtype_name(dtype) + "-" +
-                          std::to_string(rows) + "x" + std::to_string(d);
+                          std::to_string(rows) + "x" + std::to_string(d) + "-c" + std::to_string(clusters) + "-n" +
+                          arg(argc, argv, "--noise", "0.05");
   json summary = {{"rows", rows}, {"dim", d}, {"dtype", index_dtype_name(dtype)}, {"clusters", clusters},
                   {"noise", noise}, {"simd", index_detail::simd_kernels_active()}};
 
@@ -166,6 +168,7 @@ int main(int argc, char** argv) {
     o.kind = kind;
     if (kind == "hnsw") o.hnsw_m = std::stoi(arg(argc, argv, "--hnsw-m", "32"));
     if (kind == "hnsw") o.hnsw_ef_construction = std::stoi(arg(argc, argv, "--ef-construction", "80"));
+    if (kind == "ivf") o.ivf_lists = std::stoi(arg(argc, argv, "--ivf-lists", "0"));
     auto t_build = Clock::now();
     copy.build_ann(o);
     const double build_s = ms_since(t_build) / 1000;
@@ -175,7 +178,9 @@ int main(int argc, char** argv) {
     EmbeddingIndex ann = EmbeddingIndex::open(ann_dir);
     ann.search(queries.data(), 10);  // loads ann.faiss
     const double load_ms = ms_since(t_load);
-    std::vector<std::string> settings = kind == "hnsw" ? std::vector<std::string>{"48", "96", "192"} : std::vector<std::string>{"16", "32", "64"};
+    std::vector<std::string> settings;
+    std::stringstream list(arg(argc, argv, kind == "hnsw" ? "--ef-search" : "--probes", kind == "hnsw" ? "48,96,192" : "16,32,64"));
+    for (std::string item; std::getline(list, item, ',');) settings.push_back(item);
     json runs = json::array();
     for (const auto& s : settings) {
       // Re-open with another ef_search / probe: written into index.json's ann object.

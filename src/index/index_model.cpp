@@ -8,7 +8,11 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <future>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -204,11 +208,53 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
   };
   int64_t pending_rows = 0;
   for (const auto& p : pending) pending_rows += p.index.size();
-  std::future<Batch> next;
-  if (!todo.empty()) next = std::async(std::launch::async, prepare, 0);
+  // Decoding runs ahead on its own thread, up to two batches, while the encoder works (as
+  // ZeroShotClassifier::classify_files does; one batch ahead measured 15-20 % slower on models/shapes).
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Batch> ready;
+  bool stop = false;
+  std::exception_ptr producer_error;
+  std::thread producer([&] {
+    try {
+      for (size_t begin = 0; begin < todo.size(); begin += bs) {
+        Batch b = prepare(begin);
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return stop || ready.size() < 2; });
+        if (stop) return;
+        ready.push_back(std::move(b));
+        cv.notify_all();
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu);
+      producer_error = std::current_exception();
+      cv.notify_all();
+    }
+  });
+  struct Joiner {  // stops and joins the producer however this function is left
+    std::thread& t;
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& stop;
+    ~Joiner() {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        stop = true;
+      }
+      cv.notify_all();
+      t.join();
+    }
+  } joiner{producer, mu, cv, stop};
   for (size_t begin = 0; begin < todo.size(); begin += bs) {
-    Batch b = next.get();  // decoding of the next batch overlaps this batch's encoding
-    if (begin + bs < todo.size()) next = std::async(std::launch::async, prepare, begin + bs);
+    Batch b;
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return !ready.empty() || producer_error; });
+      if (ready.empty()) std::rethrow_exception(producer_error);
+      b = std::move(ready.front());
+      ready.pop_front();
+      cv.notify_all();
+    }
     EmbeddingIndex seg = EmbeddingIndex::create(model, main.dtype());
     std::vector<size_t> good;
     for (size_t i = 0; i < b.paths.size(); ++i) {
