@@ -169,11 +169,14 @@ int main(int argc, char** argv) {
     if (kind == "hnsw") o.hnsw_m = std::stoi(arg(argc, argv, "--hnsw-m", "32"));
     if (kind == "hnsw") o.hnsw_ef_construction = std::stoi(arg(argc, argv, "--ef-construction", "80"));
     if (kind == "ivf") o.ivf_lists = std::stoi(arg(argc, argv, "--ivf-lists", "0"));
-    auto t_build = Clock::now();
-    copy.build_ann(o);
-    const double build_s = ms_since(t_build) / 1000;
     const std::string ann_dir = dir + "-" + kind;
-    copy.save(ann_dir);
+    double build_s = 0;  // 0: reused from an earlier run (delete ann_dir to build again)
+    if (!EmbeddingIndex::exists(ann_dir) || !EmbeddingIndex::open(ann_dir).has_ann()) {
+      auto t_build = Clock::now();
+      copy.build_ann(o);
+      build_s = ms_since(t_build) / 1000;
+      copy.save(ann_dir);
+    }
     auto t_load = Clock::now();
     EmbeddingIndex ann = EmbeddingIndex::open(ann_dir);
     ann.search(queries.data(), 10);  // loads ann.faiss
