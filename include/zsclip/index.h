@@ -213,7 +213,8 @@ struct IndexBuildReport {
 // is committed as a small segment under dir/pending/ (write and rename) as soon as it is encoded, and
 // the segments are folded into embeddings.npy/manifest.jsonl as they grow and at the end; an
 // interrupted run loses at most the batch in flight, the folder stays a valid index, and the next
-// run picks the segments up. Only one build may write a folder at a time (a lock refuses a second).
+// run picks the segments up. Only one build may write a folder at a time: a second is refused
+// (flock on the file .NAME.lock beside the folder, which stays there).
 IndexBuildReport build_index(const std::string& dir, const Model& model, const std::vector<std::string>& paths,
                              const IndexBuildOptions& options = {});
 
