@@ -16,7 +16,7 @@ foreach(_src ${_model_tests})
   get_filename_component(_name ${_src} NAME_WE)
   add_executable(${_name} ${_src})
   target_include_directories(${_name} PRIVATE ${PROJECT_SOURCE_DIR}/tests ${PROJECT_SOURCE_DIR}/src)
-  target_link_libraries(${_name} PRIVATE zsclip GTest::gtest GTest::gtest_main nlohmann_json::nlohmann_json Threads::Threads)
+  target_link_libraries(${_name} PRIVATE zsclip zsclip_index GTest::gtest GTest::gtest_main nlohmann_json::nlohmann_json Threads::Threads)
   target_compile_definitions(${_name} PRIVATE
     ZSCLIP_SHARED_DIR="${ZSCLIP_SHARED_DIR}"
     ZSCLIP_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
@@ -60,3 +60,10 @@ add_test(NAME readme_parity_table
           --shared ${ZSCLIP_SHARED_DIR} --readme ${PROJECT_SOURCE_DIR}/README.md)
 set_tests_properties(readme_parity_table PROPERTIES
   FIXTURES_REQUIRED openai_tiny SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# examples/dask_index.py on a LocalCluster of 2 workers (python3-distributed), one killed mid-run:
+# the merged index must equal a single-process build. Skips (77) without Dask.
+add_test(NAME dask_index
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/dask_index_test.py $<TARGET_FILE:zsclip_cli>
+          ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/tmp/dask_index)
+set_tests_properties(dask_index PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

@@ -13,6 +13,7 @@ PACKAGES=(
   libopencv-dev nlohmann-json3-dev libutf8proc-dev zlib1g-dev libxxhash-dev
   libcpp-httplib-dev                         # zsclip serve (HTTP/1.1 server and the tests' client)
   libgtest-dev libgmock-dev libbenchmark-dev
+  libfaiss-dev python3-distributed           # approximate index search (FAISS); Dask scale-out (examples/dask_index.py)
   python3-torch python3-torchvision python3-pil python3-numpy python3-regex python3-xxhash   # export scripts and the Python reference
   clang-14 libclang-rt-14-dev                # fuzzers and sanitizer builds in tools/test.sh
 )

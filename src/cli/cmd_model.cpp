@@ -11,6 +11,7 @@
 #include "core/utf8.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
+#include "zsclip/index.h"
 #include "zsclip/model.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/version.h"
@@ -168,29 +169,61 @@ int run_head(const Args& args) {
   return 0;
 }
 
+// classify --index: every indexed image, from its stored features (no image is decoded).
+std::vector<Classification> classify_index(const Args& args, int top_k, Scoring* scoring) {
+  if (!args.positional().empty()) throw UsageError("--index classifies the indexed images; give no IMAGE");
+  const std::string dir = args.get("--index");
+  EmbeddingIndex index = EmbeddingIndex::open(dir);
+  std::optional<ZeroShotHead> head;
+  if (args.has("--head")) {
+    head.emplace(ZeroShotHead::load(args.get("--head")));
+    if (args.has("--model") && ModelConfig::load(model_dir(args)).fingerprint != index.model_fingerprint())
+      throw Error(ErrorCode::kInvalidModel, "index " + dir + " was not built with the model " + model_dir(args));
+  } else {
+    Model model = Model::load(model_dir(args), model_options(args, true));
+    index.check_compatible(model, "index " + dir);
+    HeadBuildOptions build_options;
+    build_options.truncate = args.has("--truncate");
+    head.emplace(ZeroShotHead::build(model, model.load_tokenizer(), labels_of(args),
+                                     resolve_templates(args.get("--templates", "simple")), build_options));
+    report_truncation("classify", *head);
+  }
+  index.check_compatible(*head, args.has("--head") ? "head file " + args.get("--head") : "head");
+  *scoring = head->scoring();
+  return index.classify(*head, top_k);
+}
+
 int run_classify(const Args& args) {
   const auto& images = args.positional();
-  if (images.empty()) throw UsageError("no IMAGE given");
+  if (images.empty() && !args.has("--index")) throw UsageError("no IMAGE given");
   const bool has_labels = args.has("--labels") || args.has("--labels-file");
   if (has_labels == args.has("--head")) throw UsageError("give --labels, --labels-file or --head (one of them)");
+  if (args.has("--head") && args.has("--templates"))
+    throw UsageError("--templates has no effect with --head (the head has its own)");
   ClassifierOptions co;
   co.top_k = args.get_int("--top-k", 5, 1, 1 << 20);
   co.batch_size = args.get_int("--batch-size", 16, 1, 4096);
   co.truncate_prompts = args.has("--truncate");
-  std::optional<ZeroShotClassifier> clf;
-  if (args.has("--head")) {
-    if (args.has("--templates")) throw UsageError("--templates has no effect with --head (the head has its own)");
-    if (args.has("--truncate"))
-      throw UsageError("--truncate has no effect with --head (its prompts are embedded)");
-    clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"), model_options(args, false), co));
+  if (args.has("--head") && args.has("--truncate"))
+    throw UsageError("--truncate has no effect with --head (its prompts are embedded)");
+  std::vector<Classification> results;
+  Scoring scoring_kind = Scoring::kSoftmax;
+  if (args.has("--index")) {
+    results = classify_index(args, co.top_k, &scoring_kind);
   } else {
-    clf.emplace(ZeroShotClassifier::create(model_dir(args), labels_of(args),
-                                           resolve_templates(args.get("--templates", "simple")),
-                                           model_options(args, true), co));
-    report_truncation("classify", clf->head());
+    std::optional<ZeroShotClassifier> clf;
+    if (args.has("--head")) {
+      clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"), model_options(args, false), co));
+    } else {
+      clf.emplace(ZeroShotClassifier::create(model_dir(args), labels_of(args),
+                                             resolve_templates(args.get("--templates", "simple")),
+                                             model_options(args, true), co));
+      report_truncation("classify", clf->head());
+    }
+    results = clf->classify_files(images);
+    scoring_kind = clf->head().scoring();
   }
-  auto results = clf->classify_files(images);
-  const char* scoring = scoring_name(clf->head().scoring());
+  const char* scoring = scoring_name(scoring_kind);
   int status = 0;
   if (args.has("--json")) {
     json out = json::array();
@@ -287,7 +320,7 @@ ZSCLIP_COMMAND(Command{
 ZSCLIP_COMMAND(Command{
     "classify",
     "[--model DIR] (--labels A,B,C | --labels-file F | --head HEAD) [--templates NAME|FILE] "
-    "[--truncate] [--top-k K] [--batch-size N] [--json] IMAGE...",
+    "[--truncate] [--top-k K] [--batch-size N] [--json] (IMAGE... | --index INDEX)",
     "zero-shot classify images",
     std::string("Prints a table (top-k labels and probabilities per image), or with --json an array of\n"
                 "{\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order],\n"
@@ -297,7 +330,9 @@ ZSCLIP_COMMAND(Command{
                 "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while the\n"
                 "others are still classified; the exit status is then 1. A file name that is\n"
                 "not UTF-8 is given with U+FFFD for its bad bytes in \"file\" and exactly, in\n"
-                "hex, in \"file_hex\".\n") +
+                "hex, in \"file_hex\".\n"
+                "--index INDEX classifies every image of an index (`zsclip index build`) from its stored\n"
+                "features, without decoding them; its failed images are reported as above.\n") +
         kLabelsHelp,
     {model_option(), {"--labels", "LIST", "comma-separated class labels"},
      {"--labels-file", "FILE", "class labels, one a line"},
@@ -305,6 +340,7 @@ ZSCLIP_COMMAND(Command{
      {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
      {"--top-k", "K", "labels shown per image (default 5)"},
      {"--batch-size", "N", "images per encoder call (default 16)"}, {"--json", "", "JSON output"},
+     {"--index", "INDEX", "classify the images of an index from their stored features"},
      truncate_option(), threads_option(), device_option(), verify_option()},
     run_classify});
 

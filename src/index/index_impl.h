@@ -1,0 +1,60 @@
+// EmbeddingIndex's state: row metadata, and the stored rows as a list of contiguous spans (a mapped
+// embeddings.npy, merged-in shards, rows added in memory), so that opening, merging and dropping rows
+// never copy the features.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "index/ann.h"
+#include "zsclip/index.h"
+
+namespace zsclip {
+namespace index_detail {
+
+struct Span {
+  std::shared_ptr<const void> owner;  // keeps the mapping or buffer alive; null for Impl::tail
+  const uint8_t* data = nullptr;
+  IndexDtype dtype = IndexDtype::kFloat32;
+  int64_t count = 0;
+};
+
+}  // namespace index_detail
+
+struct EmbeddingIndex::Impl {
+  std::string fingerprint, model_name, directory;
+  int64_t dim = 0;
+  IndexDtype dtype = IndexDtype::kFloat16;
+  std::vector<IndexRow> rows;
+  std::vector<IndexFailure> failures;
+  std::vector<index_detail::Span> spans;
+  std::vector<uint8_t> tail;  // rows added since the last freeze, in `dtype`
+  int64_t tail_rows = 0;
+
+  // path -> row, built on first use.
+  mutable std::mutex path_mu;
+  mutable bool path_map_ready = false;
+  mutable std::unordered_map<std::string, int64_t> row_of;
+
+  // The ANN part: described by index.json and read from ann_file on first use, or built in memory.
+  AnnOptions ann_options;
+  bool has_ann_json = false;
+  std::string ann_file;
+  mutable std::mutex ann_mu;
+  mutable bool ann_loaded = false;
+  mutable std::shared_ptr<const index_detail::AnnIndex> ann;
+
+  void freeze_tail();
+  std::vector<index_detail::Span> all_spans() const;  // spans + the tail
+  const uint8_t* row_ptr(int64_t i, IndexDtype* dtype) const;
+  void read_rows(int64_t begin, int64_t n, float* out) const;
+  const std::unordered_map<std::string, int64_t>& path_map() const;
+  void drop_rows(const std::vector<int64_t>& sorted_rows);
+  void invalidate();  // after rows moved: the path map and the ANN part
+  std::shared_ptr<const index_detail::AnnIndex> ann_index() const;
+};
+
+}  // namespace zsclip
