@@ -38,3 +38,10 @@ add_test(NAME train_shapes_smoke
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/train_shapes_smoke.sh ${ZSCLIP_PYTHON} ${PROJECT_SOURCE_DIR}
           ${PROJECT_BINARY_DIR}/tmp/train_shapes_smoke)
 set_tests_properties(train_shapes_smoke PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
+
+# models/clip_bpe.py (the Python scripts' CLIP tokenizer) against OpenAI's cases and the C++ tokenizer,
+# and models/bpe_learn.py against the shipped shapes vocabulary.
+add_test(NAME python_clip_bpe
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/python/clip_bpe_test.py ${PROJECT_SOURCE_DIR}
+          ${ZSCLIP_SHARED_DIR} $<TARGET_FILE:zsclip_cli>)
+set_tests_properties(python_clip_bpe PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

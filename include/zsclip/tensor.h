@@ -7,6 +7,7 @@
 //   t.at(0, 10, 20) = 1.0f;
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <numeric>
 #include <utility>

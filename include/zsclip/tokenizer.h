@@ -95,9 +95,8 @@ class Tokenizer {
   // The token string (byte symbols, "</w>" at a word end) of an id; throws for ids outside the vocab.
   std::string token(int32_t id) const;
 
-  class Impl;
-
  private:
+  class Impl;  // opaque: src/text/tokenizer.cpp
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
   std::shared_ptr<const Impl> impl_;
 };

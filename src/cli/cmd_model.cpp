@@ -11,6 +11,7 @@
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
 #include "zsclip/model.h"
+#include "zsclip/runtime.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/version.h"
 #include "zsclip/zero_shot.h"
@@ -23,7 +24,11 @@ using json = nlohmann::json;
 ModelOptions model_options(const Args& args, bool text_encoder) {
   ModelOptions o;
   o.device = args.get("--device", "cpu");
-  o.threads = args.get_int("--threads", 0, 0, 1024);
+  if (const int threads = args.get_int("--threads", 0, 0, 1024)) {
+    RuntimeOptions ro;
+    ro.threads = threads;
+    o.runtime = Runtime::create(ro);
+  }
   o.load_text_encoder = text_encoder;
   return o;
 }
