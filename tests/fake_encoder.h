@@ -81,9 +81,13 @@ class FakeImageEncoder : public ImageEncoder {
   std::string describe() const override { return "fake image encoder"; }
   mutable CallLog log;
   mutable std::atomic<int64_t> images{0};
+  // When >= 0: a call that would take the count of images encoded past it throws instead.
+  std::atomic<int64_t> fail_after{-1};
 
  protected:
   void do_encode_images(const float* pixels, int64_t n, float* out) const override {
+    const int64_t limit = fail_after.load();
+    if (limit >= 0 && images.load() + n > limit) throw Error(ErrorCode::kInternal, "fake encoder failure");
     log.enter();
     images += n;
     const int64_t plane = int64_t{config_.image_size} * config_.image_size;

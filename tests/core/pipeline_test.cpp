@@ -285,6 +285,29 @@ TEST(Similarity, CosineAndNormalisation) {
   EXPECT_NEAR(b.at(2, 0), std::sqrt(0.5f), 1e-7);
 }
 
+TEST(Pipeline, AnEncoderFailureEndsTheBatchCallCleanly) {
+  // The encoder throws on the third batch while later batches are being preprocessed on the pool:
+  // the call rethrows the encoder's error once those have finished, and the pipeline still works.
+  Fixture f;
+  ClassifierOptions o;
+  o.batch_size = 2;
+  o.queue_batches = 2;
+  ZeroShotPipeline p = f.make(o);
+  std::vector<std::string> paths;
+  for (int rep = 0; rep < 4; ++rep)
+    for (const auto& path : example_images()) paths.push_back(path);
+  f.image->fail_after = 5;
+  try {
+    p.classify_files(paths);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "fake encoder failure");
+  }
+  EXPECT_EQ(f.image->images.load(), 4);  // two batches got through
+  f.image->fail_after = -1;
+  EXPECT_EQ(p.classify_files(paths).size(), paths.size());
+}
+
 TEST(Pipeline, CallsStartNoThreads) {
   // Every thread that computes belongs to the runtime (made before the calls) or is the caller.
   Fixture f;
