@@ -73,7 +73,7 @@ void BM_PreprocessDecoded(benchmark::State& state) {
 }
 BENCHMARK(BM_PreprocessDecoded)->Unit(benchmark::kMillisecond);
 
-// Batch of all images on N threads (0 = hardware concurrency).
+// Batch of all images in N parallel parts on the default runtime (0 = its threads: the cores).
 void BM_BatchFiles(benchmark::State& state) {
   auto paths = image_paths();
   if (paths.empty()) return state.SkipWithError("../shared/images is absent");

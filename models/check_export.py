@@ -6,106 +6,26 @@
 
 Loads DIR/config.json and the three TorchScript files, runs them on the reference's pixel tensors
 (pixels/*.f32, next to reference.json) and token ids, and compares image_features, text_features,
-logits_per_image and the zero-shot logits/probs (prompts tokenised with the CLIP BPE tokenizer below,
-checked first against <shared>/clip/tokenizer_cases.jsonl). Each quantity passes when its max abs
+logits_per_image and the zero-shot logits/probs (prompts tokenised with models/clip_bpe.py, checked
+first against <shared>/clip/tokenizer_cases.jsonl). Each quantity passes when its max abs
 error is <= 1e-4 of its largest reference magnitude and every row has the same argmax.
 Exit status 0 when everything passes, 1 otherwise.
 """
 from __future__ import annotations
 
 import argparse
-import gzip
-import html
 import json
 import os
 import sys
-from functools import lru_cache
 from typing import Dict, List
 
 import numpy as np
 import torch
 
-try:
-    import regex as _re  # \p{L} / \p{N} classes
-    _PATTERN = _re.compile(
-        r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", _re.IGNORECASE)
-except ImportError:  # approximation with the standard library (exact for ASCII prompts)
-    import re as _re
-    _PATTERN = _re.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|[^\s\w]+|_+""",
-                           _re.IGNORECASE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clip_bpe import ClipTokenizer  # noqa: E402  (the CLIP BPE tokenizer the scripts share)
 
 REL_TOL = 1e-4
-
-
-def _byte_symbols() -> List[str]:
-    """The 256 printable stand-ins for bytes, in vocabulary order (printable Latin-1 bytes map to themselves)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + \
-        list(range(ord("\xae"), ord("\xff") + 1))
-    order, chars = list(keep), [chr(b) for b in keep]
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            order.append(b)
-            chars.append(chr(256 + extra))
-            extra += 1
-    return [c for _, c in sorted(zip(order, chars))], chars  # (by byte value, vocabulary order)
-
-
-class ClipBpe:
-    """CLIP's byte-level BPE tokenizer, written from its description (lower-cased, </w> word ends)."""
-
-    def __init__(self, vocab_path: str, num_merges: int):
-        with open(vocab_path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-        lines = raw.decode("utf-8").split("\n")[1:1 + num_merges]
-        merges = [tuple(line.split()) for line in lines]
-        self.byte_char, vocab_chars = _byte_symbols()
-        vocab = vocab_chars + [c + "</w>" for c in vocab_chars] + ["".join(m) for m in merges]
-        vocab += ["<|startoftext|>", "<|endoftext|>"]
-        self.ids = {tok: i for i, tok in enumerate(vocab)}
-        self.ranks = {m: i for i, m in enumerate(merges)}
-        self.sot, self.eot = self.ids["<|startoftext|>"], self.ids["<|endoftext|>"]
-
-    @lru_cache(maxsize=None)
-    def bpe(self, word: str) -> List[str]:
-        if word in ("<|startoftext|>", "<|endoftext|>"):
-            return [word]
-        parts = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(parts) > 1:
-            pairs = [(self.ranks.get((a, b), None), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
-            ranked = [p for p in pairs if p[0] is not None]
-            if not ranked:
-                break
-            best = min(ranked)[0]
-            first, second = next((parts[i], parts[i + 1]) for r, i in ranked if r == best)
-            merged, i = [], 0
-            while i < len(parts):
-                if i + 1 < len(parts) and parts[i] == first and parts[i + 1] == second:
-                    merged.append(first + second)
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        return parts
-
-    def encode(self, text: str) -> List[int]:
-        text = html.unescape(html.unescape(text)).strip()
-        text = " ".join(text.split()).strip().lower()
-        out = []
-        for piece in _PATTERN.findall(text):
-            mapped = "".join(self.byte_char[b] for b in piece.encode("utf-8"))
-            out.extend(self.ids[t] for t in self.bpe(mapped))
-        return out
-
-    def tokenize(self, text: str, context_length: int) -> List[int]:
-        ids = [self.sot] + self.encode(text) + [self.eot]
-        if len(ids) > context_length:
-            ids = ids[:context_length]
-            ids[-1] = self.eot
-        return ids
 
 
 def pad(rows: List[List[int]], length: int) -> torch.Tensor:
@@ -188,11 +108,11 @@ def main(argv=None) -> int:
     print(f"{'ok  ' if ok_scale else 'FAIL'} logit_scale exp {scale.item():.6f} vs {ref['logit_scale_exp']:.6f}")
 
     # Zero-shot: tokenizer checked on OpenAI's cases first, then class weights from the templates.
-    tok = ClipBpe(os.path.join(args.model, cfg["tokenizer"]["vocab_file"]), cfg["tokenizer"]["num_merges"])
+    tok = ClipTokenizer.from_file(os.path.join(args.model, cfg["tokenizer"]["vocab_file"]), cfg["tokenizer"]["num_merges"])
     cases_path = os.path.join(args.shared, "clip", "tokenizer_cases.jsonl")
     with open(cases_path, encoding="utf-8") as f:
         cases = [json.loads(line) for line in f if line.strip()]
-    bad = [c["text"] for c in cases if tok.tokenize(c["text"], ctx) != c["tokens"]]
+    bad = [c["text"] for c in cases if tok.encode_with_specials(c["text"], ctx, truncate=True) != c["tokens"]]
     results["tokenizer_cases"] = not bad
     print(f"{'ok  ' if not bad else 'FAIL'} python tokenizer on {len(cases)} tokenizer_cases: {len(bad)} mismatches"
           + (f" (first: {bad[0]!r})" if bad else ""))
@@ -200,7 +120,7 @@ def main(argv=None) -> int:
     weights = []
     with torch.no_grad():
         for cls in zs["classes"]:
-            rows = pad([tok.tokenize(t.format(cls), ctx) for t in zs["templates"]], ctx)
+            rows = tok.tokenize([t.format(cls) for t in zs["templates"]], ctx, truncate=True)
             f = projection.project_text(text_encoder(rows.to(device)).cpu())
             f = f / f.norm(dim=1, keepdim=True)
             mean = f.mean(dim=0)

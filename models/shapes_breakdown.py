@@ -18,7 +18,7 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 
 import train_shapes as T  # noqa: E402
-from bpe_learn import BpeEncoder  # noqa: E402
+from clip_bpe import ClipTokenizer  # noqa: E402
 from shapes_data import ALL_PAIRS, HELD_OUT, ShapeGenerator  # noqa: E402
 
 
@@ -32,7 +32,7 @@ def main():
     with open(os.path.join(args.model_dir, "config.json")) as f:
         cfg = json.load(f)
     files = {k: os.path.join(args.model_dir, v) for k, v in cfg["files"].items()}
-    enc = BpeEncoder.from_file(os.path.join(args.model_dir, cfg["tokenizer"]["vocab_file"]))
+    enc = ClipTokenizer.from_file(os.path.join(args.model_dir, cfg["tokenizer"]["vocab_file"]))
     image_encoder = torch.jit.load(files["image_encoder"]).eval()
     text_encoder = torch.jit.load(files["text_encoder"]).eval()
     projection = torch.jit.load(files["projection"]).eval()

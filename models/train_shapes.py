@@ -4,7 +4,8 @@
     /usr/bin/python3 models/train_shapes.py --steps 100 --out /tmp/shapes_try --no-examples
 
 Steps (all reproducible from --seed on one machine and thread count):
-  1. learns a BPE vocabulary on every caption the generator can produce (models/bpe_learn.py);
+  1. learns a BPE vocabulary on every caption the generator can produce (models/bpe_learn.py;
+     tokenized with models/clip_bpe.py);
   2. trains models/clip_model.CLIP with CLIP's symmetric InfoNCE loss and a learnable logit scale on images
      drawn on the fly (models/shapes_data.py), with HELD_OUT colour-shape pairs never shown;
   3. evaluates zero-shot top-1 with "a photo of a {colour} {shape}." over all 48 classes on fresh images
@@ -37,7 +38,8 @@ from torchvision.transforms import InterpolationMode
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from bpe_learn import BpeEncoder, learn_merges, write_merges  # noqa: E402
+from bpe_learn import learn_merges  # noqa: E402
+from clip_bpe import ClipTokenizer, write_merges  # noqa: E402
 from shapes_data import (ALL_PAIRS, COLOURS, EVAL_TEMPLATE, HELD_OUT, MAX_REL_SIZE, MIN_REL_SIZE, OTHER_COLOUR, SHAPES,  # noqa: E402
                          ShapeGenerator, all_caption_texts, caption_attributes, size_word)
 
@@ -423,7 +425,7 @@ def train_worker(rank, world, args, vocab_path, corpus, sd_path, stats_path, sha
         die_with_parent()
         buffers, barrier = shared
     log = print if rank == 0 else (lambda *a, **k: None)
-    encoder = BpeEncoder.from_file(vocab_path)
+    encoder = ClipTokenizer.from_file(vocab_path)
     torch.manual_seed(args.seed)  # the same initial weights in every process
     model = make_model(encoder.vocab_size)
     if args.pos_init == "sincos":
@@ -642,7 +644,7 @@ def main(argv=None):
     merges = learn_merges(corpus)
     vocab_path = os.path.join(work, "bpe_shapes.txt.gz")
     write_merges(merges, vocab_path)
-    encoder = BpeEncoder.from_file(vocab_path)
+    encoder = ClipTokenizer.from_file(vocab_path)
     words = {w for t in corpus for w in t.lower().replace(".", " .").split()}
     multi = [w for w in words if len(encoder.encode(w)) != 1]
     if multi:

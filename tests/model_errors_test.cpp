@@ -180,6 +180,31 @@ TEST_F(BadModels, HeadFromAnotherModelIsRefused) {
   EXPECT_NO_THROW(ZeroShotClassifier::from_head(tiny_export("state_dict"), path));
 }
 
+TEST_F(BadModels, ProcessWideRuntimeSettingsCannotChange) {
+  // The first load fixes LibTorch's threads and engine for the process (here: the defaults).
+  Model first = Model::load(tiny_export("state_dict"));
+  EXPECT_EQ(first.runtime(), Runtime::default_runtime());
+  RuntimeOptions more_intra;
+  more_intra.intra_op_threads = 2;
+  ModelOptions o;
+  o.runtime = Runtime::create(more_intra);
+  expect_error(tiny_export("state_dict"), ErrorCode::kInvalidArgument, {"intra_op_threads 2", "process-wide"}, o);
+  // Per-runtime settings (the thread count) may differ freely.
+  RuntimeOptions two;
+  two.threads = 2;
+  o.runtime = Runtime::create(two);
+  Model second = Model::load(tiny_export("state_dict"), o);
+  EXPECT_EQ(second.runtime(), o.runtime);
+  EXPECT_EQ(second.runtime()->threads(), 2);
+  // A classifier made from it uses the model's runtime unless it is given one.
+  ZeroShotClassifier clf(second, ZeroShotHead::build(second, {"cat", "dog"}, {"a photo of a {}."}));
+  EXPECT_EQ(clf.runtime(), o.runtime);
+  EXPECT_EQ(clf.preprocessor().runtime(), o.runtime);
+  // streams must not be negative.
+  o.streams = -1;
+  expect_error(tiny_export("state_dict"), ErrorCode::kInvalidArgument, {"streams"}, o);
+}
+
 TEST_F(BadModels, ImageOnlyLoadingRefusesText) {
   ModelOptions o;
   o.load_text_encoder = false;

@@ -7,6 +7,7 @@
 
 #include "model_util.h"
 #include "zsclip/classifier.h"
+#include "zsclip/image.h"
 #include "zsclip/model.h"
 #include "zsclip/preprocess.h"
 #include "zsclip/tokenizer.h"
@@ -242,6 +243,73 @@ TEST_P(TinyParity, ClassifierMatchesTheReferenceFromFiles) {
   EXPECT_EQ(one.top[0].label, results[0].top[0].label);
   EXPECT_NEAR(one.top[0].prob, results[0].top[0].prob, 1e-5);
   EXPECT_THROW(clf.classify_file(paths[2]), Error);
+}
+
+TEST_P(TinyParity, SimilarityCallsMatchOpenAI) {
+  // text_image_similarity is the cosine behind OpenAI's logits_per_image (= logit_scale_exp * it);
+  // image_similarity the cosine of two images' encode_image features.
+  auto clf = ZeroShotClassifier::create(tiny_export(GetParam()), {"a", "b"}, builtin_templates("simple"));
+  const auto& images = ref_["images"];
+  const auto t = texts();
+  for (size_t i = 0; i < images.size(); ++i) {
+    const std::string path = shared_path("images/" + images[i]["file"].get<std::string>());
+    std::vector<float> got;
+    for (const auto& text : t) got.push_back(model_->logit_scale_exp() * clf.text_image_similarity(text, path));
+    EXPECT_TRUE(close_rel(got, ref_["logits_per_image"][i].get<std::vector<double>>(), kTol, path));
+  }
+  auto features = [&](size_t i) { return images[i]["image_features"].get<std::vector<double>>(); };
+  auto cosine = [](const std::vector<double>& a, const std::vector<double>& b) {
+    double dot = 0, na = 0, nb = 0;
+    for (size_t k = 0; k < a.size(); ++k) dot += a[k] * b[k], na += a[k] * a[k], nb += b[k] * b[k];
+    return dot / std::sqrt(na * nb);
+  };
+  for (size_t i = 0; i + 1 < images.size(); ++i) {
+    const std::string a = shared_path("images/" + images[i]["file"].get<std::string>());
+    const std::string b = shared_path("images/" + images[i + 1]["file"].get<std::string>());
+    EXPECT_NEAR(clf.image_similarity(a, b), cosine(features(i), features(i + 1)), 1e-4) << a << " ~ " << b;
+  }
+  // Embeddings are the features scaled to unit length.
+  const std::string first = shared_path("images/" + images[0]["file"].get<std::string>());
+  std::vector<float> e = clf.embed_file(first);
+  std::vector<double> want = features(0);
+  double norm = 0;
+  for (double v : want) norm += v * v;
+  for (auto& v : want) v /= std::sqrt(norm);
+  EXPECT_TRUE(close_rel(e, want, kTol, "embed_file"));
+}
+
+TEST_P(TinyParity, PixelsInMemoryGiveTheFileResults) {
+  // RGB images decoded to memory, passed as views (RGB, BGR, strided), as one batch and one by one.
+  auto clf = ZeroShotClassifier::create(tiny_export(GetParam()), ref_["zero_shot"]["classes"].get<std::vector<std::string>>(),
+                                        ref_["zero_shot"]["templates"].get<std::vector<std::string>>());
+  std::vector<std::string> paths;
+  std::vector<std::vector<uint8_t>> buffers;
+  std::vector<ImageView> views;
+  for (const auto& im : ref_["images"]) {
+    const std::string path = shared_path("images/" + im["file"].get<std::string>());
+    Image8 decoded = decode_image_file(path);
+    if (decoded.mode != PixelMode::kRGB) continue;  // palette/RGBA files resize in their own mode
+    // BGR rows padded by 5 bytes.
+    const size_t stride = size_t(decoded.width) * 3 + 5;
+    std::vector<uint8_t> bgr(stride * decoded.height, 0);
+    for (int y = 0; y < decoded.height; ++y)
+      for (int x = 0; x < decoded.width; ++x)
+        for (int c = 0; c < 3; ++c)
+          bgr[y * stride + size_t(x) * 3 + c] = decoded.data[(size_t(y) * decoded.width + x) * 3 + (2 - c)];
+    paths.push_back(path);
+    buffers.push_back(std::move(bgr));
+    views.push_back(ImageView{buffers.back().data(), decoded.width, decoded.height, stride, PixelFormat::kBGR});
+  }
+  // (Growing `buffers` moves the inner vectors, not their heap storage: the views stay valid.)
+  ASSERT_GE(paths.size(), 3u);
+  std::vector<Classification> batch = clf.classify(views);
+  for (size_t i = 0; i < paths.size(); ++i) {
+    Classification file = clf.classify_file(paths[i]);
+    Classification one = clf.classify(views[i], paths[i]);
+    EXPECT_EQ(one.probs, file.probs) << paths[i];  // the same pixels, the same single-image call
+    ASSERT_TRUE(batch[i].ok) << batch[i].error;
+    EXPECT_TRUE(close_rel(batch[i].probs, std::vector<double>(file.probs.begin(), file.probs.end()), 1e-5, paths[i]));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Exports, TinyParity, ::testing::ValuesIn(tiny_kinds()));

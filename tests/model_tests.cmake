@@ -67,3 +67,10 @@ add_test(NAME dask_index
   COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/dask_index_test.py $<TARGET_FILE:zsclip_cli>
           ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/tmp/dask_index)
 set_tests_properties(dask_index PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# models/clip_bpe.py (the Python scripts' CLIP tokenizer) against OpenAI's cases and the C++ tokenizer,
+# and models/bpe_learn.py against the shipped shapes vocabulary.
+add_test(NAME python_clip_bpe
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/python/clip_bpe_test.py ${PROJECT_SOURCE_DIR}
+          ${ZSCLIP_SHARED_DIR} $<TARGET_FILE:zsclip_cli>)
+set_tests_properties(python_clip_bpe PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

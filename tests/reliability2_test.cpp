@@ -312,10 +312,10 @@ TEST(TensorApi, ShapesMustMatchTheDataAndValuesBeFinite) {
 }
 
 TEST(TensorApi, OptionsOutOfRangeAreErrors) {
+  RuntimeOptions ro;
+  ro.threads = -1;
+  expect_error([&] { Runtime::create(ro); }, ErrorCode::kInvalidArgument, {"threads", "-1"});
   ModelOptions mo;
-  mo.threads = -1;
-  expect_error([&] { Model::load(shapes(), mo); }, ErrorCode::kInvalidArgument, {"threads", "-1"});
-  mo = {};
   mo.streams = -2;
   expect_error([&] { Model::load(shapes(), mo); }, ErrorCode::kInvalidArgument, {"streams"});
   const Model model = Model::load(shapes());

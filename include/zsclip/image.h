@@ -59,6 +59,22 @@ struct Image8 {
   std::vector<uint8_t> data;
 };
 
+// Channel layouts of 8-bit interleaved pixels in memory: RGB/BGR (BGR as OpenCV stores it),
+// with alpha (resized premultiplied, as Pillow's RGBA), or one grey channel.
+enum class PixelFormat { kRGB, kBGR, kRGBA, kBGRA, kGray };
+
+// A view of 8-bit interleaved pixels someone else owns (a camera frame, a decoded buffer, a
+// framebuffer): no copy is made. `stride` is the distance in bytes between the starts of two rows;
+// 0 means tightly packed (width * channels).
+//   zsclip::ImageView v{frame.data(), 640, 480, 640 * 3, zsclip::PixelFormat::kBGR};
+struct ImageView {
+  const uint8_t* data = nullptr;
+  int width = 0, height = 0;
+  size_t stride = 0;
+  PixelFormat format = PixelFormat::kRGB;
+};
+int channels_of(PixelFormat format) noexcept;  // 3, 3, 4, 4, 1
+
 // Options of decoding; defaults as Pillow's Image.open with its decompression-bomb error.
 //   apply_exif_orientation (false)      rotate/flip by the EXIF orientation tag
 //   max_pixels             (178956970)  refuse larger images before decoding them

@@ -13,6 +13,7 @@
 // and throws zsclip::Error(kInvalidArgument) otherwise, before reading any value.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <numeric>
 #include <utility>

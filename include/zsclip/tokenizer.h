@@ -100,10 +100,11 @@ class Tokenizer {
   // The token string (byte symbols, "</w>" at a word end) of an id; throws for ids outside the vocab.
   std::string token(int32_t id) const;
 
-  class Impl;
-  const Impl& impl() const { return *impl_; }  // the shared state (copies share it)
+  // True when this and `other` share one vocabulary and merge table (copies do).
+  bool shares_state_with(const Tokenizer& other) const { return impl_ == other.impl_; }
 
  private:
+  class Impl;  // opaque: src/text/tokenizer.cpp
   Tokenizer(std::shared_ptr<const Impl> impl, int64_t context_length)
       : impl_(std::move(impl)), context_length_(context_length) {}
   std::shared_ptr<const Impl> impl_;

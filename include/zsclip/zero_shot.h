@@ -1,7 +1,7 @@
 // zsclip/zero_shot.h — the zero-shot head: class weights from prompts, scores from image features.
 //
 //   auto templates = zsclip::builtin_templates("openai-cifar");        // 18 templates
-//   auto head = zsclip::ZeroShotHead::build(model, tokenizer, {"cat", "dog"}, templates);
+//   auto head = zsclip::ZeroShotHead::build(model, {"cat", "dog"}, templates);   // model: a TextEncoder
 //   head.save("pets.zshead");                                           // reload without the text tower
 //   auto preds = head.classify(model.encode_images(pixels), /*top_k=*/5);
 //   preds[0].top[0].label;   // "cat"
@@ -13,6 +13,8 @@
 // class's own sigmoid(logit + logit_bias): those do not sum to 1. Logits never include the bias.
 //
 // A saved head records the model's fingerprint; loading it for another model is refused.
+// Everything here is in zsclip::core: `build` and `check_compatible` take the encoder interfaces of
+// zsclip/encoder.h, which zsclip::Model implements, so a program linking only zsclip::core links.
 // Thread safety: immutable; const methods are safe from several threads.
 #pragma once
 
@@ -21,12 +23,10 @@
 #include <vector>
 
 #include "zsclip/config.h"
+#include "zsclip/encoder.h"
 #include "zsclip/tensor.h"
 
 namespace zsclip {
-
-class Model;
-class Tokenizer;
 
 // Built-in template sets: "openai-cifar" (18), "openai-imagenet" (80), "simple" ("a photo of a {}.").
 const std::vector<std::string>& builtin_templates(const std::string& name);
@@ -72,13 +72,17 @@ struct HeadBuildOptions {
 
 class ZeroShotHead {
  public:
-  // Embeds labels x templates with the model's text encoder. Labels and templates must be UTF-8.
-  static ZeroShotHead build(const Model& model, const Tokenizer& tokenizer,
+  // Embeds labels x templates with the text encoder (batch_size prompts at a time), tokenised by
+  // `tokenizer` (default: the encoder's own). The head records the encoder's fingerprint, scale
+  // and scoring. Labels and templates must be UTF-8.
+  static ZeroShotHead build(const TextEncoder& encoder, const Tokenizer& tokenizer,
                             const std::vector<std::string>& labels,
                             const std::vector<std::string>& templates,
                             const HeadBuildOptions& options);
-  static ZeroShotHead build(const Model& model, const Tokenizer& tokenizer,
+  static ZeroShotHead build(const TextEncoder& encoder, const Tokenizer& tokenizer,
                             const std::vector<std::string>& labels,
+                            const std::vector<std::string>& templates, int batch_size = 256);
+  static ZeroShotHead build(const TextEncoder& encoder, const std::vector<std::string>& labels,
                             const std::vector<std::string>& templates, int batch_size = 256);
   // From ready-made class weights [C, D] (normalised here).
   static ZeroShotHead from_weights(std::vector<std::string> labels, FloatTensor weights,
@@ -92,8 +96,9 @@ class ZeroShotHead {
   // (the file it points to is replaced, the link stays).
   void save(const std::string& path) const;
 
-  // Throws zsclip::Error(kInvalidModel) unless the head was built with this model.
-  void check_compatible(const Model& model, const std::string& origin = "head") const;
+  // Throws zsclip::Error(kInvalidModel) unless the head was built with this encoder's model (same
+  // embed_dim and fingerprint).
+  void check_compatible(const ImageEncoder& encoder, const std::string& origin = "head") const;
 
   const std::vector<std::string>& labels() const { return labels_; }
   const std::vector<std::string>& templates() const { return templates_; }

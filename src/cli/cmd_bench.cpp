@@ -14,6 +14,7 @@
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
 #include "zsclip/model.h"
+#include "zsclip/runtime.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/zero_shot.h"
 
@@ -84,13 +85,15 @@ int run_bench(const Args& args) {
   if (images.empty()) images = default_images();
   if (images.empty()) throw UsageError("no images: give --images FILE...");
 
+  RuntimeOptions ro;
+  ro.threads = args.get_int("--threads", 0, 0, 1024);
+  ro.intra_op_threads = args.get_int("--intra-op-threads", 0, 0, 1024);
+  ro.blas_threads = args.get_int("--blas-threads", 0, 0, 1024);
+  ro.quantized_engine = args.get("--qengine", "auto");
   ModelOptions mo;
   mo.device = args.get("--device", "cpu");
-  mo.threads = args.get_int("--threads", 0, 0, 1024);
+  mo.runtime = Runtime::create(ro);
   mo.streams = args.get_int("--streams", 0, 0, 1024);
-  mo.intra_op_threads = args.get_int("--intra-op-threads", 0, 0, 1024);
-  mo.blas_threads = args.get_int("--blas-threads", 0, 0, 1024);
-  mo.quantized_engine = args.get("--qengine", "auto");
   mo.optimize = !args.has("--no-optimize");
   mo.verify_files = !args.has("--no-verify");
   mo.optimize_for_inference = args.has("--optimize-for-inference");
@@ -182,11 +185,11 @@ int run_bench(const Args& args) {
   const double enc_ms_per_image = 1000.0 / enc_ips;
   json out = {{"model", dir},
               {"device", model.device()},
-              {"threads", mo.threads},
+              {"threads", mo.runtime->threads()},
               {"streams", mo.streams},
-              {"intra_op_threads", mo.intra_op_threads},
-              {"blas_threads", mo.blas_threads},
-              {"qengine", mo.quantized_engine},
+              {"intra_op_threads", mo.runtime->intra_op_threads()},
+              {"blas_threads", mo.runtime->blas_threads()},
+              {"qengine", ro.quantized_engine},
               {"quantization", c.quantization},
               {"batch_size", batch},
               {"iterations", iterations},
@@ -233,9 +236,9 @@ ZSCLIP_COMMAND(Command{
      {"--text-classes", "N", "classes for the text figure, x80 templates (default 2; 0 = skip)"},
      {"--head-classes", "N", "classes of the head (default 1000)"},
      {"--json", "", "print JSON"},
-     {"--streams", "N", "parallel parts per encoder call on CPU (default: --threads; 1 = threaded BLAS)"},
-     {"--intra-op-threads", "N", "LibTorch intra-op threads (default: see ModelOptions)"},
-     {"--blas-threads", "N", "OpenBLAS threads (default: see ModelOptions)"},
+     {"--streams", "N", "parallel parts per encoder call on CPU (default: --threads; 1 = one part, spread by --blas-threads)"},
+     {"--intra-op-threads", "N", "LibTorch intra-op threads (default: see RuntimeOptions)"},
+     {"--blas-threads", "N", "OpenBLAS threads (default: see RuntimeOptions)"},
      {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
      {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
      {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},

@@ -98,7 +98,11 @@ void parse_shard(const std::string& s, int* k, int* n) {
 ModelOptions index_model_options(const Args& args, bool text_encoder) {
   ModelOptions o;
   o.device = args.get("--device", "cpu");
-  o.threads = args.get_int("--threads", 0, 0, 1024);
+  if (const int threads = args.get_int("--threads", 0, 0, 1024)) {
+    RuntimeOptions ro;
+    ro.threads = threads;
+    o.runtime = Runtime::create(ro);
+  }
   o.load_text_encoder = text_encoder;
   o.verify_files = !args.has("--no-verify");
   return o;

@@ -1,4 +1,5 @@
 // zsclip embed / head / classify / info: the subcommands that load a model.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
@@ -8,11 +9,13 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/io.h"
 #include "core/utf8.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
 #include "zsclip/index.h"
 #include "zsclip/model.h"
+#include "zsclip/runtime.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/version.h"
 #include "zsclip/zero_shot.h"
@@ -25,7 +28,11 @@ using json = nlohmann::json;
 ModelOptions model_options(const Args& args, bool text_encoder) {
   ModelOptions o;
   o.device = args.get("--device", "cpu");
-  o.threads = args.get_int("--threads", 0, 0, 1024);
+  if (const int threads = args.get_int("--threads", 0, 0, 1024)) {
+    RuntimeOptions ro;
+    ro.threads = threads;
+    o.runtime = Runtime::create(ro);
+  }
   o.load_text_encoder = text_encoder;
   o.verify_files = !args.has("--no-verify");
   return o;
@@ -170,7 +177,8 @@ int run_head(const Args& args) {
 }
 
 // classify --index: every indexed image, from its stored features (no image is decoded).
-std::vector<Classification> classify_index(const Args& args, int top_k, Scoring* scoring) {
+std::vector<Classification> classify_index(const Args& args, int top_k, Scoring* scoring,
+                                           std::vector<std::string>* labels) {
   if (!args.positional().empty()) throw UsageError("--index classifies the indexed images; give no IMAGE");
   const std::string dir = args.get("--index");
   EmbeddingIndex index = EmbeddingIndex::open(dir);
@@ -190,26 +198,124 @@ std::vector<Classification> classify_index(const Args& args, int top_k, Scoring*
   }
   index.check_compatible(*head, args.has("--head") ? "head file " + args.get("--head") : "head");
   *scoring = head->scoring();
+  *labels = head->labels();
   return index.classify(*head, top_k);
 }
 
+// Image paths from --images-from FILE ("-": standard input): one a line, blank lines skipped, bytes
+// kept as they are (file names need not be UTF-8).
+std::vector<std::string> read_image_list(const std::string& spec) {
+  constexpr uint64_t kMaxListBytes = uint64_t{1} << 30;
+  const std::string text = spec == "-"
+                               ? io::read_stream(0, "standard input", {kMaxListBytes, ErrorCode::kInvalidArgument})
+                               : io::read_file(spec, "image list", {kMaxListBytes, ErrorCode::kInvalidArgument});
+  std::vector<std::string> paths;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) paths.push_back(std::move(line));
+    pos = end + 1;
+  }
+  return paths;
+}
+
+// "done / total, images/s, ETA" on standard error, redrawn in place; only when it is a terminal.
+class Progress {
+ public:
+  Progress(const char* what, size_t total) : what_(what), total_(total), on_(isatty(2) == 1 && total > 0) {}
+  void update(size_t done) {
+    if (!on_) return;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = s > 0 ? double(done) / s : 0;
+    const double eta = rate > 0 ? double(total_ - done) / rate : 0;
+    std::fprintf(stderr, "\r%s: %zu / %zu images, %.1f images/s, ETA %.0f s   ", what_, done, total_, rate, eta);
+    if (done == total_) std::fputc('\n', stderr);
+    std::fflush(stderr);
+  }
+
+ private:
+  const char* what_;
+  size_t total_;
+  bool on_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+json classification_json(const Classification& r, const char* scoring) {
+  json item = file_json(r.source);
+  if (!r.ok) {
+    item["error"] = r.error;
+    item["code"] = error_code_name(r.code);
+  } else {
+    json top = json::array();
+    for (const auto& s : r.top) top.push_back({{"label", s.label}, {"prob", s.prob}});
+    item["top"] = std::move(top);
+    item["probs"] = r.probs;
+  }
+  item["scoring"] = scoring;
+  return item;
+}
+
 int run_classify(const Args& args) {
-  const auto& images = args.positional();
+  std::vector<std::string> images = args.positional();
+  if (args.has("--images-from")) {
+    if (args.has("--index")) throw UsageError("--images-from and --index cannot be combined");
+    for (auto& p : read_image_list(args.get("--images-from"))) images.push_back(std::move(p));
+    if (images.empty()) throw UsageError("--images-from " + args.get("--images-from") + " lists no image");
+  }
   if (images.empty() && !args.has("--index")) throw UsageError("no IMAGE given");
   const bool has_labels = args.has("--labels") || args.has("--labels-file");
   if (has_labels == args.has("--head")) throw UsageError("give --labels, --labels-file or --head (one of them)");
   if (args.has("--head") && args.has("--templates"))
     throw UsageError("--templates has no effect with --head (the head has its own)");
+  if (args.has("--json") && args.has("--jsonl")) throw UsageError("give only one of --json and --jsonl");
   ClassifierOptions co;
   co.top_k = args.get_int("--top-k", 5, 1, 1 << 20);
   co.batch_size = args.get_int("--batch-size", 16, 1, 4096);
   co.truncate_prompts = args.has("--truncate");
   if (args.has("--head") && args.has("--truncate"))
     throw UsageError("--truncate has no effect with --head (its prompts are embedded)");
-  std::vector<Classification> results;
-  Scoring scoring_kind = Scoring::kSoftmax;
+  const bool as_json = args.has("--json"), as_jsonl = args.has("--jsonl");
+  int status = 0;
+  json array = json::array();  // --json: one array, written at the end
+  const char* scoring = "softmax";
+  const std::vector<std::string>* labels = nullptr;
+  // Each result as soon as it is ready: a table, a JSON line (flushed), or a --json array element.
+  auto write = [&](const Classification* results, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      const Classification& r = results[i];
+      if (!r.ok) {
+        std::cerr << "zsclip classify: error [" << error_code_name(r.code) << "]: " << r.error << "\n";
+        status = 1;
+      }
+      if (as_json) {
+        json item = classification_json(r, scoring);
+        item["labels"] = *labels;
+        array.push_back(std::move(item));
+      } else if (as_jsonl) {
+        std::cout << dump_json(classification_json(r, scoring)) << "\n";
+      } else if (r.ok) {
+        std::cout << r.source << "\n";
+        for (const auto& s : r.top)
+          std::cout << "  " << std::fixed << std::setprecision(4) << s.prob << "  " << s.label << "\n";
+      }
+    }
+    std::cout.flush();
+  };
+  auto header = [&] {
+    // --jsonl: the first line names the labels (and the scoring) once, so `probs` can be read alone.
+    if (as_jsonl) std::cout << dump_json(json{{"labels", *labels}, {"scoring", scoring}}) << "\n" << std::flush;
+  };
   if (args.has("--index")) {
-    results = classify_index(args, co.top_k, &scoring_kind);
+    Scoring scoring_kind = Scoring::kSoftmax;
+    std::vector<std::string> index_labels;
+    std::vector<Classification> results = classify_index(args, co.top_k, &scoring_kind, &index_labels);
+    scoring = scoring_name(scoring_kind);
+    labels = &index_labels;
+    header();
+    write(results.data(), results.size());
   } else {
     std::optional<ZeroShotClassifier> clf;
     if (args.has("--head")) {
@@ -220,41 +326,16 @@ int run_classify(const Args& args) {
                                              model_options(args, true), co));
       report_truncation("classify", clf->head());
     }
-    results = clf->classify_files(images);
-    scoring_kind = clf->head().scoring();
+    scoring = scoring_name(clf->head().scoring());
+    labels = &clf->head().labels();
+    header();
+    Progress progress("zsclip classify", images.size());
+    clf->classify_files(images, [&](size_t first, const Classification* results, size_t n) {
+      write(results, n);
+      progress.update(first + n);
+    });
   }
-  const char* scoring = scoring_name(scoring_kind);
-  int status = 0;
-  if (args.has("--json")) {
-    json out = json::array();
-    for (const auto& r : results) {
-      json item = file_json(r.source);
-      if (!r.ok) {
-        item["error"] = r.error;
-        item["code"] = error_code_name(r.code);
-      } else {
-        json top = json::array();
-        for (const auto& s : r.top) top.push_back({{"label", s.label}, {"prob", s.prob}});
-        item["top"] = std::move(top);
-        item["probs"] = r.probs;
-      }
-      item["scoring"] = scoring;
-      out.push_back(std::move(item));
-    }
-    std::cout << dump_json(out, 2) << "\n";
-  } else {
-    for (const auto& r : results) {
-      if (!r.ok) continue;
-      std::cout << r.source << "\n";
-      for (const auto& s : r.top)
-        std::cout << "  " << std::fixed << std::setprecision(4) << s.prob << "  " << s.label << "\n";
-    }
-  }
-  for (const auto& r : results)
-    if (!r.ok) {
-      std::cerr << "zsclip classify: error [" << error_code_name(r.code) << "]: " << r.error << "\n";
-      status = 1;
-    }
+  if (as_json) std::cout << dump_json(array, 2) << "\n";
   return status;
 }
 
@@ -320,11 +401,13 @@ ZSCLIP_COMMAND(Command{
 ZSCLIP_COMMAND(Command{
     "classify",
     "[--model DIR] (--labels A,B,C | --labels-file F | --head HEAD) [--templates NAME|FILE] "
-    "[--truncate] [--top-k K] [--batch-size N] [--json] (IMAGE... | --index INDEX)",
+    "[--truncate] [--top-k K] [--batch-size N] [--json | --jsonl] (IMAGE... | --images-from FILE | --index INDEX)",
     "zero-shot classify images",
-    std::string("Prints a table (top-k labels and probabilities per image), or with --json an array of\n"
-                "{\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order],\n"
-                "\"scoring\"}. scoring \"softmax\" (CLIP): probabilities over the labels, summing to 1.\n"
+    std::string("Prints a table (top-k labels and probabilities per image) as each batch is done, or with\n"
+                "--json an array of {\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order],\n"
+                "\"labels\":[the classes, in that order], \"scoring\"}, or with --jsonl a first line\n"
+                "{\"labels\", \"scoring\"} and then one such object (without \"labels\") per image, written and\n"
+                "flushed per batch. Progress goes to standard error when it is a terminal. scoring \"softmax\" (CLIP): probabilities over the labels, summing to 1.\n"
                 "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own probability\n"
                 "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
                 "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while the\n"
@@ -341,6 +424,8 @@ ZSCLIP_COMMAND(Command{
      {"--top-k", "K", "labels shown per image (default 5)"},
      {"--batch-size", "N", "images per encoder call (default 16)"}, {"--json", "", "JSON output"},
      {"--index", "INDEX", "classify the images of an index from their stored features"},
+     {"--images-from", "FILE", "image paths, one a line ('-': standard input), after any IMAGE given"},
+     {"--jsonl", "", "JSON lines: a labels header, then one object per image, flushed per batch"},
      truncate_option(), threads_option(), device_option(), verify_option()},
     run_classify});
 

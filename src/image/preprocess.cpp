@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <thread>
 
 #include "image/decode.h"
 #include "image/resample.h"
@@ -43,7 +42,22 @@ struct Source {
 
 }  // namespace
 
-Preprocessor::Preprocessor(PreprocessConfig config) : config_(config) {
+int channels_of(PixelFormat format) noexcept {
+  switch (format) {
+    case PixelFormat::kRGB:
+    case PixelFormat::kBGR:
+      return 3;
+    case PixelFormat::kRGBA:
+    case PixelFormat::kBGRA:
+      return 4;
+    case PixelFormat::kGray:
+      return 1;
+  }
+  return 3;
+}
+
+Preprocessor::Preprocessor(PreprocessConfig config, std::shared_ptr<Runtime> runtime)
+    : config_(config), runtime_(std::move(runtime)) {
   const int n = config_.image_size;
   if (n < 1 || n > 16384)
     throw Error(ErrorCode::kInvalidConfig,
@@ -252,61 +266,78 @@ FloatTensor Preprocessor::from_mat(const cv::Mat& m) const {
   return t;
 }
 
-FloatTensor Preprocessor::from_rgb(const uint8_t* rgb, int width, int height,
-                                   size_t row_stride) const {
-  if (rgb == nullptr || width < 1 || height < 1)
-    throw Error(ErrorCode::kInvalidArgument,
-                "Preprocessor::from_rgb: null data or non-positive size " + std::to_string(width) +
-                    "x" + std::to_string(height));
-  if (row_stride == 0) row_stride = static_cast<size_t>(width) * 3;
-  if (row_stride < static_cast<size_t>(width) * 3)
-    throw Error(ErrorCode::kInvalidArgument,
-                "Preprocessor::from_rgb: row_stride smaller than width * 3");
-  check_pixel_limit(width, height, config_.max_pixels, "Preprocessor::from_rgb");
+void Preprocessor::from_view_into(const ImageView& v, float* out) const {
+  const int c = channels_of(v.format);
+  if (v.data == nullptr || v.width < 1 || v.height < 1)
+    throw Error(ErrorCode::kInvalidArgument, "Preprocessor: image view with null data or non-positive size " +
+                                                 std::to_string(v.width) + "x" + std::to_string(v.height));
+  const size_t packed = static_cast<size_t>(v.width) * c;
+  const size_t stride = v.stride == 0 ? packed : v.stride;
+  if (stride < packed)
+    throw Error(ErrorCode::kInvalidArgument, "Preprocessor: image view stride " + std::to_string(stride) +
+                                                 " is smaller than width * channels (" + std::to_string(packed) + ")");
+  // The decoders' pixel limit: an absurd size is refused before anything is allocated for it.
+  check_pixel_limit(v.width, v.height, config_.max_pixels, "Preprocessor: image view");
+  const PixelMode mode = c == 1 ? PixelMode::kGray : c == 3 ? PixelMode::kRGB : PixelMode::kRGBA;
+  const bool bgr = v.format == PixelFormat::kBGR || v.format == PixelFormat::kBGRA;
+  run_pipeline(config_, lut_, Source{v.data, v.width, v.height, c, stride, mode, bgr}, out);
+}
+
+FloatTensor Preprocessor::from_view(const ImageView& image) const {
   const int n = config_.image_size;
   FloatTensor t({3, n, n});
-  run_pipeline(config_, lut_, Source{rgb, width, height, 3, row_stride, PixelMode::kRGB, false},
-               t.ptr());
+  from_view_into(image, t.ptr());
   return t;
 }
 
-std::vector<Preprocessor::ItemStatus> Preprocessor::batch_files_into(
-    const std::vector<std::string>& paths, float* out, int threads) const {
-  std::vector<ItemStatus> status(paths.size());
-  if (paths.empty()) return status;
-  if (out == nullptr)
-    throw Error(ErrorCode::kInvalidArgument, "Preprocessor::batch_files_into: null output");
+FloatTensor Preprocessor::from_rgb(const uint8_t* rgb, int width, int height,
+                                   size_t row_stride) const {
+  if (rgb == nullptr || width < 1 || height < 1 || (row_stride != 0 && row_stride < size_t(width) * 3))
+    throw Error(ErrorCode::kInvalidArgument, "Preprocessor::from_rgb: null data, non-positive size " +
+                                                 std::to_string(width) + "x" + std::to_string(height) +
+                                                 " or row_stride smaller than width * 3");
+  return from_view(ImageView{rgb, width, height, row_stride, PixelFormat::kRGB});
+}
+
+std::vector<Preprocessor::ItemStatus> Preprocessor::batch_into(
+    size_t count, const std::function<void(size_t, float*)>& item,
+    const std::function<std::string(size_t)>& name, float* out, int threads) const {
+  std::vector<ItemStatus> status(count);
+  if (count == 0) return status;
+  if (out == nullptr) throw Error(ErrorCode::kInvalidArgument, "Preprocessor: null output");
   const size_t per = item_floats();
   if (threads < 0)
     throw Error(ErrorCode::kInvalidArgument,
-                "Preprocessor::batch_files_into: threads must be >= 0 (0: the cores), got " +
+                "Preprocessor::batch_files_into: threads must be >= 0 (0: the runtime's threads), got " +
                     std::to_string(threads));
-  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  threads = static_cast<int>(std::min<size_t>(static_cast<size_t>(threads), paths.size()));
+  const std::shared_ptr<Runtime> rt = runtime();
+  const size_t parts = std::min<size_t>(static_cast<size_t>(threads > 0 ? threads : rt->threads()), count);
+  // Parts take the next unclaimed item, so a slow image does not hold up a fixed share.
   std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < paths.size();) {
+  rt->parallel_for(static_cast<int64_t>(parts), [&](int64_t) {
+    for (size_t i; (i = next.fetch_add(1)) < count;) {
       float* slot = out + i * per;
       try {
-        from_file_into(paths[i], slot);
+        item(i, slot);
         continue;
       } catch (const Error& e) {
         status[i] = ItemStatus{false, e.code(), e.what()};
       } catch (const std::exception& e) {
-        status[i] =
-            ItemStatus{false, ErrorCode::kInternal, "image '" + paths[i] + "': " + e.what()};
+        status[i] = ItemStatus{false, ErrorCode::kInternal, "image '" + name(i) + "': " + e.what()};
       }
       std::fill(slot, slot + per, 0.0f);
     }
-  };
-  if (threads == 1) {
-    work();
-  } else {
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back(work);
-    for (auto& t : pool) t.join();
-  }
+  });
   return status;
+}
+
+std::vector<Preprocessor::ItemStatus> Preprocessor::batch_files_into(
+    const std::vector<std::string>& paths, float* out, int threads) const {
+  if (!paths.empty() && out == nullptr)
+    throw Error(ErrorCode::kInvalidArgument, "Preprocessor::batch_files_into: null output");
+  return batch_into(
+      paths.size(), [&](size_t i, float* slot) { from_file_into(paths[i], slot); },
+      [&](size_t i) { return paths[i]; }, out, threads);
 }
 
 FloatTensor Preprocessor::batch_files(const std::vector<std::string>& paths,

@@ -1,7 +1,5 @@
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
-#include <sched.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
@@ -9,8 +7,6 @@
 #include <filesystem>
 #include <exception>
 #include <mutex>
-#include <system_error>
-#include <thread>
 #include <vector>
 
 #include "core/io.h"
@@ -25,15 +21,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr uint64_t kMaxModelFileBytes = uint64_t{64} << 30;  // ViT-bigG's towers are ~10 GB
-
-int available_cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
-  return std::max(1u, std::thread::hardware_concurrency());
-}
 
 torch::Device parse_device(const std::string& s) {
   if (s == "cpu") return torch::Device(torch::kCPU);
@@ -84,14 +71,9 @@ std::string require_file(const ModelConfig& c, const std::string& name, const ch
 }
 
 void check_options(const ModelOptions& o) {
-  for (const auto& [name, value] : {std::pair<const char*, int>{"threads", o.threads},
-                                    {"streams", o.streams},
-                                    {"intra_op_threads", o.intra_op_threads},
-                                    {"blas_threads", o.blas_threads}})
-    if (value < 0)
-      throw Error(ErrorCode::kInvalidArgument, std::string("ModelOptions.") + name +
-                                                   " must be >= 0 (0: automatic), got " +
-                                                   std::to_string(value));
+  if (o.streams < 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "ModelOptions.streams must be >= 0 (0: the runtime's threads), got " + std::to_string(o.streams));
 }
 
 torch::jit::Module load_module(const std::string& path, const char* field) {
@@ -130,7 +112,7 @@ torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, 
   return v.toTensor().detach();
 }
 
-torch::jit::Module prepare(torch::jit::Module m, const Model::Impl& impl, const std::string& path) {
+torch::jit::Module prepare(torch::jit::Module m, const detail::ModelImpl& impl, const std::string& path) {
   return translate_torch(ErrorCode::kInvalidModel, path + ": preparing for inference", [&] {
     m.eval();
     if (impl.config.quantization != "int8") m.to(impl.device, impl.dtype);
@@ -146,104 +128,18 @@ torch::jit::Module prepare(torch::jit::Module m, const Model::Impl& impl, const 
   });
 }
 
-std::once_flag g_threads_once;
-
-// OpenBLAS (Debian's LibTorch does its GEMMs there) keeps its own thread pool, which LibTorch's
-// at::set_num_threads does not size. Found at run time so that other BLAS builds still link.
-using BlasSetThreads = void (*)(int);
-using BlasGetThreads = int (*)();
-
-BlasSetThreads openblas_setter() {
-  static BlasSetThreads fn = reinterpret_cast<BlasSetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  return fn;
-}
-
-// Below this width a ViT's GEMMs are too small for OpenBLAS's threads to pay: each GEMM's thread
-// hand-off then costs more than the product, and under CPU contention (another process, ctest -j)
-// a [37,128]x[128,384] product measured 8.9 ms with 2 OpenBLAS threads against 0.22 ms with one.
-constexpr int64_t kMinWidthForThreadedBlas = 512;
-
-// Returns the number of streams (parallel parts of one encoder call) and sets the thread pools for it.
-int configure_threads(const ModelOptions& o, const ModelConfig& c, bool cpu) {
-  const int total = o.threads > 0 ? o.threads : available_cores();
-  const int streams = cpu ? (o.streams > 0 ? o.streams : total) : 1;
-  const bool openblas = openblas_setter() != nullptr;
-  const bool small = std::max(c.vision.width, c.text.width) < kMinWidthForThreadedBlas;
-  // With a multi-threaded OpenBLAS, GEMMs (most of a ViT's time) already use `total` cores; more
-  // intra-op threads would compete with OpenBLAS's spinning workers (measured in benchmarks/README.md).
-  // LibTorch's OpenMP workers spin between ops: for a small model under contention 2 of them
-  // measured 69 ms per image against 1.7 ms with one (benchmarks/README.md).
-  // With streams, every stream is one core's worth of work: threads inside it would only compete.
-  int intra = o.intra_op_threads > 0 ? o.intra_op_threads : ((openblas || streams > 1) ? 1 : total);
-  int blas = o.blas_threads > 0 ? o.blas_threads : ((small || streams > 1) ? 1 : total);
-  // An explicit OPENBLAS_NUM_THREADS from the user's environment wins over the automatic choice.
-  const char* env = std::getenv("OPENBLAS_NUM_THREADS");
-  const bool env_blas = env && *env && o.blas_threads == 0;
-  if (at::get_num_threads() != intra) at::set_num_threads(intra);
-  if (openblas && !env_blas) {
-    static BlasGetThreads get =
-        reinterpret_cast<BlasGetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (!get || get() != blas) openblas_setter()(blas);
-  }
-  std::call_once(g_threads_once, [] {
-    // Inter-op parallelism buys nothing for one encoder call at a time and costs threads.
-    try { at::set_num_interop_threads(1); } catch (const c10::Error&) {}
-  });
-  return streams;
-}
-
-// Runs fn on near-equal row ranges of x (one per stream, each on its own thread; the first on the
-// caller's) and concatenates the results. Rows are independent in both encoders, so the result is
-// the same as one call's up to float rounding. The first exception is rethrown after all have ended.
+// Runs fn on near-equal row ranges of x, one part per stream, on the runtime's threads (the
+// caller's included), and concatenates the results. Rows are independent in both encoders, so the
+// result is the same as one call's up to float rounding. The first part's exception is rethrown
+// after all have ended.
 template <typename Fn>
-torch::Tensor run_split(const torch::Tensor& x, int streams, Fn&& fn) {
+torch::Tensor run_split(const Runtime& runtime, const torch::Tensor& x, int streams, Fn&& fn) {
   const int64_t parts = std::min<int64_t>(streams, x.size(0));
   if (parts <= 1) return fn(x);
   std::vector<torch::Tensor> chunks = x.tensor_split(parts, 0);
   std::vector<torch::Tensor> outs(chunks.size());
-  std::vector<std::exception_ptr> errors(chunks.size());
-  auto work = [&](size_t i) {
-    try {
-      outs[i] = fn(chunks[i]);
-    } catch (...) {
-      errors[i] = std::current_exception();
-    }
-  };
-  std::vector<std::thread> threads;
-  threads.reserve(chunks.size() - 1);
-  try {
-    for (size_t i = 1; i < chunks.size(); ++i) threads.emplace_back(work, i);
-  } catch (const std::system_error&) {
-    // No thread to be had: the remaining parts run on this thread instead.
-  }
-  for (size_t i = threads.size() + 1; i < chunks.size(); ++i) work(i);
-  work(0);
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  runtime.parallel_for(parts, [&](int64_t i) { outs[size_t(i)] = fn(chunks[size_t(i)]); });
   return torch::cat(outs, 0);
-}
-
-// Dynamic int8 weights are repacked at load for the current quantized engine, so it must be one
-// this CPU runs fast: oneDNN on x86 when built in, else QNNPACK, else LibTorch's default.
-void select_qengine(const std::string& wanted) {
-  const auto& engines = at::globalContext().supportedQEngines();
-  auto has = [&](at::QEngine e) { return std::find(engines.begin(), engines.end(), e) != engines.end(); };
-  std::vector<at::QEngine> order;
-  if (wanted == "onednn") order = {at::QEngine::ONEDNN};
-  else if (wanted == "qnnpack") order = {at::QEngine::QNNPACK};
-  else if (wanted == "fbgemm") order = {at::QEngine::FBGEMM};
-  else if (wanted != "auto")
-    throw Error(ErrorCode::kInvalidArgument,
-                "quantized_engine \"" + wanted + "\": expected auto, fbgemm, onednn or qnnpack");
-  else order = {at::QEngine::FBGEMM, at::QEngine::ONEDNN, at::QEngine::QNNPACK};
-  for (at::QEngine e : order)
-    if (has(e)) {
-      if (at::globalContext().qEngine() != e) at::globalContext().setQEngine(e);
-      return;
-    }
-  if (wanted != "auto")
-    throw Error(ErrorCode::kUnsupported, "quantized_engine \"" + wanted + "\" is not built into this LibTorch");
 }
 
 }  // namespace
@@ -256,9 +152,9 @@ bool cuda_available() {
 #endif
 }
 
-// `streams` is 1 off the CPU (configure_threads), where run_split makes one call.
-torch::Tensor Model::Impl::encode_images(const torch::Tensor& pixels) const {
-  return run_split(pixels, streams, [this](const torch::Tensor& x) { return encode_images_part(x); });
+// `streams` is 1 off the CPU (Model::load), where run_split makes one call.
+torch::Tensor detail::ModelImpl::encode_images(const torch::Tensor& pixels) const {
+  return run_split(*runtime, pixels, streams, [this](const torch::Tensor& x) { return encode_images_part(x); });
 }
 
 // The number of leading columns of `ids` that decide a causal text tower's pooled outputs, or
@@ -281,17 +177,17 @@ int64_t text_columns_needed(const TowerConfig& t, const torch::Tensor& ids) {
   return n;
 }
 
-torch::Tensor Model::Impl::encode_texts(const torch::Tensor& ids_in) const {
+torch::Tensor detail::ModelImpl::encode_texts(const torch::Tensor& ids_in) const {
   // Columns after every row's pooled position (its end token) cannot change the pooled outputs
   // under the causal mask, so they are not computed: "a photo of a cat." is 7 tokens of OpenAI's 77.
   // Towers without the mask, or pooled at the last position, get every column.
   torch::Tensor ids = ids_in;
   const int64_t used = text_columns_needed(config.text, ids);
   if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
-  return run_split(ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
+  return run_split(*runtime, ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
 }
 
-torch::Tensor Model::Impl::encode_images_part(const torch::Tensor& pixels) const {
+torch::Tensor detail::ModelImpl::encode_images_part(const torch::Tensor& pixels) const {
   c10::InferenceMode guard;
   torch::Tensor x = pixels;
   if (device.is_cuda()) x = x.pin_memory().to(device, dtype, /*non_blocking=*/true);
@@ -302,7 +198,7 @@ torch::Tensor Model::Impl::encode_images_part(const torch::Tensor& pixels) const
   return out.to(torch::kCPU, torch::kFloat).contiguous();
 }
 
-torch::Tensor Model::Impl::encode_texts_part(const torch::Tensor& ids) const {
+torch::Tensor detail::ModelImpl::encode_texts_part(const torch::Tensor& ids) const {
   c10::InferenceMode guard;
   torch::Tensor x = ids.to(device, torch::kLong);
   torch::Tensor pooled = text_encoder.forward({x}).toTensor();
@@ -313,9 +209,11 @@ torch::Tensor Model::Impl::encode_texts_part(const torch::Tensor& ids) const {
 
 Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   check_options(options);
-  auto impl = std::make_shared<Impl>();
+  auto impl = std::make_shared<detail::ModelImpl>();
   impl->config = ModelConfig::load(model_dir);
   impl->options = options;
+  impl->runtime = Runtime::or_default(options.runtime);
+  impl->options.runtime = impl->runtime;
   const ModelConfig& c = impl->config;
   impl->device = parse_device(options.device);
   if (options.dtype == "auto") {
@@ -333,12 +231,9 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   if (c.quantization == "int8" && impl->device.is_cuda())
     throw Error(ErrorCode::kUnsupported, c.path_of("config.json") +
                                              ": an int8 (dynamically quantised) model runs on CPU only");
-  impl->streams = configure_threads(options, c, impl->device.is_cpu());
-  if (c.quantization == "int8") {
-    static std::mutex qengine_mu;  // the engine is process-wide state
-    std::lock_guard<std::mutex> lock(qengine_mu);
-    select_qengine(options.quantized_engine);
-  }
+  detail::apply_torch_settings(*impl->runtime);
+  if (options.streams < 0) throw Error(ErrorCode::kInvalidArgument, "ModelOptions.streams must be >= 0");
+  impl->streams = impl->device.is_cpu() ? (options.streams > 0 ? options.streams : impl->runtime->threads()) : 1;
 
   if (options.verify_files) c.verify_files(options.load_text_encoder);
   // Check every file before the expensive loads so a missing one is reported at once.
@@ -457,59 +352,42 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
 
 const ModelConfig& Model::config() const { return impl_->config; }
 const ModelOptions& Model::options() const { return impl_->options; }
+const std::shared_ptr<Runtime>& Model::runtime() const { return impl_->runtime; }
 std::string Model::device() const { return impl_->device.str(); }
 std::string Model::dtype() const { return impl_->dtype == torch::kHalf ? "float16" : "float32"; }
 bool Model::has_text_encoder() const { return impl_->has_text_encoder; }
 int64_t Model::embed_dim() const { return impl_->config.embed_dim; }
-int Model::image_size() const { return impl_->config.preprocess.image_size; }
+const PreprocessConfig& Model::preprocess_config() const { return impl_->config.preprocess; }
+const std::string& Model::fingerprint() const { return impl_->config.fingerprint; }
+std::string Model::describe() const {
+  const ModelConfig& c = impl_->config;
+  return c.directory.empty() ? "model " + c.name : c.directory;
+}
 int64_t Model::context_length() const { return impl_->config.text.context_length; }
 float Model::logit_scale() const { return impl_->logit_scale; }
 float Model::logit_scale_exp() const { return std::exp(impl_->logit_scale); }
 Scoring Model::scoring() const { return impl_->config.scoring; }
 float Model::logit_bias() const { return impl_->logit_bias; }
 
-void Model::encode_images(const float* pixels, int64_t n_images, float* out) const {
+void Model::do_encode_images(const float* pixels, int64_t n_images, float* out) const {
   const int64_t n = image_size();
-  if (n_images < 0) throw Error(ErrorCode::kInvalidArgument, "encode_images: negative image count");
-  if (n_images == 0) return;
-  if (pixels == nullptr || out == nullptr)
-    throw Error(ErrorCode::kInvalidArgument, "encode_images: null pixels or output");
-  const size_t per_image = static_cast<size_t>(3 * n * n);
-  detail::check_finite(pixels, static_cast<size_t>(n_images) * per_image, per_image,
-                       "encode_images: pixels");
   torch::Tensor x = torch::from_blob(const_cast<float*>(pixels), {n_images, 3, n, n}, torch::kFloat);
   torch::Tensor y = translate_torch(ErrorCode::kInternal, "encode_images",
                                     [&] { return impl_->encode_images(x); });
   std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
 }
 
-FloatTensor Model::encode_images(const FloatTensor& pixels) const {
-  detail::check_tensor(pixels, "encode_images: pixels");
-  const int64_t n = image_size();
-  if (pixels.dim() != 4 || pixels.size(1) != 3 || pixels.size(2) != n || pixels.size(3) != n)
-    throw Error(ErrorCode::kInvalidArgument, "encode_images: pixels must be [N, 3, " + std::to_string(n) +
-                                                 ", " + std::to_string(n) + "], got " +
-                                                 shape_str(pixels.shape));
-  FloatTensor out({pixels.size(0), embed_dim()});
-  encode_images(pixels.ptr(), pixels.size(0), out.ptr());
-  return out;
-}
-
-FloatTensor Model::encode_texts(const IdTensor& ids) const {
+FloatTensor Model::do_encode_texts(const IdTensor& ids) const {
   if (!impl_->has_text_encoder)
     throw Error(ErrorCode::kInvalidArgument,
                 "encode_texts: the model was loaded without its text encoder (load_text_encoder = false)");
   detail::check_tensor(ids, "encode_texts: ids");
   const int64_t l = context_length(), vocab = impl_->config.text.vocab_size;
-  if (ids.dim() != 2 || ids.size(1) != l)
-    throw Error(ErrorCode::kInvalidArgument, "encode_texts: ids must be [N, " + std::to_string(l) +
-                                                 "], got " + shape_str(ids.shape));
   for (int64_t v : ids.data)
     if (v < 0 || v >= vocab)
       throw Error(ErrorCode::kInvalidArgument, "encode_texts: token id " + std::to_string(v) +
                                                    " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
   FloatTensor out({ids.size(0), embed_dim()});
-  if (ids.size(0) == 0) return out;
   torch::Tensor x = torch::from_blob(const_cast<int64_t*>(ids.ptr()), {ids.size(0), l}, torch::kLong);
   torch::Tensor y = translate_torch(ErrorCode::kInternal, "encode_texts", [&] { return impl_->encode_texts(x); });
   std::memcpy(out.ptr(), y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
@@ -517,5 +395,13 @@ FloatTensor Model::encode_texts(const IdTensor& ids) const {
 }
 
 Tokenizer Model::load_tokenizer() const { return Tokenizer::from_config(impl_->config); }
+
+const Tokenizer& Model::tokenizer() const {
+  // A mutex, not std::call_once: a failed load (missing vocabulary) must leave a later call free
+  // to retry and throw again, which libstdc++'s call_once does not guarantee on every target.
+  std::lock_guard<std::mutex> lock(impl_->tokenizer_mu);
+  if (!impl_->tokenizer) impl_->tokenizer.emplace(load_tokenizer());
+  return *impl_->tokenizer;
+}
 
 }  // namespace zsclip

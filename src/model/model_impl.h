@@ -3,14 +3,19 @@
 
 #include <torch/script.h>
 
+#include <mutex>
+#include <optional>
+
 #include "zsclip/error.h"
 #include "zsclip/model.h"
+#include "zsclip/runtime.h"
 
-namespace zsclip {
+namespace zsclip::detail {
 
-struct Model::Impl {
+struct ModelImpl {
   ModelConfig config;
   ModelOptions options;
+  std::shared_ptr<Runtime> runtime;  // never null
   torch::Device device{torch::kCPU};
   torch::ScalarType dtype = torch::kFloat;
   // TorchScript's forward is not const-qualified but is safe to call concurrently.
@@ -24,6 +29,8 @@ struct Model::Impl {
   float logit_scale = 0.f;         // log value
   float logit_bias = 0.f;          // Scoring::kSigmoid only
   int streams = 1;                 // parallel parts an encoder call is split into (CPU)
+  mutable std::mutex tokenizer_mu;
+  mutable std::optional<Tokenizer> tokenizer;  // Model::tokenizer(), loaded on first use
 
   torch::Tensor encode_images(const torch::Tensor& pixels) const;  // -> float CPU [N, D]
   torch::Tensor encode_texts(const torch::Tensor& ids) const;      // -> float CPU [N, D]
@@ -31,6 +38,15 @@ struct Model::Impl {
   torch::Tensor encode_images_part(const torch::Tensor& pixels) const;
   torch::Tensor encode_texts_part(const torch::Tensor& ids) const;
 };
+
+// Applies the runtime's process-wide LibTorch/OpenBLAS settings the first time a model is loaded in
+// this process; later, throws Error(kInvalidArgument) if `runtime` asks for different values
+// (src/runtime/torch_settings.cpp).
+void apply_torch_settings(const Runtime& runtime);
+
+}  // namespace zsclip::detail
+
+namespace zsclip {
 
 // Runs `fn`, translating LibTorch's exceptions into zsclip::Error(code, context + ": " + what).
 template <typename Fn>

@@ -133,7 +133,11 @@ struct Server::Impl {
   static Model load(const ServerOptions& o) {
     ModelOptions mo;
     mo.device = o.device;
-    mo.threads = o.threads;
+    if (o.threads > 0) {
+      RuntimeOptions ro;
+      ro.threads = o.threads;
+      mo.runtime = Runtime::create(ro);
+    }
     return Model::load(o.model_dir, mo);
   }
 

@@ -1,10 +1,10 @@
-// The half of ZeroShotHead that needs a Model: embedding the prompts, and the identity check.
+// The half of ZeroShotHead that needs an encoder: embedding the prompts, and the identity check.
 #include <algorithm>
 #include <cmath>
 
 #include "core/utf8.h"
+#include "zsclip/encoder.h"
 #include "zsclip/error.h"
-#include "zsclip/model.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/zero_shot.h"
 
@@ -37,15 +37,15 @@ bool tokenize_prompt(const Tokenizer& tokenizer, const std::string& prompt,
 
 }  // namespace
 
-ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
+ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& tokenizer,
                                  const std::vector<std::string>& labels,
                                  const std::vector<std::string>& templates, int batch_size) {
   HeadBuildOptions options;
   options.batch_size = batch_size;
-  return build(model, tokenizer, labels, templates, options);
+  return build(encoder, tokenizer, labels, templates, options);
 }
 
-ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
+ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& tokenizer,
                                  const std::vector<std::string>& labels,
                                  const std::vector<std::string>& templates,
                                  const HeadBuildOptions& options) {
@@ -53,8 +53,8 @@ ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
   validate_templates(templates, "zero-shot head");
   const int batch_size = options.batch_size;
   if (batch_size < 1) throw Error(ErrorCode::kInvalidArgument, "zero-shot head: batch_size must be >= 1");
-  const int64_t d = model.embed_dim(), t = static_cast<int64_t>(templates.size());
-  const int64_t context = model.context_length();
+  const int64_t d = encoder.embed_dim(), t = static_cast<int64_t>(templates.size());
+  const int64_t context = encoder.context_length();
   if (!options.truncate) {  // a prompt too long fails before any is embedded, not minutes later
     std::vector<int64_t> scratch(static_cast<size_t>(context));
     for (const auto& label : labels)
@@ -71,7 +71,9 @@ ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
     if (pending == 0) return;
     ids.shape[0] = pending;
     ids.data.resize(static_cast<size_t>(pending * context));
-    FloatTensor feats = model.encode_texts(ids);
+    FloatTensor feats = encoder.encode_texts(ids);
+    if (feats.dim() != 2 || feats.size(0) != pending || feats.size(1) != d)
+      throw Error(ErrorCode::kInternal, "zero-shot head: the text encoder returned features of the wrong shape");
     for (int64_t i = 0; i < pending; ++i) {
       const float* f = feats.row(i);
       double norm = 0;
@@ -93,22 +95,29 @@ ZeroShotHead ZeroShotHead::build(const Model& model, const Tokenizer& tokenizer,
       if (++pending >= rows) flush();
     }
   flush();
-  ZeroShotHead head = from_weights(labels, std::move(weights), model.logit_scale_exp(),
-                                   model.config().fingerprint, templates, model.scoring(), model.logit_bias());
+  ZeroShotHead head = from_weights(labels, std::move(weights), encoder.logit_scale_exp(), encoder.fingerprint(),
+                                   templates, encoder.scoring(), encoder.logit_bias());
   head.truncated_prompts_ = truncated;
   return head;
 }
 
-void ZeroShotHead::check_compatible(const Model& model, const std::string& origin) const {
-  const ModelConfig& c = model.config();
-  if (embed_dim() != model.embed_dim())
+ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const std::vector<std::string>& labels,
+                                 const std::vector<std::string>& templates, int batch_size) {
+  // The labels are checked before the encoder loads its tokenizer.
+  validate_labels(labels, "zero-shot head");
+  validate_templates(templates, "zero-shot head");
+  return build(encoder, encoder.tokenizer(), labels, templates, batch_size);
+}
+
+void ZeroShotHead::check_compatible(const ImageEncoder& encoder, const std::string& origin) const {
+  if (embed_dim() != encoder.embed_dim())
     throw Error(ErrorCode::kInvalidModel, origin + ": embed_dim " + std::to_string(embed_dim()) +
-                                              " does not match model " + c.name + " (" +
-                                              std::to_string(model.embed_dim()) + ")");
-  if (fingerprint_ != c.fingerprint)
+                                              " does not match " + encoder.describe() + " (" +
+                                              std::to_string(encoder.embed_dim()) + ")");
+  if (fingerprint_ != encoder.fingerprint())
     throw Error(ErrorCode::kInvalidModel,
-                origin + ": built for the model with fingerprint \"" + fingerprint_ +
-                    "\", not for " + c.directory + " (fingerprint \"" + c.fingerprint +
+                origin + ": built for the model with fingerprint \"" + fingerprint_ + "\", not for " +
+                    encoder.describe() + " (fingerprint \"" + encoder.fingerprint() +
                     "\"); rebuild the head with `zsclip head`");
 }
 

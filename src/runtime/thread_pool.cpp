@@ -1,0 +1,135 @@
+#include "runtime/thread_pool.h"
+
+#include <algorithm>
+#include <system_error>
+
+#include "zsclip/error.h"
+
+namespace zsclip::detail {
+
+struct ThreadPool::Job {
+  const std::function<void(int64_t)>* part = nullptr;  // parallel-for: the caller's function
+  std::function<void()> task;                          // task: owned
+  int64_t n = 0;
+  // Guarded by ThreadPool::mu_:
+  int64_t next = 0;        // the first unclaimed part
+  int64_t unfinished = 0;  // parts not yet ended (claimed or not)
+  int64_t error_index = -1;
+  std::exception_ptr error;
+  bool helpable() const { return part != nullptr; }
+};
+
+ThreadPool::ThreadPool(int workers) {
+  threads_.reserve(static_cast<size_t>(std::max(0, workers)));
+  try {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  } catch (const std::system_error& e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    throw Error(ErrorCode::kInternal, std::string("runtime: cannot start worker threads: ") + e.what());
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::worker_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and nothing left to run
+    std::shared_ptr<Job> job = queue_.front();
+    run_part(lock, job, claim(job));
+  }
+}
+
+int64_t ThreadPool::claim(const std::shared_ptr<Job>& job) {
+  if (job->next >= job->n) return -1;
+  const int64_t i = job->next++;
+  if (job->next == job->n) {
+    auto it = std::find(queue_.begin(), queue_.end(), job);
+    if (it != queue_.end()) queue_.erase(it);
+  }
+  return i;
+}
+
+void ThreadPool::run_part(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Job>& job, int64_t i) {
+  std::exception_ptr error;
+  lock.unlock();
+  try {
+    if (job->part) (*job->part)(i);
+    else job->task();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  lock.lock();
+  if (error && (job->error_index < 0 || i < job->error_index)) {
+    job->error_index = i;
+    job->error = error;
+  }
+  if (--job->unfinished == 0) done_cv_.notify_all();
+}
+
+void ThreadPool::wait_for(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Job>& job) {
+  while (job->unfinished > 0) {
+    auto it = std::find_if(queue_.begin(), queue_.end(), [](const auto& j) { return j->helpable(); });
+    if (it != queue_.end()) {
+      std::shared_ptr<Job> other = *it;
+      run_part(lock, other, claim(other));
+    } else {
+      done_cv_.wait(lock);
+    }
+  }
+}
+
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn) {
+  if (n <= 0) return;
+  if (n == 1) {
+    fn(0);
+    return;
+  }
+  auto job = std::make_shared<Job>();
+  job->part = &fn;
+  job->n = job->unfinished = n;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!threads_.empty()) {
+    queue_.push_back(job);
+    const int64_t wake = std::min<int64_t>(n - 1, static_cast<int64_t>(threads_.size()));
+    for (int64_t k = 0; k < wake; ++k) work_cv_.notify_one();
+    done_cv_.notify_all();  // threads waiting on other jobs may help
+  }
+  for (int64_t i; (i = claim(job)) >= 0;) run_part(lock, job, i);
+  wait_for(lock, job);
+  if (job->error) std::rethrow_exception(job->error);
+}
+
+ThreadPool::TaskHandle ThreadPool::submit(std::function<void()> fn) {
+  auto job = std::make_shared<Job>();
+  job->task = std::move(fn);
+  job->n = job->unfinished = 1;
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!threads_.empty()) {
+    queue_.push_back(job);
+    work_cv_.notify_one();
+  }
+  return job;
+}
+
+void ThreadPool::wait(const TaskHandle& task) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (task->next == 0) run_part(lock, task, claim(task));
+  wait_for(lock, task);
+  if (task->error) std::rethrow_exception(task->error);
+}
+
+}  // namespace zsclip::detail

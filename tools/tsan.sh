@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds the LibTorch-free parts (zsclip::core: tokenizer, preprocessing, head, the classifier
+# pipeline with fake encoders, the runtime's worker pool) with ThreadSanitizer (clang) and runs
+# their tests, the eight-threads-one-classifier test among them. Used by tools/test.sh.
+#   tools/tsan.sh [CTEST_REGEX]    # default: every test of zsclip::core
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${ZSCLIP_TSAN_DIR:-build-tsan}
+cc=$(command -v clang-14 || command -v clang)
+cxx=$(command -v clang++-14 || command -v clang++)
+flags="-fsanitize=thread -fno-omit-frame-pointer -O1 -g"
+cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
+  -DZSCLIP_WITH_TORCH=OFF -DZSCLIP_BUILD_EXAMPLES=OFF \
+  -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
+cmake --build "$dir" -j "${ZSCLIP_JOBS:-$(nproc)}"
+# halt_on_error: a race fails the test that found it. OpenCV and its codecs are not instrumented
+# (their own memory accesses are invisible to TSan); tools/tsan.supp names the one third-party
+# report suppressed.
+TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tools/tsan.supp ${TSAN_OPTIONS:-}" \
+  ctest --test-dir "$dir" --output-on-failure -j "${ZSCLIP_JOBS:-$(nproc)}" ${1:+-R "$1"}
