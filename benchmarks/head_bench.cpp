@@ -1,5 +1,6 @@
 // The zero-shot head on its own: 1000 classes x 512 dims (ViT-B/32's embedding), random unit class
-// weights, one image's features per iteration (classify_one: logits, softmax, top-5) and a batch of 16.
+// weights, one image's features per iteration (classify_one: logits, softmax, top-5) and a batch
+// of 16.
 #include <benchmark/benchmark.h>
 
 #include <random>

@@ -8,10 +8,10 @@
 // CPU time per image (user + system: what the work costs, whatever share of a busy machine the
 // process got). Latency, after
 // that, on the calling thread with everything warm: L calls of classify_buffer on one encoded image
-// (decode, preprocess, encode, head) and L calls of model().encode_images on one preprocessed image;
-// medians and 90th percentiles in ms. One JSON line on stdout.
-// It uses only calls that existed before zsclip::Runtime (create, classify_files, classify_buffer,
-// model().encode_images, preprocessor()), so the same file builds against an older zsclip for A/B runs.
+// (decode, preprocess, encode, head) and L calls of model().encode_images on one preprocessed
+// image; medians and 90th percentiles in ms. One JSON line on stdout. It uses only calls that
+// existed before zsclip::Runtime (create, classify_files, classify_buffer, model().encode_images,
+// preprocessor()), so the same file builds against an older zsclip for A/B runs.
 #include <sys/resource.h>
 #include <zsclip/classifier.h>
 
@@ -31,13 +31,16 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
 // CPU time (user + system) this process has used, in ms.
 double cpu_ms() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000.0 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000.0;
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000.0 +
+         (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1000.0;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -67,17 +70,25 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--model") model_dir = next();
-    else if (a == "--callers") callers = std::stoi(next());
-    else if (a == "--batches") batches = std::stoi(next());
-    else if (a == "--batch-size") batch_size = std::stoi(next());
-    else if (a == "--latency-calls") latency_calls = std::stoi(next());
-    else if (a == "--images") images.push_back(next());
-    else images.push_back(a);
+    if (a == "--model")
+      model_dir = next();
+    else if (a == "--callers")
+      callers = std::stoi(next());
+    else if (a == "--batches")
+      batches = std::stoi(next());
+    else if (a == "--batch-size")
+      batch_size = std::stoi(next());
+    else if (a == "--latency-calls")
+      latency_calls = std::stoi(next());
+    else if (a == "--images")
+      images.push_back(next());
+    else
+      images.push_back(a);
   }
   if (images.empty() || callers < 1 || batches % callers != 0) {
-    std::cerr << "usage: model_callers_bench --model DIR --callers N [--batches T (a multiple of N)] "
-                 "[--batch-size B] [--latency-calls L] IMAGE...\n";
+    std::cerr
+        << "usage: model_callers_bench --model DIR --callers N [--batches T (a multiple of N)] "
+           "[--batch-size B] [--latency-calls L] IMAGE...\n";
     return 2;
   }
   try {
@@ -85,9 +96,11 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 10; ++i) labels.push_back("class " + std::to_string(i));
     zsclip::ClassifierOptions co;
     co.batch_size = batch_size;
-    auto clf = zsclip::ZeroShotClassifier::create(model_dir, labels, zsclip::builtin_templates("simple"), {}, co);
+    auto clf = zsclip::ZeroShotClassifier::create(model_dir, labels,
+                                                  zsclip::builtin_templates("simple"), {}, co);
     std::vector<std::string> batch;
-    for (int i = 0; i < batch_size; ++i) batch.push_back(images[static_cast<size_t>(i) % images.size()]);
+    for (int i = 0; i < batch_size; ++i)
+      batch.push_back(images[static_cast<size_t>(i) % images.size()]);
     clf.classify_files(batch);  // warm: TorchScript's first calls, the pool, the allocator
 
     // Throughput: `callers` threads, batches / callers calls each, released together.
@@ -126,8 +139,9 @@ int main(int argc, char** argv) {
       clf.model().encode_images(pixels.ptr(), 1, features.data());
       encode_ms.push_back(ms_since(t));
     }
-    std::cout << "{\"model\": \"" << model_dir << "\", \"callers\": " << callers << ", \"images\": " << batches * batch_size
-              << ", \"seconds\": " << wall_ms / 1000.0 << ", \"images_per_s\": " << batches * batch_size * 1000.0 / wall_ms
+    std::cout << "{\"model\": \"" << model_dir << "\", \"callers\": " << callers
+              << ", \"images\": " << batches * batch_size << ", \"seconds\": " << wall_ms / 1000.0
+              << ", \"images_per_s\": " << batches * batch_size * 1000.0 / wall_ms
               << ", \"cpu_ms_per_image\": " << cpu_used_ms / (batches * batch_size)
               << ", \"classify_buffer_ms_median\": " << percentile(call_ms, 0.5)
               << ", \"classify_buffer_ms_p90\": " << percentile(call_ms, 0.9)

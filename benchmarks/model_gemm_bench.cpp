@@ -10,7 +10,8 @@ namespace {
 
 void set_blas_threads(int n) {
   using Fn = void (*)(int);
-  if (auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")); fn && n > 0) fn(n);
+  if (auto fn = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")); fn && n > 0)
+    fn(n);
 }
 
 void run(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
@@ -24,15 +25,17 @@ void run(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
     c = at::matmul(a, b);
     benchmark::DoNotOptimize(c.data_ptr<float>());
   }
-  state.counters["GFLOPs"] = benchmark::Counter(2.0 * m * k * n * static_cast<double>(state.iterations()) / 1e9,
-                                                benchmark::Counter::kIsRate);
+  state.counters["GFLOPs"] = benchmark::Counter(
+      2.0 * m * k * n * static_cast<double>(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 
 void BM_Gemm_Mlp_800x768x3072(benchmark::State& s) { run(s, 800, 768, 3072); }
 void BM_Gemm_Mlp_800x3072x768(benchmark::State& s) { run(s, 800, 3072, 768); }
 void BM_Gemm_Qkv_800x768x2304(benchmark::State& s) { run(s, 800, 768, 2304); }
 
-#define ZSCLIP_GEMM_ARGS ->Args({1, 1})->Args({1, 2})->Args({2, 1})->Args({2, 2})->UseRealTime()->Unit(benchmark::kMillisecond)
+#define ZSCLIP_GEMM_ARGS                                                         \
+  ->Args({1, 1})->Args({1, 2})->Args({2, 1})->Args({2, 2})->UseRealTime()->Unit( \
+      benchmark::kMillisecond)
 BENCHMARK(BM_Gemm_Mlp_800x768x3072) ZSCLIP_GEMM_ARGS;
 BENCHMARK(BM_Gemm_Mlp_800x3072x768) ZSCLIP_GEMM_ARGS;
 BENCHMARK(BM_Gemm_Qkv_800x768x2304) ZSCLIP_GEMM_ARGS;

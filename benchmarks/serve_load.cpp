@@ -52,22 +52,29 @@ struct Body {
   std::string type;
 };
 
-Body make_body(const std::string& image, const std::string& model, const std::vector<std::string>& labels,
-               bool binary) {
+Body make_body(const std::string& image, const std::string& model,
+               const std::vector<std::string>& labels, bool binary) {
   Body b;
   if (!binary) {
-    json inputs = json::array(
-        {{{"name", "IMAGE"}, {"datatype", "BYTES"}, {"shape", {1}}, {"data", {zsclip::server::base64_encode(image)}}}});
+    json inputs = json::array({{{"name", "IMAGE"},
+                                {"datatype", "BYTES"},
+                                {"shape", {1}},
+                                {"data", {zsclip::server::base64_encode(image)}}}});
     if (model == "zero_shot")
-      inputs.push_back({{"name", "LABELS"}, {"datatype", "BYTES"}, {"shape", {labels.size()}}, {"data", labels}});
+      inputs.push_back({{"name", "LABELS"},
+                        {"datatype", "BYTES"},
+                        {"shape", {labels.size()}},
+                        {"data", labels}});
     b.data = json{{"inputs", inputs}}.dump();
     b.type = "application/json";
     return b;
   }
   std::vector<std::pair<json, std::string>> parts;
-  parts.push_back({{{"name", "IMAGE"}, {"datatype", "BYTES"}, {"shape", {1}}}, zsclip::server::serialize_bytes({image})});
+  parts.push_back({{{"name", "IMAGE"}, {"datatype", "BYTES"}, {"shape", {1}}},
+                   zsclip::server::serialize_bytes({image})});
   if (model == "zero_shot")
-    parts.push_back({{{"name", "LABELS"}, {"datatype", "BYTES"}, {"shape", {labels.size()}}}, zsclip::server::serialize_bytes(labels)});
+    parts.push_back({{{"name", "LABELS"}, {"datatype", "BYTES"}, {"shape", {labels.size()}}},
+                     zsclip::server::serialize_bytes(labels)});
   json j = {{"inputs", json::array()}, {"parameters", {{"binary_data_output", true}}}};
   std::string tail;
   for (auto& [in, raw] : parts) {
@@ -87,8 +94,8 @@ Body make_body(const std::string& image, const std::string& model, const std::ve
 int main(int argc, char** argv) {
   int port = 8080, clients = 1, requests = 40, warmup = 2;
   std::string model = "zero_shot";
-  std::vector<std::string> labels = {"red circle", "blue star", "green triangle", "yellow square", "purple hexagon",
-                                     "orange cross"};
+  std::vector<std::string> labels = {"red circle",    "blue star",      "green triangle",
+                                     "yellow square", "purple hexagon", "orange cross"};
   bool binary = false;
   std::vector<std::string> paths;
   for (int i = 1; i < argc; ++i) {
@@ -100,18 +107,28 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--port") port = std::stoi(value());
-    else if (a == "--clients") clients = std::stoi(value());
-    else if (a == "--requests") requests = std::stoi(value());
-    else if (a == "--warmup") warmup = std::stoi(value());
-    else if (a == "--model") model = value();
-    else if (a == "--labels") labels = split(value());
-    else if (a == "--binary") binary = true;
-    else paths.push_back(a);
+    if (a == "--port")
+      port = std::stoi(value());
+    else if (a == "--clients")
+      clients = std::stoi(value());
+    else if (a == "--requests")
+      requests = std::stoi(value());
+    else if (a == "--warmup")
+      warmup = std::stoi(value());
+    else if (a == "--model")
+      model = value();
+    else if (a == "--labels")
+      labels = split(value());
+    else if (a == "--binary")
+      binary = true;
+    else
+      paths.push_back(a);
   }
-  if (paths.empty() || clients < 1 || requests < 1 || (model != "zero_shot" && model != "image_encoder")) {
-    std::cerr << "usage: serve_load --port P --clients C --requests R [--model zero_shot|image_encoder] "
-                 "[--labels A,B] [--binary] [--warmup W] IMAGE...\n";
+  if (paths.empty() || clients < 1 || requests < 1 ||
+      (model != "zero_shot" && model != "image_encoder")) {
+    std::cerr
+        << "usage: serve_load --port P --clients C --requests R [--model zero_shot|image_encoder] "
+           "[--labels A,B] [--binary] [--warmup W] IMAGE...\n";
     return 2;
   }
   std::vector<Body> bodies;
@@ -135,16 +152,20 @@ int main(int argc, char** argv) {
         ++errors;
         std::lock_guard<std::mutex> lock(mu);
         if (first_error.empty())
-          first_error = r ? std::to_string(r->status) + " " + r->body.substr(0, 200) : httplib::to_string(r.error());
+          first_error = r ? std::to_string(r->status) + " " + r->body.substr(0, 200)
+                          : httplib::to_string(r.error());
       }
     };
     for (int i = 0; i < warmup; ++i) send(bodies[static_cast<size_t>(c + i) % bodies.size()]);
     ++ready;
-    while (!go) std::this_thread::sleep_for(std::chrono::microseconds(200));  // not a busy wait: the server shares the cores
+    while (!go)
+      std::this_thread::sleep_for(
+          std::chrono::microseconds(200));  // not a busy wait: the server shares the cores
     for (int i = 0; i < requests; ++i) {
       const auto t0 = Clock::now();
       send(bodies[static_cast<size_t>(c * 7 + i) % bodies.size()]);
-      latency[static_cast<size_t>(c)].push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+      latency[static_cast<size_t>(c)].push_back(
+          std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     }
   };
   std::vector<std::thread> threads;
@@ -156,11 +177,14 @@ int main(int argc, char** argv) {
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   rusage u{};
   getrusage(RUSAGE_SELF, &u);  // includes the warm-up and building the bodies: an upper bound
-  const double client_cpu = u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  const double client_cpu =
+      u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
   std::vector<double> all;
   for (const auto& l : latency) all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
-  auto pct = [&](double p) { return all[std::min(all.size() - 1, static_cast<size_t>(p * (all.size() - 1) + 0.5))]; };
+  auto pct = [&](double p) {
+    return all[std::min(all.size() - 1, static_cast<size_t>(p * (all.size() - 1) + 0.5))];
+  };
   json out = {{"model", model},
               {"clients", clients},
               {"requests", all.size()},

@@ -1,5 +1,6 @@
 // Tokenizer throughput on the texts of ../shared/clip/tokenizer_cases.jsonl and prompts built from
-// ../shared/clip/prompts.json (templates x classes). Counter tokens/s = BPE tokens produced per second.
+// ../shared/clip/prompts.json (templates x classes). Counter tokens/s = BPE tokens produced per
+// second.
 //   cold: cache disabled, every piece goes through BPE (Python: ~95k tokens/s on this machine)
 //   warm: the default cache, already filled by a first pass (Python: ~260k tokens/s)
 #include <benchmark/benchmark.h>
@@ -72,7 +73,8 @@ void run(benchmark::State& state, const zsclip::Tokenizer& tok) {
       benchmark::DoNotOptimize(ids.data());
     }
   }
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
   state.counters["texts"] = static_cast<double>(t.size());
   state.SetBytesProcessed(bytes);
 }

@@ -1,24 +1,28 @@
 // cifar100_zeroshot — CLIP's zero-shot evaluation on the CIFAR-100 test set, with zsclip.
 //
 //   build/bin/cifar100_zeroshot --model models/vit-b-32 --data cifar-100-binary
-//       [--limit N] [--batch-size N] [--templates NAME|FILE] [--predictions FILE.csv] [--report DIR]
+//       [--limit N] [--batch-size N] [--templates NAME|FILE] [--predictions FILE.csv] [--report
+//       DIR]
 //
 // What it does, as OpenAI's zero-shot notebook does it:
-//   1. the 100 class names CLIP uses for CIFAR-100 (zsclip::builtin_classes("cifar100")) are put into
+//   1. the 100 class names CLIP uses for CIFAR-100 (zsclip::builtin_classes("cifar100")) are put
+//   into
 //      the 18 CIFAR prompt templates ("a photo of a {}.", ...), embedded by the text encoder and
 //      averaged per class (zsclip::ZeroShotHead);
 //   2. each 32x32 test image is upsampled exactly as PIL does it in CLIP's preprocessing (bicubic
-//      resize of the shorter side to the model's size, centre crop, normalise: zsclip::Preprocessor);
+//      resize of the shorter side to the model's size, centre crop, normalise:
+//      zsclip::Preprocessor);
 //   3. the image encoder embeds a batch, and the head scores it against the 100 classes.
 //
-// Reproducing the CLIP paper's number (ViT-B/32: 65.1% top-1 on CIFAR-100) on a machine with internet
-// access:
+// Reproducing the CLIP paper's number (ViT-B/32: 65.1% top-1 on CIFAR-100) on a machine with
+// internet access:
 //   # the weights: the URL listed for "ViT-B/32" in _MODELS in openai/CLIP's clip/clip.py
 //   # (clip.load("ViT-B/32") also downloads it, to ~/.cache/clip/ViT-B-32.pt)
 //   wget https://github.com/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz
-//   wget https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz && tar xzf cifar-100-binary.tar.gz
-//   /usr/bin/python3 models/export_clip.py --checkpoint ViT-B-32.pt --vocab bpe_simple_vocab_16e6.txt.gz --out models/vit-b-32
-//   build/bin/cifar100_zeroshot --model models/vit-b-32 --data cifar-100-binary --report report
+//   wget https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz && tar xzf
+//   cifar-100-binary.tar.gz /usr/bin/python3 models/export_clip.py --checkpoint ViT-B-32.pt --vocab
+//   bpe_simple_vocab_16e6.txt.gz --out models/vit-b-32 build/bin/cifar100_zeroshot --model
+//   models/vit-b-32 --data cifar-100-binary --report report
 // The run embeds 1800 prompts, then the 10000 test images (some minutes on a laptop's CPU).
 //
 // The data is CIFAR-100's "binary version": DIR/test.bin holds 10000 records of 3074 bytes each:
@@ -114,7 +118,7 @@ Options parse_args(int argc, char** argv) {
       std::cout << kUsage;
       std::exit(0);
     }
-    static const char* const kValued[] = {"--model", "--data", "--limit", "--batch-size",
+    static const char* const kValued[] = {"--model",     "--data",        "--limit", "--batch-size",
                                           "--templates", "--predictions", "--report"};
     if (std::find(std::begin(kValued), std::end(kValued), flag) == std::end(kValued))
       throw UsageError("unknown option " + flag);
@@ -123,13 +127,20 @@ Options parse_args(int argc, char** argv) {
       value = argv[++i];
     }
     if (value.empty()) throw UsageError(flag + " needs a non-empty value");
-    if (flag == "--model") o.model = value;
-    else if (flag == "--data") o.data = value;
-    else if (flag == "--limit") o.limit = parse_positive(flag, value);
-    else if (flag == "--batch-size") o.batch_size = parse_positive(flag, value);
-    else if (flag == "--templates") o.templates = value;
-    else if (flag == "--predictions") o.predictions = value;
-    else o.report = value;
+    if (flag == "--model")
+      o.model = value;
+    else if (flag == "--data")
+      o.data = value;
+    else if (flag == "--limit")
+      o.limit = parse_positive(flag, value);
+    else if (flag == "--batch-size")
+      o.batch_size = parse_positive(flag, value);
+    else if (flag == "--templates")
+      o.templates = value;
+    else if (flag == "--predictions")
+      o.predictions = value;
+    else
+      o.report = value;
   }
   if (o.model.empty()) {
     const char* env = std::getenv("ZSCLIP_MODEL");
@@ -161,7 +172,8 @@ Dataset load_dataset(const std::string& data) {
   d.path = fs::is_directory(data, ec) ? (fs::path(data) / "test.bin").string() : data;
   const fs::file_status status = fs::status(d.path, ec);
   if (!fs::exists(status))
-    throw Error(ErrorCode::kNotFound, d.path + ": no such file (--data must be the CIFAR-100 binary folder)");
+    throw Error(ErrorCode::kNotFound,
+                d.path + ": no such file (--data must be the CIFAR-100 binary folder)");
   // Refused before reading: a device or FIFO (which may never end), or more than the 50000 records
   // of CIFAR-100's train.bin.
   if (!fs::is_regular_file(status))
@@ -182,15 +194,18 @@ Dataset load_dataset(const std::string& data) {
     throw Error(ErrorCode::kIo, d.path + ": read error (or the file changed while it was read)");
   if (d.bytes.empty() || d.bytes.size() % kRecordBytes != 0)
     throw Error(ErrorCode::kInvalidArgument,
-                d.path + ": size " + std::to_string(d.bytes.size()) + " bytes is not a positive multiple of the " +
-                    std::to_string(kRecordBytes) + "-byte CIFAR-100 record (is it the CIFAR-10 file?)");
+                d.path + ": size " + std::to_string(d.bytes.size()) +
+                    " bytes is not a positive multiple of the " + std::to_string(kRecordBytes) +
+                    "-byte CIFAR-100 record (is it the CIFAR-10 file?)");
   for (size_t i = 0; i < d.size(); ++i) {
     const int coarse = d.record(i)[0], fine = d.record(i)[1];
     if (fine >= kFineClasses || coarse >= kCoarseClasses)
       throw Error(ErrorCode::kInvalidArgument,
-                  d.path + ": record " + std::to_string(i) + " (byte offset " + std::to_string(i * kRecordBytes) +
-                      ") has " + (fine >= kFineClasses ? "fine label " + std::to_string(fine) + " (must be < 100)"
-                                                       : "coarse label " + std::to_string(coarse) + " (must be < 20)"));
+                  d.path + ": record " + std::to_string(i) + " (byte offset " +
+                      std::to_string(i * kRecordBytes) + ") has " +
+                      (fine >= kFineClasses
+                           ? "fine label " + std::to_string(fine) + " (must be < 100)"
+                           : "coarse label " + std::to_string(coarse) + " (must be < 20)"));
   }
   return d;
 }
@@ -218,14 +233,16 @@ cv::Mat to_bgr_mat(const uint8_t* planes) {
 void draw_progress(size_t done, size_t total, double seconds) {
   const int width = 40, filled = static_cast<int>(width * done / total);
   std::fprintf(stderr, "\r[%s%s] %zu/%zu  %.1f images/s ", std::string(filled, '#').c_str(),
-               std::string(width - filled, '.').c_str(), done, total, seconds > 0 ? done / seconds : 0.0);
+               std::string(width - filled, '.').c_str(), done, total,
+               seconds > 0 ? done / seconds : 0.0);
   if (done == total) std::fputc('\n', stderr);
   std::fflush(stderr);
 }
 
 std::string percent(size_t hits, size_t total) {
   std::ostringstream s;
-  s << std::fixed << std::setprecision(2) << 100.0 * hits / total << "% (" << hits << "/" << total << ")";
+  s << std::fixed << std::setprecision(2) << 100.0 * hits / total << "% (" << hits << "/" << total
+    << ")";
   return s.str();
 }
 
@@ -237,7 +254,8 @@ int run(const Options& opt) {
   std::ofstream predictions_csv;
   if (!opt.predictions.empty()) {
     predictions_csv.open(opt.predictions);
-    if (!predictions_csv) throw zsclip::Error(zsclip::ErrorCode::kIo, "cannot write " + opt.predictions);
+    if (!predictions_csv)
+      throw zsclip::Error(zsclip::ErrorCode::kIo, "cannot write " + opt.predictions);
   }
   if (!opt.report.empty()) std::filesystem::create_directories(opt.report);
 
@@ -251,14 +269,15 @@ int run(const Options& opt) {
   const zsclip::Model& model = classifier.model();
   const zsclip::ZeroShotHead& head = classifier.head();
   const zsclip::Preprocessor& preprocessor = classifier.preprocessor();
-  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  const double load_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
 
-  std::cout << "model        " << opt.model << " (" << model.config().name << ", " << model.image_size() << " px, "
-            << model.device() << " " << model.dtype() << ")\n"
+  std::cout << "model        " << opt.model << " (" << model.config().name << ", "
+            << model.image_size() << " px, " << model.device() << " " << model.dtype() << ")\n"
             << "templates    " << opt.templates << " (" << templates.size() << ")\n"
             << "classes      " << classes.size() << " (" << classes.size() * templates.size()
-            << " prompts embedded; model and class weights ready in " << std::fixed << std::setprecision(1)
-            << load_s << " s)\n"
+            << " prompts embedded; model and class weights ready in " << std::fixed
+            << std::setprecision(1) << load_s << " s)\n"
             << "images       " << n << " of " << data.size() << " in " << data.path << "\n";
 
   // Batch b's pixels are prepared on a worker thread while the encoder runs on batch b-1.
@@ -266,7 +285,8 @@ int run(const Options& opt) {
   auto prepare = [&](size_t begin) {
     std::vector<float> pixels(std::min(batch, n - begin) * per_image);
     for (size_t i = begin; i < begin + pixels.size() / per_image; ++i)
-      preprocessor.from_image_into(to_image(data.planes(i)), pixels.data() + (i - begin) * per_image);
+      preprocessor.from_image_into(to_image(data.planes(i)),
+                                   pixels.data() + (i - begin) * per_image);
     return pixels;
   };
 
@@ -276,7 +296,9 @@ int run(const Options& opt) {
   std::vector<cifar100::Outcome> outcomes;
   outcomes.reserve(n);
   const auto t_start = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  };
   std::future<std::vector<float>> next = std::async(std::launch::async, prepare, 0);
   for (size_t begin = 0; begin < n; begin += batch) {
     const std::vector<float> pixels = next.get();
@@ -302,24 +324,28 @@ int run(const Options& opt) {
   }
   std::cout << "top-1 accuracy: " << percent(top1, n) << "\n"
             << "top-5 accuracy: " << percent(top5, n) << "\n"
-            << "speed: " << std::setprecision(1) << n / seconds << " images/s (" << std::setprecision(2) << seconds
-            << " s, batch size " << batch << ")\n";
+            << "speed: " << std::setprecision(1) << n / seconds << " images/s ("
+            << std::setprecision(2) << seconds << " s, batch size " << batch << ")\n";
 
   if (predictions_csv.is_open()) {
-    // Labels and predictions are indices into CLIP's CIFAR-100 class list (builtin_classes("cifar100")).
+    // Labels and predictions are indices into CLIP's CIFAR-100 class list
+    // (builtin_classes("cifar100")).
     predictions_csv << "index,label,top1,top2,top3,top4,top5\n";
     for (size_t i = 0; i < n; ++i) {
       predictions_csv << i << "," << outcomes[i].label;
       for (int k : outcomes[i].top) predictions_csv << "," << k;
       predictions_csv << "\n";
     }
-    if (!predictions_csv.flush()) throw zsclip::Error(zsclip::ErrorCode::kIo, "cannot write " + opt.predictions);
+    if (!predictions_csv.flush())
+      throw zsclip::Error(zsclip::ErrorCode::kIo, "cannot write " + opt.predictions);
     std::cout << "predictions  " << opt.predictions << "\n";
   }
   if (!opt.report.empty()) {
     namespace fs = std::filesystem;
-    cifar100::write_per_class_csv((fs::path(opt.report) / "per_class_accuracy.csv").string(), classes, outcomes);
-    cifar100::write_confusion_png((fs::path(opt.report) / "confusion.png").string(), kFineClasses, outcomes);
+    cifar100::write_per_class_csv((fs::path(opt.report) / "per_class_accuracy.csv").string(),
+                                  classes, outcomes);
+    cifar100::write_confusion_png((fs::path(opt.report) / "confusion.png").string(), kFineClasses,
+                                  outcomes);
     // 32 samples spread evenly over the evaluated images.
     std::vector<cifar100::Sample> samples;
     const size_t shown = std::min<size_t>(32, n);
@@ -328,7 +354,8 @@ int run(const Options& opt) {
       samples.push_back({to_bgr_mat(data.planes(i)), outcomes[i]});
     }
     cifar100::write_samples_png((fs::path(opt.report) / "samples.png").string(), classes, samples);
-    std::cout << "report       " << opt.report << "/{per_class_accuracy.csv,confusion.png,samples.png}\n";
+    std::cout << "report       " << opt.report
+              << "/{per_class_accuracy.csv,confusion.png,samples.png}\n";
   }
   return 0;
 }
@@ -348,7 +375,8 @@ int main(int argc, char** argv) {
     if (!std::cout.flush())
       throw zsclip::Error(zsclip::ErrorCode::kIo, "standard output: write failed");
     return status;
-  } catch (const std::exception& e) {  // zsclip::Error (data, model, templates), cv::Exception, filesystem
+  } catch (const std::exception&
+               e) {  // zsclip::Error (data, model, templates), cv::Exception, filesystem
     std::string message = e.what();
     if (options.model_from_env && message.find(options.model) != std::string::npos)
       message += " (the model directory comes from $ZSCLIP_MODEL)";

@@ -1,5 +1,6 @@
 // The smallest complete zsclip program: load a model, give it labels, classify an image.
-//   build/bin/classify models/shapes examples/images/red_circle.png "red circle" "blue star" "green square"
+//   build/bin/classify models/shapes examples/images/red_circle.png "red circle" "blue star" "green
+//   square"
 #include <zsclip/classifier.h>
 
 #include <iostream>

@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
         zsclip::builtin_templates("simple"));
     const Frame red = draw_disc(160, 120, 220, 30, 30), blue = draw_disc(160, 120, 30, 70, 225);
 
-    for (const auto& [name, frame] : {std::pair{"red frame", &red}, std::pair{"blue frame", &blue}}) {
+    for (const auto& [name, frame] :
+         {std::pair{"red frame", &red}, std::pair{"blue frame", &blue}}) {
       zsclip::Classification c = clf.classify(view(*frame), name);
       std::cout << c.source << ": " << c.top[0].label << " (" << c.top[0].prob << ")\n";
     }

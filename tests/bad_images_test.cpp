@@ -49,12 +49,14 @@ std::vector<Input> make_inputs(const std::string& dir) {
   std::string huge(small.begin(), small.end());
   put_be32(huge, 16, 100000);
   put_be32(huge, 20, 100000);
-  put_be32(huge, 29, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(huge.data() + 12), 17)));
+  put_be32(huge, 29,
+           static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(huge.data() + 12), 17)));
   write("huge_header.png", huge, false);
   std::filesystem::create_directories(dir + "/a_directory.png");
   in.push_back({dir + "/a_directory.png", false});
   in.push_back({dir + "/missing.png", false});
-  in.push_back({test_data("preprocess/l16_5x5.png"), false});   // 16-bit grey: refused (Pillow's mode I)
+  in.push_back(
+      {test_data("preprocess/l16_5x5.png"), false});  // 16-bit grey: refused (Pillow's mode I)
   in.push_back({test_data("preprocess/cmyk_8x8.jpg"), false});  // CMYK: refused
   in.push_back({test_data("preprocess/rgb_1x1.png"), true});
   in.push_back({test_data("preprocess/rgb_300x2.png"), true});
@@ -65,13 +67,15 @@ std::vector<Input> make_inputs(const std::string& dir) {
   return in;
 }
 
-const std::vector<std::string> kLabels = {"red circle", "blue star", "green triangle", "yellow square"};
+const std::vector<std::string> kLabels = {"red circle", "blue star", "green triangle",
+                                          "yellow square"};
 
 TEST(BadImages, ApiReportsEachAndKeepsTheOthers) {
   const auto inputs = make_inputs(temp_dir("bad_images_api"));
   ClassifierOptions co;
   co.batch_size = 4;
-  auto clf = ZeroShotClassifier::create(source_path("models/shapes"), kLabels, builtin_templates("simple"), {}, co);
+  auto clf = ZeroShotClassifier::create(source_path("models/shapes"), kLabels,
+                                        builtin_templates("simple"), {}, co);
   std::vector<std::string> paths;
   for (const auto& i : inputs) paths.push_back(i.path);
   auto results = clf.classify_files(paths);
@@ -104,7 +108,8 @@ TEST(BadImages, ApiReportsEachAndKeepsTheOthers) {
 
 TEST(BadImages, CliReportsEachAndKeepsTheOthers) {
   const auto inputs = make_inputs(temp_dir("bad_images_cli"));
-  std::string args = "classify --json --batch-size 3 --labels " + sh("red circle,blue star,green triangle,yellow square");
+  std::string args = "classify --json --batch-size 3 --labels " +
+                     sh("red circle,blue star,green triangle,yellow square");
   for (const auto& i : inputs) args += " " + sh(i.path);
   CliResult r = run_cli(args);
   EXPECT_EQ(r.status, 1) << r.err;  // not a signal: 1 means "some images failed"
@@ -114,7 +119,8 @@ TEST(BadImages, CliReportsEachAndKeepsTheOthers) {
     EXPECT_EQ(out[k]["file"], inputs[k].path);
     EXPECT_EQ(out[k].contains("error"), !inputs[k].good) << out[k].dump();
     if (!inputs[k].good)
-      EXPECT_NE(r.err.find(std::filesystem::path(inputs[k].path).filename().string()), std::string::npos);
+      EXPECT_NE(r.err.find(std::filesystem::path(inputs[k].path).filename().string()),
+                std::string::npos);
     else
       EXPECT_EQ(out[k]["probs"].size(), kLabels.size());
   }
@@ -124,7 +130,8 @@ TEST(BadImages, CliReportsEachAndKeepsTheOthers) {
     if (i.good) continue;
     CliResult p = run_cli("preprocess --image-size 32 --out " + sh(out_file) + " " + sh(i.path));
     EXPECT_EQ(p.status, 1) << i.path;
-    EXPECT_NE(p.err.find(std::filesystem::path(i.path).filename().string()), std::string::npos) << p.err;
+    EXPECT_NE(p.err.find(std::filesystem::path(i.path).filename().string()), std::string::npos)
+        << p.err;
   }
 }
 

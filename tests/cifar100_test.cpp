@@ -1,8 +1,8 @@
 // Tests of examples/cifar100_zeroshot.cpp: the built program runs on a small CIFAR-100-format file
 // (photos of ../shared/images scaled to 32x32 and synthetic patterns) with the openai-tiny export,
-// and its predictions are compared with the library's ZeroShotClassifier::classify_image on the same
-// 32x32 pictures. Labels are chosen from those reference predictions, so the expected accuracies are
-// known exactly. The data file is written by the test itself (see write_cifar).
+// and its predictions are compared with the library's ZeroShotClassifier::classify_image on the
+// same 32x32 pictures. Labels are chosen from those reference predictions, so the expected
+// accuracies are known exactly. The data file is written by the test itself (see write_cifar).
 #include <gtest/gtest.h>
 
 #include <opencv2/imgcodecs.hpp>
@@ -35,15 +35,18 @@ constexpr int kSide = 32, kImages = 40, kExtra = 4;  // kExtra records lie beyon
 constexpr size_t kRecord = 3074;
 
 // The example sits next to the CLI in build/bin.
-std::string example_path() { return (fs::path(ZSCLIP_CLI).parent_path() / "cifar100_zeroshot").string(); }
+std::string example_path() {
+  return (fs::path(ZSCLIP_CLI).parent_path() / "cifar100_zeroshot").string();
+}
 
 CliResult run_example(const std::string& args) {
   static int counter = 0;
   // The process id keeps runs of tests that ctest starts in parallel apart.
   const std::string base =
-      temp_dir("cifar100_run" + std::to_string(::getpid()) + "_" + std::to_string(counter++)) + "/run";
-  const std::string cmd = "timeout 300 " + sh(example_path()) + " " + args + " > " + sh(base + ".out") + " 2> " +
-                          sh(base + ".err") + " < /dev/null";
+      temp_dir("cifar100_run" + std::to_string(::getpid()) + "_" + std::to_string(counter++)) +
+      "/run";
+  const std::string cmd = "timeout 300 " + sh(example_path()) + " " + args + " > " +
+                          sh(base + ".out") + " 2> " + sh(base + ".err") + " < /dev/null";
   CliResult r;
   const int raw = std::system(cmd.c_str());
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
@@ -70,7 +73,8 @@ zsclip::Image8 to_image8(const std::vector<uint8_t>& rgb) {
 // Photos shrunk with OpenCV's area filter, then deterministic gradients, stripes and discs.
 std::vector<std::vector<uint8_t>> make_pictures(int count) {
   std::vector<std::vector<uint8_t>> out;
-  for (const char* name : {"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png", "horse.png"}) {
+  for (const char* name :
+       {"astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png", "horse.png"}) {
     cv::Mat bgr = cv::imread(shared_path(std::string("images/") + name), cv::IMREAD_COLOR);
     if (bgr.empty()) continue;
     cv::Mat small, rgb;
@@ -82,18 +86,20 @@ std::vector<std::vector<uint8_t>> make_pictures(int count) {
   auto next = [&] { return state = state * 1664525u + 1013904223u, (state >> 24) & 0xff; };
   while (static_cast<int>(out.size()) < count) {
     const int k = static_cast<int>(out.size());
-    const int a = next(), b = next(), c = next(), r = 4 + next() % 12, cx = next() % 32, cy = next() % 32;
+    const int a = next(), b = next(), c = next(), r = 4 + next() % 12, cx = next() % 32,
+              cy = next() % 32;
     std::vector<uint8_t> rgb(3 * kSide * kSide);
     for (int y = 0; y < kSide; ++y)
       for (int x = 0; x < kSide; ++x) {
         uint8_t* px = &rgb[3 * (y * kSide + x)];
         switch (k % 3) {
           case 0:  // gradient
-            px[0] = static_cast<uint8_t>((a + 8 * x) & 0xff), px[1] = static_cast<uint8_t>((b + 8 * y) & 0xff),
-            px[2] = static_cast<uint8_t>(c);
+            px[0] = static_cast<uint8_t>((a + 8 * x) & 0xff),
+            px[1] = static_cast<uint8_t>((b + 8 * y) & 0xff), px[2] = static_cast<uint8_t>(c);
             break;
           case 1:  // stripes
-            px[0] = px[1] = px[2] = ((x + y) / (1 + r / 4)) % 2 ? static_cast<uint8_t>(a) : static_cast<uint8_t>(b);
+            px[0] = px[1] = px[2] =
+                ((x + y) / (1 + r / 4)) % 2 ? static_cast<uint8_t>(a) : static_cast<uint8_t>(b);
             break;
           default:  // a disc on a plain background
             const bool in = (x - cx) * (x - cx) + (y - cy) * (y - cy) < r * r;
@@ -122,7 +128,8 @@ struct Accuracy {
 Accuracy parse_accuracy(const std::string& out, const std::string& which) {
   std::smatch m;
   Accuracy a;
-  if (std::regex_search(out, m, std::regex(which + " accuracy: ([0-9.]+)% \\(([0-9]+)/([0-9]+)\\)")))
+  if (std::regex_search(out, m,
+                        std::regex(which + " accuracy: ([0-9.]+)% \\(([0-9]+)/([0-9]+)\\)")))
     a = {std::stod(m[1]), std::stoi(m[2]), std::stoi(m[3])};
   return a;
 }
@@ -143,7 +150,7 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
 // Built once: the data file, and the library's predictions for every picture.
 struct Shared {
   std::string dir, data_file;
-  std::vector<Picture> pictures;                 // kImages + kExtra
+  std::vector<Picture> pictures;                  // kImages + kExtra
   std::vector<zsclip::Classification> reference;  // of the first kImages, through classify_image
   int expected_top1 = 0, expected_top5 = 0;
 };
@@ -153,9 +160,11 @@ class Cifar100Test : public ::testing::Test {
   void SetUp() override {
     ZSCLIP_REQUIRE_TINY_EXPORTS();
     ZSCLIP_REQUIRE_SHARED("images/chelsea.png");
-    ASSERT_TRUE(fs::exists(example_path())) << "build the cifar100_zeroshot target: " << example_path();
+    ASSERT_TRUE(fs::exists(example_path()))
+        << "build the cifar100_zeroshot target: " << example_path();
   }
-  // Built on first use only: ctest runs each test in its own process, and the error tests need no model.
+  // Built on first use only: ctest runs each test in its own process, and the error tests need no
+  // model.
   static const Shared& shared() {
     if (!shared_) shared_ = build();
     return *shared_;
@@ -165,23 +174,27 @@ class Cifar100Test : public ::testing::Test {
     s->dir = temp_dir("cifar100_" + std::to_string(::getpid()));
     s->data_file = s->dir + "/test.bin";
     const auto classifier = zsclip::ZeroShotClassifier::create(
-        tiny_export("state_dict"), zsclip::builtin_classes("cifar100"), zsclip::builtin_templates("openai-cifar"));
+        tiny_export("state_dict"), zsclip::builtin_classes("cifar100"),
+        zsclip::builtin_templates("openai-cifar"));
     const auto rgb = make_pictures(kImages + kExtra);
     for (int i = 0; i < kImages + kExtra; ++i) {
       Picture p;
       p.rgb = rgb[i];
       if (i < kImages) {
-        zsclip::Classification c = classifier.classify_image(to_image8(p.rgb), "picture " + std::to_string(i));
+        zsclip::Classification c =
+            classifier.classify_image(to_image8(p.rgb), "picture " + std::to_string(i));
         std::vector<int> top;
         for (const auto& t : c.top) top.push_back(t.index);
-        // Half the labels are the top-1 prediction, a quarter the third best, a quarter outside the top 5.
+        // Half the labels are the top-1 prediction, a quarter the third best, a quarter outside the
+        // top 5.
         if (i % 2 == 0) {
           p.label = top[0];
         } else if (i % 4 == 1) {
           p.label = top[2];
         } else {
           p.label = (i * 37) % 100;
-          while (std::find(top.begin(), top.end(), p.label) != top.end()) p.label = (p.label + 1) % 100;
+          while (std::find(top.begin(), top.end(), p.label) != top.end())
+            p.label = (p.label + 1) % 100;
         }
         s->expected_top1 += p.label == top[0];
         s->expected_top5 += std::find(top.begin(), top.end(), p.label) != top.end();
@@ -201,10 +214,12 @@ std::unique_ptr<Shared> Cifar100Test::shared_;
 // Checks a predictions CSV against the reference; `exact` for batch size 1, where the encoder sees
 // exactly what classify_image gives it. Batched encoder calls may round differently, so there two
 // classes may only swap places when the reference gives them the same probability to 1e-6.
-void check_predictions(const Shared& s, const std::string& csv, bool exact, int* top1_hits, int* top5_hits) {
+void check_predictions(const Shared& s, const std::string& csv, bool exact, int* top1_hits,
+                       int* top5_hits) {
   const auto rows = read_csv(csv);
   ASSERT_EQ(rows.size(), size_t(kImages + 1)) << csv;
-  EXPECT_EQ(rows[0], (std::vector<std::string>{"index", "label", "top1", "top2", "top3", "top4", "top5"}));
+  EXPECT_EQ(rows[0],
+            (std::vector<std::string>{"index", "label", "top1", "top2", "top3", "top4", "top5"}));
   *top1_hits = *top5_hits = 0;
   for (int i = 0; i < kImages; ++i) {
     const auto& row = rows[i + 1];
@@ -230,10 +245,12 @@ void check_predictions(const Shared& s, const std::string& csv, bool exact, int*
 TEST_F(Cifar100Test, PredictionsMatchTheLibraryAndAccuracyIsConsistent) {
   const Shared& s = shared();
   const std::string csv = s.dir + "/pred_b1.csv", report = s.dir + "/report_b1";
-  const CliResult r = run_example("--model " + sh(tiny_export("state_dict")) + " --data " + sh(s.dir) +
-                                  " --limit 40 --batch-size 1 --predictions " + sh(csv) + " --report " + sh(report));
+  const CliResult r = run_example("--model " + sh(tiny_export("state_dict")) + " --data " +
+                                  sh(s.dir) + " --limit 40 --batch-size 1 --predictions " +
+                                  sh(csv) + " --report " + sh(report));
   ASSERT_EQ(r.status, 0) << r.out << r.err;
-  EXPECT_EQ(r.err.find('\r'), std::string::npos) << "progress bar drawn although stderr is no terminal";
+  EXPECT_EQ(r.err.find('\r'), std::string::npos)
+      << "progress bar drawn although stderr is no terminal";
   EXPECT_NE(r.out.find("images       40 of 44"), std::string::npos) << r.out;
 
   int top1 = 0, top5 = 0;
@@ -277,7 +294,8 @@ TEST_F(Cifar100Test, PredictionsMatchTheLibraryAndAccuracyIsConsistent) {
       EXPECT_NEAR(std::stod(row[4]), double(it->second[2]) / it->second[0], 1e-4) << "class " << c;
     }
   }
-  // The pictures are real PNGs of a sensible size: a 100x100 matrix scaled up, a grid of 32 samples.
+  // The pictures are real PNGs of a sensible size: a 100x100 matrix scaled up, a grid of 32
+  // samples.
   const cv::Mat confusion = cv::imread(report + "/confusion.png", cv::IMREAD_UNCHANGED);
   ASSERT_FALSE(confusion.empty());
   EXPECT_EQ(confusion.type(), CV_8UC3);
@@ -301,8 +319,9 @@ TEST_F(Cifar100Test, BatchedRunGivesTheSamePredictions) {
   const Shared& s = shared();
   const std::string csv = s.dir + "/pred_b16.csv";
   // 40 images in batches of 16: two full batches and a partial one, prepared while encoding.
-  const CliResult r = run_example("--model=" + sh(tiny_export("state_dict")) + " --data=" + sh(s.data_file) +
-                                  " --limit=40 --batch-size=16 --templates openai-cifar --predictions " + sh(csv));
+  const CliResult r =
+      run_example("--model=" + sh(tiny_export("state_dict")) + " --data=" + sh(s.data_file) +
+                  " --limit=40 --batch-size=16 --templates openai-cifar --predictions " + sh(csv));
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   int top1 = 0, top5 = 0;
   check_predictions(s, csv, /*exact=*/false, &top1, &top5);
@@ -314,16 +333,20 @@ TEST_F(Cifar100Test, TemplateFileAndBuiltinNameGiveTheSameResult) {
   const Shared& s = shared();
   const std::string templ = s.dir + "/templates.txt";
   std::ofstream(templ) << "a photo of a {}.\n";  // the built-in "simple" set
-  const std::string common = "--model " + sh(tiny_export("state_dict")) + " --data " + sh(s.dir) + " --limit 8 ";
-  const CliResult by_file = run_example(common + "--templates " + sh(templ) + " --predictions " + sh(s.dir + "/t1.csv"));
-  const CliResult by_name = run_example(common + "--templates simple --predictions " + sh(s.dir + "/t2.csv"));
+  const std::string common =
+      "--model " + sh(tiny_export("state_dict")) + " --data " + sh(s.dir) + " --limit 8 ";
+  const CliResult by_file =
+      run_example(common + "--templates " + sh(templ) + " --predictions " + sh(s.dir + "/t1.csv"));
+  const CliResult by_name =
+      run_example(common + "--templates simple --predictions " + sh(s.dir + "/t2.csv"));
   ASSERT_EQ(by_file.status, 0) << by_file.err;
   ASSERT_EQ(by_name.status, 0) << by_name.err;
   EXPECT_EQ(read_file(s.dir + "/t1.csv"), read_file(s.dir + "/t2.csv"));
   EXPECT_EQ(read_csv(s.dir + "/t1.csv").size(), 9u);
   // The rows are what the library gives with that one template (ties as in check_predictions).
-  const auto classifier = zsclip::ZeroShotClassifier::create(
-      tiny_export("state_dict"), zsclip::builtin_classes("cifar100"), zsclip::builtin_templates("simple"));
+  const auto classifier = zsclip::ZeroShotClassifier::create(tiny_export("state_dict"),
+                                                             zsclip::builtin_classes("cifar100"),
+                                                             zsclip::builtin_templates("simple"));
   const auto rows = read_csv(s.dir + "/t1.csv");
   for (int i = 0; i < 8; ++i) {
     const auto c = classifier.classify_image(to_image8(s.pictures[i].rgb));
@@ -341,11 +364,13 @@ TEST_F(Cifar100Test, BadDataIsRefusedNamingTheFile) {
   auto expect_refused = [&](const std::string& data, const std::vector<std::string>& words) {
     const CliResult r = run_example("--data " + sh(data) + model);
     EXPECT_EQ(r.status, 1) << data << ": " << r.out << r.err;
-    for (const auto& w : words) EXPECT_NE(r.err.find(w), std::string::npos) << "no '" << w << "' in: " << r.err;
+    for (const auto& w : words)
+      EXPECT_NE(r.err.find(w), std::string::npos) << "no '" << w << "' in: " << r.err;
   };
   // Four valid records (grey pictures, labels 7, 8, 9, 10) to damage.
   std::vector<Picture> four(4);
-  for (int i = 0; i < 4; ++i) four[i] = {std::vector<uint8_t>(3 * kSide * kSide, static_cast<uint8_t>(40 * i)), 7 + i};
+  for (int i = 0; i < 4; ++i)
+    four[i] = {std::vector<uint8_t>(3 * kSide * kSide, static_cast<uint8_t>(40 * i)), 7 + i};
   const std::string good = temp_dir("cifar100_good");
   write_cifar(good + "/test.bin", four);
   const std::string bytes = read_file(good + "/test.bin");
@@ -381,15 +406,17 @@ TEST_F(Cifar100Test, UsageErrorsExitWithStatus2) {
   const std::string data = temp_dir("cifar100_usage");
   write_cifar(data + "/test.bin", {Picture{std::vector<uint8_t>(3 * kSide * kSide, 128), 5}});
   const std::string ok = "--model " + sh(tiny_export("state_dict")) + " --data " + sh(data);
-  for (const std::string& args : {ok + " --bogus", ok + " --limit 0", ok + " --batch-size x", ok + " --limit",
-                                  "--data " + sh(data), "--model " + sh(tiny_export("state_dict"))}) {
+  for (const std::string& args :
+       {ok + " --bogus", ok + " --limit 0", ok + " --batch-size x", ok + " --limit",
+        "--data " + sh(data), "--model " + sh(tiny_export("state_dict"))}) {
     const CliResult r = run_example(args);
     EXPECT_EQ(r.status, 2) << args << ": " << r.err;
     EXPECT_NE(r.err.find("usage:"), std::string::npos) << args;
   }
   const CliResult help = run_example("--help");
   EXPECT_EQ(help.status, 0);
-  for (const char* flag : {"--model", "--data", "--limit", "--batch-size", "--templates", "--predictions", "--report"})
+  for (const char* flag :
+       {"--model", "--data", "--limit", "--batch-size", "--templates", "--predictions", "--report"})
     EXPECT_NE(help.out.find(flag), std::string::npos) << flag;
   // An unknown template set is an error of the run (exit 1), reported before the model loads.
   const CliResult templ = run_example(ok + " --templates no-such-set");

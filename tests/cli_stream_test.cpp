@@ -1,4 +1,5 @@
-// `zsclip classify` output for long runs: --jsonl (a labels header, then one flushed line per image),
+// `zsclip classify` output for long runs: --jsonl (a labels header, then one flushed line per
+// image),
 // --images-from FILE|- (paths one a line), and the "labels" field of --json objects.
 #include <gtest/gtest.h>
 
@@ -14,14 +15,18 @@ namespace {
 using namespace ::zsclip::testing;
 using json = nlohmann::json;
 
-std::string example(const std::string& name) { return std::string(ZSCLIP_SOURCE_DIR) + "/examples/images/" + name; }
+std::string example(const std::string& name) {
+  return std::string(ZSCLIP_SOURCE_DIR) + "/examples/images/" + name;
+}
 
 TEST(CliStream, JsonlHasALabelsHeaderThenOneLinePerImageInOrder) {
   const std::string list = std::string(ZSCLIP_BINARY_DIR) + "/tmp/cli_stream_list.txt";
-  std::ofstream(list) << example("red_circle.png") << "\n\n" << example("missing.png") << "\r\n"
+  std::ofstream(list) << example("red_circle.png") << "\n\n"
+                      << example("missing.png") << "\r\n"
                       << example("green_triangle.png") << "\n";
-  CliResult r = run_cli("classify --labels 'red circle,green triangle' --batch-size 1 --jsonl --images-from " +
-                        sh(list) + " " + sh(example("yellow_square.png")));
+  CliResult r = run_cli(
+      "classify --labels 'red circle,green triangle' --batch-size 1 --jsonl --images-from " +
+      sh(list) + " " + sh(example("yellow_square.png")));
   EXPECT_EQ(r.status, 1) << r.err;  // one image is missing
   std::istringstream lines(r.out);
   std::vector<json> rows;
@@ -53,7 +58,8 @@ TEST(CliStream, ImagesFromStandardInputAndJsonLabels) {
   // Errors: a missing list, an empty one, --json with --jsonl.
   EXPECT_EQ(run_cli("classify --labels a,b --images-from /nonexistent/list.txt").status, 1);
   EXPECT_EQ(run_cli("classify --labels a,b --images-from -", "\n\n").status, 2);
-  EXPECT_EQ(run_cli("classify --labels a,b --json --jsonl " + sh(example("red_circle.png"))).status, 2);
+  EXPECT_EQ(run_cli("classify --labels a,b --json --jsonl " + sh(example("red_circle.png"))).status,
+            2);
 }
 
 }  // namespace

@@ -58,16 +58,20 @@ TEST(Cli, TokenizeMatchesOpenAI) {
 TEST(Cli, PreprocessWritesOpenAIsTensor) {
   ZSCLIP_REQUIRE_SHARED("clip/openai-tiny/pixels/astronaut.f32");
   const std::string out = temp_dir("cli_preprocess") + "/a.f32";
-  CliResult r = run_cli("preprocess --image-size 224 --out " + sh(out) + " " + sh(shared_path("images/astronaut.png")));
+  CliResult r = run_cli("preprocess --image-size 224 --out " + sh(out) + " " +
+                        sh(shared_path("images/astronaut.png")));
   ASSERT_EQ(r.status, 0) << r.err;
-  std::string got = read_file(out), want = read_file(shared_path("clip/openai-tiny/pixels/astronaut.f32"));
+  std::string got = read_file(out),
+              want = read_file(shared_path("clip/openai-tiny/pixels/astronaut.f32"));
   ASSERT_EQ(got.size(), want.size());
   const float* g = reinterpret_cast<const float*>(got.data());
   const float* w = reinterpret_cast<const float*>(want.data());
   double max_diff = 0;
-  for (size_t i = 0; i < got.size() / 4; ++i) max_diff = std::max(max_diff, double(std::abs(g[i] - w[i])));
+  for (size_t i = 0; i < got.size() / 4; ++i)
+    max_diff = std::max(max_diff, double(std::abs(g[i] - w[i])));
   EXPECT_LT(max_diff, 1e-6);
-  CliResult bad = run_cli("preprocess --image-size 224 --out " + sh(out) + " " + sh(shared_path("images/truncated.jpg")));
+  CliResult bad = run_cli("preprocess --image-size 224 --out " + sh(out) + " " +
+                          sh(shared_path("images/truncated.jpg")));
   EXPECT_EQ(bad.status, 1);
   EXPECT_NE(bad.err.find("truncated.jpg"), std::string::npos) << bad.err;
 }
@@ -78,7 +82,8 @@ TEST(Cli, EmbedMatchesTheReference) {
   // --truncate: one reference text is longer than the context (OpenAI's reference cut it).
   std::string args =
       "embed --truncate --model " + sh(tiny_export("jit_archive")) + " --batch-size 3";
-  for (const auto& im : ref["images"]) args += " --image " + sh(shared_path("images/" + im["file"].get<std::string>()));
+  for (const auto& im : ref["images"])
+    args += " --image " + sh(shared_path("images/" + im["file"].get<std::string>()));
   for (const auto& t : ref["texts"]) args += " --text " + sh(t["text"].get<std::string>());
   CliResult r = run_cli(args);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -86,14 +91,16 @@ TEST(Cli, EmbedMatchesTheReference) {
   ASSERT_EQ(out["images"].size(), ref["images"].size());
   for (size_t i = 0; i < ref["images"].size(); ++i) {
     EXPECT_TRUE(close_rel(out["images"][i]["features"].get<std::vector<float>>(),
-                          ref["images"][i]["image_features"].get<std::vector<double>>(), 1e-4, "image"));
+                          ref["images"][i]["image_features"].get<std::vector<double>>(), 1e-4,
+                          "image"));
     EXPECT_TRUE(close_rel(out["logits_per_image"][i].get<std::vector<float>>(),
                           ref["logits_per_image"][i].get<std::vector<double>>(), 1e-4, "logits"));
   }
   for (size_t j = 0; j < ref["texts"].size(); ++j) {
     EXPECT_EQ(out["texts"][j]["tokens"], ref["texts"][j]["tokens"]);
     EXPECT_TRUE(close_rel(out["texts"][j]["features"].get<std::vector<float>>(),
-                          ref["texts"][j]["text_features"].get<std::vector<double>>(), 1e-4, "text"));
+                          ref["texts"][j]["text_features"].get<std::vector<double>>(), 1e-4,
+                          "text"));
   }
 }
 
@@ -109,8 +116,10 @@ TEST(Cli, ClassifyReportsABadImageAndClassifiesTheOthers) {
     for (const auto& s : zs["classes"]) l << s.get<std::string>() << "\n";
   }
   std::string images;
-  for (const auto& im : ref["images"]) images += " " + sh(shared_path("images/" + im["file"].get<std::string>()));
-  const std::string common = " --model " + sh(tiny_export("state_dict")) + " --templates " + sh(dir + "/templates.txt");
+  for (const auto& im : ref["images"])
+    images += " " + sh(shared_path("images/" + im["file"].get<std::string>()));
+  const std::string common =
+      " --model " + sh(tiny_export("state_dict")) + " --templates " + sh(dir + "/templates.txt");
   for (int bs : {1, 3, 16}) {
     CliResult r = run_cli("classify --json --top-k 3 --batch-size " + std::to_string(bs) + common +
                           " --labels-file " + sh(dir + "/labels.txt") + images + " " +
@@ -120,24 +129,28 @@ TEST(Cli, ClassifyReportsABadImageAndClassifiesTheOthers) {
     json out = json::parse(r.out);
     ASSERT_EQ(out.size(), ref["images"].size() + 1);
     for (size_t i = 0; i < ref["images"].size(); ++i) {
-      EXPECT_TRUE(close_rel(out[i]["probs"].get<std::vector<float>>(), zs["probs"][i].get<std::vector<double>>(),
-                            1e-4, "batch " + std::to_string(bs)));
+      EXPECT_TRUE(close_rel(out[i]["probs"].get<std::vector<float>>(),
+                            zs["probs"][i].get<std::vector<double>>(), 1e-4,
+                            "batch " + std::to_string(bs)));
       EXPECT_EQ(out[i]["top"].size(), 3u);
     }
     EXPECT_TRUE(out.back().contains("error"));
   }
   // A saved head gives the same answers without the text encoder.
   std::string head = dir + "/tiny.zshead";
-  CliResult h = run_cli("head" + common + " --labels-file " + sh(dir + "/labels.txt") + " --out " + sh(head));
+  CliResult h =
+      run_cli("head" + common + " --labels-file " + sh(dir + "/labels.txt") + " --out " + sh(head));
   ASSERT_EQ(h.status, 0) << h.err;
-  CliResult r = run_cli("classify --json --model " + sh(tiny_export("state_dict")) + " --head " + sh(head) + images);
+  CliResult r = run_cli("classify --json --model " + sh(tiny_export("state_dict")) + " --head " +
+                        sh(head) + images);
   ASSERT_EQ(r.status, 0) << r.err;
   json out = json::parse(r.out);
   for (size_t i = 0; i < ref["images"].size(); ++i)
-    EXPECT_TRUE(close_rel(out[i]["probs"].get<std::vector<float>>(), zs["probs"][i].get<std::vector<double>>(),
-                          1e-4, "from head"));
+    EXPECT_TRUE(close_rel(out[i]["probs"].get<std::vector<float>>(),
+                          zs["probs"][i].get<std::vector<double>>(), 1e-4, "from head"));
   // The table output names each file and its best label.
-  CliResult table = run_cli("classify --top-k 1" + common + " --labels-file " + sh(dir + "/labels.txt") + images);
+  CliResult table =
+      run_cli("classify --top-k 1" + common + " --labels-file " + sh(dir + "/labels.txt") + images);
   EXPECT_EQ(table.status, 0) << table.err;
   EXPECT_NE(table.out.find("astronaut.png"), std::string::npos);
 }

@@ -72,7 +72,8 @@ class CallLog {
 
 class FakeImageEncoder : public ImageEncoder {
  public:
-  explicit FakeImageEncoder(int image_size = 8, std::string fingerprint = "fake-1") : fingerprint_(std::move(fingerprint)) {
+  explicit FakeImageEncoder(int image_size = 8, std::string fingerprint = "fake-1")
+      : fingerprint_(std::move(fingerprint)) {
     config_.image_size = image_size;
   }
   const PreprocessConfig& preprocess_config() const override { return config_; }
@@ -87,7 +88,8 @@ class FakeImageEncoder : public ImageEncoder {
  protected:
   void do_encode_images(const float* pixels, int64_t n, float* out) const override {
     const int64_t limit = fail_after.load();
-    if (limit >= 0 && images.load() + n > limit) throw Error(ErrorCode::kInternal, "fake encoder failure");
+    if (limit >= 0 && images.load() + n > limit)
+      throw Error(ErrorCode::kInternal, "fake encoder failure");
     log.enter();
     images += n;
     const int64_t plane = int64_t{config_.image_size} * config_.image_size;
@@ -131,7 +133,8 @@ class FakeTextEncoder : public TextEncoder {
       const std::string text = tokenizer_.decode(row);
       const char* words[3] = {"red", "green", "blue"};
       for (int c = 0; c < 3; ++c)
-        for (size_t pos = 0; (pos = text.find(words[c], pos)) != std::string::npos; pos += 1) out.at(i, c) += 1.f;
+        for (size_t pos = 0; (pos = text.find(words[c], pos)) != std::string::npos; pos += 1)
+          out.at(i, c) += 1.f;
     }
     log.leave();
     return out;

@@ -1,5 +1,6 @@
-// Tampered model files: config.json records each file's size and XXH3-64 hash (models/export_clip.py
-// writes them), Model::load checks them and refuses a mismatch naming the file; --no-verify skips it.
+// Tampered model files: config.json records each file's size and XXH3-64 hash
+// (models/export_clip.py writes them), Model::load checks them and refuses a mismatch naming the
+// file; --no-verify skips it.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -25,20 +26,23 @@ std::string copy_shapes(const std::string& name) {
   return dir;
 }
 
-void expect_refused(const std::string& dir, const ModelOptions& o, const std::vector<std::string>& parts) {
+void expect_refused(const std::string& dir, const ModelOptions& o,
+                    const std::vector<std::string>& parts) {
   try {
     Model::load(dir, o);
     ADD_FAILURE() << dir << " loaded";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidModel) << e.what();
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+    for (const auto& p : parts)
+      EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
   }
 }
 
 TEST(FileChecks, ShippedModelRecordsEveryFile) {
   const ModelConfig c = ModelConfig::load(std::string(ZSCLIP_SOURCE_DIR) + "/models/shapes");
   EXPECT_EQ(c.file_checks.size(), 4u);
-  for (const auto& f : {c.image_encoder_file, c.text_encoder_file, c.projection_file, c.tokenizer.vocab_file})
+  for (const auto& f :
+       {c.image_encoder_file, c.text_encoder_file, c.projection_file, c.tokenizer.vocab_file})
     EXPECT_EQ(c.file_checks.count(f), 1u) << f;
   EXPECT_NO_THROW(c.verify_files());
 }
@@ -73,7 +77,8 @@ TEST(FileChecks, ChangedSizeIsRefusedBeforeHashing) {
 TEST(FileChecks, NoVerifySkipsTheCheck) {
   const std::string dir = copy_shapes("edited");
   auto j = nlohmann::json::parse(read_file(dir + "/config.json"));
-  j["file_checks"]["projection.pt"]["xxh3_64"] = "0000000000000000";  // as if the file had been edited
+  j["file_checks"]["projection.pt"]["xxh3_64"] =
+      "0000000000000000";  // as if the file had been edited
   std::ofstream(dir + "/config.json") << j.dump(2);
   expect_refused(dir, {}, {"projection.pt"});
   ModelOptions o;

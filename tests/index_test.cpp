@@ -11,9 +11,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <thread>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <thread>
 
 #include "model_util.h"
 #include "zsclip/index.h"
@@ -32,7 +32,8 @@ std::string model_arg() { return " --model " + sh(shapes()); }
 // The six shipped example images and their mirror images (12 files), plus a broken one.
 std::vector<std::string> make_images(const std::string& dir, bool with_broken = true) {
   std::vector<std::string> out;
-  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square", "orange_circle", "black_star"}) {
+  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square",
+                        "orange_circle", "black_star"}) {
     const std::string src = source_path(std::string("examples/images/") + f + ".png");
     fs::copy_file(src, dir + "/" + f + ".png", fs::copy_options::overwrite_existing);
     cv::Mat m = cv::imread(src, cv::IMREAD_COLOR), flipped;
@@ -79,7 +80,8 @@ void expect_ranking(const json& hits, const std::map<std::string, std::vector<do
     EXPECT_NEAR(hits[i]["score"].get<double>(), want[i].first, tol) << "rank " << i;
     // Equal paths, unless two cosines are within the tolerance of each other.
     if (hits[i]["path"] != want[i].second)
-      EXPECT_NEAR(dot(images.at(hits[i]["path"].get<std::string>()), query), want[i].first, 2 * tol) << "rank " << i;
+      EXPECT_NEAR(dot(images.at(hits[i]["path"].get<std::string>()), query), want[i].first, 2 * tol)
+          << "rank " << i;
   }
 }
 
@@ -91,15 +93,18 @@ TEST(IndexCli, SearchEqualsARankingComputedFromEmbed) {
 
   std::string args = "embed" + model_arg();
   for (const auto& p : images) args += " --image " + sh(p);
-  for (const char* t : {"red circle", "a photo of a blue star.", "a drawing of a blue star."}) args += " --text " + sh(t);
+  for (const char* t : {"red circle", "a photo of a blue star.", "a drawing of a blue star."})
+    args += " --text " + sh(t);
   CliResult e = run_cli(args);
   ASSERT_EQ(e.status, 0) << e.err;
   json emb = json::parse(e.out);
   std::map<std::string, std::vector<double>> feats;
-  for (const auto& im : emb["images"]) feats[im["file"]] = unit(im["features"].get<std::vector<float>>());
+  for (const auto& im : emb["images"])
+    feats[im["file"]] = unit(im["features"].get<std::vector<float>>());
   const auto text = unit(emb["texts"][0]["features"].get<std::vector<float>>());
   // A templated query: the mean of the normalised template embeddings.
-  auto t1 = unit(emb["texts"][1]["features"].get<std::vector<float>>()), t2 = unit(emb["texts"][2]["features"].get<std::vector<float>>());
+  auto t1 = unit(emb["texts"][1]["features"].get<std::vector<float>>()),
+       t2 = unit(emb["texts"][2]["features"].get<std::vector<float>>());
   std::vector<float> mean;
   for (size_t k = 0; k < t1.size(); ++k) mean.push_back(static_cast<float>((t1[k] + t2[k]) / 2));
   const auto templated = unit(mean);
@@ -107,7 +112,8 @@ TEST(IndexCli, SearchEqualsARankingComputedFromEmbed) {
   for (const std::string dtype : {"float32", "float16"}) {
     const double tol = dtype == "float32" ? 1e-5 : 2e-3;
     const std::string idx = dir + "/idx-" + dtype;
-    CliResult b = run_cli("index build --out " + sh(idx) + " --dtype " + dtype + " --batch-size 5" + model_arg() + join(images));
+    CliResult b = run_cli("index build --out " + sh(idx) + " --dtype " + dtype + " --batch-size 5" +
+                          model_arg() + join(images));
     ASSERT_EQ(b.status, 0) << b.err;
     EXPECT_NE(b.err.find("12 added"), std::string::npos) << b.err;
     const std::string common = "search --json --top-k 12 --index " + sh(idx) + model_arg();
@@ -124,7 +130,8 @@ TEST(IndexCli, SearchEqualsARankingComputedFromEmbed) {
     EXPECT_EQ(hits[0]["path"], images[3]);  // an indexed image finds itself first
     EXPECT_EQ(hits[0]["row"], 3);
     // The table form and --top-k.
-    CliResult table = run_cli("search --top-k 2 --index " + sh(idx) + model_arg() + " --text " + sh("red circle"));
+    CliResult table = run_cli("search --top-k 2 --index " + sh(idx) + model_arg() + " --text " +
+                              sh("red circle"));
     ASSERT_EQ(table.status, 0);
     EXPECT_EQ(std::count(table.out.begin(), table.out.end(), '\n'), 2);
   }
@@ -138,13 +145,17 @@ TEST(IndexCli, ShardedThenMergedEqualsOneRun) {
     std::ofstream l(list);
     for (const auto& p : images) l << p << "\n";
   }
-  ASSERT_EQ(run_cli("index build --dtype float32 --out " + sh(dir + "/single") + model_arg() + " --images-from " + sh(list)).status, 0);
+  ASSERT_EQ(run_cli("index build --dtype float32 --out " + sh(dir + "/single") + model_arg() +
+                    " --images-from " + sh(list))
+                .status,
+            0);
   std::string shards;
   int64_t shard_rows = 0;
   for (int k = 0; k < 3; ++k) {
     const std::string out = dir + "/shard" + std::to_string(k);
-    CliResult r = run_cli("index build --dtype float32 --shard " + std::to_string(k) + "/3 --out " + sh(out) + model_arg() +
-                          " --images-from - ", [&] {
+    CliResult r = run_cli("index build --dtype float32 --shard " + std::to_string(k) + "/3 --out " +
+                              sh(out) + model_arg() + " --images-from - ",
+                          [&] {
                             std::string s;
                             for (const auto& p : images) s += p + "\n";
                             return s;
@@ -156,7 +167,8 @@ TEST(IndexCli, ShardedThenMergedEqualsOneRun) {
   EXPECT_EQ(shard_rows, 12);
   CliResult m = run_cli("index merge --out " + sh(dir + "/merged") + shards);
   ASSERT_EQ(m.status, 0) << m.err;
-  EmbeddingIndex single = EmbeddingIndex::open(dir + "/single"), merged = EmbeddingIndex::open(dir + "/merged");
+  EmbeddingIndex single = EmbeddingIndex::open(dir + "/single"),
+                 merged = EmbeddingIndex::open(dir + "/merged");
   ASSERT_EQ(merged.size(), single.size());
   ASSERT_EQ(merged.failures().size(), 1u);
   EXPECT_EQ(merged.failures()[0].path, dir + "/broken.png");
@@ -168,8 +180,10 @@ TEST(IndexCli, ShardedThenMergedEqualsOneRun) {
     const auto a = single.row(i), b = merged.row(j);
     for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 1e-6);
   }
-  CliResult s1 = run_cli("search --json --top-k 12 --index " + sh(dir + "/single") + model_arg() + " --text star");
-  CliResult s2 = run_cli("search --json --top-k 12 --index " + sh(dir + "/merged") + model_arg() + " --text star");
+  CliResult s1 = run_cli("search --json --top-k 12 --index " + sh(dir + "/single") + model_arg() +
+                         " --text star");
+  CliResult s2 = run_cli("search --json --top-k 12 --index " + sh(dir + "/merged") + model_arg() +
+                         " --text star");
   json a = json::parse(s1.out), b = json::parse(s2.out);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
@@ -177,7 +191,8 @@ TEST(IndexCli, ShardedThenMergedEqualsOneRun) {
     EXPECT_NEAR(a[i]["score"].get<double>(), b[i]["score"].get<double>(), 1e-6);
   }
   // The same shard twice: duplicate paths.
-  CliResult dup = run_cli("index merge --out " + sh(dir + "/dup") + " " + sh(dir + "/shard0") + " " + sh(dir + "/shard0"));
+  CliResult dup = run_cli("index merge --out " + sh(dir + "/dup") + " " + sh(dir + "/shard0") +
+                          " " + sh(dir + "/shard0"));
   EXPECT_EQ(dup.status, 1);
   EXPECT_NE(dup.err.find("duplicate paths"), std::string::npos) << dup.err;
   EXPECT_FALSE(fs::exists(dir + "/dup"));
@@ -204,7 +219,9 @@ TEST(IndexCli, ResumeAddsOnlyNewOrChangedFiles) {
   std::vector<std::string> second(images.begin(), images.begin() + 8);
   CliResult b = run_cli("index build --out " + sh(idx) + model_arg() + join(second));
   ASSERT_EQ(b.status, 0) << b.err;
-  EXPECT_NE(b.err.find("8 inputs: 2 added, 2 replaced, 4 unchanged, 0 failed; 8 rows"), std::string::npos) << b.err;
+  EXPECT_NE(b.err.find("8 inputs: 2 added, 2 replaced, 4 unchanged, 0 failed; 8 rows"),
+            std::string::npos)
+      << b.err;
   EmbeddingIndex after = EmbeddingIndex::open(idx);
   ASSERT_EQ(after.size(), 8);
   for (int i = 2; i < 6; ++i)  // unchanged rows keep their features
@@ -263,7 +280,8 @@ TEST(IndexApi, AnInterruptedRunIsPickedUpWithoutEmbeddingAgain) {
       build_index(idx, model, {images[5]}, o);
       ADD_FAILURE() << "two builds wrote one index";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("another zsclip index build"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("another zsclip index build"), std::string::npos)
+          << e.what();
     }
     release = true;
     t.join();
@@ -276,7 +294,8 @@ TEST(IndexCli, DamagedFilesAreRefusedWithTheirName) {
   const auto images = make_images(dir, false);
   const std::string idx = dir + "/idx";
   ASSERT_EQ(run_cli("index build --out " + sh(idx) + model_arg() + join(images)).status, 0);
-  const std::string npy = read_file(idx + "/embeddings.npy"), manifest = read_file(idx + "/manifest.jsonl");
+  const std::string npy = read_file(idx + "/embeddings.npy"),
+                    manifest = read_file(idx + "/manifest.jsonl");
   std::ofstream(idx + "/embeddings.npy", std::ios::binary) << npy.substr(0, npy.size() - 100);
   for (const std::string cmd : {"search --text star --index ", "classify --labels a,b --index "}) {
     CliResult r = run_cli(cmd + sh(idx) + model_arg());
@@ -329,8 +348,11 @@ TEST(IndexCli, ClassifyIndexGivesWhatClassifyGivesWithoutDecoding) {
   const std::string dir = temp_dir("index_cli_classify");
   const auto images = make_images(dir);
   const std::string idx = dir + "/idx";
-  ASSERT_EQ(run_cli("index build --dtype float32 --out " + sh(idx) + model_arg() + join(images)).status, 0);
-  const std::string labels = " --labels " + sh("red circle,blue star,green triangle,yellow square,orange circle");
+  ASSERT_EQ(
+      run_cli("index build --dtype float32 --out " + sh(idx) + model_arg() + join(images)).status,
+      0);
+  const std::string labels =
+      " --labels " + sh("red circle,blue star,green triangle,yellow square,orange circle");
   CliResult a = run_cli("classify --json --top-k 2" + model_arg() + labels + join(images));
   // The images are gone: classify --index does not read them.
   for (const auto& p : images) fs::remove(p);
@@ -345,12 +367,14 @@ TEST(IndexCli, ClassifyIndexGivesWhatClassifyGivesWithoutDecoding) {
     EXPECT_EQ(ja[i].contains("error"), jb[i].contains("error"));
     if (ja[i].contains("error")) continue;
     EXPECT_EQ(ja[i]["top"][0]["label"], jb[i]["top"][0]["label"]);
-    const auto pa = ja[i]["probs"].get<std::vector<float>>(), pb = jb[i]["probs"].get<std::vector<float>>();
+    const auto pa = ja[i]["probs"].get<std::vector<float>>(),
+               pb = jb[i]["probs"].get<std::vector<float>>();
     for (size_t k = 0; k < pa.size(); ++k) EXPECT_NEAR(pa[k], pb[k], 1e-5);
   }
   // A saved head works too, without loading a model.
   ASSERT_EQ(run_cli("head" + model_arg() + labels + " --out " + sh(dir + "/h.zshead")).status, 0);
-  CliResult c = run_cli("classify --json --top-k 2 --head " + sh(dir + "/h.zshead") + " --index " + sh(idx));
+  CliResult c =
+      run_cli("classify --json --top-k 2 --head " + sh(dir + "/h.zshead") + " --index " + sh(idx));
   EXPECT_EQ(json::parse(c.out)[0]["probs"], jb[0]["probs"]);
 }
 
@@ -361,7 +385,7 @@ TEST(IndexCli, UsageErrorsAndApproximateSearch) {
   EXPECT_EQ(run_cli("index").status, 2);
   EXPECT_EQ(run_cli("index frobnicate").status, 2);
   EXPECT_EQ(run_cli("index build " + sh(images[0])).status, 2);  // no --out
-  EXPECT_EQ(run_cli("index build --out " + sh(idx)).status, 2);   // no images
+  EXPECT_EQ(run_cli("index build --out " + sh(idx)).status, 2);  // no images
   EXPECT_EQ(run_cli("index build --shard 3/2 --out " + sh(idx) + " " + sh(images[0])).status, 2);
   EXPECT_EQ(run_cli("index build --shard x --out " + sh(idx) + " " + sh(images[0])).status, 2);
   EXPECT_EQ(run_cli("index build --ann bogus --out " + sh(idx) + " " + sh(images[0])).status, 2);
@@ -385,13 +409,18 @@ TEST(IndexCli, UsageErrorsAndApproximateSearch) {
   EXPECT_EQ(meta["ann"]["kind"], "hnsw");
   EXPECT_EQ(meta["ann"]["count"], 12);
   for (const char* q : {"red circle", "green triangle"}) {
-    CliResult approx = run_cli("search --json --top-k 3 --index " + sh(idx) + model_arg() + " --text " + sh(q));
-    CliResult exact = run_cli("search --json --exact --top-k 3 --index " + sh(idx) + model_arg() + " --text " + sh(q));
+    CliResult approx =
+        run_cli("search --json --top-k 3 --index " + sh(idx) + model_arg() + " --text " + sh(q));
+    CliResult exact = run_cli("search --json --exact --top-k 3 --index " + sh(idx) + model_arg() +
+                              " --text " + sh(q));
     ASSERT_EQ(approx.status, 0) << approx.err;
     EXPECT_EQ(json::parse(approx.out), json::parse(exact.out));  // 12 rows: HNSW finds them all
   }
   // Adding rows rebuilds the approximate part over all of them.
-  ASSERT_EQ(run_cli("index build --out " + sh(idx) + model_arg() + " " + sh(source_path("examples/images/red_circle.png"))).status, 0);
+  ASSERT_EQ(run_cli("index build --out " + sh(idx) + model_arg() + " " +
+                    sh(source_path("examples/images/red_circle.png")))
+                .status,
+            0);
   EXPECT_EQ(json::parse(read_file(idx + "/index.json"))["ann"]["count"], 13);
   ASSERT_EQ(run_cli("index ann --ann ivf " + sh(idx)).status, 0);
   EXPECT_EQ(json::parse(read_file(idx + "/index.json"))["ann"]["kind"], "ivf");

@@ -21,11 +21,14 @@ class BadModels : public ::testing::Test {
   // A copy of the exported tiny model that a test may damage.
   std::string copy(const std::string& name) {
     std::string dir = temp_dir("bad_models/" + name);
-    fs::copy(tiny_export("state_dict"), dir, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+    fs::copy(tiny_export("state_dict"), dir,
+             fs::copy_options::recursive | fs::copy_options::overwrite_existing);
     return dir;
   }
   json config(const std::string& dir) { return json::parse(read_file(dir + "/config.json")); }
-  void write_config(const std::string& dir, const json& j) { std::ofstream(dir + "/config.json") << j.dump(2); }
+  void write_config(const std::string& dir, const json& j) {
+    std::ofstream(dir + "/config.json") << j.dump(2);
+  }
   // Loading fails with `code`, and the message contains every one of `parts`.
   void expect_error(const std::string& dir, ErrorCode code, std::vector<std::string> parts,
                     ModelOptions options = {}) {
@@ -34,7 +37,8 @@ class BadModels : public ::testing::Test {
       ADD_FAILURE() << dir << " loaded";
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), code) << error_code_name(e.code()) << ": " << e.what();
-      for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+      for (const auto& p : parts)
+        EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
     }
   }
 };
@@ -51,7 +55,8 @@ TEST_F(BadModels, EachMissingFileIsNamed) {
   for (const char* field : {"image_encoder", "text_encoder", "projection"}) {
     std::string dir = copy(std::string("missing_") + field);
     fs::remove(dir + "/" + c["files"][field].get<std::string>());
-    expect_error(dir, ErrorCode::kNotFound, {c["files"][field].get<std::string>(), std::string("files.") + field});
+    expect_error(dir, ErrorCode::kNotFound,
+                 {c["files"][field].get<std::string>(), std::string("files.") + field});
   }
   std::string dir = copy("missing_vocab");
   fs::remove(dir + "/" + c["tokenizer"]["vocab_file"].get<std::string>());
@@ -73,7 +78,8 @@ TEST_F(BadModels, CorruptAndTruncatedTorchScript) {
   dir = copy("truncated_text");
   std::string text_file = c["files"]["text_encoder"].get<std::string>();
   std::string bytes = read_file(dir + "/" + text_file);
-  std::ofstream(dir + "/" + text_file, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 2);
+  std::ofstream(dir + "/" + text_file, std::ios::binary | std::ios::trunc)
+      << bytes.substr(0, bytes.size() / 2);
   expect_error(dir, ErrorCode::kInvalidModel, {text_file}, unverified);
   // The wrong module in a slot: the projection file given as the image encoder.
   dir = copy("swapped");
@@ -115,7 +121,11 @@ TEST_F(BadModels, MalformedConfig) {
 
 TEST_F(BadModels, ShapesThatDisagreeWithTheModules) {
   json good = config(tiny_export("state_dict"));
-  struct Case { const char* name; std::function<void(json&)> edit; std::string field; };
+  struct Case {
+    const char* name;
+    std::function<void(json&)> edit;
+    std::string field;
+  };
   std::vector<Case> cases = {
       {"embed_dim", [](json& j) { j["embed_dim"] = j["embed_dim"].get<int>() * 2; }, "embed_dim"},
       {"vision_width", [](json& j) { j["vision"]["width"] = 96; }, "vision.width"},
@@ -126,7 +136,11 @@ TEST_F(BadModels, ShapesThatDisagreeWithTheModules) {
          if (j["tokenizer"].contains("context_length")) j["tokenizer"]["context_length"] = 40;
        },
        "text.context_length"},
-      {"image_size", [](json& j) { j["vision"]["image_size"] = 192; j["preprocess"]["image_size"] = 192; },
+      {"image_size",
+       [](json& j) {
+         j["vision"]["image_size"] = 192;
+         j["preprocess"]["image_size"] = 192;
+       },
        "image_encoder"},
   };
   for (const auto& c : cases) {
@@ -162,7 +176,8 @@ TEST_F(BadModels, DeviceAndDtypeOptions) {
 
 TEST_F(BadModels, HeadFromAnotherModelIsRefused) {
   Model a = Model::load(tiny_export("state_dict"));
-  ZeroShotHead head = ZeroShotHead::build(a, a.load_tokenizer(), {"cat", "dog"}, {"a photo of a {}."});
+  ZeroShotHead head =
+      ZeroShotHead::build(a, a.load_tokenizer(), {"cat", "dog"}, {"a photo of a {}."});
   std::string dir = copy("other_model");
   json j = config(dir);
   j["fingerprint"] = "0000another";
@@ -188,7 +203,8 @@ TEST_F(BadModels, ProcessWideRuntimeSettingsCannotChange) {
   more_intra.intra_op_threads = 2;
   ModelOptions o;
   o.runtime = Runtime::create(more_intra);
-  expect_error(tiny_export("state_dict"), ErrorCode::kInvalidArgument, {"intra_op_threads 2", "process-wide"}, o);
+  expect_error(tiny_export("state_dict"), ErrorCode::kInvalidArgument,
+               {"intra_op_threads 2", "process-wide"}, o);
   // Per-runtime settings (the thread count) may differ freely.
   RuntimeOptions two;
   two.threads = 2;

@@ -29,10 +29,12 @@ class TinyParity : public ::testing::TestWithParam<std::string> {
   FloatTensor image_pixels() const {
     Preprocessor pre(model_->config().preprocess);
     std::vector<std::string> paths;
-    for (const auto& im : ref_["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+    for (const auto& im : ref_["images"])
+      paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
     std::vector<Preprocessor::ItemStatus> status;
     FloatTensor pixels = pre.batch_files(paths, &status);
-    for (size_t i = 0; i < status.size(); ++i) EXPECT_TRUE(status[i].ok) << paths[i] << ": " << status[i].error;
+    for (size_t i = 0; i < status.size(); ++i)
+      EXPECT_TRUE(status[i].ok) << paths[i] << ": " << status[i].error;
     return pixels;
   }
   std::vector<std::string> texts() const {
@@ -82,7 +84,8 @@ TEST_P(TinyParity, TextFeaturesMatchOpenAI) {
   FloatTensor feats = model_->encode_texts(ids);
   for (size_t j = 0; j < t.size(); ++j) {
     std::vector<float> got(feats.row(int64_t(j)), feats.row(int64_t(j)) + feats.size(1));
-    EXPECT_TRUE(close_rel(got, ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, t[j]));
+    EXPECT_TRUE(
+        close_rel(got, ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, t[j]));
   }
 }
 
@@ -101,13 +104,15 @@ TEST_P(TinyParity, LogitsAndZeroShotProbsMatchOpenAI) {
                           "logits_per_image row " + std::to_string(i)));
 
   const auto& zs = ref_["zero_shot"];
-  ZeroShotHead head = ZeroShotHead::build(*model_, tok, zs["classes"].get<std::vector<std::string>>(),
-                                          zs["templates"].get<std::vector<std::string>>());
+  ZeroShotHead head =
+      ZeroShotHead::build(*model_, tok, zs["classes"].get<std::vector<std::string>>(),
+                          zs["templates"].get<std::vector<std::string>>());
   FloatTensor zl = head.logits(img);
   auto preds = head.classify(img, 3);
   for (int64_t i = 0; i < img.size(0); ++i) {
     EXPECT_TRUE(close_rel(std::vector<float>(zl.row(i), zl.row(i) + zl.size(1)),
-                          zs["logits"][i].get<std::vector<double>>(), kTol, "zero-shot logits " + std::to_string(i)));
+                          zs["logits"][i].get<std::vector<double>>(), kTol,
+                          "zero-shot logits " + std::to_string(i)));
     EXPECT_TRUE(close_rel(preds[i].probs, zs["probs"][i].get<std::vector<double>>(), kTol,
                           "zero-shot probs " + std::to_string(i)));
   }
@@ -142,16 +147,16 @@ TEST_P(TinyParity, BatchSizesGiveTheSameResults) {
     }
   }
   // Repeats of one image inside a batch agree to float rounding (GEMM edge tiles differ).
-  const float largest = std::abs(*std::max_element(full.begin(), full.end(), [](float a, float b) {
-    return std::abs(a) < std::abs(b);
-  }));
+  const float largest = std::abs(*std::max_element(
+      full.begin(), full.end(), [](float a, float b) { return std::abs(a) < std::abs(b); }));
   for (int64_t i = n; i < 16; ++i)
     for (int64_t k = 0; k < d; ++k)
       ASSERT_NEAR(full[size_t(i * d + k)], full[size_t((i % n) * d + k)], 1e-5 * largest);
 }
 
 TEST_P(TinyParity, StreamsGiveTheSameResults) {
-  // ModelOptions::streams splits a call into parts run at once; each row must come out as from one call.
+  // ModelOptions::streams splits a call into parts run at once; each row must come out as from one
+  // call.
   FloatTensor pixels = image_pixels();
   std::vector<std::string> t = texts();
   Tokenizer tok = model_->load_tokenizer();
@@ -173,9 +178,11 @@ TEST_P(TinyParity, StreamsGiveTheSameResults) {
     ASSERT_EQ(img.shape, img1.shape);
     ASSERT_EQ(txt.shape, txt1.shape);
     for (size_t k = 0; k < img.data.size(); ++k)
-      ASSERT_NEAR(img.data[k], img1.data[k], 1e-5 * largest(img1)) << "streams " << streams << " image value " << k;
+      ASSERT_NEAR(img.data[k], img1.data[k], 1e-5 * largest(img1))
+          << "streams " << streams << " image value " << k;
     for (size_t k = 0; k < txt.data.size(); ++k)
-      ASSERT_NEAR(txt.data[k], txt1.data[k], 1e-5 * largest(txt1)) << "streams " << streams << " text value " << k;
+      ASSERT_NEAR(txt.data[k], txt1.data[k], 1e-5 * largest(txt1))
+          << "streams " << streams << " text value " << k;
     // One row: nothing to split.
     FloatTensor first({1, 3, m.image_size(), m.image_size()});
     std::copy_n(pixels.ptr(), first.numel(), first.ptr());
@@ -194,7 +201,8 @@ TEST(Int8Export, AgreesWithFloat32OnTheReferenceImages) {
   nlohmann::json ref = reference();
   Preprocessor pre(f32.config().preprocess);
   std::vector<std::string> paths;
-  for (const auto& im : ref["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+  for (const auto& im : ref["images"])
+    paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
   FloatTensor pixels = pre.batch_files(paths, nullptr);
   const FloatTensor a = f32.encode_images(pixels), b = q.encode_images(pixels);
   ASSERT_EQ(a.shape, b.shape);
@@ -221,11 +229,14 @@ TEST_P(TinyParity, ClassifierMatchesTheReferenceFromFiles) {
   ClassifierOptions co;
   co.batch_size = 3;
   co.top_k = 2;
-  auto clf = ZeroShotClassifier::create(tiny_export(GetParam()), zs["classes"].get<std::vector<std::string>>(),
+  auto clf = ZeroShotClassifier::create(tiny_export(GetParam()),
+                                        zs["classes"].get<std::vector<std::string>>(),
                                         zs["templates"].get<std::vector<std::string>>(), {}, co);
   std::vector<std::string> paths;
-  for (const auto& im : ref_["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
-  paths.insert(paths.begin() + 2, shared_path("images/truncated.jpg"));  // one bad file in the batch
+  for (const auto& im : ref_["images"])
+    paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+  paths.insert(paths.begin() + 2,
+               shared_path("images/truncated.jpg"));  // one bad file in the batch
   auto results = clf.classify_files(paths);
   ASSERT_EQ(results.size(), paths.size());
   EXPECT_FALSE(results[2].ok);
@@ -235,7 +246,8 @@ TEST_P(TinyParity, ClassifierMatchesTheReferenceFromFiles) {
     if (i == 2) continue;
     ASSERT_TRUE(results[i].ok) << results[i].error;
     EXPECT_EQ(results[i].source, paths[i]);
-    EXPECT_TRUE(close_rel(results[i].probs, zs["probs"][r].get<std::vector<double>>(), kTol, paths[i]));
+    EXPECT_TRUE(
+        close_rel(results[i].probs, zs["probs"][r].get<std::vector<double>>(), kTol, paths[i]));
     ++r;
   }
   // Single-file calls agree with the batch, and throw on the bad file.
@@ -248,13 +260,15 @@ TEST_P(TinyParity, ClassifierMatchesTheReferenceFromFiles) {
 TEST_P(TinyParity, SimilarityCallsMatchOpenAI) {
   // text_image_similarity is the cosine behind OpenAI's logits_per_image (= logit_scale_exp * it);
   // image_similarity the cosine of two images' encode_image features.
-  auto clf = ZeroShotClassifier::create(tiny_export(GetParam()), {"a", "b"}, builtin_templates("simple"));
+  auto clf =
+      ZeroShotClassifier::create(tiny_export(GetParam()), {"a", "b"}, builtin_templates("simple"));
   const auto& images = ref_["images"];
   const auto t = texts();
   for (size_t i = 0; i < images.size(); ++i) {
     const std::string path = shared_path("images/" + images[i]["file"].get<std::string>());
     std::vector<float> got;
-    for (const auto& text : t) got.push_back(model_->logit_scale_exp() * clf.text_image_similarity(text, path));
+    for (const auto& text : t)
+      got.push_back(model_->logit_scale_exp() * clf.text_image_similarity(text, path));
     EXPECT_TRUE(close_rel(got, ref_["logits_per_image"][i].get<std::vector<double>>(), kTol, path));
   }
   auto features = [&](size_t i) { return images[i]["image_features"].get<std::vector<double>>(); };
@@ -266,7 +280,8 @@ TEST_P(TinyParity, SimilarityCallsMatchOpenAI) {
   for (size_t i = 0; i + 1 < images.size(); ++i) {
     const std::string a = shared_path("images/" + images[i]["file"].get<std::string>());
     const std::string b = shared_path("images/" + images[i + 1]["file"].get<std::string>());
-    EXPECT_NEAR(clf.image_similarity(a, b), cosine(features(i), features(i + 1)), 1e-4) << a << " ~ " << b;
+    EXPECT_NEAR(clf.image_similarity(a, b), cosine(features(i), features(i + 1)), 1e-4)
+        << a << " ~ " << b;
   }
   // Embeddings are the features scaled to unit length.
   const std::string first = shared_path("images/" + images[0]["file"].get<std::string>());
@@ -280,8 +295,9 @@ TEST_P(TinyParity, SimilarityCallsMatchOpenAI) {
 
 TEST_P(TinyParity, PixelsInMemoryGiveTheFileResults) {
   // RGB images decoded to memory, passed as views (RGB, BGR, strided), as one batch and one by one.
-  auto clf = ZeroShotClassifier::create(tiny_export(GetParam()), ref_["zero_shot"]["classes"].get<std::vector<std::string>>(),
-                                        ref_["zero_shot"]["templates"].get<std::vector<std::string>>());
+  auto clf = ZeroShotClassifier::create(
+      tiny_export(GetParam()), ref_["zero_shot"]["classes"].get<std::vector<std::string>>(),
+      ref_["zero_shot"]["templates"].get<std::vector<std::string>>());
   std::vector<std::string> paths;
   std::vector<std::vector<uint8_t>> buffers;
   std::vector<ImageView> views;
@@ -295,10 +311,12 @@ TEST_P(TinyParity, PixelsInMemoryGiveTheFileResults) {
     for (int y = 0; y < decoded.height; ++y)
       for (int x = 0; x < decoded.width; ++x)
         for (int c = 0; c < 3; ++c)
-          bgr[y * stride + size_t(x) * 3 + c] = decoded.data[(size_t(y) * decoded.width + x) * 3 + (2 - c)];
+          bgr[y * stride + size_t(x) * 3 + c] =
+              decoded.data[(size_t(y) * decoded.width + x) * 3 + (2 - c)];
     paths.push_back(path);
     buffers.push_back(std::move(bgr));
-    views.push_back(ImageView{buffers.back().data(), decoded.width, decoded.height, stride, PixelFormat::kBGR});
+    views.push_back(
+        ImageView{buffers.back().data(), decoded.width, decoded.height, stride, PixelFormat::kBGR});
   }
   // (Growing `buffers` moves the inner vectors, not their heap storage: the views stay valid.)
   ASSERT_GE(paths.size(), 3u);
@@ -308,7 +326,8 @@ TEST_P(TinyParity, PixelsInMemoryGiveTheFileResults) {
     Classification one = clf.classify(views[i], paths[i]);
     EXPECT_EQ(one.probs, file.probs) << paths[i];  // the same pixels, the same single-image call
     ASSERT_TRUE(batch[i].ok) << batch[i].error;
-    EXPECT_TRUE(close_rel(batch[i].probs, std::vector<double>(file.probs.begin(), file.probs.end()), 1e-5, paths[i]));
+    EXPECT_TRUE(close_rel(batch[i].probs, std::vector<double>(file.probs.begin(), file.probs.end()),
+                          1e-5, paths[i]));
   }
 }
 

@@ -3,15 +3,15 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-#include <fstream>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "test_util.h"
 
@@ -30,8 +30,9 @@ inline nlohmann::json reference() {
 }
 
 // max |a - b| <= tol * max |b|, and the same argmax.
-inline ::testing::AssertionResult close_rel(const std::vector<float>& a, const std::vector<double>& b,
-                                            double tol, const std::string& what) {
+inline ::testing::AssertionResult close_rel(const std::vector<float>& a,
+                                            const std::vector<double>& b, double tol,
+                                            const std::string& what) {
   if (a.size() != b.size())
     return ::testing::AssertionFailure() << what << ": size " << a.size() << " vs " << b.size();
   double max_ref = 0, max_err = 0;
@@ -49,12 +50,12 @@ inline ::testing::AssertionResult close_rel(const std::vector<float>& a, const s
 
 }  // namespace zsclip::testing
 
-#define ZSCLIP_REQUIRE_TINY_EXPORTS()                                                        \
-  do {                                                                                       \
-    ZSCLIP_REQUIRE_SHARED("clip/openai-tiny/reference.json");                                \
-    for (const auto& k : ::zsclip::testing::tiny_kinds())                                    \
+#define ZSCLIP_REQUIRE_TINY_EXPORTS()                                                          \
+  do {                                                                                         \
+    ZSCLIP_REQUIRE_SHARED("clip/openai-tiny/reference.json");                                  \
+    for (const auto& k : ::zsclip::testing::tiny_kinds())                                      \
       ASSERT_TRUE(std::filesystem::exists(::zsclip::testing::tiny_export(k) + "/config.json")) \
-          << "run the export_fixtures test first (ctest runs it as a fixture)";              \
+          << "run the export_fixtures test first (ctest runs it as a fixture)";                \
   } while (0)
 
 namespace zsclip::testing {
@@ -69,8 +70,10 @@ inline CliResult run_cli(const std::string& args, const std::string& stdin_text 
   static int counter = 0;
   const std::string dir = std::string(ZSCLIP_BINARY_DIR) + "/tmp/cli";
   std::filesystem::create_directories(dir);
-  const std::string base = dir + "/run" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  std::string cmd = std::string("'") + ZSCLIP_CLI + "' " + args + " > '" + base + ".out' 2> '" + base + ".err'";
+  const std::string base =
+      dir + "/run" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  std::string cmd =
+      std::string("'") + ZSCLIP_CLI + "' " + args + " > '" + base + ".out' 2> '" + base + ".err'";
   if (!stdin_text.empty()) {
     std::ofstream(base + ".in", std::ios::binary) << stdin_text;
     cmd += " < '" + base + ".in'";

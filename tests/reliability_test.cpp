@@ -16,12 +16,14 @@ using namespace ::zsclip::testing;
 std::string shapes_model() { return source_path("models/shapes"); }
 std::vector<std::string> example_images() {
   std::vector<std::string> out;
-  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square", "orange_circle", "black_star"})
+  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square",
+                        "orange_circle", "black_star"})
     out.push_back(source_path(std::string("examples/images/") + f + ".png"));
   return out;
 }
-const std::vector<std::string> kLabels = {"red circle", "blue star", "green triangle", "yellow square",
-                                          "orange circle", "black star", "white hexagon", "purple cross"};
+const std::vector<std::string> kLabels = {"red circle",    "blue star",     "green triangle",
+                                          "yellow square", "orange circle", "black star",
+                                          "white hexagon", "purple cross"};
 
 long rss_kb() {
   std::ifstream in("/proc/self/status");
@@ -40,8 +42,8 @@ long rss_kb() {
 TEST(Reliability, BadLabelsAndTemplatesAreErrorsNotCrashes) {
   Model model = Model::load(shapes_model());
   Tokenizer tok = model.load_tokenizer();
-  auto expect_invalid = [&](const std::vector<std::string>& labels, const std::vector<std::string>& templates,
-                            const std::string& needle) {
+  auto expect_invalid = [&](const std::vector<std::string>& labels,
+                            const std::vector<std::string>& templates, const std::string& needle) {
     try {
       ZeroShotHead::build(model, tok, labels, templates);
       ADD_FAILURE() << "accepted: " << needle;
@@ -75,11 +77,15 @@ TEST(Reliability, CliReportsBadTextInputs) {
   const std::string dir = temp_dir("reliability_cli_text");
   std::ofstream(dir + "/empty_templates.txt") << "\n\n";
   std::ofstream(dir + "/empty_labels.txt") << "";
-  struct Case { std::string args; std::string needle; };
+  struct Case {
+    std::string args;
+    std::string needle;
+  };
   std::vector<Case> cases = {
       {"classify --labels '' " + img, "empty"},
       {"classify --labels 'a,b,a' " + img, "appears twice"},
-      {"classify --labels 'a,b' --templates " + sh(dir + "/empty_templates.txt") + " " + img, "no templates"},
+      {"classify --labels 'a,b' --templates " + sh(dir + "/empty_templates.txt") + " " + img,
+       "no templates"},
       {"classify --labels-file " + sh(dir + "/empty_labels.txt") + " " + img, "no labels"},
       {"classify --labels-file /nonexistent/labels.txt " + img, "/nonexistent/labels.txt"},
       {"classify --labels a,b --templates no-such-set " + img, "no-such-set"},
@@ -95,7 +101,8 @@ TEST(Reliability, CliReportsBadTextInputs) {
 TEST(Reliability, EightThreadsShareOneClassifier) {
   ClassifierOptions co;
   co.top_k = 3;
-  auto clf = ZeroShotClassifier::create(shapes_model(), kLabels, builtin_templates("simple"), {}, co);
+  auto clf =
+      ZeroShotClassifier::create(shapes_model(), kLabels, builtin_templates("simple"), {}, co);
   const auto images = example_images();
   std::vector<Classification> expected;
   for (const auto& p : images) expected.push_back(clf.classify_file(p));

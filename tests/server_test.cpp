@@ -1,8 +1,8 @@
 // zsclip serve: the KServe v2 server, started as a user starts it (`zsclip serve --port 0`) on a
 // loopback port and spoken to over HTTP; plus the protocol and batching parts on their own.
 //
-// Every client loop is bounded in count and time, and only 127.0.0.1 is used. Nothing here asserts a
-// duration: where a test needs requests to be waiting in the queue, it holds the batcher with the
+// Every client loop is bounded in count and time, and only 127.0.0.1 is used. Nothing here asserts
+// a duration: where a test needs requests to be waiting in the queue, it holds the batcher with the
 // ZSCLIP_SERVE_TEST_HOLD file and waits (bounded) until /metrics shows them queued.
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -35,13 +35,18 @@ using namespace ::zsclip::testing;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kLabels = "red circle,blue star,green triangle,yellow square,black star,orange circle";
+const std::string kLabels =
+    "red circle,blue star,green triangle,yellow square,black star,orange circle";
 
-std::vector<std::string> label_list() { return {"red circle", "blue star", "green triangle", "yellow square", "black star", "orange circle"}; }
+std::vector<std::string> label_list() {
+  return {"red circle",    "blue star",  "green triangle",
+          "yellow square", "black star", "orange circle"};
+}
 
 std::vector<std::string> example_images() {
   std::vector<std::string> out;
-  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square", "black_star", "orange_circle"})
+  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square", "black_star",
+                        "orange_circle"})
     out.push_back(source_path(std::string("examples/images/") + f + ".png"));
   return out;
 }
@@ -64,7 +69,8 @@ class ServerProcess {
     const std::string dir = std::string(ZSCLIP_BINARY_DIR) + "/tmp/server_test";
     std::filesystem::create_directories(dir);
     static int counter = 0;
-    err_path_ = dir + "/serve" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".err";
+    err_path_ =
+        dir + "/serve" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".err";
     int out[2];
     if (pipe(out) != 0) throw std::runtime_error("pipe");
     pid_ = fork();
@@ -73,8 +79,10 @@ class ServerProcess {
       int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (err >= 0) dup2(err, 2);
       close(out[0]);
-      if (!hold_file.empty()) setenv("ZSCLIP_SERVE_TEST_HOLD", hold_file.c_str(), 1);
-      else unsetenv("ZSCLIP_SERVE_TEST_HOLD");
+      if (!hold_file.empty())
+        setenv("ZSCLIP_SERVE_TEST_HOLD", hold_file.c_str(), 1);
+      else
+        unsetenv("ZSCLIP_SERVE_TEST_HOLD");
       std::vector<std::string> argv_s = {ZSCLIP_CLI, "serve", "--port", "0"};
       argv_s.insert(argv_s.end(), args.begin(), args.end());
       std::vector<char*> argv;
@@ -97,8 +105,10 @@ class ServerProcess {
       line.append(buf, static_cast<size_t>(n));
     }
     auto colon = line.rfind(':');
-    if (line.find("listening on http://127.0.0.1:") == std::string::npos || colon == std::string::npos)
-      throw std::runtime_error("zsclip serve did not start: stdout \"" + line + "\", stderr: " + stderr_text());
+    if (line.find("listening on http://127.0.0.1:") == std::string::npos ||
+        colon == std::string::npos)
+      throw std::runtime_error("zsclip serve did not start: stdout \"" + line +
+                               "\", stderr: " + stderr_text());
     port_ = std::stoi(line.substr(colon + 1));
   }
   ~ServerProcess() {
@@ -211,12 +221,14 @@ struct BinaryInput {
   std::string raw;  // already serialised
 };
 using server::serialize_bytes;
-std::pair<std::string, size_t> triton_body(const std::vector<BinaryInput>& inputs, const json& outputs,
-                                           const json& parameters = nullptr) {
+std::pair<std::string, size_t> triton_body(const std::vector<BinaryInput>& inputs,
+                                           const json& outputs, const json& parameters = nullptr) {
   json j;
   j["inputs"] = json::array();
   for (const auto& in : inputs)
-    j["inputs"].push_back({{"name", in.name}, {"shape", in.shape}, {"datatype", in.datatype},
+    j["inputs"].push_back({{"name", in.name},
+                           {"shape", in.shape},
+                           {"datatype", in.datatype},
                            {"parameters", {{"binary_data_size", in.raw.size()}}}});
   if (!outputs.is_null()) j["outputs"] = outputs;
   if (!parameters.is_null()) j["parameters"] = parameters;
@@ -273,8 +285,10 @@ std::map<std::string, Output> outputs_of(const Reply& r) {
 }
 
 // max |a - b| <= 1e-6 * max(1, max |b|): the issue's tolerance for "equal to the CLI's output".
-::testing::AssertionResult same(const std::vector<float>& a, const std::vector<double>& b, const std::string& what) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << what << ": size " << a.size() << " vs " << b.size();
+::testing::AssertionResult same(const std::vector<float>& a, const std::vector<double>& b,
+                                const std::string& what) {
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << what << ": size " << a.size() << " vs " << b.size();
   double m = 1, e = 0;
   for (size_t i = 0; i < b.size(); ++i) {
     m = std::max(m, std::abs(b[i]));
@@ -353,7 +367,8 @@ TEST(ServerBase64, RoundTripsAndRefusesGarbage) {
 }
 
 const std::vector<server::TensorSpec>& test_specs() {
-  static const std::vector<server::TensorSpec> s = {{"TEXT", "BYTES", {-1}}, {"PIXELS", "FP32", {-1, 2}}, {"IDS", "INT64", {-1}}};
+  static const std::vector<server::TensorSpec> s = {
+      {"TEXT", "BYTES", {-1}}, {"PIXELS", "FP32", {-1, 2}}, {"IDS", "INT64", {-1}}};
   return s;
 }
 
@@ -381,9 +396,10 @@ TEST(ServerProtocol, ParsesJsonAndBinaryInputs) {
   EXPECT_TRUE(*r.outputs[0].binary);
 
   float px[2] = {0.25f, 3.f};
-  auto [body, header] = triton_body({{"TEXT", "BYTES", {3}, serialize_bytes({"x", "", std::string("\0\1", 2)})},
-                                     {"PIXELS", "FP32", {1, 2}, std::string(reinterpret_cast<char*>(px), 8)}},
-                                    nullptr, json{{"binary_data_output", true}});
+  auto [body, header] =
+      triton_body({{"TEXT", "BYTES", {3}, serialize_bytes({"x", "", std::string("\0\1", 2)})},
+                   {"PIXELS", "FP32", {1, 2}, std::string(reinterpret_cast<char*>(px), 8)}},
+                  nullptr, json{{"binary_data_output", true}});
   auto b = server::parse_infer_request(body, header, "m", test_specs());
   EXPECT_TRUE(b.binary_data_output);
   EXPECT_TRUE(b.find("TEXT")->binary);
@@ -397,38 +413,62 @@ TEST(ServerProtocol, MalformedRequestsNameTheField) {
   EXPECT_NE(parse_error("[]").find("JSON object"), std::string::npos);
   EXPECT_NE(parse_error("{}").find("'inputs' is missing"), std::string::npos);
   EXPECT_NE(parse_error(R"({"inputs":[]})").find("'inputs' is empty"), std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"NOPE","datatype":"BYTES","shape":[1],"data":["a"]}]})").find("input 'NOPE'"),
+  EXPECT_NE(
+      parse_error(R"({"inputs":[{"name":"NOPE","datatype":"BYTES","shape":[1],"data":["a"]}]})")
+          .find("input 'NOPE'"),
+      std::string::npos);
+  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"FP32","shape":[1],"data":[1]}]})")
+                .find("must be BYTES"),
             std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"FP32","shape":[1],"data":[1]}]})").find("must be BYTES"),
+  EXPECT_NE(
+      parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[2],"data":["a"]}]})")
+          .find("holds 2 elements"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[-1],"data":["a"]}]})")
+          .find("'shape'"),
+      std::string::npos);
+  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":[3]}]})")
+                .find("not a string"),
             std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[2],"data":["a"]}]})").find("holds 2 elements"),
+  EXPECT_NE(parse_error(
+                R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"data":[1,"x"]}]})")
+                .find("not a number"),
             std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[-1],"data":["a"]}]})").find("'shape'"),
-            std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":[3]}]})").find("not a string"),
-            std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"data":[1,"x"]}]})").find("not a number"),
-            std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"data":[1,1e300]}]})").find("FP32 range"),
-            std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"IDS","datatype":"INT64","shape":[1],"data":[1.5]}]})").find("INT64"),
-            std::string::npos);
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1]}]})").find("'data' is missing"),
+  EXPECT_NE(
+      parse_error(
+          R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"data":[1,1e300]}]})")
+          .find("FP32 range"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(R"({"inputs":[{"name":"IDS","datatype":"INT64","shape":[1],"data":[1.5]}]})")
+          .find("INT64"),
+      std::string::npos);
+  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1]}]})")
+                .find("'data' is missing"),
             std::string::npos);
   EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":["a"]},)"
-                        R"({"name":"TEXT","datatype":"BYTES","shape":[1],"data":["a"]}]})").find("twice"),
+                        R"({"name":"TEXT","datatype":"BYTES","shape":[1],"data":["a"]}]})")
+                .find("twice"),
             std::string::npos);
   EXPECT_NE(parse_error(R"({"id":3,"inputs":[]})").find("'id'"), std::string::npos);
-  EXPECT_NE(parse_error(std::string(100, '[') + std::string(100, ']')).find("nested deeper"), std::string::npos);
+  EXPECT_NE(parse_error(std::string(100, '[') + std::string(100, ']')).find("nested deeper"),
+            std::string::npos);
   // Binary data: sizes that do not add up, and a header length past the body.
-  const std::string h = R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":9}}]})";
+  const std::string h =
+      R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":9}}]})";
   EXPECT_NE(parse_error(h + "abc", h.size()).find("runs past the end"), std::string::npos);
-  EXPECT_NE(parse_error(h + serialize_bytes({"abcde"}) + "zz", h.size()).find("bytes of binary data"), std::string::npos);
-  EXPECT_NE(parse_error(h + std::string("\xff\0\0\0abcde", 9), h.size()).find("element 0"), std::string::npos);
-  EXPECT_NE(parse_error(h, h.size() + 5).find("Inference-Header-Content-Length"), std::string::npos);
+  EXPECT_NE(
+      parse_error(h + serialize_bytes({"abcde"}) + "zz", h.size()).find("bytes of binary data"),
+      std::string::npos);
+  EXPECT_NE(parse_error(h + std::string("\xff\0\0\0abcde", 9), h.size()).find("element 0"),
+            std::string::npos);
+  EXPECT_NE(parse_error(h, h.size() + 5).find("Inference-Header-Content-Length"),
+            std::string::npos);
   EXPECT_NE(parse_error(h).find("needs the Inference-Header-Content-Length"), std::string::npos);
   EXPECT_NE(parse_error("abc", 0).find("raw binary"), std::string::npos);
-  const std::string f = R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"parameters":{"binary_data_size":4}}]})";
+  const std::string f =
+      R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"parameters":{"binary_data_size":4}}]})";
   EXPECT_NE(parse_error(f + "abcd", f.size()).find("does not match shape"), std::string::npos);
   EXPECT_THROW(server::parse_header_length("12a"), server::HttpError);
 }
@@ -436,11 +476,14 @@ TEST(ServerProtocol, MalformedRequestsNameTheField) {
 TEST(ServerProtocol, LongStringsSurviveTheFastPath) {
   // Long plain strings are cut out before the JSON parser runs; escaped, non-ASCII and forged
   // placeholder strings must come through unchanged, and ids and names too.
-  const std::string plain(5000, 'A'), escaped = std::string(3000, 'b') + R"(\"q\")" + std::string(3000, 'c');
+  const std::string plain(5000, 'A'),
+      escaped = std::string(3000, 'b') + R"(\"q\")" + std::string(3000, 'c');
   const std::string unicode = std::string(2000, 'd') + R"(\u00e9\u20ac)" + std::string(2000, 'e');
   const std::string forged = R"(\u0000123:0)";
-  const std::string body = R"({"id":")" + std::string(2000, 'i') + R"(","inputs":[{"name":"TEXT","datatype":"BYTES","shape":[5],"data":[")" +
-                           plain + R"(",")" + escaped + R"(",")" + unicode + R"(",")" + forged + R"(","short"]}]})";
+  const std::string body =
+      R"({"id":")" + std::string(2000, 'i') +
+      R"(","inputs":[{"name":"TEXT","datatype":"BYTES","shape":[5],"data":[")" + plain + R"(",")" +
+      escaped + R"(",")" + unicode + R"(",")" + forged + R"(","short"]}]})";
   auto r = server::parse_infer_request(body, std::nullopt, "m", test_specs());
   EXPECT_EQ(*r.id, std::string(2000, 'i'));
   const auto& b = r.find("TEXT")->bytes;
@@ -451,8 +494,10 @@ TEST(ServerProtocol, LongStringsSurviveTheFastPath) {
   EXPECT_EQ(b[3], std::string("\0", 1) + "123:0");
   EXPECT_EQ(b[4], "short");
   // An unterminated long string is still malformed JSON.
-  EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":[")" + plain).find("malformed"),
-            std::string::npos);
+  EXPECT_NE(
+      parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":[")" + plain)
+          .find("malformed"),
+      std::string::npos);
 }
 
 TEST(ServerProtocol, EncodesJsonAndBinaryOutputs) {
@@ -544,7 +589,8 @@ TEST(Server, HealthMetadataAndErrorsFollowKServeV2) {
     json inputs, outputs;
   } wants[] = {
       {"image_encoder",
-       {{{"name", "IMAGE"}, {"datatype", "BYTES"}, {"shape", {-1}}}, {{"name", "PIXELS"}, {"datatype", "FP32"}, {"shape", {-1, 3, n, n}}}},
+       {{{"name", "IMAGE"}, {"datatype", "BYTES"}, {"shape", {-1}}},
+        {{"name", "PIXELS"}, {"datatype", "FP32"}, {"shape", {-1, 3, n, n}}}},
        {{{"name", "IMAGE_EMBEDDING"}, {"datatype", "FP32"}, {"shape", {-1, d}}}}},
       {"text_encoder",
        {{{"name", "TEXT"}, {"datatype", "BYTES"}, {"shape", {-1}}}},
@@ -558,7 +604,8 @@ TEST(Server, HealthMetadataAndErrorsFollowKServeV2) {
         {{"name", "TOP_LABEL"}, {"datatype", "BYTES"}, {"shape", {-1}}}}},
   };
   for (const auto& w : wants) {
-    for (const std::string path : {std::string("/v2/models/") + w.model, std::string("/v2/models/") + w.model + "/versions/1"}) {
+    for (const std::string path : {std::string("/v2/models/") + w.model,
+                                   std::string("/v2/models/") + w.model + "/versions/1"}) {
       Reply r = get(s, path);
       ASSERT_EQ(r.status, 200) << path << " " << r.body;
       EXPECT_EQ(r.j()["name"], w.model);
@@ -566,7 +613,8 @@ TEST(Server, HealthMetadataAndErrorsFollowKServeV2) {
       EXPECT_EQ(r.j()["inputs"], w.inputs) << path;
       EXPECT_EQ(r.j()["outputs"], w.outputs) << path;
     }
-    EXPECT_EQ(get(s, std::string("/v2/models/") + w.model + "/ready").j(), json({{"name", w.model}, {"ready", true}}));
+    EXPECT_EQ(get(s, std::string("/v2/models/") + w.model + "/ready").j(),
+              json({{"name", w.model}, {"ready", true}}));
   }
   Reply unknown = get(s, "/v2/models/resnet");
   EXPECT_EQ(unknown.status, 404);
@@ -575,12 +623,14 @@ TEST(Server, HealthMetadataAndErrorsFollowKServeV2) {
   Reply no_route = get(s, "/v3/nothing");
   EXPECT_EQ(no_route.status, 404);
   EXPECT_TRUE(no_route.j().contains("error"));
-  Reply post_unknown = post(s, "/v2/models/resnet/infer", infer_body(json::array({bytes_input("TEXT", {"a"})})));
+  Reply post_unknown =
+      post(s, "/v2/models/resnet/infer", infer_body(json::array({bytes_input("TEXT", {"a"})})));
   EXPECT_EQ(post_unknown.status, 404);
   EXPECT_TRUE(post_unknown.j().contains("error"));
   Reply metrics = get(s, "/metrics");
   ASSERT_EQ(metrics.status, 200);
-  EXPECT_NE(metrics.body.find("# TYPE zsclip_request_duration_seconds histogram"), std::string::npos);
+  EXPECT_NE(metrics.body.find("# TYPE zsclip_request_duration_seconds histogram"),
+            std::string::npos);
   EXPECT_NE(metrics.body.find("zsclip_http_responses_total{code=\"404\"}"), std::string::npos);
   EXPECT_NE(metrics.body.find("zsclip_queue_capacity{queue=\"image\"} 256"), std::string::npos);
 }
@@ -589,22 +639,25 @@ TEST(Server, ImageEncoderEqualsCliEmbed) {
   std::vector<std::string> images = example_images();
   images.resize(3);
   if (std::filesystem::exists(shared_path("images/rocket.jpg"))) {
-    images.push_back(shared_path("images/rocket.jpg"));        // a JPEG photo
+    images.push_back(shared_path("images/rocket.jpg"));         // a JPEG photo
     images.push_back(shared_path("images/green_palette.png"));  // a palette PNG
   }
   const auto want = cli_image_features(images);
   ServerProcess s({});
   // Plain JSON, base64 images, at /infer and /versions/1/infer.
-  for (const std::string path : {"/v2/models/image_encoder/infer", "/v2/models/image_encoder/versions/1/infer"}) {
+  for (const std::string path :
+       {"/v2/models/image_encoder/infer", "/v2/models/image_encoder/versions/1/infer"}) {
     Reply r = post(s, path, infer_body(json::array({image_input(images)}), {{"id", "req-1"}}));
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.j()["id"], "req-1");
     EXPECT_EQ(r.j()["model_name"], "image_encoder");
     auto out = outputs_of(r);
-    EXPECT_EQ(out["IMAGE_EMBEDDING"].shape, (std::vector<int64_t>{static_cast<int64_t>(images.size()), 64}));
+    EXPECT_EQ(out["IMAGE_EMBEDDING"].shape,
+              (std::vector<int64_t>{static_cast<int64_t>(images.size()), 64}));
     EXPECT_TRUE(same(out["IMAGE_EMBEDDING"].fp32, flat_rows(want), "IMAGE_EMBEDDING"));
   }
-  // PIXELS, preprocessed here, in JSON and as binary data; [N, 1]-shaped IMAGE as Triton's clients send it.
+  // PIXELS, preprocessed here, in JSON and as binary data; [N, 1]-shaped IMAGE as Triton's clients
+  // send it.
   Preprocessor pre(ModelConfig::load(source_path("models/shapes")).preprocess);
   std::vector<float> px;
   for (size_t i = 0; i < 2; ++i) {
@@ -616,11 +669,15 @@ TEST(Server, ImageEncoderEqualsCliEmbed) {
   Reply rp = post(s, "/v2/models/image_encoder/infer", infer_body(json::array({pixels})));
   ASSERT_EQ(rp.status, 200) << rp.body;
   EXPECT_TRUE(same(outputs_of(rp)["IMAGE_EMBEDDING"].fp32, want2, "PIXELS json"));
-  auto [bbody, bheader] = triton_body({{"PIXELS", "FP32", {2, 3, 48, 48},
-                                        std::string(reinterpret_cast<const char*>(px.data()), px.size() * 4)}},
-                                      json::array({{{"name", "IMAGE_EMBEDDING"}, {"parameters", {{"binary_data", true}}}}}));
+  auto [bbody, bheader] = triton_body(
+      {{"PIXELS",
+        "FP32",
+        {2, 3, 48, 48},
+        std::string(reinterpret_cast<const char*>(px.data()), px.size() * 4)}},
+      json::array({{{"name", "IMAGE_EMBEDDING"}, {"parameters", {{"binary_data", true}}}}}));
   Reply rb = post(s, "/v2/models/image_encoder/infer", bbody,
-                  {{"Inference-Header-Content-Length", std::to_string(bheader)}}, "application/octet-stream");
+                  {{"Inference-Header-Content-Length", std::to_string(bheader)}},
+                  "application/octet-stream");
   ASSERT_EQ(rb.status, 200) << rb.body;
   auto ob = outputs_of(rb);
   EXPECT_TRUE(ob["IMAGE_EMBEDDING"].binary);
@@ -635,8 +692,8 @@ TEST(Server, ImageEncoderEqualsCliEmbed) {
 TEST(Server, TritonBinaryBodiesAreAcceptedAndAnswered) {
   // The body Triton's Python client builds for InferInput("IMAGE", [N], "BYTES") with
   // set_data_from_numpy(np.array([file bytes...], dtype=object)) (binary_data=True, its default),
-  // and InferRequestedOutput(name) (binary_data=True, its default); and with no outputs named, which
-  // makes it ask for binary_data_output.
+  // and InferRequestedOutput(name) (binary_data=True, its default); and with no outputs named,
+  // which makes it ask for binary_data_output.
   const auto images = example_images();
   std::vector<std::string> files;
   for (const auto& p : images) files.push_back(read_file(p));
@@ -644,21 +701,25 @@ TEST(Server, TritonBinaryBodiesAreAcceptedAndAnswered) {
   const auto [want_probs, want_top] = cli_classify(images);
   ServerProcess s({});
 
-  auto [body, header] = triton_body({{"IMAGE", "BYTES", {static_cast<int64_t>(files.size())}, serialize_bytes(files)}},
-                                    json::array({{{"name", "IMAGE_EMBEDDING"}, {"parameters", {{"binary_data", true}}}}}));
+  auto [body, header] = triton_body(
+      {{"IMAGE", "BYTES", {static_cast<int64_t>(files.size())}, serialize_bytes(files)}},
+      json::array({{{"name", "IMAGE_EMBEDDING"}, {"parameters", {{"binary_data", true}}}}}));
   Reply r = post(s, "/v2/models/image_encoder/infer", body,
-                 {{"Inference-Header-Content-Length", std::to_string(header)}}, "application/octet-stream");
+                 {{"Inference-Header-Content-Length", std::to_string(header)}},
+                 "application/octet-stream");
   ASSERT_EQ(r.status, 200) << r.body;
   ASSERT_TRUE(r.headers.count("Inference-Header-Content-Length"));
   auto out = outputs_of(r);
   EXPECT_TRUE(out["IMAGE_EMBEDDING"].binary);
   EXPECT_TRUE(same(out["IMAGE_EMBEDDING"].fp32, flat_rows(want), "binary IMAGE_EMBEDDING"));
 
-  auto [zbody, zheader] = triton_body({{"IMAGE", "BYTES", {static_cast<int64_t>(files.size())}, serialize_bytes(files)},
-                                       {"LABELS", "BYTES", {6}, serialize_bytes(label_list())}},
-                                      nullptr, json{{"binary_data_output", true}});
+  auto [zbody, zheader] =
+      triton_body({{"IMAGE", "BYTES", {static_cast<int64_t>(files.size())}, serialize_bytes(files)},
+                   {"LABELS", "BYTES", {6}, serialize_bytes(label_list())}},
+                  nullptr, json{{"binary_data_output", true}});
   Reply z = post(s, "/v2/models/zero_shot/versions/1/infer", zbody,
-                 {{"Inference-Header-Content-Length", std::to_string(zheader)}}, "application/octet-stream");
+                 {{"Inference-Header-Content-Length", std::to_string(zheader)}},
+                 "application/octet-stream");
   ASSERT_EQ(z.status, 200) << z.body;
   auto zo = outputs_of(z);
   EXPECT_TRUE(zo["PROBS"].binary);
@@ -669,33 +730,38 @@ TEST(Server, TritonBinaryBodiesAreAcceptedAndAnswered) {
   // A gzip-compressed body (the Triton client's request_compression_algorithm="gzip").
   auto c = s.client();
   c.set_compress(true);
-  Reply g = reply_of(c.Post("/v2/models/image_encoder/infer", {{"Inference-Header-Content-Length", std::to_string(header)}},
-                            body, "application/octet-stream"));
+  Reply g = reply_of(c.Post("/v2/models/image_encoder/infer",
+                            {{"Inference-Header-Content-Length", std::to_string(header)}}, body,
+                            "application/octet-stream"));
   ASSERT_EQ(g.status, 200) << g.body;
   EXPECT_TRUE(same(outputs_of(g)["IMAGE_EMBEDDING"].fp32, flat_rows(want), "gzip body"));
 }
 
 TEST(Server, TextEncoderEqualsCliEmbed) {
-  const std::vector<std::string> texts = {"a photo of a red circle.", "blue star", "", "ünïcödé & <html> text",
-                                          std::string(300, 'x')};
+  const std::vector<std::string> texts = {"a photo of a red circle.", "blue star", "",
+                                          "ünïcödé & <html> text", std::string(300, 'x')};
   const auto want = cli_text_features(texts);
   {
     // Without --truncate a text longer than the context is refused, naming it and its length.
     ServerProcess strict({});
-    Reply r = post(strict, "/v2/models/text_encoder/infer", infer_body(json::array({bytes_input("TEXT", texts)})));
+    Reply r = post(strict, "/v2/models/text_encoder/infer",
+                   infer_body(json::array({bytes_input("TEXT", texts)})));
     EXPECT_EQ(r.status, 400) << r.body;
     EXPECT_NE(r.body.find("too long for context length 16"), std::string::npos) << r.body;
   }
   ServerProcess s({"--truncate"});
-  Reply r = post(s, "/v2/models/text_encoder/infer", infer_body(json::array({bytes_input("TEXT", texts)})));
+  Reply r = post(s, "/v2/models/text_encoder/infer",
+                 infer_body(json::array({bytes_input("TEXT", texts)})));
   ASSERT_EQ(r.status, 200) << r.body;
   auto out = outputs_of(r);
   EXPECT_EQ(out["TEXT_EMBEDDING"].shape, (std::vector<int64_t>{5, 64}));
   EXPECT_TRUE(same(out["TEXT_EMBEDDING"].fp32, flat_rows(want), "TEXT_EMBEDDING"));
   auto [body, header] = triton_body({{"TEXT", "BYTES", {5, 1}, serialize_bytes(texts)}}, nullptr);
-  Reply b = post(s, "/v2/models/text_encoder/infer", body, {{"Inference-Header-Content-Length", std::to_string(header)}});
+  Reply b = post(s, "/v2/models/text_encoder/infer", body,
+                 {{"Inference-Header-Content-Length", std::to_string(header)}});
   ASSERT_EQ(b.status, 200) << b.body;
-  EXPECT_FALSE(outputs_of(b)["TEXT_EMBEDDING"].binary);  // outputs named by nobody, binary_data_output unset
+  EXPECT_FALSE(
+      outputs_of(b)["TEXT_EMBEDDING"].binary);  // outputs named by nobody, binary_data_output unset
   EXPECT_TRUE(same(outputs_of(b)["TEXT_EMBEDDING"].fp32, flat_rows(want), "binary TEXT"));
 }
 
@@ -725,12 +791,14 @@ TEST(Server, ZeroShotEqualsCliClassifyAndCachesHeads) {
   }
   EXPECT_EQ(metric(s, "zsclip_head_cache_builds_total"), 1);
   EXPECT_EQ(metric(s, "zsclip_head_cache_hits_total"), 1);
-  Reply t = ask(json::array({bytes_input("TEMPLATES", {"a drawing of a {}.", "{} on a white background"})}));
+  Reply t = ask(
+      json::array({bytes_input("TEMPLATES", {"a drawing of a {}.", "{} on a white background"})}));
   ASSERT_EQ(t.status, 200) << t.body;
   EXPECT_TRUE(same(outputs_of(t)["PROBS"].fp32, flat_rows(want_t), "PROBS with TEMPLATES"));
   EXPECT_EQ(outputs_of(t)["TOP_LABEL"].bytes, want_t_top);
   // A built-in set by name; only TOP_LABEL asked for.
-  Reply c = ask(json::array({bytes_input("TEMPLATES", {"openai-cifar"})}), json::array({{{"name", "TOP_LABEL"}}}));
+  Reply c = ask(json::array({bytes_input("TEMPLATES", {"openai-cifar"})}),
+                json::array({{{"name", "TOP_LABEL"}}}));
   ASSERT_EQ(c.status, 200) << c.body;
   auto co = outputs_of(c);
   EXPECT_EQ(co.count("PROBS"), 0u);
@@ -752,35 +820,71 @@ TEST(Server, BadRequestsAnswer400NamingTheFieldAnd413WhenTooLarge) {
       {"image_encoder", "{\"inputs\": [", 400, "malformed JSON"},
       {"image_encoder", "", 400, "empty request body"},
       {"image_encoder", infer_body(json::array({bytes_input("TEXT", {"x"})})), 400, "input 'TEXT'"},
-      {"image_encoder", infer_body(json::array({{{"name", "IMAGE"}, {"datatype", "FP32"}, {"shape", {1}}, {"data", {1}}}})), 400,
-       "must be BYTES"},
-      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {"not base64!"})})), 400, "not base64"},
-      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {server::base64_encode("hello, not an image")})})), 400,
-       "IMAGE' element 0"},
-      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {img, img, img, img, img})})), 400, "--max-batch 4"},
-      {"image_encoder", infer_body(json::array({{{"name", "IMAGE"}, {"datatype", "BYTES"}, {"shape", {1, 1, 1}}, {"data", {img}}}})),
+      {"image_encoder",
+       infer_body(
+           json::array({{{"name", "IMAGE"}, {"datatype", "FP32"}, {"shape", {1}}, {"data", {1}}}})),
+       400, "must be BYTES"},
+      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {"not base64!"})})), 400,
+       "not base64"},
+      {"image_encoder",
+       infer_body(
+           json::array({bytes_input("IMAGE", {server::base64_encode("hello, not an image")})})),
+       400, "IMAGE' element 0"},
+      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {img, img, img, img, img})})),
+       400, "--max-batch 4"},
+      {"image_encoder",
+       infer_body(json::array(
+           {{{"name", "IMAGE"}, {"datatype", "BYTES"}, {"shape", {1, 1, 1}}, {"data", {img}}}})),
        400, "shape must be [N] or [N, 1]"},
-      {"image_encoder", infer_body(json::array({{{"name", "PIXELS"}, {"datatype", "FP32"}, {"shape", {1, 3, 2, 2}}, {"data", std::vector<float>(12, 0.f)}}})),
+      {"image_encoder",
+       infer_body(json::array({{{"name", "PIXELS"},
+                                {"datatype", "FP32"},
+                                {"shape", {1, 3, 2, 2}},
+                                {"data", std::vector<float>(12, 0.f)}}})),
        400, "input 'PIXELS': shape must be [N, 3, 48, 48]"},
-      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {img}), {{"name", "PIXELS"}, {"datatype", "FP32"}, {"shape", {0, 3, 48, 48}}, {"data", json::array()}}})),
+      {"image_encoder",
+       infer_body(json::array({bytes_input("IMAGE", {img}),
+                               {{"name", "PIXELS"},
+                                {"datatype", "FP32"},
+                                {"shape", {0, 3, 48, 48}},
+                                {"data", json::array()}}})),
        400, "not both"},
-      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {img})}), {{"outputs", {{{"name", "EMBEDDING"}}}}}), 400,
-       "output 'EMBEDDING'"},
-      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {})})), 400, "input 'IMAGE' is empty"},
-      {"text_encoder", infer_body(json::array({{{"name", "TEXT"}, {"datatype", "BYTES"}, {"shape", {1}}, {"data", {42}}}})), 400,
-       "not a string"},
-      {"text_encoder", R"({"inputs":[{"name":"TEXT","datatype":"BYTES","data":["a"]}]})", 400, "'shape'"},
-      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img})})), 400, "missing input 'LABELS'"},
-      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", "a"})})), 400, "LABELS"},
-      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", ""})})), 400, "LABELS"},
-      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", {"no braces", "x"})})), 400,
-       "TEMPLATES"},
-      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", {"imagenet-9000"})})), 400,
-       "TEMPLATES"},
+      {"image_encoder",
+       infer_body(json::array({bytes_input("IMAGE", {img})}),
+                  {{"outputs", {{{"name", "EMBEDDING"}}}}}),
+       400, "output 'EMBEDDING'"},
+      {"image_encoder", infer_body(json::array({bytes_input("IMAGE", {})})), 400,
+       "input 'IMAGE' is empty"},
+      {"text_encoder",
+       infer_body(json::array(
+           {{{"name", "TEXT"}, {"datatype", "BYTES"}, {"shape", {1}}, {"data", {42}}}})),
+       400, "not a string"},
+      {"text_encoder", R"({"inputs":[{"name":"TEXT","datatype":"BYTES","data":["a"]}]})", 400,
+       "'shape'"},
+      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img})})), 400,
+       "missing input 'LABELS'"},
+      {"zero_shot",
+       infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", "a"})})),
+       400, "LABELS"},
+      {"zero_shot",
+       infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", ""})})),
+       400, "LABELS"},
+      {"zero_shot",
+       infer_body(json::array(
+           {bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", {"no braces", "x"})})),
+       400, "TEMPLATES"},
+      {"zero_shot",
+       infer_body(json::array(
+           {bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", {"imagenet-9000"})})),
+       400, "TEMPLATES"},
       {"zero_shot", infer_body(json::array({labels})), 400, "missing input 'IMAGE'"},
-      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", "b", "c", "d", "e", "f"})})), 400,
-       "--max-labels 5"},
-      {"zero_shot", infer_body(json::array({bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", std::vector<std::string>(101, "{}"))})),
+      {"zero_shot",
+       infer_body(json::array(
+           {bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", "b", "c", "d", "e", "f"})})),
+       400, "--max-labels 5"},
+      {"zero_shot",
+       infer_body(json::array({bytes_input("IMAGE", {img}), labels,
+                               bytes_input("TEMPLATES", std::vector<std::string>(101, "{}"))})),
        400, "TEMPLATES"},
   };
   for (const auto& c : cases) {
@@ -791,26 +895,29 @@ TEST(Server, BadRequestsAnswer400NamingTheFieldAnd413WhenTooLarge) {
     EXPECT_NE(r.j()["error"].get<std::string>().find(c.needle), std::string::npos)
         << c.model << ": error \"" << r.j()["error"] << "\" should name \"" << c.needle << "\"";
   }
-  // Over --max-request-bytes: with a Content-Length, chunked, and as a gzip body that inflates past it.
-  const std::string big = infer_body(json::array({bytes_input("TEXT", {std::string(300000, 'a')})}));
+  // Over --max-request-bytes: with a Content-Length, chunked, and as a gzip body that inflates past
+  // it.
+  const std::string big =
+      infer_body(json::array({bytes_input("TEXT", {std::string(300000, 'a')})}));
   Reply too_big = post(s, "/v2/models/text_encoder/infer", big);
   EXPECT_EQ(too_big.status, 413);
   EXPECT_NE(too_big.body.find("max-request-bytes"), std::string::npos) << too_big.body;
   {
     auto c = s.client();
     size_t sent = 0;
-    Reply chunked = reply_of(c.Post("/v2/models/text_encoder/infer",
-                                    [&](size_t, httplib::DataSink& sink) {
-                                      if (sent >= big.size()) {
-                                        sink.done();
-                                        return true;
-                                      }
-                                      const size_t n = std::min<size_t>(4096, big.size() - sent);
-                                      sink.write(big.data() + sent, n);
-                                      sent += n;
-                                      return true;
-                                    },
-                                    "application/json"));
+    Reply chunked = reply_of(c.Post(
+        "/v2/models/text_encoder/infer",
+        [&](size_t, httplib::DataSink& sink) {
+          if (sent >= big.size()) {
+            sink.done();
+            return true;
+          }
+          const size_t n = std::min<size_t>(4096, big.size() - sent);
+          sink.write(big.data() + sent, n);
+          sent += n;
+          return true;
+        },
+        "application/json"));
     // The server may close the connection while the client is still sending: then no status.
     EXPECT_TRUE(chunked.status == 413 || chunked.status == -1) << chunked.status;
     auto g = s.client();
@@ -820,7 +927,8 @@ TEST(Server, BadRequestsAnswer400NamingTheFieldAnd413WhenTooLarge) {
   }
   // Still healthy, and still answering.
   EXPECT_EQ(get(s, "/v2/health/ready").status, 200);
-  Reply ok = post(s, "/v2/models/text_encoder/infer", infer_body(json::array({bytes_input("TEXT", {"a"})})));
+  Reply ok = post(s, "/v2/models/text_encoder/infer",
+                  infer_body(json::array({bytes_input("TEXT", {"a"})})));
   EXPECT_EQ(ok.status, 200) << ok.body;
   EXPECT_GE(metric(s, "zsclip_requests_total{model=\"image_encoder\",code=\"400\"}"), 10);
   EXPECT_GE(metric(s, "zsclip_http_responses_total{code=\"413\"}"), 2);
@@ -834,14 +942,16 @@ TEST(Server, ABadImageFailsOnlyItsOwnRequest) {
   ServerProcess s({"--max-batch", "8", "--max-delay-ms", "1000"}, hold);
   // A good request waits in the queue; a bad one arrives meanwhile and is refused on its own.
   auto good = std::async(std::launch::async, [&] {
-    return post(s, "/v2/models/image_encoder/infer", infer_body(json::array({image_input({images[0], images[1]})})));
+    return post(s, "/v2/models/image_encoder/infer",
+                infer_body(json::array({image_input({images[0], images[1]})})));
   });
   ASSERT_TRUE(wait_until([&] { return metric(s, "zsclip_queue_depth{queue=\"image\"}") == 1; }));
   std::string truncated = read_file(images[2]);
   truncated.resize(truncated.size() / 2);
-  Reply bad = post(s, "/v2/models/image_encoder/infer",
-                   infer_body(json::array({bytes_input("IMAGE", {server::base64_encode(read_file(images[3])),
-                                                                 server::base64_encode(truncated)})})));
+  Reply bad = post(
+      s, "/v2/models/image_encoder/infer",
+      infer_body(json::array({bytes_input("IMAGE", {server::base64_encode(read_file(images[3])),
+                                                    server::base64_encode(truncated)})})));
   EXPECT_EQ(bad.status, 400);
   EXPECT_NE(bad.j()["error"].get<std::string>().find("element 1"), std::string::npos) << bad.body;
   std::filesystem::remove(hold);
@@ -872,23 +982,28 @@ TEST(Server, SixteenConcurrentClientsAreAnsweredCorrectlyInBatches) {
         const bool zero_shot = (c + i) % 2 == 1;
         json inputs = json::array({image_input({images[k]})});
         if (zero_shot) inputs.push_back(bytes_input("LABELS", label_list()));
-        Reply r = reply_of(cli.Post(zero_shot ? "/v2/models/zero_shot/infer" : "/v2/models/image_encoder/infer",
-                                    infer_body(inputs), "application/json"));
+        Reply r = reply_of(
+            cli.Post(zero_shot ? "/v2/models/zero_shot/infer" : "/v2/models/image_encoder/infer",
+                     infer_body(inputs), "application/json"));
         bool ok = r.status == 200;
         if (ok) {
           auto out = outputs_of(r);
-          ok = zero_shot ? same(out["PROBS"].fp32, want_probs[k], "PROBS") && out["TOP_LABEL"].bytes[0] == want_top[k]
-                         : static_cast<bool>(same(out["IMAGE_EMBEDDING"].fp32, want[k], "IMAGE_EMBEDDING"));
+          ok = zero_shot ? same(out["PROBS"].fp32, want_probs[k], "PROBS") &&
+                               out["TOP_LABEL"].bytes[0] == want_top[k]
+                         : static_cast<bool>(
+                               same(out["IMAGE_EMBEDDING"].fp32, want[k], "IMAGE_EMBEDDING"));
         }
         if (!ok) {
           ++failures;
-          errors[static_cast<size_t>(c)] = "request " + std::to_string(i) + ": " + std::to_string(r.status) + " " + r.body.substr(0, 300);
+          errors[static_cast<size_t>(c)] = "request " + std::to_string(i) + ": " +
+                                           std::to_string(r.status) + " " + r.body.substr(0, 300);
         }
       }
     });
   }
   // Every client's first request is queued before the first batch runs: that batch holds 16.
-  const bool queued = wait_until([&] { return metric(s, "zsclip_queue_depth{queue=\"image\"}") >= kClients; });
+  const bool queued =
+      wait_until([&] { return metric(s, "zsclip_queue_depth{queue=\"image\"}") >= kClients; });
   std::filesystem::remove(hold);
   for (auto& t : clients) t.join();
   ASSERT_TRUE(queued);
@@ -914,13 +1029,16 @@ TEST(Server, AFullQueueAnswers503AndTheServerStaysHealthy) {
   std::ofstream(hold) << "hold";
   ServerProcess s({"--max-queue", "2", "--max-batch", "1", "--max-delay-ms", "0"}, hold);
   const std::string body = infer_body(json::array({image_input({images[0]})}));
-  auto a = std::async(std::launch::async, [&] { return post(s, "/v2/models/image_encoder/infer", body); });
-  auto b = std::async(std::launch::async, [&] { return post(s, "/v2/models/image_encoder/infer", body); });
+  auto a = std::async(std::launch::async,
+                      [&] { return post(s, "/v2/models/image_encoder/infer", body); });
+  auto b = std::async(std::launch::async,
+                      [&] { return post(s, "/v2/models/image_encoder/infer", body); });
   ASSERT_TRUE(wait_until([&] { return metric(s, "zsclip_queue_depth{queue=\"image\"}") == 2; }));
   for (int i = 0; i < 3; ++i) {
     Reply full = post(s, "/v2/models/image_encoder/infer", body);
     EXPECT_EQ(full.status, 503);
-    EXPECT_NE(full.j()["error"].get<std::string>().find("queue is full"), std::string::npos) << full.body;
+    EXPECT_NE(full.j()["error"].get<std::string>().find("queue is full"), std::string::npos)
+        << full.body;
   }
   // The text queue is separate, and health answers while the image queue is full.
   EXPECT_EQ(get(s, "/v2/health/live").status, 200);
@@ -942,7 +1060,8 @@ TEST(Server, SigtermFinishesInFlightRequestsAndExitsZero) {
   const std::string body = infer_body(json::array({image_input({images[0]})}));
   std::vector<std::future<Reply>> inflight;
   for (int i = 0; i < 3; ++i)
-    inflight.push_back(std::async(std::launch::async, [&] { return post(*s, "/v2/models/image_encoder/infer", body); }));
+    inflight.push_back(std::async(
+        std::launch::async, [&] { return post(*s, "/v2/models/image_encoder/infer", body); }));
   ASSERT_TRUE(wait_until([&] { return metric(*s, "zsclip_queue_depth{queue=\"image\"}") == 3; }));
   ASSERT_EQ(kill(s->pid(), SIGTERM), 0);
   // It stops accepting: new connections are refused while the three wait (bounded polling).

@@ -40,9 +40,9 @@ inline std::string temp_dir(const std::string& name) {
 }  // namespace zsclip::testing
 
 // Skips the current test, with the reason, when a file of ../shared is absent.
-#define ZSCLIP_REQUIRE_SHARED(rel)                                                       \
-  do {                                                                                   \
-    if (!std::filesystem::exists(::zsclip::testing::shared_path(rel)))                   \
-      GTEST_SKIP() << "reference material " << ::zsclip::testing::shared_path(rel)        \
-                   << " is absent (set ZSCLIP_SHARED_DIR to the shared/ folder)";        \
+#define ZSCLIP_REQUIRE_SHARED(rel)                                                 \
+  do {                                                                             \
+    if (!std::filesystem::exists(::zsclip::testing::shared_path(rel)))             \
+      GTEST_SKIP() << "reference material " << ::zsclip::testing::shared_path(rel) \
+                   << " is absent (set ZSCLIP_SHARED_DIR to the shared/ folder)";  \
   } while (0)

@@ -2,7 +2,8 @@
 // checked the way Triton and its PyTorch backend read them: config.pbtxt parsed as protobuf text
 // format and checked field by field against the ModelConfig rules for platform pytorch_libtorch
 // (docs/user_guide/model_configuration.md, the backend's naming conventions), and each 1/model.pt
-// loaded with LibTorch, put in eval mode and run on a batch, its output compared with `zsclip embed`.
+// loaded with LibTorch, put in eval mode and run on a batch, its output compared with `zsclip
+// embed`.
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -54,7 +55,8 @@ class Pbtxt {
         ++i;
       } else {
         size_t j = i;
-        while (j < t.size() && (std::isalnum(static_cast<unsigned char>(t[j])) || t[j] == '_' || t[j] == '-' || t[j] == '.'))
+        while (j < t.size() && (std::isalnum(static_cast<unsigned char>(t[j])) || t[j] == '_' ||
+                                t[j] == '-' || t[j] == '.'))
           ++j;
         if (j == i) throw std::runtime_error(std::string("pbtxt: unexpected '") + c + "'");
         tokens_.push_back(t.substr(i, j - i));
@@ -72,7 +74,8 @@ class Pbtxt {
   }
   json scalar(const std::string& tok) {
     if (tok.front() == '"') return tok.substr(1, tok.size() - 2);
-    if (std::isdigit(static_cast<unsigned char>(tok.front())) || tok.front() == '-') return std::stoll(tok);
+    if (std::isdigit(static_cast<unsigned char>(tok.front())) || tok.front() == '-')
+      return std::stoll(tok);
     return json{{"enum", tok}};
   }
   json value() {
@@ -88,7 +91,8 @@ class Pbtxt {
     json m = json::object();
     while (peek() != "" && !(nested && peek() == "}")) {
       const std::string name = next();
-      if (!std::isalpha(static_cast<unsigned char>(name.front()))) throw std::runtime_error("pbtxt: field name '" + name + "'");
+      if (!std::isalpha(static_cast<unsigned char>(name.front())))
+        throw std::runtime_error("pbtxt: field name '" + name + "'");
       if (peek() == ":") next();
       if (!m.contains(name)) m[name] = json::array();
       if (peek() == "[") {
@@ -120,9 +124,10 @@ const json& one(const json& m, const std::string& field) {
 
 // Triton's DataType enum (model_config.proto).
 const std::set<std::string>& triton_types() {
-  static const std::set<std::string> t = {"TYPE_BOOL",  "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32", "TYPE_UINT64",
-                                          "TYPE_INT8",  "TYPE_INT16", "TYPE_INT32",  "TYPE_INT64",  "TYPE_FP16",
-                                          "TYPE_FP32",  "TYPE_FP64",  "TYPE_STRING", "TYPE_BF16"};
+  static const std::set<std::string> t = {"TYPE_BOOL",   "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32",
+                                          "TYPE_UINT64", "TYPE_INT8",  "TYPE_INT16",  "TYPE_INT32",
+                                          "TYPE_INT64",  "TYPE_FP16",  "TYPE_FP32",   "TYPE_FP64",
+                                          "TYPE_STRING", "TYPE_BF16"};
   return t;
 }
 
@@ -134,14 +139,17 @@ struct Exported {
 
 // config.pbtxt of REPO/NAME against what Triton requires of a pytorch_libtorch model, and model.pt
 // against the PyTorch backend's naming rules. `module` receives the loaded module (in eval mode).
-void check_model_dir(const std::string& repo, const std::string& name, const Exported& want, int max_batch,
-                     int64_t delay_us, torch::jit::Module* module) {
+void check_model_dir(const std::string& repo, const std::string& name, const Exported& want,
+                     int max_batch, int64_t delay_us, torch::jit::Module* module) {
   const fs::path dir = fs::path(repo) / name;
   EXPECT_TRUE(fs::is_regular_file(dir / "config.pbtxt"));
-  EXPECT_TRUE(fs::is_regular_file(dir / "1" / "model.pt")) << "version 1, the backend's default file name";
+  EXPECT_TRUE(fs::is_regular_file(dir / "1" / "model.pt"))
+      << "version 1, the backend's default file name";
   json c = Pbtxt::parse(read_file((dir / "config.pbtxt").string()));
   for (const auto& [k, _] : c.items())
-    EXPECT_TRUE((std::set<std::string>{"name", "platform", "max_batch_size", "input", "output", "dynamic_batching"}.count(k)))
+    EXPECT_TRUE((std::set<std::string>{"name", "platform", "max_batch_size", "input", "output",
+                                       "dynamic_batching"}
+                     .count(k)))
         << "unexpected field " << k;
   EXPECT_EQ(one(c, "name"), name) << "name must match the model's directory";
   EXPECT_EQ(one(c, "platform"), "pytorch_libtorch");
@@ -155,11 +163,13 @@ void check_model_dir(const std::string& repo, const std::string& name, const Exp
     ASSERT_EQ(c[io].size(), 1u) << io;
     const json& t = c[io][0];
     for (const auto& [k, _] : t.items())
-      EXPECT_TRUE((std::set<std::string>{"name", "data_type", "dims"}.count(k))) << io << ": unexpected field " << k;
+      EXPECT_TRUE((std::set<std::string>{"name", "data_type", "dims"}.count(k)))
+          << io << ": unexpected field " << k;
     EXPECT_TRUE(triton_types().count(one(t, "data_type")["enum"].get<std::string>())) << t.dump();
     ASSERT_TRUE(t.contains("dims"));
     EXPECT_GE(t["dims"].size(), 1u) << "the empty shape is not allowed";
-    for (const auto& d : t["dims"]) EXPECT_GE(d.get<int64_t>(), 1) << "fixed, positive dims (batch dim excluded)";
+    for (const auto& d : t["dims"])
+      EXPECT_GE(d.get<int64_t>(), 1) << "fixed, positive dims (batch dim excluded)";
   }
   const json& in = c["input"][0];
   const json& out = c["output"][0];
@@ -177,7 +187,8 @@ void check_model_dir(const std::string& repo, const std::string& name, const Exp
   for (const auto& a : schema.arguments()) args.push_back(a.name());
   // Inputs: named after forward()'s arguments (the backend's first naming convention).
   EXPECT_EQ(args, (std::vector<std::string>{"self", want.input}));
-  // The output: one tensor; its name has no "__<index>", so the backend takes outputs in config order.
+  // The output: one tensor; its name has no "__<index>", so the backend takes outputs in config
+  // order.
   EXPECT_EQ(schema.returns().size(), 1u);
   EXPECT_EQ(schema.returns()[0].type()->kind(), c10::TypeKind::TensorType);
   EXPECT_EQ(std::string(one(out, "name")).find("__"), std::string::npos);
@@ -192,8 +203,9 @@ std::vector<std::string> example_images() {
 }
 
 // `zsclip embed --model DIR` rows for images and texts, flattened.
-std::pair<std::vector<double>, std::vector<double>> cli_embed(const std::string& model, const std::vector<std::string>& images,
-                                                              const std::vector<std::string>& texts) {
+std::pair<std::vector<double>, std::vector<double>> cli_embed(
+    const std::string& model, const std::vector<std::string>& images,
+    const std::vector<std::string>& texts) {
   std::string args = "embed --truncate --model " + sh(model);
   for (const auto& p : images) args += " --image " + sh(p);
   for (const auto& t : texts) args += " --text " + sh(t);
@@ -201,12 +213,15 @@ std::pair<std::vector<double>, std::vector<double>> cli_embed(const std::string&
   EXPECT_EQ(r.status, 0) << r.err;
   const json j = json::parse(r.out);
   std::vector<double> im, tx;
-  for (const auto& x : j["images"]) for (double v : x["features"]) im.push_back(v);
-  for (const auto& x : j["texts"]) for (double v : x["features"]) tx.push_back(v);
+  for (const auto& x : j["images"])
+    for (double v : x["features"]) im.push_back(v);
+  for (const auto& x : j["texts"])
+    for (double v : x["features"]) tx.push_back(v);
   return {im, tx};
 }
 
-::testing::AssertionResult same(const torch::Tensor& got, const std::vector<double>& want, double tol) {
+::testing::AssertionResult same(const torch::Tensor& got, const std::vector<double>& want,
+                                double tol) {
   torch::Tensor g = got.contiguous().to(torch::kDouble);
   if (static_cast<size_t>(g.numel()) != want.size())
     return ::testing::AssertionFailure() << "size " << g.numel() << " vs " << want.size();
@@ -216,7 +231,8 @@ std::pair<std::vector<double>, std::vector<double>> cli_embed(const std::string&
     m = std::max(m, std::abs(want[i]));
     e = std::max(e, std::abs(p[i] - want[i]));
   }
-  if (e > tol * m) return ::testing::AssertionFailure() << "max abs difference " << e << " (scale " << m << ")";
+  if (e > tol * m)
+    return ::testing::AssertionFailure() << "max abs difference " << e << " (scale " << m << ")";
   return ::testing::AssertionSuccess();
 }
 
@@ -224,18 +240,22 @@ std::pair<std::vector<double>, std::vector<double>> cli_embed(const std::string&
 // half (config.json + vocabulary: zsclip's preprocessing and tokenizer) and compares with embed.
 void export_and_compare(const std::string& model, const std::string& name, double tol) {
   const std::string repo = temp_dir("triton_" + name) + "/repo";
-  CliResult r = run_cli("export-triton --model " + sh(model) + " --out " + sh(repo) + " --max-batch 8 --max-delay-ms 2");
+  CliResult r = run_cli("export-triton --model " + sh(model) + " --out " + sh(repo) +
+                        " --max-batch 8 --max-delay-ms 2");
   ASSERT_EQ(r.status, 0) << r.err;
   const ModelConfig cfg = ModelConfig::load(repo);  // the copy at the repository's top level
   const int64_t n = cfg.preprocess.image_size, l = cfg.text.context_length, d = cfg.embed_dim;
   torch::jit::Module image, text;
-  ASSERT_NO_FATAL_FAILURE(
-      check_model_dir(repo, "image_encoder", {"PIXELS", "TYPE_FP32", "IMAGE_EMBEDDING", {3, n, n}, d}, 8, 2000, &image));
-  ASSERT_NO_FATAL_FAILURE(
-      check_model_dir(repo, "text_encoder", {"TOKENS", "TYPE_INT64", "TEXT_EMBEDDING", {l}, d}, 8, 2000, &text));
+  ASSERT_NO_FATAL_FAILURE(check_model_dir(repo, "image_encoder",
+                                          {"PIXELS", "TYPE_FP32", "IMAGE_EMBEDDING", {3, n, n}, d},
+                                          8, 2000, &image));
+  ASSERT_NO_FATAL_FAILURE(check_model_dir(
+      repo, "text_encoder", {"TOKENS", "TYPE_INT64", "TEXT_EMBEDDING", {l}, d}, 8, 2000, &text));
 
   const auto images = example_images();
-  const std::vector<std::string> texts = {"a photo of a red circle.", "blue star", "", "a much longer text that may well run past the context length of the small model"};
+  const std::vector<std::string> texts = {
+      "a photo of a red circle.", "blue star", "",
+      "a much longer text that may well run past the context length of the small model"};
   const auto [want_images, want_texts] = cli_embed(model, images, texts);
 
   Preprocessor pre(cfg.preprocess);
@@ -244,7 +264,8 @@ void export_and_compare(const std::string& model, const std::string& name, doubl
     FloatTensor t = pre.from_file(p);
     px.insert(px.end(), t.data.begin(), t.data.end());
   }
-  torch::Tensor pixels = torch::from_blob(px.data(), {static_cast<int64_t>(images.size()), 3, n, n}, torch::kFloat);
+  torch::Tensor pixels =
+      torch::from_blob(px.data(), {static_cast<int64_t>(images.size()), 3, n, n}, torch::kFloat);
   torch::Tensor got = [&] {
     c10::InferenceMode guard;
     return image.forward({pixels}).toTensor().clone();
@@ -253,7 +274,8 @@ void export_and_compare(const std::string& model, const std::string& name, doubl
   EXPECT_TRUE(same(got, want_images, tol)) << name << " image_encoder";
 
   IdTensor ids = Tokenizer::from_config(cfg).tokenize(texts, l);
-  torch::Tensor tokens = torch::from_blob(ids.ptr(), {static_cast<int64_t>(texts.size()), l}, torch::kLong);
+  torch::Tensor tokens =
+      torch::from_blob(ids.ptr(), {static_cast<int64_t>(texts.size()), l}, torch::kLong);
   torch::Tensor got_t = [&] {
     c10::InferenceMode guard;
     return text.forward({tokens}).toTensor().clone();
@@ -303,8 +325,8 @@ TEST(TritonExport, ProjectionBiasesAreFoldedIn) {
   export_and_compare(dir, "bias", 1e-6);
   // The bias really is in the exported modules (embed adds it, and they matched embed).
   for (const char* m : {"image_encoder", "text_encoder"}) {
-    torch::jit::Module module =
-        torch::jit::load(std::string(ZSCLIP_BINARY_DIR) + "/tmp/triton_bias/repo/" + m + "/1/model.pt");
+    torch::jit::Module module = torch::jit::load(std::string(ZSCLIP_BINARY_DIR) +
+                                                 "/tmp/triton_bias/repo/" + m + "/1/model.pt");
     EXPECT_TRUE(module.hasattr("projection_bias")) << m;
   }
 }
@@ -321,7 +343,8 @@ TEST(TritonExport, RefusesWhatItCannotDo) {
   EXPECT_EQ(missing.status, 1);
   EXPECT_FALSE(fs::exists(repo + "2/image_encoder"));
   if (fs::exists(tiny_export("int8") + "/config.json")) {
-    CliResult q = run_cli("export-triton --model " + sh(tiny_export("int8")) + " --out " + sh(repo + "3"));
+    CliResult q =
+        run_cli("export-triton --model " + sh(tiny_export("int8")) + " --out " + sh(repo + "3"));
     EXPECT_EQ(q.status, 1);
     EXPECT_NE(q.err.find("quantization"), std::string::npos) << q.err;
   }

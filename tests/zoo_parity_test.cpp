@@ -24,7 +24,9 @@ namespace {
 using namespace ::zsclip::testing;
 constexpr double kTol = 1e-4;  // of the largest magnitude, as for openai-tiny
 
-std::string zoo_export(const std::string& name) { return std::string(ZSCLIP_FIXTURE_DIR) + "/" + name; }
+std::string zoo_export(const std::string& name) {
+  return std::string(ZSCLIP_FIXTURE_DIR) + "/" + name;
+}
 
 class ZooParity : public ::testing::TestWithParam<std::string> {
  protected:
@@ -37,7 +39,8 @@ class ZooParity : public ::testing::TestWithParam<std::string> {
   }
   std::vector<std::string> image_paths() const {
     std::vector<std::string> paths;
-    for (const auto& im : ref_["images"]) paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+    for (const auto& im : ref_["images"])
+      paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
     return paths;
   }
   FloatTensor image_pixels() const {
@@ -53,7 +56,8 @@ class ZooParity : public ::testing::TestWithParam<std::string> {
     return t;
   }
   FloatTensor text_features() const {
-    return model_->encode_texts(model_->load_tokenizer().tokenize(texts(), model_->context_length()));
+    return model_->encode_texts(
+        model_->load_tokenizer().tokenize(texts(), model_->context_length()));
   }
   bool sigmoid() const { return ref_.contains("logit_bias"); }
 
@@ -106,14 +110,17 @@ TEST_P(ZooParity, TextFeaturesMatch) {
   FloatTensor feats = text_features();
   const auto t = texts();
   for (size_t j = 0; j < t.size(); ++j)
-    EXPECT_TRUE(close_rel(std::vector<float>(feats.row(int64_t(j)), feats.row(int64_t(j)) + feats.size(1)),
-                          ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, t[j]));
+    EXPECT_TRUE(
+        close_rel(std::vector<float>(feats.row(int64_t(j)), feats.row(int64_t(j)) + feats.size(1)),
+                  ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, t[j]));
   // One text at a time gives the same features (padding columns are skipped only where they
   // cannot matter: a causal tower pooled at the end token).
   for (size_t j = 0; j < t.size(); ++j) {
-    FloatTensor one = model_->encode_texts(model_->load_tokenizer().tokenize({t[j]}, model_->context_length()));
+    FloatTensor one =
+        model_->encode_texts(model_->load_tokenizer().tokenize({t[j]}, model_->context_length()));
     EXPECT_TRUE(close_rel(std::vector<float>(one.row(0), one.row(0) + one.size(1)),
-                          ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, "alone: " + t[j]));
+                          ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol,
+                          "alone: " + t[j]));
   }
 }
 
@@ -131,8 +138,8 @@ TEST_P(ZooParity, LogitsAndZeroShotProbsMatch) {
                           "logits_per_image row " + std::to_string(i)));
     if (sigmoid()) {
       for (float& x : row) x += model_->logit_bias();
-      EXPECT_TRUE(close_rel(row, ref_["logits_per_image_with_bias"][i].get<std::vector<double>>(), kTol,
-                            "logits_per_image_with_bias row " + std::to_string(i)));
+      EXPECT_TRUE(close_rel(row, ref_["logits_per_image_with_bias"][i].get<std::vector<double>>(),
+                            kTol, "logits_per_image_with_bias row " + std::to_string(i)));
     }
   }
 
@@ -142,15 +149,18 @@ TEST_P(ZooParity, LogitsAndZeroShotProbsMatch) {
                                           zs["templates"].get<std::vector<std::string>>());
   EXPECT_EQ(head.scoring(), sigmoid() ? Scoring::kSigmoid : Scoring::kSoftmax);
   // The same class weights scored with a softmax: open_clip's zero-shot `probs`.
-  ZeroShotHead softmax_head = ZeroShotHead::from_weights(head.labels(), head.weights(), head.logit_scale_exp(), "");
+  ZeroShotHead softmax_head =
+      ZeroShotHead::from_weights(head.labels(), head.weights(), head.logit_scale_exp(), "");
   FloatTensor zl = head.logits(img);
   auto preds = head.classify(img, 3);
   auto soft = softmax_head.classify(img, 3);
   for (int64_t i = 0; i < img.size(0); ++i) {
     const std::string row = std::to_string(i);
     EXPECT_TRUE(close_rel(std::vector<float>(zl.row(i), zl.row(i) + zl.size(1)),
-                          zs["logits"][i].get<std::vector<double>>(), kTol, "zero-shot logits " + row));
-    EXPECT_TRUE(close_rel(soft[i].probs, zs["probs"][i].get<std::vector<double>>(), kTol, "zero-shot probs " + row));
+                          zs["logits"][i].get<std::vector<double>>(), kTol,
+                          "zero-shot logits " + row));
+    EXPECT_TRUE(close_rel(soft[i].probs, zs["probs"][i].get<std::vector<double>>(), kTol,
+                          "zero-shot probs " + row));
     if (sigmoid())
       EXPECT_TRUE(close_rel(preds[i].probs, zs["sigmoid_probs"][i].get<std::vector<double>>(), kTol,
                             "zero-shot sigmoid_probs " + row));
@@ -178,10 +188,12 @@ TEST_P(ZooParity, ConfigRecordsWhatChangesTheNumbers) {
     EXPECT_EQ(c.preprocess.resize, mode == "longest"  ? ResizeRule::kLongerSide
                                    : mode == "squash" ? ResizeRule::kStretch
                                                       : ResizeRule::kShorterSide);
-    EXPECT_EQ(c.preprocess.interpolation,
-              pc["interpolation"] == "bilinear" ? Interpolation::kBilinear : Interpolation::kBicubic);
+    EXPECT_EQ(c.preprocess.interpolation, pc["interpolation"] == "bilinear"
+                                              ? Interpolation::kBilinear
+                                              : Interpolation::kBicubic);
   }
-  EXPECT_EQ(c.activation, GetParam() == "openclip-longest" || GetParam() == "hf-tiny" ? "quick_gelu" : "gelu");
+  EXPECT_EQ(c.activation,
+            GetParam() == "openclip-longest" || GetParam() == "hf-tiny" ? "quick_gelu" : "gelu");
 }
 
 TEST_P(ZooParity, CliClassifyPrintsTheScoring) {
@@ -189,14 +201,15 @@ TEST_P(ZooParity, CliClassifyPrintsTheScoring) {
   std::string labels;
   for (const auto& c : zs["classes"]) labels += (labels.empty() ? "" : ",") + c.get<std::string>();
   const std::string image = image_paths()[0];
-  CliResult r = run_cli("classify --model " + sh(zoo_export(GetParam())) + " --labels " + sh(labels) +
-                        " --json " + sh(image));
+  CliResult r = run_cli("classify --model " + sh(zoo_export(GetParam())) + " --labels " +
+                        sh(labels) + " --json " + sh(image));
   ASSERT_EQ(r.status, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j.size(), 1u);
   EXPECT_EQ(j[0]["scoring"], sigmoid() ? "sigmoid" : "softmax");
-  ZeroShotHead head = ZeroShotHead::build(*model_, model_->load_tokenizer(),
-                                          zs["classes"].get<std::vector<std::string>>(), {"a photo of a {}."});
+  ZeroShotHead head =
+      ZeroShotHead::build(*model_, model_->load_tokenizer(),
+                          zs["classes"].get<std::vector<std::string>>(), {"a photo of a {}."});
   auto want = head.classify(model_->encode_images(image_pixels()), 1)[0].probs;
   auto got = j[0]["probs"].get<std::vector<float>>();
   ASSERT_EQ(got.size(), want.size());
@@ -216,12 +229,14 @@ TEST(ZooScoring, ConfigMustAgreeWithTheWeights) {
   auto try_config = [&](const std::string& folder, const std::string& name,
                         const std::function<void(nlohmann::json&)>& edit, const std::string& want) {
     const std::string src = zoo_export(folder);
-    ASSERT_TRUE(std::filesystem::exists(src + "/config.json")) << "run the export_fixtures test first";
+    ASSERT_TRUE(std::filesystem::exists(src + "/config.json"))
+        << "run the export_fixtures test first";
     const std::string dir = std::string(ZSCLIP_BINARY_DIR) + "/tmp/zoo_scoring/" + name;
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
     for (const auto& e : std::filesystem::directory_iterator(src))
-      if (e.path().filename() != "config.json") std::filesystem::copy(e.path(), dir + "/" + e.path().filename().string());
+      if (e.path().filename() != "config.json")
+        std::filesystem::copy(e.path(), dir + "/" + e.path().filename().string());
     nlohmann::json j = nlohmann::json::parse(read_file(src + "/config.json"));
     edit(j);
     std::ofstream(dir + "/config.json") << j.dump(2);
@@ -233,16 +248,28 @@ TEST(ZooScoring, ConfigMustAgreeWithTheWeights) {
       EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
     }
   };
-  try_config("openclip-knobs", "softmax", [](nlohmann::json& j) { j["scoring"] = "softmax"; j.erase("logit_bias"); },
-             "logit_bias");
-  try_config("openclip-knobs", "bias", [](nlohmann::json& j) { j["logit_bias"] = -9.5; }, "logit_bias");
+  try_config(
+      "openclip-knobs", "softmax",
+      [](nlohmann::json& j) {
+        j["scoring"] = "softmax";
+        j.erase("logit_bias");
+      },
+      "logit_bias");
+  try_config(
+      "openclip-knobs", "bias", [](nlohmann::json& j) { j["logit_bias"] = -9.5; }, "logit_bias");
   // A model without a bias claimed as sigmoid.
-  try_config("openclip-gelu", "claimed", [](nlohmann::json& j) { j["scoring"] = "sigmoid"; j["logit_bias"] = -10.0; },
-             "no logit_bias");
+  try_config(
+      "openclip-gelu", "claimed",
+      [](nlohmann::json& j) {
+        j["scoring"] = "sigmoid";
+        j["logit_bias"] = -10.0;
+      },
+      "no logit_bias");
 }
 
 INSTANTIATE_TEST_SUITE_P(Folders, ZooParity,
-                         ::testing::Values("openclip-gelu", "openclip-knobs", "openclip-longest", "hf-tiny"),
+                         ::testing::Values("openclip-gelu", "openclip-knobs", "openclip-longest",
+                                           "hf-tiny"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
                            std::string s = p.param;
                            for (char& c : s)

@@ -16,6 +16,7 @@ PACKAGES=(
   libfaiss-dev python3-distributed           # approximate index search (FAISS); Dask scale-out (examples/dask_index.py)
   python3-torch python3-torchvision python3-pil python3-numpy python3-regex python3-xxhash   # export scripts and the Python reference
   clang-14 libclang-rt-14-dev                # fuzzers and sanitizer builds in tools/test.sh
+  clang-format-14                            # tools/format.sh --check in tools/test.sh
 )
 
 missing=()

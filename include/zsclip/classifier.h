@@ -5,8 +5,9 @@
 //   zsclip::Classification c = clf.classify_file("examples/images/red_circle.png");
 //   std::cout << c.top[0].label << " " << c.top[0].prob << "\n";
 //
-//   // Pixels in memory (a camera frame, a decoded buffer): no file, no cv::Mat, no batch dimension.
-//   zsclip::Classification d = clf.classify({rgb, width, height, stride, zsclip::PixelFormat::kRGB});
+//   // Pixels in memory (a camera frame, a decoded buffer): no file, no cv::Mat, no batch
+//   dimension. zsclip::Classification d = clf.classify({rgb, width, height, stride,
+//   zsclip::PixelFormat::kRGB});
 //
 //   // Many files: decoding and preprocessing run on the runtime's workers while the encoder runs.
 //   for (const auto& r : clf.classify_files(paths))
@@ -38,7 +39,8 @@ class ZeroShotClassifier : public ZeroShotPipeline {
   // text encoder.
   ZeroShotClassifier(Model model, ZeroShotHead head, ClassifierOptions options = {});
   // Loads the model from `model_dir` and builds the head from labels and templates.
-  static ZeroShotClassifier create(const std::string& model_dir, const std::vector<std::string>& labels,
+  static ZeroShotClassifier create(const std::string& model_dir,
+                                   const std::vector<std::string>& labels,
                                    const std::vector<std::string>& templates,
                                    const ModelOptions& model_options = {},
                                    const ClassifierOptions& options = {});
@@ -50,7 +52,8 @@ class ZeroShotClassifier : public ZeroShotPipeline {
   const Model& model() const { return static_cast<const Model&>(encoder()); }
 
  private:
-  ZeroShotClassifier(std::shared_ptr<const Model> model, ZeroShotHead head, ClassifierOptions options);
+  ZeroShotClassifier(std::shared_ptr<const Model> model, ZeroShotHead head,
+                     ClassifierOptions options);
 };
 
 }  // namespace zsclip

@@ -20,7 +20,8 @@
 //     "vision": {"image_size": 224, "patch_size": 32, "width": 128, "layers": 2, "heads": 2},
 //     "text":   {"context_length": 77, "vocab_size": 49408, "width": 64, "layers": 2, "heads": 1},
 //     "preprocess": {"image_size": 224, "resize": "shorter_side", "interpolation": "bicubic",
-//                    "crop": "center", "mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261, 0.276]},
+//                    "crop": "center", "mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261,
+//                    0.276]},
 //     "tokenizer": {"type": "clip_bpe", "vocab_file": "bpe_simple_vocab_16e6.txt.gz",
 //                   "num_merges": 48894},
 //     "files": {"image_encoder": "image_encoder.pt", "text_encoder": "text_encoder.pt",
@@ -52,18 +53,18 @@
 namespace zsclip {
 
 enum class Interpolation { kBicubic, kBilinear, kNearest };
-// kShorterSide: shorter side to image_size (torchvision Resize(n)); kStretch: both sides to image_size
-// (open_clip "squash"); kLongerSide: longer side to image_size, aspect ratio kept (open_clip
-// "longest": ResizeKeepRatio(n, longest=1), sizes rounded half to even).
+// kShorterSide: shorter side to image_size (torchvision Resize(n)); kStretch: both sides to
+// image_size (open_clip "squash"); kLongerSide: longer side to image_size, aspect ratio kept
+// (open_clip "longest": ResizeKeepRatio(n, longest=1), sizes rounded half to even).
 enum class ResizeRule { kShorterSide, kStretch, kLongerSide };
 enum class CropRule { kCenter, kNone };
 
 // Options of the image pipeline. The defaults are OpenAI CLIP's `_transform(224)`.
 struct PreprocessConfig {
-  int image_size = 224;                                           // output is 3 x image_size^2
+  int image_size = 224;  // output is 3 x image_size^2
   std::array<float, 3> mean = {0.48145466f, 0.4578275f, 0.40821073f};
   std::array<float, 3> std = {0.26862954f, 0.26130258f, 0.27577711f};
-  Interpolation interpolation = Interpolation::kBicubic;          // Pillow-exact resampling
+  Interpolation interpolation = Interpolation::kBicubic;  // Pillow-exact resampling
   ResizeRule resize = ResizeRule::kShorterSide;
   // kCenter crops the centre n x n (offsets rounded half to even) and, where the resized image is
   // smaller than n, pads it centred (left/top get the floor half) with `fill`, as open_clip's
@@ -101,8 +102,8 @@ enum class TextPool { kArgmax, kFirst, kLast, kEos };
 
 struct TowerConfig {
   int64_t width = 0, layers = 0, heads = 0;
-  int64_t image_size = 0, patch_size = 0;          // vision only
-  int64_t context_length = 0, vocab_size = 0;      // text only
+  int64_t image_size = 0, patch_size = 0;      // vision only
+  int64_t context_length = 0, vocab_size = 0;  // text only
   // Text only: how the tower attends and pools (the TorchScript module does it; zsclip needs it to
   // know which trailing padding columns it may skip). v1 configs: causal, argmax.
   bool causal_mask = true;
@@ -124,7 +125,7 @@ struct ModelConfig {
   std::string dtype = "float32";
   std::string quantization = "none";
   std::string activation = "quick_gelu";  // informational: the TorchScript modules implement it
-  std::string source_layout;               // informational: what the exporter read
+  std::string source_layout;              // informational: what the exporter read
   int64_t embed_dim = 0;
   Scoring scoring = Scoring::kSoftmax;
   float logit_bias = 0.f;  // kSigmoid only (projection.pt holds the value that is used)

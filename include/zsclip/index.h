@@ -3,29 +3,33 @@
 //
 //   zsclip::Model model = zsclip::Model::load("models/shapes");
 //   zsclip::build_index("photos.idx", model, paths);              // resumable; adds only new files
-//   auto index = zsclip::EmbeddingIndex::open("photos.idx");      // embeddings.npy mapped, not copied
-//   for (const auto& hit : index.search_text(model, model.load_tokenizer(), "a red circle", 10))
+//   auto index = zsclip::EmbeddingIndex::open("photos.idx");      // embeddings.npy mapped, not
+//   copied for (const auto& hit : index.search_text(model, model.load_tokenizer(), "a red circle",
+//   10))
 //     std::cout << hit.path << " " << hit.score << "\n";          // cosine similarity, best first
-//   auto head = zsclip::ZeroShotHead::build(model, model.load_tokenizer(), {"cat", "dog"}, templates);
-//   std::vector<zsclip::Classification> c = index.classify(head, 5);   // every indexed image
+//   auto head = zsclip::ZeroShotHead::build(model, model.load_tokenizer(), {"cat", "dog"},
+//   templates); std::vector<zsclip::Classification> c = index.classify(head, 5);   // every indexed
+//   image
 //
 // On disk an index is a folder:
-//   embeddings.npy   NumPy .npy (numpy.load reads it): [count, dim] little-endian float32 or float16,
+//   embeddings.npy   NumPy .npy (numpy.load reads it): [count, dim] little-endian float32 or
+//   float16,
 //                    L2-normalised image features, one row per image
-//   manifest.jsonl   one JSON object a line, in row order: {"row", "path", "bytes", "mtime"} for each
+//   manifest.jsonl   one JSON object a line, in row order: {"row", "path", "bytes", "mtime"} for
+//   each
 //                    row ("mtime": seconds since the epoch, as Python's os.stat().st_mtime), and
 //                    {"path", "error", "code"} for an image that failed (it has no row)
 //   index.json       {"format": "zsclip-embedding-index", "format_version": 1, "model_fingerprint",
-//                    "model_name", "dim", "dtype", "count", "failed", "ann": null | {"kind", "file",
-//                    "factory", "count", ...}}
+//                    "model_name", "dim", "dtype", "count", "failed", "ann": null | {"kind",
+//                    "file", "factory", "count", ...}}
 //   ann.faiss        optional approximate-search index (FAISS), rows numbered as embeddings.npy
 // Opening checks that the three files agree (dtype, shape, count, row numbers) and refuses a file
-// that does not with a zsclip::Error naming the file, the line or field and the value. Saving writes
-// a complete new folder beside the old one and swaps the two in one rename (renameat2
+// that does not with a zsclip::Error naming the file, the line or field and the value. Saving
+// writes a complete new folder beside the old one and swaps the two in one rename (renameat2
 // RENAME_EXCHANGE), so a reader, or a crash, never sees half of an update.
 //
-// Thread safety: const methods (search, classify, row access) are safe from several threads at once;
-// add, merge_from and build_ann are not safe while other threads use the same object.
+// Thread safety: const methods (search, classify, row access) are safe from several threads at
+// once; add, merge_from and build_ann are not safe while other threads use the same object.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +49,7 @@ class Model;
 class Tokenizer;
 
 enum class IndexDtype { kFloat32, kFloat16 };
-const char* index_dtype_name(IndexDtype dtype);          // "float32" | "float16"
+const char* index_dtype_name(IndexDtype dtype);         // "float32" | "float16"
 IndexDtype parse_index_dtype(const std::string& name);  // throws kInvalidArgument
 
 // What a row records about its image file, to notice a changed file when an index is built again.
@@ -75,8 +79,9 @@ struct SearchHit {
 // Options of a search.
 //   exact  (false) scan every row even when the index has an approximate (ANN) part
 //   threads (0)    threads of an exact scan; 0 = the cores this process may use (small indexes: 1)
-//   ann_candidates (0) rows the ANN proposes before they are rescored exactly; 0 = max(4 * top_k, 64)
-//   truncate (false) search_text: a query (or template prompt) longer than the model's context is an
+//   ann_candidates (0) rows the ANN proposes before they are rescored exactly; 0 = max(4 * top_k,
+//   64) truncate (false) search_text: a query (or template prompt) longer than the model's context
+//   is an
 //                  Error (kInvalidText) naming it; true cuts it as clip.tokenize(truncate=True)
 struct SearchOptions {
   bool exact = false;
@@ -106,7 +111,8 @@ class EmbeddingIndex {
  public:
   // An empty index for features of one model (its config.json fingerprint and embed_dim).
   static EmbeddingIndex create(const std::string& model_fingerprint, int64_t dim,
-                               IndexDtype dtype = IndexDtype::kFloat16, const std::string& model_name = "");
+                               IndexDtype dtype = IndexDtype::kFloat16,
+                               const std::string& model_name = "");
   static EmbeddingIndex create(const Model& model, IndexDtype dtype = IndexDtype::kFloat16);
   // Opens a saved index folder; embeddings.npy is mapped read-only (pages are read on use).
   static EmbeddingIndex open(const std::string& dir);
@@ -147,15 +153,17 @@ class EmbeddingIndex {
   void check_compatible(const Model& model, const std::string& origin = "index") const;
   void check_compatible(const ZeroShotHead& head, const std::string& origin = "head") const;
 
-  // The top_k rows by cosine similarity with `query` (dim floats, normalised here), best first; ties
-  // go to the lower row. Exact unless the index has an ANN part and options.exact is false.
-  std::vector<SearchHit> search(const float* query, int top_k, const SearchOptions& options = {}) const;
+  // The top_k rows by cosine similarity with `query` (dim floats, normalised here), best first;
+  // ties go to the lower row. Exact unless the index has an ANN part and options.exact is false.
+  std::vector<SearchHit> search(const float* query, int top_k,
+                                const SearchOptions& options = {}) const;
   // Several queries [Q, dim] at once: one pass over the rows for all of them.
   std::vector<std::vector<SearchHit>> search(const FloatTensor& queries, int top_k,
                                              const SearchOptions& options = {}) const;
   // A text query embedded by the model: as given, or with templates like a zero-shot class (the
   // mean of the normalised template embeddings). The model must be the index's.
-  std::vector<SearchHit> search_text(const Model& model, const Tokenizer& tokenizer, const std::string& text, int top_k,
+  std::vector<SearchHit> search_text(const Model& model, const Tokenizer& tokenizer,
+                                     const std::string& text, int top_k,
                                      const std::vector<std::string>& templates = {},
                                      const SearchOptions& options = {}) const;
   // "More like this image": the image file embedded by the model.
@@ -168,7 +176,8 @@ class EmbeddingIndex {
   // The approximate part (needs FAISS): built over the current rows, saved as ann.faiss by save().
   void build_ann(const AnnOptions& options);
   bool has_ann() const;
-  std::string ann_description() const;  // "" without one, else e.g. "hnsw (HNSW32,Flat, ef_search 96)"
+  std::string ann_description()
+      const;  // "" without one, else e.g. "hnsw (HNSW32,Flat, ef_search 96)"
   const AnnOptions& ann_options() const;
 
   struct Impl;
@@ -213,12 +222,13 @@ struct IndexBuildReport {
 };
 
 // Embeds `paths` with `model` into the index folder `dir`, creating it or adding to it. Each batch
-// is committed as a small segment under dir/pending/ (write and rename) as soon as it is encoded, and
-// the segments are folded into embeddings.npy/manifest.jsonl as they grow and at the end; an
+// is committed as a small segment under dir/pending/ (write and rename) as soon as it is encoded,
+// and the segments are folded into embeddings.npy/manifest.jsonl as they grow and at the end; an
 // interrupted run loses at most the batch in flight, the folder stays a valid index, and the next
 // run picks the segments up. Only one build may write a folder at a time: a second is refused
 // (flock on the file .NAME.lock beside the folder, which stays there).
-IndexBuildReport build_index(const std::string& dir, const Model& model, const std::vector<std::string>& paths,
+IndexBuildReport build_index(const std::string& dir, const Model& model,
+                             const std::vector<std::string>& paths,
                              const IndexBuildOptions& options = {});
 
 }  // namespace zsclip

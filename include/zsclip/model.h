@@ -3,14 +3,14 @@
 //
 //   zsclip::Model model = zsclip::Model::load("models/shapes");          // throws zsclip::Error
 //   zsclip::FloatTensor img = model.encode_images(pixels);    // [N,3,n,n] -> [N, embed_dim]
-//   zsclip::FloatTensor txt = model.encode_texts(ids);        // [N, context_length] -> [N, embed_dim]
-//   float scale = model.logit_scale_exp();                    // logits = scale * cosine
+//   zsclip::FloatTensor txt = model.encode_texts(ids);        // [N, context_length] -> [N,
+//   embed_dim] float scale = model.logit_scale_exp();                    // logits = scale * cosine
 //
 // Loading checks that every file named by config.json exists, that each TorchScript archive loads,
-// and that the modules' shapes agree with the config; any mismatch is a zsclip::Error (kInvalidModel)
-// naming the file and the field. Features are projected and not normalised, as OpenAI's
-// encode_image/encode_text return them. A Model is the zsclip::ImageEncoder and zsclip::TextEncoder
-// (encoder.h) that the zero-shot head and the classifier pipeline take.
+// and that the modules' shapes agree with the config; any mismatch is a zsclip::Error
+// (kInvalidModel) naming the file and the field. Features are projected and not normalised, as
+// OpenAI's encode_image/encode_text return them. A Model is the zsclip::ImageEncoder and
+// zsclip::TextEncoder (encoder.h) that the zero-shot head and the classifier pipeline take.
 //
 // Threads: an encoder call on CPU is split into `streams` parts that run on the model's
 // zsclip::Runtime (runtime.h: its worker pool, shared by everything using that runtime; none given:
@@ -44,11 +44,12 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //   runtime           (null)   the threads encoder calls run on, and the process-wide LibTorch
 //                              settings (runtime.h); null = Runtime::default_runtime()
 //   streams           (0)      CPU: an encoder call on N > 1 images or texts is split into up to
-//                              this many near-equal parts run at once on the runtime's threads, each
-//                              with single-threaded LibTorch and BLAS (no thread hand-offs inside
-//                              the model; measured fastest, benchmarks/README.md); 0 = the
+//                              this many near-equal parts run at once on the runtime's threads,
+//                              each with single-threaded LibTorch and BLAS (no thread hand-offs
+//                              inside the model; measured fastest, benchmarks/README.md); 0 = the
 //                              runtime's threads; 1 = one part (give the runtime intra-op or BLAS
-//                              threads to spread it). Results do not depend on it. Below 0: an Error.
+//                              threads to spread it). Results do not depend on it. Below 0: an
+//                              Error.
 //   load_text_encoder (true)   false loads the image tower only (a saved ZeroShotHead supplies the
 //                              class weights), skipping the text encoder's memory and load time
 //   optimize          (true)   freeze the TorchScript graphs and fold what inference allows
@@ -57,9 +58,10 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //   warmup            (true)   run each encoder once at load, which also checks its output shape
 //   verify_files      (true)   check each file's size and XXH3 hash against config.json's
 //                              "file_checks" (when the exporter recorded them; the text encoder's
-//                              and tokenizer's only when the text encoder is loaded) before loading: an
-//                              edited or swapped file is refused (kInvalidModel) naming the file.
-//                              false (`--no-verify`) for people who edit exports on purpose
+//                              and tokenizer's only when the text encoder is loaded) before
+//                              loading: an edited or swapped file is refused (kInvalidModel) naming
+//                              the file. false (`--no-verify`) for people who edit exports on
+//                              purpose
 struct ModelOptions {
   std::string device = "cpu";
   std::string dtype = "auto";
@@ -79,8 +81,8 @@ class Model : public ImageEncoder, public TextEncoder {
   const ModelConfig& config() const;
   const ModelOptions& options() const;
   const std::shared_ptr<Runtime>& runtime() const;  // never null
-  std::string device() const;  // "cpu", "cuda:0", ...
-  std::string dtype() const;   // "float32" | "float16": the dtype the encoders run in
+  std::string device() const;                       // "cpu", "cuda:0", ...
+  std::string dtype() const;  // "float32" | "float16": the dtype the encoders run in
   bool has_text_encoder() const;
   int64_t embed_dim() const override;
   int64_t context_length() const override;
@@ -91,8 +93,8 @@ class Model : public ImageEncoder, public TextEncoder {
   // log of the learned temperature (OpenAI's model.logit_scale), and its exp (the multiplier).
   float logit_scale() const;
   float logit_scale_exp() const override;
-  // How zero-shot scores are made (config.json "scoring"): softmax over classes, or for models with a
-  // learned logit_bias (SigLIP-style) sigmoid(logit_scale_exp * cosine + logit_bias) per class.
+  // How zero-shot scores are made (config.json "scoring"): softmax over classes, or for models with
+  // a learned logit_bias (SigLIP-style) sigmoid(logit_scale_exp * cosine + logit_bias) per class.
   Scoring scoring() const override;
   float logit_bias() const override;  // 0 for softmax models
 

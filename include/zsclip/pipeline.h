@@ -1,10 +1,11 @@
-// zsclip/pipeline.h — preprocessing + an image encoder + a zero-shot head: classify and embed images
-// from files, encoded bytes or pixels in memory. zsclip::core: no LibTorch here. The LibTorch
-// classifier (classifier.h, zsclip::ZeroShotClassifier) is this pipeline with a zsclip::Model.
+// zsclip/pipeline.h — preprocessing + an image encoder + a zero-shot head: classify and embed
+// images from files, encoded bytes or pixels in memory. zsclip::core: no LibTorch here. The
+// LibTorch classifier (classifier.h, zsclip::ZeroShotClassifier) is this pipeline with a
+// zsclip::Model.
 //
-//   zsclip::ZeroShotPipeline p(encoder, head);               // any zsclip::ImageEncoder (encoder.h)
-//   zsclip::Classification c = p.classify_file("cat.jpg");
-//   zsclip::Classification d = p.classify({rgb, width, height, stride, zsclip::PixelFormat::kRGB});
+//   zsclip::ZeroShotPipeline p(encoder, head);               // any zsclip::ImageEncoder
+//   (encoder.h) zsclip::Classification c = p.classify_file("cat.jpg"); zsclip::Classification d =
+//   p.classify({rgb, width, height, stride, zsclip::PixelFormat::kRGB});
 //   std::vector<zsclip::Classification> many = p.classify_files(paths);   // batched, pipelined
 //   std::vector<float> e = p.embed_file("cat.jpg");                      // unit length
 //   float s = p.image_similarity("cat.jpg", "dog.jpg");                   // cosine, [-1, 1]
@@ -75,12 +76,14 @@ class ZeroShotPipeline {
   // Throws zsclip::Error: kInvalidArgument for a null encoder or batch_size < 1, kInvalidModel
   // when the head was not built for the encoder's model (ZeroShotHead::check_compatible).
   // `text_encoder` (may be null) serves embed_text and text_image_similarity.
-  ZeroShotPipeline(std::shared_ptr<const ImageEncoder> encoder, ZeroShotHead head, ClassifierOptions options = {},
+  ZeroShotPipeline(std::shared_ptr<const ImageEncoder> encoder, ZeroShotHead head,
+                   ClassifierOptions options = {},
                    std::shared_ptr<const TextEncoder> text_encoder = nullptr);
 
   // One image each; throw zsclip::Error on a bad image.
   Classification classify_file(const std::string& path) const;
-  Classification classify_buffer(const void* data, size_t size, const std::string& name = "<buffer>") const;
+  Classification classify_buffer(const void* data, size_t size,
+                                 const std::string& name = "<buffer>") const;
   Classification classify_mat(const cv::Mat& image, const std::string& name = "<mat>") const;
   Classification classify_image(const Image8& image, const std::string& name = "<image>") const;
   Classification classify(const ImageView& image, const std::string& name = "<image>") const;
@@ -92,7 +95,8 @@ class ZeroShotPipeline {
   // so output can be written while later batches are still decoding and encoding. An exception
   // thrown by on_ready stops the call and is rethrown.
   using ReadyFn = std::function<void(size_t first, const Classification* results, size_t n)>;
-  std::vector<Classification> classify_files(const std::vector<std::string>& paths, const ReadyFn& on_ready) const;
+  std::vector<Classification> classify_files(const std::vector<std::string>& paths,
+                                             const ReadyFn& on_ready) const;
   // Names: "<image i>".
   std::vector<Classification> classify(const std::vector<ImageView>& images) const;
   // Pixels already preprocessed: [N, 3, n, n] or one image [3, n, n].
@@ -101,7 +105,8 @@ class ZeroShotPipeline {
   // Image embeddings: the encoder's features scaled to unit length (D floats, or [N, D]).
   // Batch calls throw the first bad image's error.
   std::vector<float> embed_file(const std::string& path) const;
-  std::vector<float> embed_buffer(const void* data, size_t size, const std::string& name = "<buffer>") const;
+  std::vector<float> embed_buffer(const void* data, size_t size,
+                                  const std::string& name = "<buffer>") const;
   std::vector<float> embed(const ImageView& image) const;
   FloatTensor embed(const std::vector<ImageView>& images) const;
   FloatTensor embed_files(const std::vector<std::string>& paths) const;
@@ -132,9 +137,10 @@ class ZeroShotPipeline {
   using NameFn = std::function<std::string(size_t)>;
   // The batch engine: each batch's good items are encoded and passed to on_features(indices,
   // features [good, D]); on_error(i, status) gets each bad one; both on the calling thread.
-  void run_batches(size_t count, const ItemFn& item, const NameFn& name,
-                   const std::function<void(size_t, const Preprocessor::ItemStatus&)>& on_error,
-                   const std::function<void(const std::vector<size_t>&, FloatTensor&)>& on_features) const;
+  void run_batches(
+      size_t count, const ItemFn& item, const NameFn& name,
+      const std::function<void(size_t, const Preprocessor::ItemStatus&)>& on_error,
+      const std::function<void(const std::vector<size_t>&, FloatTensor&)>& on_features) const;
   std::vector<Classification> classify_items(size_t count, const ItemFn& item, const NameFn& name,
                                              const ReadyFn& on_ready = nullptr) const;
   FloatTensor embed_items(size_t count, const ItemFn& item, const NameFn& name) const;

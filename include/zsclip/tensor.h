@@ -32,7 +32,8 @@ struct HostTensor {
   HostTensor(std::vector<int64_t> s, std::vector<T> d) : shape(std::move(s)), data(std::move(d)) {}
 
   static int64_t count(const std::vector<int64_t>& s) {
-    return std::accumulate(s.begin(), s.end(), int64_t{1}, [](int64_t a, int64_t b) { return a * b; });
+    return std::accumulate(s.begin(), s.end(), int64_t{1},
+                           [](int64_t a, int64_t b) { return a * b; });
   }
   int64_t numel() const { return static_cast<int64_t>(data.size()); }
   int64_t dim() const { return static_cast<int64_t>(shape.size()); }

@@ -1,9 +1,10 @@
 // zsclip::Tokenizer — CLIP's byte-level BPE tokenizer (OpenAI's clip/simple_tokenizer.py).
 //
 //   auto tok = zsclip::Tokenizer::from_file("bpe_simple_vocab_16e6.txt.gz");
-//   std::vector<int32_t> ids = tok.encode("A photo of a cat.");   // [320, 1125, 539, 320, 2368, 269]
-//   std::string text = tok.decode(ids);                           // "a photo of a cat . "
-//   zsclip::IdTensor batch = tok.tokenize({"a dog", "a cat"});   // [2, 77], sot ... eot, zero-padded
+//   std::vector<int32_t> ids = tok.encode("A photo of a cat.");   // [320, 1125, 539, 320, 2368,
+//   269] std::string text = tok.decode(ids);                           // "a photo of a cat . "
+//   zsclip::IdTensor batch = tok.tokenize({"a dog", "a cat"});   // [2, 77], sot ... eot,
+//   zero-padded
 //
 // A Tokenizer is immutable after construction: its const methods are safe to call from several
 // threads at once (the BPE cache inside is sharded and locked). Copies are cheap and share state.
@@ -20,7 +21,8 @@
 //      U+FFF9-U+FFFC (tab, \n, form feed and \r stay).
 //      Out of scope: mojibake repair (fix_encoding, restore_byte_a0, lossy/inconsistent UTF-8) and
 //      ftfy's own HTML unescaping (the reference data was made with ftfy replaced by the identity).
-//   3. html.unescape twice (Python's rules: HTML5 names with and without ';', longest prefix for the
+//   3. html.unescape twice (Python's rules: HTML5 names with and without ';', longest prefix for
+//   the
 //      ones without, numeric references with Python's remapping of invalid code points), strip.
 //   4. Every run of Python whitespace (str.isspace) -> one space, strip; then Python's str.lower()
 //      (full mapping: İ -> i̇, final sigma).
@@ -45,9 +47,10 @@ namespace zsclip {
 // Options of Tokenizer::from_file.
 //   num_merges (-1)        merge lines to use after the header line; -1: as SimpleTokenizer, the
 //                          first min(lines, 48894) (OpenAI's file holds 262144; 48894 are used)
-//   cache_capacity (65536) pieces whose BPE result is kept (bounded, shared by all threads); 0: none
-//   sot_token, eot_token   the special tokens as text spells them (ids: the last two of the
-//                          vocabulary, or vocab.json's); open_clip: "<start_of_text>", "<end_of_text>"
+//   cache_capacity (65536) pieces whose BPE result is kept (bounded, shared by all threads); 0:
+//   none sot_token, eot_token   the special tokens as text spells them (ids: the last two of the
+//                          vocabulary, or vocab.json's); open_clip: "<start_of_text>",
+//                          "<end_of_text>"
 //   context_length (77)    what encode_with_specials/tokenize use when not given one (>= 2);
 //                          Model::load_tokenizer and from_config set the model's
 struct TokenizerOptions {
@@ -97,7 +100,8 @@ class Tokenizer {
   int64_t vocab_size() const;
   int64_t num_merges() const;
   int64_t context_length() const { return context_length_; }  // TokenizerOptions::context_length
-  // The token string (byte symbols, "</w>" at a word end) of an id; throws for ids outside the vocab.
+  // The token string (byte symbols, "</w>" at a word end) of an id; throws for ids outside the
+  // vocab.
   std::string token(int32_t id) const;
 
   // True when this and `other` share one vocabulary and merge table (copies do).

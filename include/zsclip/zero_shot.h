@@ -1,9 +1,9 @@
 // zsclip/zero_shot.h — the zero-shot head: class weights from prompts, scores from image features.
 //
 //   auto templates = zsclip::builtin_templates("openai-cifar");        // 18 templates
-//   auto head = zsclip::ZeroShotHead::build(model, {"cat", "dog"}, templates);   // model: a TextEncoder
-//   head.save("pets.zshead");                                           // reload without the text tower
-//   auto preds = head.classify(model.encode_images(pixels), /*top_k=*/5);
+//   auto head = zsclip::ZeroShotHead::build(model, {"cat", "dog"}, templates);   // model: a
+//   TextEncoder head.save("pets.zshead");                                           // reload
+//   without the text tower auto preds = head.classify(model.encode_images(pixels), /*top_k=*/5);
 //   preds[0].top[0].label;   // "cat"
 //
 // Class weights follow OpenAI's prompt ensembling: every template is filled with the class name
@@ -28,7 +28,8 @@
 
 namespace zsclip {
 
-// Built-in template sets: "openai-cifar" (18), "openai-imagenet" (80), "simple" ("a photo of a {}.").
+// Built-in template sets: "openai-cifar" (18), "openai-imagenet" (80), "simple" ("a photo of a
+// {}.").
 const std::vector<std::string>& builtin_templates(const std::string& name);
 std::vector<std::string> builtin_template_names();
 // CLIP's class names for "cifar10", "cifar100" and "imagenet" (in the datasets' label order).

@@ -1,4 +1,5 @@
-// zsclip bench: throughput of a model on this machine (encoder, whole pipeline, text, head, memory).
+// zsclip bench: throughput of a model on this machine (encoder, whole pipeline, text, head,
+// memory).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -29,7 +30,8 @@ using Clock = std::chrono::steady_clock;
 double verified_mib(const ModelConfig& c, bool text_files) {
   double bytes = 0;
   for (const auto& [name, check] : c.file_checks)
-    if (text_files || (name != c.text_encoder_file && name != c.tokenizer.vocab_file && name != c.tokenizer.merges_file))
+    if (text_files || (name != c.text_encoder_file && name != c.tokenizer.vocab_file &&
+                       name != c.tokenizer.merges_file))
       bytes += static_cast<double>(check.bytes);
   return bytes / (1024.0 * 1024.0);
 }
@@ -105,23 +107,26 @@ int run_bench(const Args& args) {
   const double rss_after_load = peak_rss_mib();
   const ModelConfig& c = model.config();
   // The files' size/hash check on its own (part of load_seconds unless --no-verify); the files are
-  // in the page cache now, as they are for the check inside a load that follows an export or a copy.
+  // in the page cache now, as they are for the check inside a load that follows an export or a
+  // copy.
   double verify_s = 0;
   if (mo.verify_files) {
     auto tv = Clock::now();
     c.verify_files(mo.load_text_encoder);
     verify_s = seconds_since(tv);
   }
-  uint64_t file_bytes = file_size_or_zero(c.path_of(c.image_encoder_file)) +
-                        file_size_or_zero(c.path_of(c.projection_file)) +
-                        (mo.load_text_encoder ? file_size_or_zero(c.path_of(c.text_encoder_file)) : 0);
+  uint64_t file_bytes =
+      file_size_or_zero(c.path_of(c.image_encoder_file)) +
+      file_size_or_zero(c.path_of(c.projection_file)) +
+      (mo.load_text_encoder ? file_size_or_zero(c.path_of(c.text_encoder_file)) : 0);
 
   // Encoder only: one preprocessed batch (images repeated to fill it), encoded `iterations` times.
   Preprocessor pre(c.preprocess);
   const int64_t side = model.image_size(), d = model.embed_dim();
   const size_t per = static_cast<size_t>(3 * side * side);
   std::vector<std::string> batch_paths;
-  for (int i = 0; i < batch; ++i) batch_paths.push_back(images[static_cast<size_t>(i) % images.size()]);
+  for (int i = 0; i < batch; ++i)
+    batch_paths.push_back(images[static_cast<size_t>(i) % images.size()]);
   std::vector<float> pixels(per * static_cast<size_t>(batch));
   auto status = pre.batch_files_into(batch_paths, pixels.data());
   for (size_t i = 0; i < status.size(); ++i)
@@ -143,7 +148,8 @@ int run_bench(const Args& args) {
   for (auto& v : w.data) v = nd(rng);
   std::vector<std::string> labels;
   for (int i = 0; i < head_classes; ++i) labels.push_back("class " + std::to_string(i));
-  ZeroShotHead head = ZeroShotHead::from_weights(labels, std::move(w), model.logit_scale_exp(), c.fingerprint);
+  ZeroShotHead head =
+      ZeroShotHead::from_weights(labels, std::move(w), model.logit_scale_exp(), c.fingerprint);
   FloatTensor f({batch, d}, std::vector<float>(feats));
   int head_reps = 0;
   t0 = Clock::now();
@@ -158,7 +164,8 @@ int run_bench(const Args& args) {
   co.batch_size = batch;
   ZeroShotClassifier clf(model, head, co);
   std::vector<std::string> many;
-  for (int i = 0; i < batch * iterations; ++i) many.push_back(images[static_cast<size_t>(i) % images.size()]);
+  for (int i = 0; i < batch * iterations; ++i)
+    many.push_back(images[static_cast<size_t>(i) % images.size()]);
   t0 = Clock::now();
   auto results = clf.classify_files(many);
   const double pipe_s = seconds_since(t0);
@@ -172,8 +179,9 @@ int run_bench(const Args& args) {
   if (text_classes > 0) {
     Tokenizer tok = model.load_tokenizer();
     const auto& templates = builtin_templates("openai-imagenet");
-    std::vector<std::string> tl(builtin_classes("imagenet").begin(),
-                                builtin_classes("imagenet").begin() + std::min<size_t>(text_classes, 1000));
+    std::vector<std::string> tl(
+        builtin_classes("imagenet").begin(),
+        builtin_classes("imagenet").begin() + std::min<size_t>(text_classes, 1000));
     prompts = static_cast<int>(templates.size() * tl.size());
     HeadBuildOptions ho;
     ho.truncate = true;  // a speed figure: a small model's short context cuts some ImageNet prompts
@@ -200,7 +208,8 @@ int run_bench(const Args& args) {
               {"model_file_mib", static_cast<double>(file_bytes) / (1024.0 * 1024.0)},
               {"peak_rss_mib_before_load", rss_before},
               {"peak_rss_mib_after_load", rss_after_load},
-              {"peak_rss_over_file_size", rss_after_load * 1024.0 * 1024.0 / std::max<double>(1, file_bytes)},
+              {"peak_rss_over_file_size",
+               rss_after_load * 1024.0 * 1024.0 / std::max<double>(1, file_bytes)},
               {"encode_images_per_s", enc_ips},
               {"encode_ms_per_batch", 1000.0 * enc_s / iterations},
               {"pipeline_images_per_s", pipe_ips},
@@ -223,9 +232,11 @@ int run_bench(const Args& args) {
 ZSCLIP_COMMAND(Command{
     "bench",
     "[--model DIR] [--batch-size N] [--threads N] [--iterations N] [--json] [--images FILE]...",
-    "measure images/s (encoder and whole pipeline), text prompts/s, head cost, load time and memory",
+    "measure images/s (encoder and whole pipeline), text prompts/s, head cost, load time and "
+    "memory",
     "Images default to ../shared/images (all but truncated.jpg) if present, else examples/images; "
-    "they are repeated to fill the batches. The pipeline figure is ZeroShotClassifier::classify_files "
+    "they are repeated to fill the batches. The pipeline figure is "
+    "ZeroShotClassifier::classify_files "
     "(decode, preprocess, encode, a --head-classes head) over batch-size x iterations files. Text "
     "prompts/s is ZeroShotHead::build over 80 ImageNet templates x --text-classes classes (0 skips "
     "it and the text encoder). Peak RSS is VmHWM right after Model::load.",
@@ -236,15 +247,19 @@ ZSCLIP_COMMAND(Command{
      {"--text-classes", "N", "classes for the text figure, x80 templates (default 2; 0 = skip)"},
      {"--head-classes", "N", "classes of the head (default 1000)"},
      {"--json", "", "print JSON"},
-     {"--streams", "N", "parallel parts per encoder call on CPU (default: --threads; 1 = one part, spread by --blas-threads)"},
+     {"--streams", "N",
+      "parallel parts per encoder call on CPU (default: --threads; 1 = one part, spread by "
+      "--blas-threads)"},
      {"--intra-op-threads", "N", "LibTorch intra-op threads (default: see RuntimeOptions)"},
      {"--blas-threads", "N", "OpenBLAS threads (default: see RuntimeOptions)"},
      {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
      {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
      {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},
-     {"--features-out", "FILE", "write the encoder's features of the batch (float32 raw) for comparisons"},
+     {"--features-out", "FILE",
+      "write the encoder's features of the batch (float32 raw) for comparisons"},
      threads_option(),
-     device_option(), verify_option()},
+     device_option(),
+     verify_option()},
     run_bench});
 
 }  // namespace

@@ -1,4 +1,5 @@
-// zsclip index (build | merge | ann) and zsclip search: embed a collection once, query it many times.
+// zsclip index (build | merge | ann) and zsclip search: embed a collection once, query it many
+// times.
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,13 +24,15 @@ using json = nlohmann::json;
 
 bool is_image_name(const fs::path& p) {
   std::string ext = p.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   for (const char* e : {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
     if (ext == e) return true;
   return false;
 }
 
-// Files named directly are taken as they are; folders give their image files (by extension), sorted.
+// Files named directly are taken as they are; folders give their image files (by extension),
+// sorted.
 std::vector<std::string> collect_inputs(const Args& args, const std::vector<std::string>& paths) {
   std::vector<std::string> out;
   if (args.has("--images-from")) {
@@ -56,12 +59,15 @@ std::vector<std::string> collect_inputs(const Args& args, const std::vector<std:
     std::vector<std::string> found;
     const auto opts = fs::directory_options::skip_permission_denied;
     if (recursive) {
-      for (auto it = fs::recursive_directory_iterator(p, opts, ec); !ec && it != fs::recursive_directory_iterator();
-           it.increment(ec))
-        if (it->is_regular_file(ec) && is_image_name(it->path())) found.push_back(it->path().string());
+      for (auto it = fs::recursive_directory_iterator(p, opts, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        if (it->is_regular_file(ec) && is_image_name(it->path()))
+          found.push_back(it->path().string());
     } else {
-      for (auto it = fs::directory_iterator(p, opts, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
-        if (it->is_regular_file(ec) && is_image_name(it->path())) found.push_back(it->path().string());
+      for (auto it = fs::directory_iterator(p, opts, ec); !ec && it != fs::directory_iterator();
+           it.increment(ec))
+        if (it->is_regular_file(ec) && is_image_name(it->path()))
+          found.push_back(it->path().string());
     }
     if (ec) throw Error(ErrorCode::kIo, "folder " + p + ": " + ec.message());
     std::sort(found.begin(), found.end());
@@ -73,7 +79,8 @@ std::vector<std::string> collect_inputs(const Args& args, const std::vector<std:
 AnnOptions ann_options(const Args& args) {
   AnnOptions o;
   o.kind = args.get("--ann", "hnsw");
-  if (o.kind != "hnsw" && o.kind != "ivf") throw UsageError("--ann must be hnsw or ivf, got \"" + o.kind + "\"");
+  if (o.kind != "hnsw" && o.kind != "ivf")
+    throw UsageError("--ann must be hnsw or ivf, got \"" + o.kind + "\"");
   o.hnsw_m = args.get_int("--hnsw-m", o.hnsw_m, 4, 256);
   o.hnsw_ef_search = args.get_int("--ef-search", o.hnsw_ef_search, 1, 1 << 16);
   o.ivf_lists = args.get_int("--ivf-lists", 0, 0, 1 << 22);
@@ -92,7 +99,8 @@ void parse_shard(const std::string& s, int* k, int* n) {
   } catch (const std::exception&) {
     throw UsageError("--shard expects K/N (0 <= K < N), got \"" + s + "\"");
   }
-  if (*n < 1 || *k < 0 || *k >= *n) throw UsageError("--shard K/N needs 0 <= K < N, got \"" + s + "\"");
+  if (*n < 1 || *k < 0 || *k >= *n)
+    throw UsageError("--shard K/N needs 0 <= K < N, got \"" + s + "\"");
 }
 
 ModelOptions index_model_options(const Args& args, bool text_encoder) {
@@ -108,10 +116,12 @@ ModelOptions index_model_options(const Args& args, bool text_encoder) {
   return o;
 }
 
-const char* kAllowed[][2] = {{"build", "--model --images-from --recursive --shard --dtype --batch-size --ann --hnsw-m "
-                                       "--ef-search --ivf-lists --ivf-probe --threads --device --out --no-verify"},
-                             {"merge", "--out"},
-                             {"ann", "--ann --hnsw-m --ef-search --ivf-lists --ivf-probe"}};
+const char* kAllowed[][2] = {
+    {"build",
+     "--model --images-from --recursive --shard --dtype --batch-size --ann --hnsw-m "
+     "--ef-search --ivf-lists --ivf-probe --threads --device --out --no-verify"},
+    {"merge", "--out"},
+    {"ann", "--ann --hnsw-m --ef-search --ivf-lists --ivf-probe"}};
 
 int run_index(const Args& args) {
   if (args.positional().empty()) throw UsageError("give an action: build, merge or ann");
@@ -121,9 +131,11 @@ int run_index(const Args& args) {
   for (const auto& a : kAllowed)
     if (action == a[0]) allowed = a[1];
   if (!allowed) throw UsageError("unknown action \"" + action + "\" (build, merge or ann)");
-  for (const char* opt : {"--model", "--images-from", "--recursive", "--shard", "--dtype", "--batch-size", "--ann",
-                          "--hnsw-m", "--ef-search", "--ivf-lists", "--ivf-probe", "--threads", "--device", "--out"})
-    if (args.has(opt) && (" " + std::string(allowed) + " ").find(" " + std::string(opt) + " ") == std::string::npos)
+  for (const char* opt :
+       {"--model", "--images-from", "--recursive", "--shard", "--dtype", "--batch-size", "--ann",
+        "--hnsw-m", "--ef-search", "--ivf-lists", "--ivf-probe", "--threads", "--device", "--out"})
+    if (args.has(opt) &&
+        (" " + std::string(allowed) + " ").find(" " + std::string(opt) + " ") == std::string::npos)
       throw UsageError(std::string(opt) + " does not apply to 'index " + action + "'");
 
   if (action == "ann") {
@@ -131,8 +143,8 @@ int run_index(const Args& args) {
     EmbeddingIndex index = EmbeddingIndex::open(rest[0]);
     index.build_ann(ann_options(args));
     index.save(rest[0]);
-    std::cerr << "zsclip index ann: " << rest[0] << ": " << index.ann_description() << " over " << index.size()
-              << " rows\n";
+    std::cerr << "zsclip index ann: " << rest[0] << ": " << index.ann_description() << " over "
+              << index.size() << " rows\n";
     return 0;
   }
   if (!args.has("--out")) throw UsageError("--out INDEX is required");
@@ -141,13 +153,14 @@ int run_index(const Args& args) {
     if (rest.empty()) throw UsageError("index merge needs at least one SHARD_INDEX");
     EmbeddingIndex merged = merge_indexes(rest);
     merged.save(out);
-    std::cerr << "zsclip index merge: " << rest.size() << " shard(s) -> " << out << ": " << merged.size() << " rows, "
-              << merged.failures().size() << " failed\n";
+    std::cerr << "zsclip index merge: " << rest.size() << " shard(s) -> " << out << ": "
+              << merged.size() << " rows, " << merged.failures().size() << " failed\n";
     return 0;
   }
 
   // build
-  if (rest.empty() && !args.has("--images-from")) throw UsageError("give images: PATH|DIR... or --images-from FILE|-");
+  if (rest.empty() && !args.has("--images-from"))
+    throw UsageError("give images: PATH|DIR... or --images-from FILE|-");
   IndexBuildOptions o;
   o.dtype = parse_index_dtype(args.get("--dtype", "float16"));
   o.batch_size = args.get_int("--batch-size", 16, 1, 4096);
@@ -159,18 +172,23 @@ int run_index(const Args& args) {
   const std::vector<std::string> inputs = collect_inputs(args, rest);
   const bool tty = isatty(2);
   o.progress = [tty](int64_t done, int64_t total) {
-    if (tty) std::cerr << "\rzsclip index build: " << done << "/" << total << " images" << std::flush;
+    if (tty)
+      std::cerr << "\rzsclip index build: " << done << "/" << total << " images" << std::flush;
   };
-  Model model = Model::load(args.get("--model", default_model_dir()), index_model_options(args, false));
+  Model model =
+      Model::load(args.get("--model", default_model_dir()), index_model_options(args, false));
   IndexBuildReport r = build_index(out, model, inputs, o);
   if (tty && r.added + r.replaced + r.failed > 0) std::cerr << "\n";
   EmbeddingIndex index = EmbeddingIndex::open(out);
   for (const auto& f : r.failures)
-    std::cerr << "zsclip index build: error [" << error_code_name(f.code) << "]: " << f.error << "\n";
-  std::cerr << "zsclip index build: " << out << ": " << r.inputs << " inputs: " << r.added << " added, " << r.replaced
-            << " replaced, " << r.unchanged << " unchanged, " << r.failed << " failed";
+    std::cerr << "zsclip index build: error [" << error_code_name(f.code) << "]: " << f.error
+              << "\n";
+  std::cerr << "zsclip index build: " << out << ": " << r.inputs << " inputs: " << r.added
+            << " added, " << r.replaced << " replaced, " << r.unchanged << " unchanged, "
+            << r.failed << " failed";
   if (r.recovered) std::cerr << ", " << r.recovered << " recovered from an interrupted run";
-  std::cerr << "; " << r.total_rows << " rows (" << index_dtype_name(index.dtype()) << ", dim " << index.dim() << ")";
+  std::cerr << "; " << r.total_rows << " rows (" << index_dtype_name(index.dtype()) << ", dim "
+            << index.dim() << ")";
   if (index.has_ann()) std::cerr << ", " << index.ann_description();
   std::cerr << "\n";
   return 0;
@@ -178,55 +196,73 @@ int run_index(const Args& args) {
 
 int run_search(const Args& args) {
   if (!args.has("--index")) throw UsageError("--index INDEX is required");
-  if (args.has("--text") == args.has("--image")) throw UsageError("give one of --text TEXT and --image FILE");
-  if (args.has("--templates") && !args.has("--text")) throw UsageError("--templates applies to --text queries");
-  if (!args.positional().empty()) throw UsageError("unexpected argument \"" + args.positional()[0] + "\"");
+  if (args.has("--text") == args.has("--image"))
+    throw UsageError("give one of --text TEXT and --image FILE");
+  if (args.has("--templates") && !args.has("--text"))
+    throw UsageError("--templates applies to --text queries");
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument \"" + args.positional()[0] + "\"");
   const int top_k = args.get_int("--top-k", 10, 1, 1 << 20);
   const std::string dir = args.get("--index");
   EmbeddingIndex index = EmbeddingIndex::open(dir);
   SearchOptions so;
   so.exact = args.has("--exact");
   so.truncate = args.has("--truncate");
-  Model model = Model::load(args.get("--model", default_model_dir()), index_model_options(args, args.has("--text")));
+  Model model = Model::load(args.get("--model", default_model_dir()),
+                            index_model_options(args, args.has("--text")));
   std::vector<SearchHit> hits;
   if (args.has("--text")) {
     std::vector<std::string> templates;
     if (args.has("--templates")) templates = resolve_templates(args.get("--templates"));
-    hits = index.search_text(model, model.load_tokenizer(), args.get("--text"), top_k, templates, so);
+    hits =
+        index.search_text(model, model.load_tokenizer(), args.get("--text"), top_k, templates, so);
   } else {
     hits = index.search_image(model, args.get("--image"), top_k, so);
   }
   std::error_code ec;
   if (fs::exists(fs::path(dir) / "pending", ec))
-    std::cerr << "zsclip search: note: " << dir << " has segments of an interrupted build that are not searched; "
+    std::cerr << "zsclip search: note: " << dir
+              << " has segments of an interrupted build that are not searched; "
               << "run `zsclip index build` again to fold them in\n";
   if (args.has("--json")) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const auto& h : hits) out.push_back({{"path", h.path}, {"score", h.score}, {"row", h.row}});
+    for (const auto& h : hits)
+      out.push_back({{"path", h.path}, {"score", h.score}, {"row", h.row}});
     std::cout << out.dump(2) << "\n";
   } else {
-    for (const auto& h : hits) std::cout << std::fixed << std::setprecision(4) << h.score << "  " << h.path << "\n";
+    for (const auto& h : hits)
+      std::cout << std::fixed << std::setprecision(4) << h.score << "  " << h.path << "\n";
   }
   return 0;
 }
 
 ZSCLIP_COMMAND(Command{
     "index",
-    "build --out INDEX [--model DIR] [--images-from FILE|-] [PATH|DIR...] [--recursive] [--shard K/N] "
+    "build --out INDEX [--model DIR] [--images-from FILE|-] [PATH|DIR...] [--recursive] [--shard "
+    "K/N] "
     "[--dtype float32|float16] [--batch-size N] [--ann hnsw|ivf]\n"
     "       zsclip index merge --out INDEX SHARD_INDEX...\n"
     "       zsclip index ann INDEX [--ann hnsw|ivf]",
-    "embed images once into an index folder (build), merge shards (merge), add approximate search (ann)",
-    "build: embeds the images (files as given; folders: their .jpg/.jpeg/.png/.bmp/.webp/.tif files,\n"
-    "sorted, with --recursive their subfolders too) into INDEX/: embeddings.npy (NumPy, L2-normalised\n"
-    "rows), manifest.jsonl (one {\"row\",\"path\",\"bytes\",\"mtime\"} a row, {\"path\",\"error\",\"code\"} for\n"
-    "an image that failed) and index.json (model fingerprint, dim, dtype, count). Running it again adds\n"
-    "only new paths, and embeds again a path whose size or mtime changed. Each batch is committed as\n"
-    "it is encoded: an interrupted run loses at most the batch in flight, and the next run picks up\n"
-    "the rest. --shard K/N (0 <= K < N) keeps the paths whose FNV-1a hash is K modulo N, so that N\n"
+    "embed images once into an index folder (build), merge shards (merge), add approximate search "
+    "(ann)",
+    "build: embeds the images (files as given; folders: their .jpg/.jpeg/.png/.bmp/.webp/.tif "
+    "files,\n"
+    "sorted, with --recursive their subfolders too) into INDEX/: embeddings.npy (NumPy, "
+    "L2-normalised\n"
+    "rows), manifest.jsonl (one {\"row\",\"path\",\"bytes\",\"mtime\"} a row, "
+    "{\"path\",\"error\",\"code\"} for\n"
+    "an image that failed) and index.json (model fingerprint, dim, dtype, count). Running it again "
+    "adds\n"
+    "only new paths, and embeds again a path whose size or mtime changed. Each batch is committed "
+    "as\n"
+    "it is encoded: an interrupted run loses at most the batch in flight, and the next run picks "
+    "up\n"
+    "the rest. --shard K/N (0 <= K < N) keeps the paths whose FNV-1a hash is K modulo N, so that "
+    "N\n"
     "machines can split a collection; `index merge` joins the shards (same model; a path in two\n"
     "shards is refused). Failed images are recorded and printed; the exit status is still 0.\n"
-    "--ann hnsw|ivf (or `index ann INDEX`) adds a FAISS index (ann.faiss) that `zsclip search` uses.",
+    "--ann hnsw|ivf (or `index ann INDEX`) adds a FAISS index (ann.faiss) that `zsclip search` "
+    "uses.",
     {{"--out", "INDEX", "the index folder (build, merge)"},
      model_option(),
      {"--images-from", "FILE", "image paths, one a line ('-': standard input)"},
@@ -246,13 +282,17 @@ ZSCLIP_COMMAND(Command{
 
 ZSCLIP_COMMAND(Command{
     "search",
-    "--index INDEX [--model DIR] (--text TEXT | --image FILE) [--top-k K] [--templates NAME|FILE] [--json] "
+    "--index INDEX [--model DIR] (--text TEXT | --image FILE) [--top-k K] [--templates NAME|FILE] "
+    "[--json] "
     "[--exact] [--truncate]",
     "the indexed images most similar to a text or an image",
     "Prints the top-K rows by cosine similarity (score, path), or with --json\n"
-    "[{\"path\", \"score\", \"row\"}]. A text is embedded as given; with --templates it is embedded like a\n"
-    "zero-shot class (the mean of the normalised template embeddings). The model must be the one the\n"
-    "index was built with (its fingerprint is checked). An index with an approximate part (ann.faiss)\n"
+    "[{\"path\", \"score\", \"row\"}]. A text is embedded as given; with --templates it is "
+    "embedded like a\n"
+    "zero-shot class (the mean of the normalised template embeddings). The model must be the one "
+    "the\n"
+    "index was built with (its fingerprint is checked). An index with an approximate part "
+    "(ann.faiss)\n"
     "is searched through it, candidates rescored exactly; --exact scans every row.",
     {{"--index", "INDEX", "an index folder made by `zsclip index build`"},
      model_option(),

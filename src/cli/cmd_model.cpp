@@ -1,12 +1,12 @@
 // zsclip embed / head / classify / info: the subcommands that load a model.
+#include <unistd.h>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iomanip>
-#include <optional>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
+#include <optional>
 
 #include "cli/cli.h"
 #include "core/io.h"
@@ -41,8 +41,9 @@ ModelOptions model_options(const Args& args, bool text_encoder) {
 std::vector<std::string> labels_of(const Args& args) {
   if (args.has("--labels") && args.has("--labels-file"))
     throw UsageError("give only one of --labels and --labels-file");
-  std::vector<std::string> labels = args.has("--labels-file") ? load_labels_file(args.get("--labels-file"))
-                                                              : split_list(args.get("--labels"));
+  std::vector<std::string> labels = args.has("--labels-file")
+                                        ? load_labels_file(args.get("--labels-file"))
+                                        : split_list(args.get("--labels"));
   validate_labels(labels, args.has("--labels-file") ? args.get("--labels-file") : "--labels");
   return labels;
 }
@@ -84,18 +85,21 @@ int run_embed(const Args& args) {
   std::vector<std::vector<float>> image_feats(images.size());
   const size_t per = static_cast<size_t>(3 * model.image_size() * model.image_size());
   for (size_t begin = 0; begin < images.size(); begin += static_cast<size_t>(batch)) {
-    std::vector<std::string> paths(images.begin() + static_cast<std::ptrdiff_t>(begin),
-                                   images.begin() + static_cast<std::ptrdiff_t>(std::min(images.size(), begin + batch)));
+    std::vector<std::string> paths(
+        images.begin() + static_cast<std::ptrdiff_t>(begin),
+        images.begin() + static_cast<std::ptrdiff_t>(std::min(images.size(), begin + batch)));
     std::vector<float> pixels(paths.size() * per);
     auto status_of = pre.batch_files_into(paths, pixels.data());
     std::vector<size_t> good;
     for (size_t i = 0; i < paths.size(); ++i) {
       if (!status_of[i].ok) {
-        std::cerr << "zsclip embed: error [" << error_code_name(status_of[i].code) << "]: " << status_of[i].error << "\n";
+        std::cerr << "zsclip embed: error [" << error_code_name(status_of[i].code)
+                  << "]: " << status_of[i].error << "\n";
         status = 1;
         continue;
       }
-      if (good.size() != i) std::copy_n(pixels.data() + i * per, per, pixels.data() + good.size() * per);
+      if (good.size() != i)
+        std::copy_n(pixels.data() + i * per, per, pixels.data() + good.size() * per);
       good.push_back(i);
     }
     std::vector<float> feats(good.size() * static_cast<size_t>(d));
@@ -118,8 +122,9 @@ int run_embed(const Args& args) {
   if (!texts.empty()) {
     Tokenizer tok = model.load_tokenizer();
     for (size_t begin = 0; begin < texts.size(); begin += static_cast<size_t>(batch)) {
-      std::vector<std::string> chunk(texts.begin() + static_cast<std::ptrdiff_t>(begin),
-                                     texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), begin + batch)));
+      std::vector<std::string> chunk(
+          texts.begin() + static_cast<std::ptrdiff_t>(begin),
+          texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), begin + batch)));
       IdTensor ids;
       try {
         ids = tok.tokenize(chunk, model.context_length(), truncate);
@@ -128,7 +133,8 @@ int run_embed(const Args& args) {
       }
       FloatTensor feats = model.encode_texts(ids);
       for (size_t i = 0; i < chunk.size(); ++i) {
-        text_feats.emplace_back(feats.row(static_cast<int64_t>(i)), feats.row(static_cast<int64_t>(i)) + d);
+        text_feats.emplace_back(feats.row(static_cast<int64_t>(i)),
+                                feats.row(static_cast<int64_t>(i)) + d);
         out["texts"].push_back(
             {{"text", chunk[i]},
              {"tokens", tok.encode_with_specials(chunk[i], model.context_length(), truncate)},
@@ -162,7 +168,8 @@ int run_embed(const Args& args) {
 
 int run_head(const Args& args) {
   if (!args.has("--out")) throw UsageError("--out HEAD is required");
-  if (!args.has("--labels") && !args.has("--labels-file")) throw UsageError("give --labels or --labels-file");
+  if (!args.has("--labels") && !args.has("--labels-file"))
+    throw UsageError("give --labels or --labels-file");
   auto labels = labels_of(args);
   auto templates = resolve_templates(args.get("--templates", "simple"));
   Model model = Model::load(model_dir(args), model_options(args, true));
@@ -171,29 +178,33 @@ int run_head(const Args& args) {
   ZeroShotHead head = ZeroShotHead::build(model, model.load_tokenizer(), labels, templates, ho);
   report_truncation("head", head);
   head.save(args.get("--out"));
-  std::cerr << "zsclip head: " << labels.size() << " classes x " << templates.size() << " templates -> "
-            << args.get("--out") << "\n";
+  std::cerr << "zsclip head: " << labels.size() << " classes x " << templates.size()
+            << " templates -> " << args.get("--out") << "\n";
   return 0;
 }
 
 // classify --index: every indexed image, from its stored features (no image is decoded).
 std::vector<Classification> classify_index(const Args& args, int top_k, Scoring* scoring,
                                            std::vector<std::string>* labels) {
-  if (!args.positional().empty()) throw UsageError("--index classifies the indexed images; give no IMAGE");
+  if (!args.positional().empty())
+    throw UsageError("--index classifies the indexed images; give no IMAGE");
   const std::string dir = args.get("--index");
   EmbeddingIndex index = EmbeddingIndex::open(dir);
   std::optional<ZeroShotHead> head;
   if (args.has("--head")) {
     head.emplace(ZeroShotHead::load(args.get("--head")));
-    if (args.has("--model") && ModelConfig::load(model_dir(args)).fingerprint != index.model_fingerprint())
-      throw Error(ErrorCode::kInvalidModel, "index " + dir + " was not built with the model " + model_dir(args));
+    if (args.has("--model") &&
+        ModelConfig::load(model_dir(args)).fingerprint != index.model_fingerprint())
+      throw Error(ErrorCode::kInvalidModel,
+                  "index " + dir + " was not built with the model " + model_dir(args));
   } else {
     Model model = Model::load(model_dir(args), model_options(args, true));
     index.check_compatible(model, "index " + dir);
     HeadBuildOptions build_options;
     build_options.truncate = args.has("--truncate");
     head.emplace(ZeroShotHead::build(model, model.load_tokenizer(), labels_of(args),
-                                     resolve_templates(args.get("--templates", "simple")), build_options));
+                                     resolve_templates(args.get("--templates", "simple")),
+                                     build_options));
     report_truncation("classify", *head);
   }
   index.check_compatible(*head, args.has("--head") ? "head file " + args.get("--head") : "head");
@@ -206,9 +217,10 @@ std::vector<Classification> classify_index(const Args& args, int top_k, Scoring*
 // kept as they are (file names need not be UTF-8).
 std::vector<std::string> read_image_list(const std::string& spec) {
   constexpr uint64_t kMaxListBytes = uint64_t{1} << 30;
-  const std::string text = spec == "-"
-                               ? io::read_stream(0, "standard input", {kMaxListBytes, ErrorCode::kInvalidArgument})
-                               : io::read_file(spec, "image list", {kMaxListBytes, ErrorCode::kInvalidArgument});
+  const std::string text =
+      spec == "-"
+          ? io::read_stream(0, "standard input", {kMaxListBytes, ErrorCode::kInvalidArgument})
+          : io::read_file(spec, "image list", {kMaxListBytes, ErrorCode::kInvalidArgument});
   std::vector<std::string> paths;
   size_t pos = 0;
   while (pos < text.size()) {
@@ -225,13 +237,16 @@ std::vector<std::string> read_image_list(const std::string& spec) {
 // "done / total, images/s, ETA" on standard error, redrawn in place; only when it is a terminal.
 class Progress {
  public:
-  Progress(const char* what, size_t total) : what_(what), total_(total), on_(isatty(2) == 1 && total > 0) {}
+  Progress(const char* what, size_t total)
+      : what_(what), total_(total), on_(isatty(2) == 1 && total > 0) {}
   void update(size_t done) {
     if (!on_) return;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     const double rate = s > 0 ? double(done) / s : 0;
     const double eta = rate > 0 ? double(total_ - done) / rate : 0;
-    std::fprintf(stderr, "\r%s: %zu / %zu images, %.1f images/s, ETA %.0f s   ", what_, done, total_, rate, eta);
+    std::fprintf(stderr, "\r%s: %zu / %zu images, %.1f images/s, ETA %.0f s   ", what_, done,
+                 total_, rate, eta);
     if (done == total_) std::fputc('\n', stderr);
     std::fflush(stderr);
   }
@@ -263,14 +278,17 @@ int run_classify(const Args& args) {
   if (args.has("--images-from")) {
     if (args.has("--index")) throw UsageError("--images-from and --index cannot be combined");
     for (auto& p : read_image_list(args.get("--images-from"))) images.push_back(std::move(p));
-    if (images.empty()) throw UsageError("--images-from " + args.get("--images-from") + " lists no image");
+    if (images.empty())
+      throw UsageError("--images-from " + args.get("--images-from") + " lists no image");
   }
   if (images.empty() && !args.has("--index")) throw UsageError("no IMAGE given");
   const bool has_labels = args.has("--labels") || args.has("--labels-file");
-  if (has_labels == args.has("--head")) throw UsageError("give --labels, --labels-file or --head (one of them)");
+  if (has_labels == args.has("--head"))
+    throw UsageError("give --labels, --labels-file or --head (one of them)");
   if (args.has("--head") && args.has("--templates"))
     throw UsageError("--templates has no effect with --head (the head has its own)");
-  if (args.has("--json") && args.has("--jsonl")) throw UsageError("give only one of --json and --jsonl");
+  if (args.has("--json") && args.has("--jsonl"))
+    throw UsageError("give only one of --json and --jsonl");
   ClassifierOptions co;
   co.top_k = args.get_int("--top-k", 5, 1, 1 << 20);
   co.batch_size = args.get_int("--batch-size", 16, 1, 4096);
@@ -287,7 +305,8 @@ int run_classify(const Args& args) {
     for (size_t i = 0; i < n; ++i) {
       const Classification& r = results[i];
       if (!r.ok) {
-        std::cerr << "zsclip classify: error [" << error_code_name(r.code) << "]: " << r.error << "\n";
+        std::cerr << "zsclip classify: error [" << error_code_name(r.code) << "]: " << r.error
+                  << "\n";
         status = 1;
       }
       if (as_json) {
@@ -299,19 +318,23 @@ int run_classify(const Args& args) {
       } else if (r.ok) {
         std::cout << r.source << "\n";
         for (const auto& s : r.top)
-          std::cout << "  " << std::fixed << std::setprecision(4) << s.prob << "  " << s.label << "\n";
+          std::cout << "  " << std::fixed << std::setprecision(4) << s.prob << "  " << s.label
+                    << "\n";
       }
     }
     std::cout.flush();
   };
   auto header = [&] {
-    // --jsonl: the first line names the labels (and the scoring) once, so `probs` can be read alone.
-    if (as_jsonl) std::cout << dump_json(json{{"labels", *labels}, {"scoring", scoring}}) << "\n" << std::flush;
+    // --jsonl: the first line names the labels (and the scoring) once, so `probs` can be read
+    // alone.
+    if (as_jsonl)
+      std::cout << dump_json(json{{"labels", *labels}, {"scoring", scoring}}) << "\n" << std::flush;
   };
   if (args.has("--index")) {
     Scoring scoring_kind = Scoring::kSoftmax;
     std::vector<std::string> index_labels;
-    std::vector<Classification> results = classify_index(args, co.top_k, &scoring_kind, &index_labels);
+    std::vector<Classification> results =
+        classify_index(args, co.top_k, &scoring_kind, &index_labels);
     scoring = scoring_name(scoring_kind);
     labels = &index_labels;
     header();
@@ -319,7 +342,8 @@ int run_classify(const Args& args) {
   } else {
     std::optional<ZeroShotClassifier> clf;
     if (args.has("--head")) {
-      clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"), model_options(args, false), co));
+      clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"),
+                                                model_options(args, false), co));
     } else {
       clf.emplace(ZeroShotClassifier::create(model_dir(args), labels_of(args),
                                              resolve_templates(args.get("--templates", "simple")),
@@ -365,7 +389,8 @@ int run_info(const Args& args) {
 
 const char* kLabelsHelp =
     "Labels: --labels \"red circle,blue star\" (comma-separated) or --labels-file F (one a line).\n"
-    "Templates: a built-in set (simple: \"a photo of a {}.\", openai-cifar: 18, openai-imagenet: 80)\n"
+    "Templates: a built-in set (simple: \"a photo of a {}.\", openai-cifar: 18, openai-imagenet: "
+    "80)\n"
     "or a file with one template a line; {} is replaced by the label. Labels and templates must\n"
     "be UTF-8. A prompt longer than the model's context is an error naming the label, the\n"
     "template and its token count, unless --truncate (which then says how many it cut).";
@@ -374,15 +399,22 @@ ZSCLIP_COMMAND(Command{
     "embed",
     "[--model DIR] [--image FILE]... [--text TEXT]... [--batch-size N] [--truncate]",
     "print projected image/text features and logits as JSON",
-    "Output: {\"images\":[{\"file\",\"features\"}], \"texts\":[{\"text\",\"tokens\",\"features\"}],\n"
+    "Output: {\"images\":[{\"file\",\"features\"}], "
+    "\"texts\":[{\"text\",\"tokens\",\"features\"}],\n"
     "\"logits_per_image\":[[...]]}; features are projected, not normalised; logits are\n"
-    "logit_scale_exp * cosine. An unreadable image gets an \"error\" field (and a null logits row),\n"
+    "logit_scale_exp * cosine. An unreadable image gets an \"error\" field (and a null logits "
+    "row),\n"
     "the others are still embedded, and the exit status is 1. A file name that is not UTF-8\n"
     "is given with U+FFFD for its bad bytes in \"file\" and exactly, in hex, in \"file_hex\".\n"
     "A text longer than the model's context is an error unless --truncate.",
-    {model_option(), {"--image", "FILE", "an image to embed", true}, {"--text", "TEXT", "a text to embed", true},
+    {model_option(),
+     {"--image", "FILE", "an image to embed", true},
+     {"--text", "TEXT", "a text to embed", true},
      {"--batch-size", "N", "images/texts per encoder call (default 16)"},
-     truncate_option(), threads_option(), device_option(), verify_option()},
+     truncate_option(),
+     threads_option(),
+     device_option(),
+     verify_option()},
     run_embed});
 
 ZSCLIP_COMMAND(Command{
@@ -390,47 +422,70 @@ ZSCLIP_COMMAND(Command{
     "[--model DIR] (--labels A,B,C | --labels-file F) [--templates NAME|FILE] [--truncate] "
     "--out HEAD",
     "build a zero-shot head (class weights) and save it",
-    std::string("The head records the model's fingerprint; classify --head refuses it for another model.\n") +
+    std::string("The head records the model's fingerprint; classify --head refuses it for another "
+                "model.\n") +
         kLabelsHelp,
-    {model_option(), {"--labels", "LIST", "comma-separated class labels"},
+    {model_option(),
+     {"--labels", "LIST", "comma-separated class labels"},
      {"--labels-file", "FILE", "class labels, one a line"},
-     {"--templates", "NAME|FILE", "prompt templates (default: simple)"}, {"--out", "HEAD", "output head file"},
-     truncate_option(), threads_option(), device_option(), verify_option()},
+     {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
+     {"--out", "HEAD", "output head file"},
+     truncate_option(),
+     threads_option(),
+     device_option(),
+     verify_option()},
     run_head});
 
 ZSCLIP_COMMAND(Command{
     "classify",
     "[--model DIR] (--labels A,B,C | --labels-file F | --head HEAD) [--templates NAME|FILE] "
-    "[--truncate] [--top-k K] [--batch-size N] [--json | --jsonl] (IMAGE... | --images-from FILE | --index INDEX)",
+    "[--truncate] [--top-k K] [--batch-size N] [--json | --jsonl] (IMAGE... | --images-from FILE | "
+    "--index INDEX)",
     "zero-shot classify images",
-    std::string("Prints a table (top-k labels and probabilities per image) as each batch is done, or with\n"
-                "--json an array of {\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in label order],\n"
-                "\"labels\":[the classes, in that order], \"scoring\"}, or with --jsonl a first line\n"
-                "{\"labels\", \"scoring\"} and then one such object (without \"labels\") per image, written and\n"
-                "flushed per batch. Progress goes to standard error when it is a terminal. scoring \"softmax\" (CLIP): probabilities over the labels, summing to 1.\n"
-                "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own probability\n"
-                "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
-                "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while the\n"
-                "others are still classified; the exit status is then 1. A file name that is\n"
-                "not UTF-8 is given with U+FFFD for its bad bytes in \"file\" and exactly, in\n"
-                "hex, in \"file_hex\".\n"
-                "--index INDEX classifies every image of an index (`zsclip index build`) from its stored\n"
-                "features, without decoding them; its failed images are reported as above.\n") +
+    std::string(
+        "Prints a table (top-k labels and probabilities per image) as each batch is done, or with\n"
+        "--json an array of {\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in "
+        "label order],\n"
+        "\"labels\":[the classes, in that order], \"scoring\"}, or with --jsonl a first line\n"
+        "{\"labels\", \"scoring\"} and then one such object (without \"labels\") per image, "
+        "written and\n"
+        "flushed per batch. Progress goes to standard error when it is a terminal. scoring "
+        "\"softmax\" (CLIP): probabilities over the labels, summing to 1.\n"
+        "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own "
+        "probability\n"
+        "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
+        "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while "
+        "the\n"
+        "others are still classified; the exit status is then 1. A file name that is\n"
+        "not UTF-8 is given with U+FFFD for its bad bytes in \"file\" and exactly, in\n"
+        "hex, in \"file_hex\".\n"
+        "--index INDEX classifies every image of an index (`zsclip index build`) from its stored\n"
+        "features, without decoding them; its failed images are reported as above.\n") +
         kLabelsHelp,
-    {model_option(), {"--labels", "LIST", "comma-separated class labels"},
+    {model_option(),
+     {"--labels", "LIST", "comma-separated class labels"},
      {"--labels-file", "FILE", "class labels, one a line"},
      {"--head", "HEAD", "a head saved by `zsclip head` (the text encoder is not loaded)"},
      {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
      {"--top-k", "K", "labels shown per image (default 5)"},
-     {"--batch-size", "N", "images per encoder call (default 16)"}, {"--json", "", "JSON output"},
+     {"--batch-size", "N", "images per encoder call (default 16)"},
+     {"--json", "", "JSON output"},
      {"--index", "INDEX", "classify the images of an index from their stored features"},
-     {"--images-from", "FILE", "image paths, one a line ('-': standard input), after any IMAGE given"},
+     {"--images-from", "FILE",
+      "image paths, one a line ('-': standard input), after any IMAGE given"},
      {"--jsonl", "", "JSON lines: a labels header, then one object per image, flushed per batch"},
-     truncate_option(), threads_option(), device_option(), verify_option()},
+     truncate_option(),
+     threads_option(),
+     device_option(),
+     verify_option()},
     run_classify});
 
-ZSCLIP_COMMAND(Command{"info", "[--model DIR]", "load a model and print what it is (JSON)", "",
-                       {model_option(), threads_option(), device_option(), verify_option()}, run_info});
+ZSCLIP_COMMAND(Command{"info",
+                       "[--model DIR]",
+                       "load a model and print what it is (JSON)",
+                       "",
+                       {model_option(), threads_option(), device_option(), verify_option()},
+                       run_info});
 
 }  // namespace
 }  // namespace zsclip::cli

@@ -14,8 +14,10 @@ int run_preprocess(const Args& args) {
   if (!args.has("--out")) throw UsageError("--out FILE.f32 is required");
   if (args.positional().size() != 1) throw UsageError("exactly one IMAGE expected");
   PreprocessConfig cfg;
-  if (args.has("--image-size")) cfg.image_size = args.get_int("--image-size", 224, 1, 8192);
-  else cfg = ModelConfig::load(model_dir(args)).preprocess;
+  if (args.has("--image-size"))
+    cfg.image_size = args.get_int("--image-size", 224, 1, 8192);
+  else
+    cfg = ModelConfig::load(model_dir(args)).preprocess;
   if (args.has("--exif")) cfg.apply_exif_orientation = true;
   Preprocessor pre(cfg);
   FloatTensor t = pre.from_file(args.positional()[0]);
@@ -34,7 +36,8 @@ ZSCLIP_COMMAND(Command{
       "take the pipeline from DIR/config.json (default: $ZSCLIP_MODEL or models/shapes)"},
      {"--image-size", "N", "OpenAI's pipeline at size N"},
      {"--out", "FILE", "output file (raw float32)"},
-     {"--exif", "", "apply the EXIF orientation (Pillow's Image.open ignores it; so does the default)"}},
+     {"--exif", "",
+      "apply the EXIF orientation (Pillow's Image.open ignores it; so does the default)"}},
     run_preprocess});
 
 }  // namespace

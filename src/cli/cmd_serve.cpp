@@ -16,7 +16,8 @@
 namespace zsclip::cli {
 namespace {
 
-double get_double(const Args& args, const std::string& name, double fallback, double lo, double hi) {
+double get_double(const Args& args, const std::string& name, double fallback, double lo,
+                  double hi) {
   if (!args.has(name)) return fallback;
   const std::string s = args.get(name);
   try {
@@ -25,8 +26,8 @@ double get_double(const Args& args, const std::string& name, double fallback, do
     if (used == s.size() && v >= lo && v <= hi) return v;
   } catch (const std::exception&) {
   }
-  throw UsageError(name + " expects a number between " + std::to_string(lo) + " and " + std::to_string(hi) +
-                   ", got \"" + s + "\"");
+  throw UsageError(name + " expects a number between " + std::to_string(lo) + " and " +
+                   std::to_string(hi) + ", got \"" + s + "\"");
 }
 
 uint64_t get_bytes(const Args& args, const std::string& name, uint64_t fallback) {
@@ -36,12 +37,17 @@ uint64_t get_bytes(const Args& args, const std::string& name, uint64_t fallback)
   while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
   const std::string suffix = s.substr(digits);
   uint64_t mult = 0;
-  if (suffix.empty()) mult = 1;
-  else if (suffix == "K" || suffix == "KiB") mult = 1ull << 10;
-  else if (suffix == "M" || suffix == "MiB") mult = 1ull << 20;
-  else if (suffix == "G" || suffix == "GiB") mult = 1ull << 30;
+  if (suffix.empty())
+    mult = 1;
+  else if (suffix == "K" || suffix == "KiB")
+    mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "MiB")
+    mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "GiB")
+    mult = 1ull << 30;
   if (digits == 0 || digits > 12 || mult == 0)
-    throw UsageError(name + " expects a size in bytes, optionally with K, M or G (e.g. 64M), got \"" + s + "\"");
+    throw UsageError(
+        name + " expects a size in bytes, optionally with K, M or G (e.g. 64M), got \"" + s + "\"");
   const uint64_t v = std::stoull(s.substr(0, digits)) * mult;
   if (v < 1024) throw UsageError(name + " must be at least 1024 bytes, got \"" + s + "\"");
   return v;
@@ -57,7 +63,8 @@ extern "C" void on_signal(int sig) {
 }
 
 int run_serve(const Args& args) {
-  if (!args.positional().empty()) throw UsageError("unexpected argument \"" + args.positional()[0] + "\"");
+  if (!args.positional().empty())
+    throw UsageError("unexpected argument \"" + args.positional()[0] + "\"");
   server::ServerOptions o;
   o.model_dir = args.get("--model", default_model_dir());
   o.host = args.get("--host", "127.0.0.1");
@@ -97,9 +104,9 @@ int run_serve(const Args& args) {
     srv.stop();
   });
   std::cout << "zsclip serve: listening on http://" << o.host << ":" << port << std::endl;
-  std::cerr << "zsclip serve: model " << o.model_dir << ", max batch " << o.max_batch << ", max delay "
-            << o.max_delay_ms << " ms, max queue " << o.max_queue << ", max request " << o.max_request_bytes
-            << " bytes" << std::endl;
+  std::cerr << "zsclip serve: model " << o.model_dir << ", max batch " << o.max_batch
+            << ", max delay " << o.max_delay_ms << " ms, max queue " << o.max_queue
+            << ", max request " << o.max_request_bytes << " bytes" << std::endl;
   srv.serve();
   const char zero = 0;
   (void)!write(g_signal_pipe[1], &zero, 1);  // wakes the watcher if no signal came
@@ -111,15 +118,19 @@ int run_serve(const Args& args) {
 ZSCLIP_COMMAND(Command{
     "serve",
     "[--model DIR] [--host ADDR] [--port N] [--max-batch N] [--max-delay-ms T] [--max-queue Q] "
-    "[--max-request-bytes B] [--threads N] [--http-threads N] [--head-cache N] [--max-labels N] [--truncate]",
+    "[--max-request-bytes B] [--threads N] [--http-threads N] [--head-cache N] [--max-labels N] "
+    "[--truncate]",
     "serve the model over HTTP: KServe v2 inference protocol with dynamic batching",
     "Endpoints: GET /v2/health/live, /v2/health/ready, /v2 (server metadata), /v2/models/NAME\n"
     "(model metadata), /v2/models/NAME/ready, /metrics (Prometheus); POST /v2/models/NAME/infer.\n"
     "Models: image_encoder (IMAGE: BYTES encoded files, base64 in JSON, or PIXELS: FP32 [N,3,n,n]\n"
-    "-> IMAGE_EMBEDDING), text_encoder (TEXT -> TEXT_EMBEDDING), zero_shot (IMAGE or PIXELS, LABELS,\n"
-    "optional TEMPLATES -> PROBS, TOP_LABEL). Triton's binary tensor data extension is accepted and,\n"
+    "-> IMAGE_EMBEDDING), text_encoder (TEXT -> TEXT_EMBEDDING), zero_shot (IMAGE or PIXELS, "
+    "LABELS,\n"
+    "optional TEMPLATES -> PROBS, TOP_LABEL). Triton's binary tensor data extension is accepted "
+    "and,\n"
     "when asked for, returned. Concurrent requests are batched up to --max-batch items or\n"
-    "--max-delay-ms; a full queue answers 503, a body over --max-request-bytes 413, a bad request 400\n"
+    "--max-delay-ms; a full queue answers 503, a body over --max-request-bytes 413, a bad request "
+    "400\n"
     "naming the field. --port 0 picks a free port; the bound address is printed on stdout.\n"
     "SIGINT/SIGTERM: stop accepting, answer the requests in flight, exit 0.",
     {model_option(),
@@ -131,9 +142,12 @@ ZSCLIP_COMMAND(Command{
      {"--max-request-bytes", "B", "largest request body, e.g. 64M (default 64M)"},
      threads_option(),
      {"--http-threads", "N", "HTTP worker threads, one per open connection (default 64)"},
-     {"--head-cache", "N", "zero-shot heads (label sets) kept, least recently used evicted (default 64)"},
-     {"--max-labels", "N", "most LABELS in one zero_shot request (default 1000; TEMPLATES: at most 100)"},
-     truncate_option(), device_option()},
+     {"--head-cache", "N",
+      "zero-shot heads (label sets) kept, least recently used evicted (default 64)"},
+     {"--max-labels", "N",
+      "most LABELS in one zero_shot request (default 1000; TEMPLATES: at most 100)"},
+     truncate_option(),
+     device_option()},
     run_serve});
 
 }  // namespace

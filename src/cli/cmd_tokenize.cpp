@@ -32,7 +32,8 @@ int run_tokenize(const Args& args) {
   const bool bpe_only = args.has("--bpe-only");
 
   std::vector<std::string> texts = args.positional();
-  if (texts.empty()) throw UsageError("no TEXT given (use - to read JSON strings from standard input)");
+  if (texts.empty())
+    throw UsageError("no TEXT given (use - to read JSON strings from standard input)");
   if (texts.size() == 1 && texts[0] == "-") {
     texts.clear();
     std::istringstream in(io::read_stream(STDIN_FILENO, "standard input",
@@ -45,19 +46,21 @@ int run_tokenize(const Args& args) {
         if (!j.is_string()) throw Error(ErrorCode::kInvalidArgument, "");
         texts.push_back(j.get<std::string>());
       } catch (const std::exception&) {
-        throw Error(ErrorCode::kInvalidArgument,
-                    "standard input line " + std::to_string(n) + ": expected one JSON string per line");
+        throw Error(ErrorCode::kInvalidArgument, "standard input line " + std::to_string(n) +
+                                                     ": expected one JSON string per line");
       }
     }
   }
   int status = 0;
   for (const auto& text : texts) {
     try {
-      std::vector<int32_t> ids = bpe_only ? tok.encode(text) : tok.encode_with_specials(text, context, truncate);
+      std::vector<int32_t> ids =
+          bpe_only ? tok.encode(text) : tok.encode_with_specials(text, context, truncate);
       std::cout << nlohmann::json(ids).dump() << "\n";
     } catch (const Error& e) {
       std::cout.flush();
-      std::cerr << "zsclip tokenize: error [" << error_code_name(e.code()) << "]: " << e.what() << "\n";
+      std::cerr << "zsclip tokenize: error [" << error_code_name(e.code()) << "]: " << e.what()
+                << "\n";
       status = 1;
     }
   }

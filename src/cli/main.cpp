@@ -82,8 +82,7 @@ Args parse_args(const Command& command, int argc, char** argv) {
       if (i + 1 >= argc) throw UsageError(a + " needs a value (" + spec->value_name + ")");
       value = argv[++i];
     }
-    if (!spec->repeatable && args.values_.count(a))
-      throw UsageError(a + " given twice");
+    if (!spec->repeatable && args.values_.count(a)) throw UsageError(a + " given twice");
     args.values_[a].push_back(value);
   }
   return args;
@@ -121,7 +120,8 @@ std::vector<std::string> split_list(const std::string& s) {
   size_t start = 0;
   for (;;) {
     size_t comma = s.find(',', start);
-    std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string item =
+        s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     size_t b = item.find_first_not_of(" \t"), e = item.find_last_not_of(" \t");
     out.push_back(b == std::string::npos ? "" : item.substr(b, e - b + 1));
     if (comma == std::string::npos) break;
@@ -131,14 +131,16 @@ std::vector<std::string> split_list(const std::string& s) {
 }
 
 OptionSpec model_option() {
-  return {"--model", "DIR", "exported model directory (default: $ZSCLIP_MODEL or the shipped models/shapes)"};
+  return {"--model", "DIR",
+          "exported model directory (default: $ZSCLIP_MODEL or the shipped models/shapes)"};
 }
 OptionSpec threads_option() {
   return {"--threads", "N", "cores inference may use (default: the cores this process may use)"};
 }
 OptionSpec device_option() { return {"--device", "DEV", "cpu (default), cuda or cuda:N"}; }
 OptionSpec verify_option() {
-  return {"--no-verify", "", "skip checking the model files against the sizes/hashes in config.json"};
+  return {"--no-verify", "",
+          "skip checking the model files against the sizes/hashes in config.json"};
 }
 OptionSpec truncate_option() {
   return {"--truncate", "",
@@ -161,11 +163,14 @@ void print_command_help(const Command& c, std::ostream& os) {
 
 void print_help(std::ostream& os) {
   os << "zsclip " << version()
-     << " — CLIP zero-shot image classification\n\nusage: zsclip SUBCOMMAND [OPTIONS]\n\nsubcommands:\n";
+     << " — CLIP zero-shot image classification\n\nusage: zsclip SUBCOMMAND "
+        "[OPTIONS]\n\nsubcommands:\n";
   auto cmds = registry();
-  std::sort(cmds.begin(), cmds.end(), [](const Command& a, const Command& b) { return a.name < b.name; });
+  std::sort(cmds.begin(), cmds.end(),
+            [](const Command& a, const Command& b) { return a.name < b.name; });
   for (const auto& c : cmds)
-    os << "  " << c.name << std::string(c.name.size() < 12 ? 12 - c.name.size() : 1, ' ') << c.summary << "\n";
+    os << "  " << c.name << std::string(c.name.size() < 12 ? 12 - c.name.size() : 1, ' ')
+       << c.summary << "\n";
   os << "\n`zsclip SUBCOMMAND --help` describes each subcommand's options.\n"
         "Exit status: 0 success, 1 an error (or an image that failed, or output that could not be\n"
         "written), 2 a usage error.\n";
@@ -203,7 +208,8 @@ int run_main(int argc, char** argv) {
   }
   const std::string name = argv[1];
   const auto& cmds = registry();
-  auto it = std::find_if(cmds.begin(), cmds.end(), [&](const Command& c) { return c.name == name; });
+  auto it =
+      std::find_if(cmds.begin(), cmds.end(), [&](const Command& c) { return c.name == name; });
   if (it == cmds.end()) {
     std::cerr << "zsclip: unknown subcommand '" << name << "' (see zsclip --help)\n";
     return 2;
@@ -220,8 +226,8 @@ int run_main(int argc, char** argv) {
     Args args = parse_args(*it, argc - 2, argv + 2);
     return it->run(args);
   } catch (const UsageError& e) {
-    std::cerr << "zsclip " << name << ": " << e.what() << "\nusage: zsclip " << name << " " << it->usage
-              << "\n(see zsclip " << name << " --help)\n";
+    std::cerr << "zsclip " << name << ": " << e.what() << "\nusage: zsclip " << name << " "
+              << it->usage << "\n(see zsclip " << name << " --help)\n";
     return 2;
   } catch (const zsclip::Error& e) {
     std::cerr << "zsclip " << name << ": error [" << zsclip::error_code_name(e.code())

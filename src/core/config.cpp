@@ -15,7 +15,8 @@ using json = nlohmann::json;
 
 constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;  // a config.json is a few kB
 
-[[noreturn]] void fail(const std::string& origin, const std::string& field, const std::string& what) {
+[[noreturn]] void fail(const std::string& origin, const std::string& field,
+                       const std::string& what) {
   throw Error(ErrorCode::kInvalidConfig, origin + ": field '" + field + "' " + what);
 }
 
@@ -28,21 +29,23 @@ const json& member(const json& obj, const std::string& origin, const std::string
 
 std::string type_name(const json& v) { return v.type_name(); }
 
-int64_t get_int(const json& obj, const std::string& origin, const std::string& path, const char* key,
-                int64_t min_value) {
+int64_t get_int(const json& obj, const std::string& origin, const std::string& path,
+                const char* key, int64_t min_value) {
   const json& v = member(obj, origin, path, key);
   if (!v.is_number_integer())
     fail(origin, path + key, "must be an integer, got " + type_name(v) + " " + v.dump());
   int64_t x = v.get<int64_t>();
   if (x < min_value)
-    fail(origin, path + key, "must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
+    fail(origin, path + key,
+         "must be >= " + std::to_string(min_value) + ", got " + std::to_string(x));
   return x;
 }
 
 std::string get_string(const json& obj, const std::string& origin, const std::string& path,
                        const char* key) {
   const json& v = member(obj, origin, path, key);
-  if (!v.is_string()) fail(origin, path + key, "must be a string, got " + type_name(v) + " " + v.dump());
+  if (!v.is_string())
+    fail(origin, path + key, "must be a string, got " + type_name(v) + " " + v.dump());
   return v.get<std::string>();
 }
 
@@ -69,24 +72,27 @@ std::array<float, 3> get_triple(const json& obj, const std::string& origin, cons
     if (!v[i].is_number()) fail(origin, path + key, "must hold numbers, got " + v.dump());
     double x = v[i].get<double>();
     if (!std::isfinite(x) || (positive && x <= 0))
-      fail(origin, path + key, std::string("must hold finite") + (positive ? " positive" : "") +
-                                   " numbers, got " + v.dump());
+      fail(origin, path + key,
+           std::string("must hold finite") + (positive ? " positive" : "") + " numbers, got " +
+               v.dump());
     out[i] = static_cast<float>(x);
   }
   return out;
 }
 
-bool get_bool_or(const json& obj, const std::string& origin, const std::string& path, const char* key,
-                bool fallback) {
+bool get_bool_or(const json& obj, const std::string& origin, const std::string& path,
+                 const char* key, bool fallback) {
   if (!obj.contains(key)) return fallback;
   const json& v = obj.at(key);
   if (!v.is_boolean()) fail(origin, path + key, "must be true or false, got " + v.dump());
   return v.get<bool>();
 }
 
-double get_number(const json& obj, const std::string& origin, const std::string& path, const char* key) {
+double get_number(const json& obj, const std::string& origin, const std::string& path,
+                  const char* key) {
   const json& v = member(obj, origin, path, key);
-  if (!v.is_number()) fail(origin, path + key, "must be a number, got " + type_name(v) + " " + v.dump());
+  if (!v.is_number())
+    fail(origin, path + key, "must be a number, got " + type_name(v) + " " + v.dump());
   const double x = v.get<double>();
   if (!std::isfinite(x)) fail(origin, path + key, "must be finite, got " + v.dump());
   return x;
@@ -130,7 +136,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   } catch (const json::exception& e) {  // parse_error, and out_of_range for number overflow
     throw Error(ErrorCode::kInvalidConfig, origin + ": not valid JSON (" + e.what() + ")");
   }
-  if (!j.is_object()) throw Error(ErrorCode::kInvalidConfig, origin + ": top level must be a JSON object");
+  if (!j.is_object())
+    throw Error(ErrorCode::kInvalidConfig, origin + ": top level must be a JSON object");
 
   ModelConfig c;
   c.format_version = static_cast<int>(get_int(j, origin, "", "format_version", 1));
@@ -156,9 +163,9 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.vision.layers = get_int(v, origin, "vision.", "layers", 1);
   c.vision.heads = get_int(v, origin, "vision.", "heads", 1);
   if (c.vision.image_size % c.vision.patch_size != 0)
-    fail(origin, "vision.patch_size", "must divide vision.image_size (" +
-                                          std::to_string(c.vision.image_size) + "), got " +
-                                          std::to_string(c.vision.patch_size));
+    fail(origin, "vision.patch_size",
+         "must divide vision.image_size (" + std::to_string(c.vision.image_size) + "), got " +
+             std::to_string(c.vision.patch_size));
   if (c.vision.width % c.vision.heads != 0)
     fail(origin, "vision.heads", "must divide vision.width");
 
@@ -171,32 +178,36 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   if (c.text.width % c.text.heads != 0) fail(origin, "text.heads", "must divide text.width");
   c.text.causal_mask = get_bool_or(t, origin, "text.", "causal_mask", true);
   c.text.pool = get_enum<TextPool>(t, origin, "text.", "pool",
-                                   {{"argmax", TextPool::kArgmax}, {"first", TextPool::kFirst},
-                                    {"last", TextPool::kLast}, {"eos", TextPool::kEos}},
+                                   {{"argmax", TextPool::kArgmax},
+                                    {"first", TextPool::kFirst},
+                                    {"last", TextPool::kLast},
+                                    {"eos", TextPool::kEos}},
                                    TextPool::kArgmax);
   if (c.text.pool == TextPool::kEos) {
     c.text.eos_id = get_int(t, origin, "text.", "eos_id", 0);
     if (c.text.eos_id >= c.text.vocab_size)
-      fail(origin, "text.eos_id", "(" + std::to_string(c.text.eos_id) + ") is outside the vocabulary (" +
-                                      std::to_string(c.text.vocab_size) + ")");
+      fail(origin, "text.eos_id",
+           "(" + std::to_string(c.text.eos_id) + ") is outside the vocabulary (" +
+               std::to_string(c.text.vocab_size) + ")");
   }
 
   const json& p = get_object(j, origin, "", "preprocess");
   c.preprocess.image_size = static_cast<int>(get_int(p, origin, "preprocess.", "image_size", 1));
   if (c.preprocess.image_size > 8192)
-    fail(origin, "preprocess.image_size", "is implausibly large: " + std::to_string(c.preprocess.image_size));
+    fail(origin, "preprocess.image_size",
+         "is implausibly large: " + std::to_string(c.preprocess.image_size));
   c.preprocess.mean = get_triple(p, origin, "preprocess.", "mean", false);
   c.preprocess.std = get_triple(p, origin, "preprocess.", "std", true);
-  c.preprocess.interpolation = get_enum<Interpolation>(
-      p, origin, "preprocess.", "interpolation",
-      {{"bicubic", Interpolation::kBicubic}, {"bilinear", Interpolation::kBilinear},
-       {"nearest", Interpolation::kNearest}},
-      Interpolation::kBicubic);
-  c.preprocess.resize = get_enum<ResizeRule>(
-      p, origin, "preprocess.", "resize",
-      {{"shorter_side", ResizeRule::kShorterSide}, {"stretch", ResizeRule::kStretch},
-       {"longer_side", ResizeRule::kLongerSide}},
-      ResizeRule::kShorterSide);
+  c.preprocess.interpolation = get_enum<Interpolation>(p, origin, "preprocess.", "interpolation",
+                                                       {{"bicubic", Interpolation::kBicubic},
+                                                        {"bilinear", Interpolation::kBilinear},
+                                                        {"nearest", Interpolation::kNearest}},
+                                                       Interpolation::kBicubic);
+  c.preprocess.resize = get_enum<ResizeRule>(p, origin, "preprocess.", "resize",
+                                             {{"shorter_side", ResizeRule::kShorterSide},
+                                              {"stretch", ResizeRule::kStretch},
+                                              {"longer_side", ResizeRule::kLongerSide}},
+                                             ResizeRule::kShorterSide);
   c.preprocess.crop = get_enum<CropRule>(p, origin, "preprocess.", "crop",
                                          {{"center", CropRule::kCenter}, {"none", CropRule::kNone}},
                                          CropRule::kCenter);
@@ -204,7 +215,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
     fail(origin, "preprocess.crop", "'none' needs resize 'stretch' (the output must be square)");
   if (p.contains("fill")) {
     const int64_t fill = get_int(p, origin, "preprocess.", "fill", 0);
-    if (fill > 255) fail(origin, "preprocess.fill", "must be in 0..255, got " + std::to_string(fill));
+    if (fill > 255)
+      fail(origin, "preprocess.fill", "must be in 0..255, got " + std::to_string(fill));
     c.preprocess.fill = static_cast<int>(fill);
   }
   if (c.preprocess.image_size != c.vision.image_size)
@@ -216,7 +228,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.tokenizer.type = get_string_or(tok, origin, "tokenizer.", "type", "clip_bpe");
   check_choice(origin, "tokenizer.type", c.tokenizer.type, {"clip_bpe"});
   c.tokenizer.format = get_enum<TokenizerFormat>(
-      tok, origin, "tokenizer.", "format", {{"openai", TokenizerFormat::kOpenAI}, {"hf", TokenizerFormat::kHF}},
+      tok, origin, "tokenizer.", "format",
+      {{"openai", TokenizerFormat::kOpenAI}, {"hf", TokenizerFormat::kHF}},
       TokenizerFormat::kOpenAI);
   c.tokenizer.vocab_file = get_string(tok, origin, "tokenizer.", "vocab_file");
   check_file_name(origin, "tokenizer.vocab_file", c.tokenizer.vocab_file);
@@ -226,19 +239,22 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   } else if (tok.contains("merges_file")) {
     fail(origin, "tokenizer.merges_file", "is only used with tokenizer.format \"hf\"");
   }
-  c.tokenizer.sot_token = get_string_or(tok, origin, "tokenizer.", "sot_token", c.tokenizer.sot_token);
-  c.tokenizer.eot_token = get_string_or(tok, origin, "tokenizer.", "eot_token", c.tokenizer.eot_token);
+  c.tokenizer.sot_token =
+      get_string_or(tok, origin, "tokenizer.", "sot_token", c.tokenizer.sot_token);
+  c.tokenizer.eot_token =
+      get_string_or(tok, origin, "tokenizer.", "eot_token", c.tokenizer.eot_token);
   for (const auto* special : {&c.tokenizer.sot_token, &c.tokenizer.eot_token})
-    if (special->size() < 2 || special->size() > 64 || (*special)[0] != '<' || special->back() != '>' ||
-        special->find_first_of(" \t\r\n") != std::string::npos)
-      fail(origin, special == &c.tokenizer.sot_token ? "tokenizer.sot_token" : "tokenizer.eot_token",
+    if (special->size() < 2 || special->size() > 64 || (*special)[0] != '<' ||
+        special->back() != '>' || special->find_first_of(" \t\r\n") != std::string::npos)
+      fail(origin,
+           special == &c.tokenizer.sot_token ? "tokenizer.sot_token" : "tokenizer.eot_token",
            "must look like <...> without spaces (2-64 bytes), got \"" + *special + "\"");
   if (c.tokenizer.sot_token == c.tokenizer.eot_token)
     fail(origin, "tokenizer.eot_token", "must differ from tokenizer.sot_token");
   if (tok.contains("context_length") &&
       get_int(tok, origin, "tokenizer.", "context_length", 2) != c.text.context_length)
-    fail(origin, "tokenizer.context_length", "disagrees with text.context_length (" +
-                                                 std::to_string(c.text.context_length) + ")");
+    fail(origin, "tokenizer.context_length",
+         "disagrees with text.context_length (" + std::to_string(c.text.context_length) + ")");
   if (get_string_or(tok, origin, "tokenizer.", "truncate_end", "eot") != "eot")
     fail(origin, "tokenizer.truncate_end",
          "has unknown value \"" + tok.at("truncate_end").get<std::string>() +
@@ -247,7 +263,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   if (c.tokenizer.num_merges + 514 != c.text.vocab_size)
     fail(origin, "tokenizer.num_merges",
          "(" + std::to_string(c.tokenizer.num_merges) + ") disagrees with text.vocab_size (" +
-             std::to_string(c.text.vocab_size) + " = 512 byte symbols + merges + 2 special tokens)");
+             std::to_string(c.text.vocab_size) +
+             " = 512 byte symbols + merges + 2 special tokens)");
 
   c.activation = get_string_or(j, origin, "", "activation", "quick_gelu");
   check_choice(origin, "activation", c.activation, {"quick_gelu", "gelu"});
@@ -283,7 +300,8 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.projection_file = get_string(f, origin, "files.", "projection");
   check_file_name(origin, "files.image_encoder", c.image_encoder_file);
   check_file_name(origin, "files.projection", c.projection_file);
-  if (!c.text_encoder_file.empty()) check_file_name(origin, "files.text_encoder", c.text_encoder_file);
+  if (!c.text_encoder_file.empty())
+    check_file_name(origin, "files.text_encoder", c.text_encoder_file);
   return c;
 }
 
@@ -296,7 +314,8 @@ ModelConfig ModelConfig::load(const std::string& model_dir) {
     throw Error(ErrorCode::kInvalidArgument, "model path " + model_dir + " is not a directory");
   std::string path = (fs::path(model_dir) / "config.json").string();
   if (!fs::exists(path, ec))
-    throw Error(ErrorCode::kNotFound, path + ": missing (every model directory needs a config.json)");
+    throw Error(ErrorCode::kNotFound,
+                path + ": missing (every model directory needs a config.json)");
   ModelConfig c =
       parse(io::read_file(path, "config file", {kMaxConfigBytes, ErrorCode::kInvalidConfig}), path);
   c.directory = model_dir;

@@ -28,21 +28,25 @@ std::string hex64(uint64_t v) {
 }
 
 // Checks one file; returns "" when it matches, else the message (and its code).
-std::string check_file(const std::string& path, const FileCheck& want, const std::string& cfg, ErrorCode* code) {
-  const std::string hint = " (changed after export? re-export it, or load with --no-verify / "
-                           "ModelOptions::verify_files = false if you edit exports on purpose)";
+std::string check_file(const std::string& path, const FileCheck& want, const std::string& cfg,
+                       ErrorCode* code) {
+  const std::string hint =
+      " (changed after export? re-export it, or load with --no-verify / "
+      "ModelOptions::verify_files = false if you edit exports on purpose)";
   *code = ErrorCode::kInvalidModel;
   uint64_t size = 0;
   io::Fd fd;
   try {
-    fd = io::open_regular_file(path, "model file", {uint64_t{1} << 40, ErrorCode::kInvalidModel}, &size);
+    fd = io::open_regular_file(path, "model file", {uint64_t{1} << 40, ErrorCode::kInvalidModel},
+                               &size);
   } catch (const Error&) {
     // Missing, unreadable or not a regular file: the loader reports it, naming the config field
     // (files.image_encoder, tokenizer.vocab_file, ...). Only what would be loaded is compared.
     return "";
   }
   if (size != static_cast<uint64_t>(want.bytes))
-    return path + ": " + std::to_string(size) + " bytes, but " + cfg + " records " + std::to_string(want.bytes) + hint;
+    return path + ": " + std::to_string(size) + " bytes, but " + cfg + " records " +
+           std::to_string(want.bytes) + hint;
   uint64_t got = XXH3_64bits(nullptr, 0);
   if (size > 0) {
     void* data = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
@@ -56,8 +60,8 @@ std::string check_file(const std::string& path, const FileCheck& want, const std
     ::munmap(data, static_cast<size_t>(size));
   }
   if (got != want.xxh3_64)
-    return path + ": content hash xxh3_64 " + hex64(got) + " differs from " + hex64(want.xxh3_64) + " recorded in " +
-           cfg + hint;
+    return path + ": content hash xxh3_64 " + hex64(got) + " differs from " + hex64(want.xxh3_64) +
+           " recorded in " + cfg + hint;
   return "";
 }
 
@@ -69,7 +73,8 @@ void ModelConfig::verify_files(bool text_files) const {
   // most of the bytes, and one core hashes at about memory speed.
   std::vector<std::pair<std::string, const FileCheck*>> todo;
   for (const auto& [name, want] : file_checks)
-    if (text_files || (name != text_encoder_file && name != tokenizer.vocab_file && name != tokenizer.merges_file))
+    if (text_files || (name != text_encoder_file && name != tokenizer.vocab_file &&
+                       name != tokenizer.merges_file))
       todo.emplace_back(name, &want);
   const std::string cfg = path_of("config.json");
   std::vector<std::string> errors(todo.size());

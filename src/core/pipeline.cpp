@@ -40,15 +40,17 @@ void check_classifier_options(const ClassifierOptions& o) {
       {"batch_size", o.batch_size}, {"top_k", o.top_k}, {"queue_batches", o.queue_batches}};
   for (const auto& [name, value] : at_least_one)
     if (value < 1)
-      throw Error(ErrorCode::kInvalidArgument,
-                  std::string("ClassifierOptions.") + name + " must be >= 1, got " + std::to_string(value));
+      throw Error(ErrorCode::kInvalidArgument, std::string("ClassifierOptions.") + name +
+                                                   " must be >= 1, got " + std::to_string(value));
   if (o.preprocess_threads < 0)
     throw Error(ErrorCode::kInvalidArgument,
-                "ClassifierOptions.preprocess_threads must be >= 0, got " + std::to_string(o.preprocess_threads));
+                "ClassifierOptions.preprocess_threads must be >= 0, got " +
+                    std::to_string(o.preprocess_threads));
 }
 
 ZeroShotPipeline::ZeroShotPipeline(std::shared_ptr<const ImageEncoder> encoder, ZeroShotHead head,
-                                   ClassifierOptions options, std::shared_ptr<const TextEncoder> text_encoder)
+                                   ClassifierOptions options,
+                                   std::shared_ptr<const TextEncoder> text_encoder)
     : encoder_(require_encoder(std::move(encoder))),
       text_encoder_(std::move(text_encoder)),
       head_(std::move(head)),
@@ -60,8 +62,9 @@ ZeroShotPipeline::ZeroShotPipeline(std::shared_ptr<const ImageEncoder> encoder, 
   head_.check_compatible(*encoder_, "zero-shot head");
   if (text_encoder_ && text_encoder_->embed_dim() != encoder_->embed_dim())
     throw Error(ErrorCode::kInvalidArgument, "classifier: the text encoder's embed_dim " +
-                                                 std::to_string(text_encoder_->embed_dim()) + " differs from " +
-                                                 encoder_->describe() + "'s " + std::to_string(encoder_->embed_dim()));
+                                                 std::to_string(text_encoder_->embed_dim()) +
+                                                 " differs from " + encoder_->describe() + "'s " +
+                                                 std::to_string(encoder_->embed_dim()));
 }
 
 // ---- single images ----
@@ -76,7 +79,8 @@ Classification ZeroShotPipeline::classify_file(const std::string& path) const {
   return from_pixels(preprocessor_.from_file(path).ptr(), path);
 }
 
-Classification ZeroShotPipeline::classify_buffer(const void* data, size_t size, const std::string& name) const {
+Classification ZeroShotPipeline::classify_buffer(const void* data, size_t size,
+                                                 const std::string& name) const {
   return from_pixels(preprocessor_.from_buffer(data, size, name).ptr(), name);
 }
 
@@ -84,7 +88,8 @@ Classification ZeroShotPipeline::classify_mat(const cv::Mat& image, const std::s
   return from_pixels(preprocessor_.from_mat(image).ptr(), name);
 }
 
-Classification ZeroShotPipeline::classify_image(const Image8& image, const std::string& name) const {
+Classification ZeroShotPipeline::classify_image(const Image8& image,
+                                                const std::string& name) const {
   return from_pixels(preprocessor_.from_image(image).ptr(), name);
 }
 
@@ -102,7 +107,8 @@ std::vector<float> ZeroShotPipeline::embed_file(const std::string& path) const {
   return embed_pixels(preprocessor_.from_file(path).ptr());
 }
 
-std::vector<float> ZeroShotPipeline::embed_buffer(const void* data, size_t size, const std::string& name) const {
+std::vector<float> ZeroShotPipeline::embed_buffer(const void* data, size_t size,
+                                                  const std::string& name) const {
   return embed_pixels(preprocessor_.from_buffer(data, size, name).ptr());
 }
 
@@ -155,13 +161,15 @@ void ZeroShotPipeline::run_batches(
     raw->task = pool.submit([this, raw, &item, &name] {
       raw->status = preprocessor_.batch_into(
           raw->size, [&](size_t i, float* out) { item(raw->begin + i, out); },
-          [&](size_t i) { return name(raw->begin + i); }, raw->pixels.data(), options_.preprocess_threads);
+          [&](size_t i) { return name(raw->begin + i); }, raw->pixels.data(),
+          options_.preprocess_threads);
     });
   };
 
   // Batch k+1.. preprocess on the workers while the encoder runs on batch k.
   while (next < count || !pending.empty()) {
-    while (next < count && pending.size() < static_cast<size_t>(options_.queue_batches) + 1) launch();
+    while (next < count && pending.size() < static_cast<size_t>(options_.queue_batches) + 1)
+      launch();
     Batch& b = *pending.front();
     pool.wait(b.task);
     // Encode only the images that preprocessed; compact them so a bad one costs nothing.
@@ -184,7 +192,8 @@ void ZeroShotPipeline::run_batches(
   }
 }
 
-std::vector<Classification> ZeroShotPipeline::classify_items(size_t count, const ItemFn& item, const NameFn& name,
+std::vector<Classification> ZeroShotPipeline::classify_items(size_t count, const ItemFn& item,
+                                                             const NameFn& name,
                                                              const ReadyFn& on_ready) const {
   std::vector<Classification> results(count);
   std::vector<char> done(count, 0);
@@ -202,7 +211,8 @@ std::vector<Classification> ZeroShotPipeline::classify_items(size_t count, const
         done[i] = 1;
       },
       [&](const std::vector<size_t>& index, FloatTensor& features) {
-        std::vector<Prediction> preds = head_.classify(features, options_.top_k);  // one pass over the classes
+        std::vector<Prediction> preds =
+            head_.classify(features, options_.top_k);  // one pass over the classes
         for (size_t j = 0; j < index.size(); ++j) {
           results[index[j]] = to_classification(std::move(preds[j]), name(index[j]));
           done[index[j]] = 1;
@@ -213,10 +223,12 @@ std::vector<Classification> ZeroShotPipeline::classify_items(size_t count, const
   return results;
 }
 
-FloatTensor ZeroShotPipeline::embed_items(size_t count, const ItemFn& item, const NameFn& name) const {
+FloatTensor ZeroShotPipeline::embed_items(size_t count, const ItemFn& item,
+                                          const NameFn& name) const {
   FloatTensor out({static_cast<int64_t>(count), encoder_->embed_dim()});
   run_batches(
-      count, item, name, [](size_t, const Preprocessor::ItemStatus& s) { throw Error(s.code, s.error); },
+      count, item, name,
+      [](size_t, const Preprocessor::ItemStatus& s) { throw Error(s.code, s.error); },
       [&](const std::vector<size_t>& index, FloatTensor& features) {
         normalize_rows(features);
         for (size_t j = 0; j < index.size(); ++j)
@@ -226,7 +238,8 @@ FloatTensor ZeroShotPipeline::embed_items(size_t count, const ItemFn& item, cons
   return out;
 }
 
-std::vector<Classification> ZeroShotPipeline::classify_files(const std::vector<std::string>& paths) const {
+std::vector<Classification> ZeroShotPipeline::classify_files(
+    const std::vector<std::string>& paths) const {
   return classify_files(paths, nullptr);
 }
 
@@ -239,7 +252,8 @@ std::vector<Classification> ZeroShotPipeline::classify_files(const std::vector<s
 
 std::vector<Classification> ZeroShotPipeline::classify(const std::vector<ImageView>& images) const {
   return classify_items(
-      images.size(), [&](size_t i, float* out) { preprocessor_.from_view_into(images[i], out); }, item_name);
+      images.size(), [&](size_t i, float* out) { preprocessor_.from_view_into(images[i], out); },
+      item_name);
 }
 
 FloatTensor ZeroShotPipeline::embed_files(const std::vector<std::string>& paths) const {
@@ -250,7 +264,8 @@ FloatTensor ZeroShotPipeline::embed_files(const std::vector<std::string>& paths)
 
 FloatTensor ZeroShotPipeline::embed(const std::vector<ImageView>& images) const {
   return embed_items(
-      images.size(), [&](size_t i, float* out) { preprocessor_.from_view_into(images[i], out); }, item_name);
+      images.size(), [&](size_t i, float* out) { preprocessor_.from_view_into(images[i], out); },
+      item_name);
 }
 
 std::vector<Classification> ZeroShotPipeline::classify_pixels(const FloatTensor& pixels) const {
@@ -266,8 +281,9 @@ std::vector<Classification> ZeroShotPipeline::classify_pixels(const FloatTensor&
 
 const TextEncoder& ZeroShotPipeline::require_text_encoder() const {
   if (!text_encoder_)
-    throw Error(ErrorCode::kInvalidArgument,
-                "classifier: no text encoder (made from a saved head, or without load_text_encoder)");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "classifier: no text encoder (made from a saved head, or without load_text_encoder)");
   return *text_encoder_;
 }
 
@@ -284,15 +300,18 @@ float ZeroShotPipeline::image_similarity(const ImageView& a, const ImageView& b)
   return cosine_similarity(embed(a), embed(b));
 }
 
-float ZeroShotPipeline::image_similarity(const std::string& path_a, const std::string& path_b) const {
+float ZeroShotPipeline::image_similarity(const std::string& path_a,
+                                         const std::string& path_b) const {
   return cosine_similarity(embed_file(path_a), embed_file(path_b));
 }
 
-float ZeroShotPipeline::text_image_similarity(const std::string& text, const ImageView& image) const {
+float ZeroShotPipeline::text_image_similarity(const std::string& text,
+                                              const ImageView& image) const {
   return cosine_similarity(embed_text(text), embed(image));
 }
 
-float ZeroShotPipeline::text_image_similarity(const std::string& text, const std::string& image_path) const {
+float ZeroShotPipeline::text_image_similarity(const std::string& text,
+                                              const std::string& image_path) const {
   return cosine_similarity(embed_text(text), embed_file(image_path));
 }
 

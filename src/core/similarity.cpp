@@ -22,7 +22,8 @@ void scale_to_unit(float* v, int64_t d) {
 
 void require_2d(const FloatTensor& x, const char* what) {
   if (x.dim() != 2)
-    throw Error(ErrorCode::kInvalidArgument, std::string(what) + ": expected a 2-D [N, D] tensor, got " +
+    throw Error(ErrorCode::kInvalidArgument, std::string(what) +
+                                                 ": expected a 2-D [N, D] tensor, got " +
                                                  std::to_string(x.dim()) + " dimensions");
 }
 
@@ -48,7 +49,8 @@ float cosine_similarity(const float* a, const float* b, int64_t d) {
 
 float cosine_similarity(const std::vector<float>& a, const std::vector<float>& b) {
   if (a.size() != b.size())
-    throw Error(ErrorCode::kInvalidArgument, "cosine_similarity: sizes " + std::to_string(a.size()) + " and " +
+    throw Error(ErrorCode::kInvalidArgument, "cosine_similarity: sizes " +
+                                                 std::to_string(a.size()) + " and " +
                                                  std::to_string(b.size()) + " differ");
   return cosine_similarity(a.data(), b.data(), static_cast<int64_t>(a.size()));
 }
@@ -57,11 +59,13 @@ FloatTensor cosine_similarity(const FloatTensor& a, const FloatTensor& b) {
   require_2d(a, "cosine_similarity");
   require_2d(b, "cosine_similarity");
   if (a.size(1) != b.size(1))
-    throw Error(ErrorCode::kInvalidArgument, "cosine_similarity: widths " + std::to_string(a.size(1)) + " and " +
+    throw Error(ErrorCode::kInvalidArgument, "cosine_similarity: widths " +
+                                                 std::to_string(a.size(1)) + " and " +
                                                  std::to_string(b.size(1)) + " differ");
   FloatTensor out({a.size(0), b.size(0)});
   for (int64_t i = 0; i < a.size(0); ++i)
-    for (int64_t j = 0; j < b.size(0); ++j) out.at(i, j) = cosine_similarity(a.row(i), b.row(j), a.size(1));
+    for (int64_t j = 0; j < b.size(0); ++j)
+      out.at(i, j) = cosine_similarity(a.row(i), b.row(j), a.size(1));
   return out;
 }
 

@@ -52,7 +52,8 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
   validate_labels(labels, "zero-shot head");
   validate_templates(templates, "zero-shot head");
   const int batch_size = options.batch_size;
-  if (batch_size < 1) throw Error(ErrorCode::kInvalidArgument, "zero-shot head: batch_size must be >= 1");
+  if (batch_size < 1)
+    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: batch_size must be >= 1");
   const int64_t d = encoder.embed_dim(), t = static_cast<int64_t>(templates.size());
   const int64_t context = encoder.context_length();
   if (!options.truncate) {  // a prompt too long fails before any is embedded, not minutes later
@@ -73,7 +74,8 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
     ids.data.resize(static_cast<size_t>(pending * context));
     FloatTensor feats = encoder.encode_texts(ids);
     if (feats.dim() != 2 || feats.size(0) != pending || feats.size(1) != d)
-      throw Error(ErrorCode::kInternal, "zero-shot head: the text encoder returned features of the wrong shape");
+      throw Error(ErrorCode::kInternal,
+                  "zero-shot head: the text encoder returned features of the wrong shape");
     for (int64_t i = 0; i < pending; ++i) {
       const float* f = feats.row(i);
       double norm = 0;
@@ -95,8 +97,9 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
       if (++pending >= rows) flush();
     }
   flush();
-  ZeroShotHead head = from_weights(labels, std::move(weights), encoder.logit_scale_exp(), encoder.fingerprint(),
-                                   templates, encoder.scoring(), encoder.logit_bias());
+  ZeroShotHead head =
+      from_weights(labels, std::move(weights), encoder.logit_scale_exp(), encoder.fingerprint(),
+                   templates, encoder.scoring(), encoder.logit_bias());
   head.truncated_prompts_ = truncated;
   return head;
 }
@@ -115,10 +118,10 @@ void ZeroShotHead::check_compatible(const ImageEncoder& encoder, const std::stri
                                               " does not match " + encoder.describe() + " (" +
                                               std::to_string(encoder.embed_dim()) + ")");
   if (fingerprint_ != encoder.fingerprint())
-    throw Error(ErrorCode::kInvalidModel,
-                origin + ": built for the model with fingerprint \"" + fingerprint_ + "\", not for " +
-                    encoder.describe() + " (fingerprint \"" + encoder.fingerprint() +
-                    "\"); rebuild the head with `zsclip head`");
+    throw Error(ErrorCode::kInvalidModel, origin + ": built for the model with fingerprint \"" +
+                                              fingerprint_ + "\", not for " + encoder.describe() +
+                                              " (fingerprint \"" + encoder.fingerprint() +
+                                              "\"); rebuild the head with `zsclip head`");
 }
 
 }  // namespace zsclip

@@ -100,9 +100,9 @@ void validate_templates(const std::vector<std::string>& templates, const std::st
   for (size_t i = 0; i < templates.size(); ++i) {
     utf8::check(templates[i], origin + ": template " + std::to_string(i + 1));
     if (templates[i].find("{}") == std::string::npos)
-      throw Error(ErrorCode::kInvalidArgument,
-                  origin + ": template " + std::to_string(i + 1) + " \"" + shorten(templates[i]) +
-                      "\" has no \"{}\" for the class name");
+      throw Error(ErrorCode::kInvalidArgument, origin + ": template " + std::to_string(i + 1) +
+                                                   " \"" + shorten(templates[i]) +
+                                                   "\" has no \"{}\" for the class name");
   }
 }
 
@@ -112,10 +112,11 @@ void validate_labels(const std::vector<std::string>& labels, const std::string& 
   for (size_t i = 0; i < labels.size(); ++i) {
     utf8::check(labels[i], origin + ": label " + std::to_string(i + 1));
     if (labels[i].find_first_not_of(" \t\r\n") == std::string::npos)
-      throw Error(ErrorCode::kInvalidArgument, origin + ": label " + std::to_string(i + 1) + " is empty");
-    if (!seen.insert(labels[i]).second)
       throw Error(ErrorCode::kInvalidArgument,
-                  origin + ": label \"" + shorten(labels[i]) + "\" appears twice (labels must be unique)");
+                  origin + ": label " + std::to_string(i + 1) + " is empty");
+    if (!seen.insert(labels[i]).second)
+      throw Error(ErrorCode::kInvalidArgument, origin + ": label \"" + shorten(labels[i]) +
+                                                   "\" appears twice (labels must be unique)");
   }
 }
 
@@ -137,8 +138,9 @@ std::vector<std::string> resolve_templates(const std::string& name_or_path) {
   if (!std::filesystem::exists(name_or_path, ec)) {
     std::string names;
     for (const auto& n : builtin_template_names()) names += (names.empty() ? "" : ", ") + n;
-    throw Error(ErrorCode::kNotFound, "templates \"" + name_or_path +
-                                          "\" is neither a built-in set (" + names + ") nor a file");
+    throw Error(
+        ErrorCode::kNotFound,
+        "templates \"" + name_or_path + "\" is neither a built-in set (" + names + ") nor a file");
   }
   return load_templates_file(name_or_path);
 }
@@ -160,13 +162,16 @@ ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTe
     utf8::check(templates[i], "zero-shot head: template " + std::to_string(i + 1));
   utf8::check(model_fingerprint, "zero-shot head: model fingerprint");
   check_tensor(weights, "zero-shot head: weights");
-  if (weights.dim() != 2 || weights.size(0) != static_cast<int64_t>(labels.size()) || weights.size(1) < 1)
+  if (weights.dim() != 2 || weights.size(0) != static_cast<int64_t>(labels.size()) ||
+      weights.size(1) < 1)
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: weights must be [num_labels=" +
                                                  std::to_string(labels.size()) + ", D]");
   if (!std::isfinite(logit_scale_exp) || logit_scale_exp <= 0)
-    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: logit_scale_exp must be positive and finite");
+    throw Error(ErrorCode::kInvalidArgument,
+                "zero-shot head: logit_scale_exp must be positive and finite");
   if (!std::isfinite(logit_bias) || (scoring == Scoring::kSoftmax && logit_bias != 0.f))
-    throw Error(ErrorCode::kInvalidArgument, "zero-shot head: logit_bias must be finite, and 0 with softmax scoring");
+    throw Error(ErrorCode::kInvalidArgument,
+                "zero-shot head: logit_bias must be finite, and 0 with softmax scoring");
   const int64_t d = weights.size(1);
   for (int64_t c = 0; c < weights.size(0); ++c) {
     float* w = weights.row(c);
@@ -174,8 +179,9 @@ ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTe
     for (int64_t k = 0; k < d; ++k) norm += double(w[k]) * w[k];
     norm = std::sqrt(norm);
     if (!(norm > 0) || !std::isfinite(norm))
-      throw Error(ErrorCode::kInvalidArgument, "zero-shot head: weights of label \"" +
-                                                   shorten(labels[c]) + "\" are zero or not finite");
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          "zero-shot head: weights of label \"" + shorten(labels[c]) + "\" are zero or not finite");
     for (int64_t k = 0; k < d; ++k) w[k] = static_cast<float>(w[k] / norm);
   }
   ZeroShotHead h;
@@ -192,8 +198,8 @@ ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTe
 void ZeroShotHead::save(const std::string& path) const {
   std::string text;
   try {
-    // Softmax heads stay format 1 (older zsclip reads them); a sigmoid head is format 2, which older
-    // zsclip refuses instead of scoring it with a softmax.
+    // Softmax heads stay format 1 (older zsclip reads them); a sigmoid head is format 2, which
+    // older zsclip refuses instead of scoring it with a softmax.
     nlohmann::json header = {{"format_version", scoring_ == Scoring::kSigmoid ? 2 : 1},
                              {"scoring", scoring_name(scoring_)},
                              {"logit_bias", logit_bias_},
@@ -241,7 +247,8 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
     int fv = h.at("format_version").get<int>();
     if (fv > 2)
       throw Error(ErrorCode::kUnsupported, "head file " + path + ": format_version " +
-                                               std::to_string(fv) + " is newer than this zsclip reads");
+                                               std::to_string(fv) +
+                                               " is newer than this zsclip reads");
     labels = h.at("labels").get<std::vector<std::string>>();
     templates = h.value("templates", std::vector<std::string>{});
     fingerprint = h.at("model_fingerprint").get<std::string>();
@@ -251,9 +258,11 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
       scoring = Scoring::kSigmoid;
       bias = h.at("logit_bias").get<float>();
       if (fv < 2)
-        throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": sigmoid scoring needs format_version 2");
+        throw Error(ErrorCode::kInvalidConfig,
+                    "head file " + path + ": sigmoid scoring needs format_version 2");
     } else if (sc != "softmax") {
-      throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": unknown scoring \"" + sc + "\"");
+      throw Error(ErrorCode::kInvalidConfig,
+                  "head file " + path + ": unknown scoring \"" + sc + "\"");
     }
     c = h.at("num_classes").get<int64_t>();
     d = h.at("embed_dim").get<int64_t>();
@@ -261,17 +270,18 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
     throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": bad header (" + e.what() + ")");
   }
   if (c != static_cast<int64_t>(labels.size()) || d < 1 || d > (1 << 20))
-    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": num_classes/embed_dim disagree with labels");
+    throw Error(ErrorCode::kInvalidConfig,
+                "head file " + path + ": num_classes/embed_dim disagree with labels");
   const uint64_t want = 16 + n + uint64_t(c) * uint64_t(d) * sizeof(float);
   if (file_size != want)
-    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": size " + std::to_string(file_size) +
-                                               " bytes, expected " + std::to_string(want) +
-                                               " (truncated or corrupt)");
+    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": size " +
+                                               std::to_string(file_size) + " bytes, expected " +
+                                               std::to_string(want) + " (truncated or corrupt)");
   FloatTensor w({c, d});
   std::memcpy(w.ptr(), bytes.data() + 16 + n, w.data.size() * sizeof(float));
   try {
-    return from_weights(std::move(labels), std::move(w), scale, std::move(fingerprint), std::move(templates),
-                        scoring, bias);
+    return from_weights(std::move(labels), std::move(w), scale, std::move(fingerprint),
+                        std::move(templates), scoring, bias);
   } catch (const Error& e) {
     throw Error(e.code(), "head file " + path + ": " + e.what());
   }
@@ -323,7 +333,8 @@ void logits_rows(const FloatTensor& weights, float scale, const float* x, int64_
     const int64_t i1 = std::min(n, i0 + kBlock);
     for (int64_t j = 0; j < c; ++j) {
       const float* w = weights.row(j);
-      for (int64_t i = i0; i < i1; ++i) out[i * c + j] = scale * dot(x + i * d, w, d) * inv[size_t(i)];
+      for (int64_t i = i0; i < i1; ++i)
+        out[i * c + j] = scale * dot(x + i * d, w, d) * inv[size_t(i)];
     }
   }
 }
@@ -333,7 +344,8 @@ void logits_row(const FloatTensor& weights, float scale, const float* x, float* 
 }
 
 void sigmoid(const float* logits, float bias, float* out, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) out[j] = static_cast<float>(1.0 / (1.0 + std::exp(-(double(logits[j]) + bias))));
+  for (int64_t j = 0; j < n; ++j)
+    out[j] = static_cast<float>(1.0 / (1.0 + std::exp(-(double(logits[j]) + bias))));
 }
 
 void softmax(const float* logits, float* out, int64_t n) {
@@ -350,8 +362,10 @@ void ZeroShotHead::probs(const float* x, float* out) const {
   if (out == nullptr)
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: probs: null output");
   logits_row(weights_, logit_scale_exp_, x, out);
-  if (scoring_ == Scoring::kSigmoid) sigmoid(out, logit_bias_, out, num_classes());
-  else softmax(out, out, num_classes());
+  if (scoring_ == Scoring::kSigmoid)
+    sigmoid(out, logit_bias_, out, num_classes());
+  else
+    softmax(out, out, num_classes());
 }
 
 FloatTensor ZeroShotHead::logits(const FloatTensor& features) const {
@@ -375,13 +389,16 @@ Prediction predict(const std::vector<std::string>& labels, const float* logit, i
                    Scoring scoring, float bias) {
   Prediction p;
   p.probs.resize(static_cast<size_t>(n));
-  if (scoring == Scoring::kSigmoid) sigmoid(logit, bias, p.probs.data(), n);
-  else softmax(logit, p.probs.data(), n);
+  if (scoring == Scoring::kSigmoid)
+    sigmoid(logit, bias, p.probs.data(), n);
+  else
+    softmax(logit, p.probs.data(), n);
   std::vector<int> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   const size_t k = std::min<size_t>(static_cast<size_t>(top_k), order.size());
-  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-                    [&](int a, int b) { return logit[a] > logit[b] || (logit[a] == logit[b] && a < b); });
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+      [&](int a, int b) { return logit[a] > logit[b] || (logit[a] == logit[b] && a < b); });
   for (size_t i = 0; i < k; ++i)
     p.top.push_back({order[i], labels[order[i]], p.probs[order[i]], logit[order[i]]});
   return p;
@@ -402,7 +419,8 @@ std::vector<Prediction> ZeroShotHead::classify(const FloatTensor& features, int 
   const FloatTensor l = logits(features);  // checks the shape
   std::vector<Prediction> out;
   out.reserve(static_cast<size_t>(features.size(0)));
-  for (int64_t i = 0; i < features.size(0); ++i) out.push_back(predict(labels_, l.row(i), num_classes(), top_k, scoring_, logit_bias_));
+  for (int64_t i = 0; i < features.size(0); ++i)
+    out.push_back(predict(labels_, l.row(i), num_classes(), top_k, scoring_, logit_bias_));
   return out;
 }
 

@@ -36,7 +36,7 @@ struct Source {
   int width, height, channels;
   size_t stride;
   PixelMode mode;
-  bool bgr;  // OpenCV channel order
+  bool bgr;                                       // OpenCV channel order
   const std::vector<uint8_t>* palette = nullptr;  // kPalette: RGB triples, when known
 };
 
@@ -109,8 +109,9 @@ void run_pipeline(const PreprocessConfig& cfg, const float (*lut)[256], const So
     rh = static_cast<int>(std::nearbyint(static_cast<double>(h) / ratio));
     rw = static_cast<int>(std::nearbyint(static_cast<double>(w) / ratio));
     if (rh < 1 || rw < 1)
-      throw Error(ErrorCode::kInvalidImage, "image " + std::to_string(w) + "x" + std::to_string(h) +
-                                                ": aspect ratio too extreme (a side resizes to 0 pixels)");
+      throw Error(ErrorCode::kInvalidImage,
+                  "image " + std::to_string(w) + "x" + std::to_string(h) +
+                      ": aspect ratio too extreme (a side resizes to 0 pixels)");
   }
   // Centre crop where the resized side is longer than n; centred padding where it is shorter
   // (open_clip's CenterCropOrPad: the floor half of the padding on the left/top).
@@ -151,9 +152,9 @@ void run_pipeline(const PreprocessConfig& cfg, const float (*lut)[256], const So
                           static_cast<uint8_t>(cfg.fill), static_cast<uint8_t>(cfg.fill)};
     if (s.mode == PixelMode::kPalette) {
       if (!s.palette || cfg.fill >= static_cast<int>(s.palette->size() / 3))
-        throw Error(ErrorCode::kUnsupported,
-                    "palette image: padding needs palette entry " + std::to_string(cfg.fill) +
-                        ", which the image does not define");
+        throw Error(ErrorCode::kUnsupported, "palette image: padding needs palette entry " +
+                                                 std::to_string(cfg.fill) +
+                                                 ", which the image does not define");
       const uint8_t* rgb = s.palette->data() + 3 * cfg.fill;
       fill_px[0] = rgb[s.bgr ? 2 : 0];
       fill_px[1] = rgb[1];
@@ -164,8 +165,8 @@ void run_pipeline(const PreprocessConfig& cfg, const float (*lut)[256], const So
     for (size_t i = 0; i < static_cast<size_t>(n) * n; ++i)
       std::memcpy(&region[i * C], fill_px, static_cast<size_t>(C));
     for (int y = 0; y < ch; ++y)
-      std::memcpy(&region[(static_cast<size_t>(y + pad_y) * n + pad_x) * C], &part[static_cast<size_t>(y) * cw * C],
-                  static_cast<size_t>(cw) * C);
+      std::memcpy(&region[(static_cast<size_t>(y + pad_y) * n + pad_x) * C],
+                  &part[static_cast<size_t>(y) * cw * C], static_cast<size_t>(cw) * C);
   }
 
   const size_t plane = static_cast<size_t>(n) * n;
@@ -215,10 +216,10 @@ void Preprocessor::from_buffer_into(const void* data, size_t size, const std::st
   opt.max_pixels = config_.max_pixels;
   const detail::DecodedMat d =
       detail::decode_to_mat(static_cast<const uint8_t*>(data), size, name, opt);
-  run_pipeline(
-      config_, lut_,
-      Source{d.mat.data, d.mat.cols, d.mat.rows, d.mat.channels(), d.mat.step[0], d.mode, true, &d.palette},
-      out);
+  run_pipeline(config_, lut_,
+               Source{d.mat.data, d.mat.cols, d.mat.rows, d.mat.channels(), d.mat.step[0], d.mode,
+                      true, &d.palette},
+               out);
 }
 
 void Preprocessor::from_file_into(const std::string& path, float* out) const {
@@ -269,13 +270,15 @@ FloatTensor Preprocessor::from_mat(const cv::Mat& m) const {
 void Preprocessor::from_view_into(const ImageView& v, float* out) const {
   const int c = channels_of(v.format);
   if (v.data == nullptr || v.width < 1 || v.height < 1)
-    throw Error(ErrorCode::kInvalidArgument, "Preprocessor: image view with null data or non-positive size " +
-                                                 std::to_string(v.width) + "x" + std::to_string(v.height));
+    throw Error(ErrorCode::kInvalidArgument,
+                "Preprocessor: image view with null data or non-positive size " +
+                    std::to_string(v.width) + "x" + std::to_string(v.height));
   const size_t packed = static_cast<size_t>(v.width) * c;
   const size_t stride = v.stride == 0 ? packed : v.stride;
   if (stride < packed)
-    throw Error(ErrorCode::kInvalidArgument, "Preprocessor: image view stride " + std::to_string(stride) +
-                                                 " is smaller than width * channels (" + std::to_string(packed) + ")");
+    throw Error(ErrorCode::kInvalidArgument,
+                "Preprocessor: image view stride " + std::to_string(stride) +
+                    " is smaller than width * channels (" + std::to_string(packed) + ")");
   // The decoders' pixel limit: an absurd size is refused before anything is allocated for it.
   check_pixel_limit(v.width, v.height, config_.max_pixels, "Preprocessor: image view");
   const PixelMode mode = c == 1 ? PixelMode::kGray : c == 3 ? PixelMode::kRGB : PixelMode::kRGBA;
@@ -292,10 +295,11 @@ FloatTensor Preprocessor::from_view(const ImageView& image) const {
 
 FloatTensor Preprocessor::from_rgb(const uint8_t* rgb, int width, int height,
                                    size_t row_stride) const {
-  if (rgb == nullptr || width < 1 || height < 1 || (row_stride != 0 && row_stride < size_t(width) * 3))
-    throw Error(ErrorCode::kInvalidArgument, "Preprocessor::from_rgb: null data, non-positive size " +
-                                                 std::to_string(width) + "x" + std::to_string(height) +
-                                                 " or row_stride smaller than width * 3");
+  if (rgb == nullptr || width < 1 || height < 1 ||
+      (row_stride != 0 && row_stride < size_t(width) * 3))
+    throw Error(ErrorCode::kInvalidArgument,
+                "Preprocessor::from_rgb: null data, non-positive size " + std::to_string(width) +
+                    "x" + std::to_string(height) + " or row_stride smaller than width * 3");
   return from_view(ImageView{rgb, width, height, row_stride, PixelFormat::kRGB});
 }
 
@@ -307,11 +311,13 @@ std::vector<Preprocessor::ItemStatus> Preprocessor::batch_into(
   if (out == nullptr) throw Error(ErrorCode::kInvalidArgument, "Preprocessor: null output");
   const size_t per = item_floats();
   if (threads < 0)
-    throw Error(ErrorCode::kInvalidArgument,
-                "Preprocessor::batch_files_into: threads must be >= 0 (0: the runtime's threads), got " +
-                    std::to_string(threads));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "Preprocessor::batch_files_into: threads must be >= 0 (0: the runtime's threads), got " +
+            std::to_string(threads));
   const std::shared_ptr<Runtime> rt = runtime();
-  const size_t parts = std::min<size_t>(static_cast<size_t>(threads > 0 ? threads : rt->threads()), count);
+  const size_t parts =
+      std::min<size_t>(static_cast<size_t>(threads > 0 ? threads : rt->threads()), count);
   // Parts take the next unclaimed item, so a slow image does not hold up a fixed share.
   std::atomic<size_t> next{0};
   rt->parallel_for(static_cast<int64_t>(parts), [&](int64_t) {

@@ -11,9 +11,9 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexScalarQuantizer.h>
-#include <faiss/invlists/InvertedLists.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <faiss/invlists/InvertedLists.h>
 #include <omp.h>
 #endif
 
@@ -22,18 +22,22 @@ namespace {
 
 void check_kind(const std::string& kind, const std::string& origin) {
   if (kind != "hnsw" && kind != "ivf")
-    throw Error(ErrorCode::kInvalidArgument, origin + ": approximate index kind \"" + kind +
-                                                 "\" is neither hnsw nor ivf");
+    throw Error(ErrorCode::kInvalidArgument,
+                origin + ": approximate index kind \"" + kind + "\" is neither hnsw nor ivf");
 }
 
 #ifdef ZSCLIP_WITH_FAISS
 // Debian's FAISS is built for baseline x86-64, where its inner products are the scalar reference
 // loops (87 % of an HNSW build's time). HNSW therefore gets a flat storage whose distances are
-// zsclip's own AVX2 dot products, and IVF lists (float16 codes, not residuals) are scanned with them.
+// zsclip's own AVX2 dot products, and IVF lists (float16 codes, not residuals) are scanned with
+// them.
 
 struct FastIPDistance : faiss::FlatCodesDistanceComputer {
   explicit FastIPDistance(const faiss::IndexFlat& s)
-      : FlatCodesDistanceComputer(s.codes.data(), s.code_size), base(s.get_xb()), d(s.d), q(static_cast<size_t>(s.d)) {}
+      : FlatCodesDistanceComputer(s.codes.data(), s.code_size),
+        base(s.get_xb()),
+        d(s.d),
+        q(static_cast<size_t>(s.d)) {}
   void set_query(const float* x) override { std::copy(x, x + d, q.begin()); }
   float distance_to_code(const uint8_t* code) override {
     float r;
@@ -52,7 +56,9 @@ struct FastIPDistance : faiss::FlatCodesDistanceComputer {
 
 struct FastIPStorage : faiss::IndexFlatIP {  // written and read by FAISS as an IndexFlatIP
   explicit FastIPStorage(int64_t d) : faiss::IndexFlatIP(d) {}
-  faiss::FlatCodesDistanceComputer* get_FlatCodesDistanceComputer() const override { return new FastIPDistance(*this); }
+  faiss::FlatCodesDistanceComputer* get_FlatCodesDistanceComputer() const override {
+    return new FastIPDistance(*this);
+  }
 };
 
 // Gives an HNSW-flat index the fast storage (after index_factory or read_index).
@@ -75,12 +81,14 @@ class FaissAnn : public AnnIndex {
   std::vector<int64_t> search(const float* query, int k) const override {
     k = static_cast<int>(std::min<int64_t>(k, index_->ntotal));
     if (k <= 0) return {};
-    if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index_.get())) return search_ivf(*ivf, query, k);
+    if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index_.get()))
+      return search_ivf(*ivf, query, k);
     std::vector<float> dist(static_cast<size_t>(k));
     std::vector<faiss::Index::idx_t> labels(static_cast<size_t>(k), -1);
     faiss::SearchParametersHNSW params;
     params.efSearch = std::max(options_.hnsw_ef_search, k);
-    // One query needs no OpenMP team: on a busy machine the team's barriers cost more than the search.
+    // One query needs no OpenMP team: on a busy machine the team's barriers cost more than the
+    // search.
     const int team = omp_get_max_threads();
     omp_set_num_threads(1);
     try {
@@ -118,7 +126,9 @@ class FaissAnn : public AnnIndex {
     std::partial_sort(order.begin(), order.begin() + probe, order.end(),
                       [&](int64_t a, int64_t b) { return cs[size_t(a)] > cs[size_t(b)]; });
     std::vector<std::pair<float, int64_t>> best;  // min-heap of the k best (score, id)
-    auto worse = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) { return a.first > b.first; };
+    auto worse = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+      return a.first > b.first;
+    };
     std::vector<float> scores;
     for (int64_t p = 0; p < probe; ++p) {
       const size_t list = static_cast<size_t>(order[size_t(p)]);
@@ -160,7 +170,8 @@ bool scannable_ivf(const faiss::Index* index) {
 }  // namespace
 
 nlohmann::json ann_to_json(const AnnOptions& o, const std::string& factory, int64_t count) {
-  nlohmann::json j = {{"kind", o.kind}, {"file", "ann.faiss"}, {"factory", factory}, {"count", count}};
+  nlohmann::json j = {
+      {"kind", o.kind}, {"file", "ann.faiss"}, {"factory", factory}, {"count", count}};
   if (o.kind == "hnsw") {
     j["hnsw_m"] = o.hnsw_m;
     j["hnsw_ef_construction"] = o.hnsw_ef_construction;
@@ -187,7 +198,8 @@ AnnOptions ann_from_json(const nlohmann::json& j, const std::string& origin) {
     o.ivf_train_rows = j.at("ivf_train_rows").get<int64_t>();
   }
   const std::string file = j.at("file").get<std::string>();
-  if (file != "ann.faiss") throw Error(ErrorCode::kInvalidConfig, origin + ": ann.file must be \"ann.faiss\"");
+  if (file != "ann.faiss")
+    throw Error(ErrorCode::kInvalidConfig, origin + ": ann.file must be \"ann.faiss\"");
   return o;
 }
 
@@ -196,29 +208,34 @@ AnnOptions ann_from_json(const nlohmann::json& j, const std::string& origin) {
 std::shared_ptr<const AnnIndex> build_ann_index(const RowReader& rows, int64_t count, int64_t dim,
                                                 AnnOptions& o) {
   check_kind(o.kind, "--ann");
-  if (count < 1) throw Error(ErrorCode::kInvalidArgument, "approximate index: the index has no rows");
+  if (count < 1)
+    throw Error(ErrorCode::kInvalidArgument, "approximate index: the index has no rows");
   std::string factory;
   if (o.kind == "hnsw") {
     if (o.hnsw_m < 4 || o.hnsw_m > 256 || o.hnsw_ef_construction < 8 || o.hnsw_ef_search < 1)
-      throw Error(ErrorCode::kInvalidArgument, "approximate index: hnsw_m must be 4-256, ef_construction >= 8, ef_search >= 1");
+      throw Error(ErrorCode::kInvalidArgument,
+                  "approximate index: hnsw_m must be 4-256, ef_construction >= 8, ef_search >= 1");
     factory = "HNSW" + std::to_string(o.hnsw_m) + ",Flat";
   } else {  // float16 codes of the rows (not residuals), scanned by search_ivf
-    if (o.ivf_lists <= 0) o.ivf_lists = static_cast<int>(std::max<double>(1, std::round(std::sqrt(double(count)))));
+    if (o.ivf_lists <= 0)
+      o.ivf_lists = static_cast<int>(std::max<double>(1, std::round(std::sqrt(double(count)))));
     o.ivf_lists = static_cast<int>(std::min<int64_t>(o.ivf_lists, count));
     if (o.ivf_probe <= 0) o.ivf_probe = std::min(o.ivf_lists, std::max(8, o.ivf_lists / 16));
-    if (o.ivf_train_rows <= 0) o.ivf_train_rows = std::min<int64_t>(count, int64_t(64) * o.ivf_lists);
+    if (o.ivf_train_rows <= 0)
+      o.ivf_train_rows = std::min<int64_t>(count, int64_t(64) * o.ivf_lists);
     o.ivf_train_rows = std::max<int64_t>(std::min<int64_t>(o.ivf_train_rows, count), o.ivf_lists);
     factory = "IVF" + std::to_string(o.ivf_lists) + ",SQfp16";
   }
   try {
-    std::unique_ptr<faiss::Index> index(faiss::index_factory(static_cast<int>(dim), factory.c_str(),
-                                                             faiss::METRIC_INNER_PRODUCT));
+    std::unique_ptr<faiss::Index> index(
+        faiss::index_factory(static_cast<int>(dim), factory.c_str(), faiss::METRIC_INNER_PRODUCT));
     if (auto* h = dynamic_cast<faiss::IndexHNSW*>(index.get())) {
       use_fast_storage(h);
       h->hnsw.efConstruction = o.hnsw_ef_construction;
       h->hnsw.efSearch = o.hnsw_ef_search;
     }
-    if (auto* sq = dynamic_cast<faiss::IndexIVFScalarQuantizer*>(index.get())) sq->by_residual = false;
+    if (auto* sq = dynamic_cast<faiss::IndexIVFScalarQuantizer*>(index.get()))
+      sq->by_residual = false;
     if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index.get())) {
       // Training rows spread evenly over the index (deterministic).
       const int64_t t = o.ivf_train_rows;
@@ -244,24 +261,28 @@ std::shared_ptr<const AnnIndex> build_ann_index(const RowReader& rows, int64_t c
   }
 }
 
-std::shared_ptr<const AnnIndex> read_ann_index(const std::string& path, const AnnOptions& o, int64_t count,
-                                               int64_t dim) {
+std::shared_ptr<const AnnIndex> read_ann_index(const std::string& path, const AnnOptions& o,
+                                               int64_t count, int64_t dim) {
   std::unique_ptr<faiss::Index> index;
   try {
     index.reset(faiss::read_index(path.c_str(), faiss::IO_FLAG_READ_ONLY));
   } catch (const std::exception& e) {
-    throw Error(ErrorCode::kInvalidConfig, path + ": not a readable FAISS index (" + e.what() + ")");
+    throw Error(ErrorCode::kInvalidConfig,
+                path + ": not a readable FAISS index (" + e.what() + ")");
   }
-  if (index->d != dim || index->ntotal != count || index->metric_type != faiss::METRIC_INNER_PRODUCT)
-    throw Error(ErrorCode::kInvalidConfig, path + ": holds " + std::to_string(index->ntotal) + " vectors of dimension " +
-                                               std::to_string(index->d) + ", but the index has " + std::to_string(count) +
-                                               " rows of dimension " + std::to_string(dim) + " (stale or foreign file)");
+  if (index->d != dim || index->ntotal != count ||
+      index->metric_type != faiss::METRIC_INNER_PRODUCT)
+    throw Error(ErrorCode::kInvalidConfig,
+                path + ": holds " + std::to_string(index->ntotal) + " vectors of dimension " +
+                    std::to_string(index->d) + ", but the index has " + std::to_string(count) +
+                    " rows of dimension " + std::to_string(dim) + " (stale or foreign file)");
   auto* h = dynamic_cast<faiss::IndexHNSWFlat*>(index.get());
   if (h) use_fast_storage(h);
   const bool hnsw = h != nullptr && dynamic_cast<FastIPStorage*>(h->storage) != nullptr;
   const bool ivf = scannable_ivf(index.get());
   if ((o.kind == "hnsw" && !hnsw) || (o.kind == "ivf" && !ivf))
-    throw Error(ErrorCode::kInvalidConfig, path + ": is not the " + o.kind + " index that index.json describes");
+    throw Error(ErrorCode::kInvalidConfig,
+                path + ": is not the " + o.kind + " index that index.json describes");
   const std::string factory = o.kind == "hnsw" ? "HNSW" + std::to_string(o.hnsw_m) + ",Flat"
                                                : "IVF" + std::to_string(o.ivf_lists) + ",SQfp16";
   return std::make_shared<FaissAnn>(std::move(index), o, factory);
@@ -273,8 +294,9 @@ bool ann_built_in() { return true; }
 
 namespace {
 [[noreturn]] void no_faiss(const std::string& what) {
-  throw Error(ErrorCode::kUnsupported, what + ": this zsclip was built without FAISS (CMake option "
-                                              "ZSCLIP_WITH_FAISS; Debian package libfaiss-dev)");
+  throw Error(ErrorCode::kUnsupported, what +
+                                           ": this zsclip was built without FAISS (CMake option "
+                                           "ZSCLIP_WITH_FAISS; Debian package libfaiss-dev)");
 }
 }  // namespace
 
@@ -282,7 +304,8 @@ std::shared_ptr<const AnnIndex> build_ann_index(const RowReader&, int64_t, int64
   check_kind(o.kind, "--ann");
   no_faiss("--ann " + o.kind);
 }
-std::shared_ptr<const AnnIndex> read_ann_index(const std::string& path, const AnnOptions&, int64_t, int64_t) {
+std::shared_ptr<const AnnIndex> read_ann_index(const std::string& path, const AnnOptions&, int64_t,
+                                               int64_t) {
   no_faiss(path + " (approximate index; search with --exact)");
 }
 bool ann_built_in() { return false; }

@@ -1,4 +1,5 @@
-// EmbeddingIndex without a model: the folder format, rows, merging, exact search and classification.
+// EmbeddingIndex without a model: the folder format, rows, merging, exact search and
+// classification.
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/stat.h>
@@ -53,7 +54,8 @@ bool valid_utf8(const std::string& s) {
   while (i < s.size()) {
     const unsigned char c = static_cast<unsigned char>(s[i]);
     int n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (n < 0 || (n == 1 && c < 0xc2) || i + static_cast<size_t>(n) >= s.size() + (n == 0)) return false;
+    if (n < 0 || (n == 1 && c < 0xc2) || i + static_cast<size_t>(n) >= s.size() + (n == 0))
+      return false;
     for (int k = 1; k <= n; ++k)
       if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
     if (n == 2) {
@@ -82,8 +84,9 @@ std::string read_text(const std::string& path) {
 }
 
 // The row lines this writer produces, {"row":N,"path":"...","bytes":N,"mtime":X} with no escapes in
-// the path, parsed without building a JSON object (a 1,000,000-row manifest: 0.5 s instead of 3.6 s).
-// Anything else, including a row number out of order, is left to the JSON parser and its messages.
+// the path, parsed without building a JSON object (a 1,000,000-row manifest: 0.5 s instead of 3.6
+// s). Anything else, including a row number out of order, is left to the JSON parser and its
+// messages.
 bool parse_row_line(std::string_view line, int64_t expected_row, IndexRow* row) {
   auto take = [&](std::string_view lit) {
     if (line.substr(0, lit.size()) != lit) return false;
@@ -97,7 +100,8 @@ bool parse_row_line(std::string_view line, int64_t expected_row, IndexRow* row) 
     return true;
   };
   int64_t r = -1;
-  if (!take("{\"row\":") || !integer(&r) || r != expected_row || !take(",\"path\":\"")) return false;
+  if (!take("{\"row\":") || !integer(&r) || r != expected_row || !take(",\"path\":\""))
+    return false;
   size_t end = 0;
   while (end < line.size() && line[end] != '"') {
     if (line[end] == '\\' || static_cast<unsigned char>(line[end]) < 0x20) return false;
@@ -108,7 +112,8 @@ bool parse_row_line(std::string_view line, int64_t expected_row, IndexRow* row) 
   line.remove_prefix(end + 1);
   if (!take(",\"bytes\":") || !integer(&row->stamp.bytes) || !take(",\"mtime\":")) return false;
   auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), row->stamp.mtime);
-  if (ec != std::errc() || std::string_view(p, size_t(line.data() + line.size() - p)) != "}" || !valid_utf8(path))
+  if (ec != std::errc() || std::string_view(p, size_t(line.data() + line.size() - p)) != "}" ||
+      !valid_utf8(path))
     return false;
   row->path = std::move(path);
   return true;
@@ -121,7 +126,9 @@ int usable_cores() {
 }
 
 // Best-first order: higher score, then lower row.
-bool better(const SearchHit& a, const SearchHit& b) { return a.score > b.score || (a.score == b.score && a.row < b.row); }
+bool better(const SearchHit& a, const SearchHit& b) {
+  return a.score > b.score || (a.score == b.score && a.row < b.row);
+}
 
 // A bounded set of the best hits seen (row and score only; paths are filled in at the end).
 class TopK {
@@ -165,15 +172,20 @@ std::atomic<int> g_tmp_counter{0};
 // the file system has it, else two renames (a reader may then briefly find no folder).
 void exchange_dirs(const fs::path& from, const fs::path& to) {
 #ifdef SYS_renameat2
-  if (syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), 2 /* RENAME_EXCHANGE */) == 0) return;
+  if (syscall(SYS_renameat2, AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(),
+              2 /* RENAME_EXCHANGE */) == 0)
+    return;
   if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP)
-    throw Error(ErrorCode::kIo, "index " + to.string() + ": cannot swap in the new version (" + std::strerror(errno) + ")");
+    throw Error(ErrorCode::kIo, "index " + to.string() + ": cannot swap in the new version (" +
+                                    std::strerror(errno) + ")");
 #endif
   const fs::path old = to.parent_path() / (from.filename().string() + ".old");
   std::error_code ec;
   fs::rename(to, old, ec);
   if (!ec) fs::rename(from, to, ec);
-  if (ec) throw Error(ErrorCode::kIo, "index " + to.string() + ": cannot replace it (" + ec.message() + ")");
+  if (ec)
+    throw Error(ErrorCode::kIo,
+                "index " + to.string() + ": cannot replace it (" + ec.message() + ")");
   fs::rename(old, from, ec);
 }
 
@@ -181,29 +193,35 @@ void exchange_dirs(const fs::path& from, const fs::path& to) {
 
 // ---------------------------------------------------------------------------------------------
 
-const char* index_dtype_name(IndexDtype dtype) { return dtype == IndexDtype::kFloat16 ? "float16" : "float32"; }
+const char* index_dtype_name(IndexDtype dtype) {
+  return dtype == IndexDtype::kFloat16 ? "float16" : "float32";
+}
 
 IndexDtype parse_index_dtype(const std::string& name) {
   if (name == "float16") return IndexDtype::kFloat16;
   if (name == "float32") return IndexDtype::kFloat32;
-  throw Error(ErrorCode::kInvalidArgument, "index dtype \"" + name + "\" is neither float32 nor float16");
+  throw Error(ErrorCode::kInvalidArgument,
+              "index dtype \"" + name + "\" is neither float32 nor float16");
 }
 
 FileStamp stamp_of(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     const int e = errno;
-    throw Error(e == ENOENT ? ErrorCode::kNotFound : e == EACCES ? ErrorCode::kPermissionDenied : ErrorCode::kIo,
+    throw Error(e == ENOENT   ? ErrorCode::kNotFound
+                : e == EACCES ? ErrorCode::kPermissionDenied
+                              : ErrorCode::kIo,
                 path + ": " + std::strerror(e));
   }
   if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::kInvalidImage, path + ": not a regular file");
-  return {static_cast<uint64_t>(st.st_size), double(st.st_mtim.tv_sec) + double(st.st_mtim.tv_nsec) * 1e-9};
+  return {static_cast<uint64_t>(st.st_size),
+          double(st.st_mtim.tv_sec) + double(st.st_mtim.tv_nsec) * 1e-9};
 }
 
 bool path_in_shard(const std::string& path, int k, int n) {
   if (n < 1 || k < 0 || k >= n)
-    throw Error(ErrorCode::kInvalidArgument, "shard " + std::to_string(k) + "/" + std::to_string(n) +
-                                                 ": need 0 <= K < N");
+    throw Error(ErrorCode::kInvalidArgument,
+                "shard " + std::to_string(k) + "/" + std::to_string(n) + ": need 0 <= K < N");
   uint64_t h = 14695981039346656037ull;
   for (unsigned char c : path) h = (h ^ c) * 1099511628211ull;
   return h % static_cast<uint64_t>(n) == static_cast<uint64_t>(k);
@@ -278,13 +296,17 @@ void EmbeddingIndex::Impl::drop_rows(const std::vector<int64_t>& sorted_rows) {
     for (int64_t i = 0; i < s.count; ++i) {
       if (next < sorted_rows.size() && sorted_rows[next] == row0 + i) {
         ++next;
-        if (i > run) kept.push_back({s.owner, s.data + size_t(run * dim) * dtype_size(s.dtype), s.dtype, i - run});
+        if (i > run)
+          kept.push_back(
+              {s.owner, s.data + size_t(run * dim) * dtype_size(s.dtype), s.dtype, i - run});
         run = i + 1;
       } else {
         kept_rows.push_back(std::move(rows[static_cast<size_t>(row0 + i)]));
       }
     }
-    if (s.count > run) kept.push_back({s.owner, s.data + size_t(run * dim) * dtype_size(s.dtype), s.dtype, s.count - run});
+    if (s.count > run)
+      kept.push_back(
+          {s.owner, s.data + size_t(run * dim) * dtype_size(s.dtype), s.dtype, s.count - run});
     row0 += s.count;
   }
   spans = std::move(kept);
@@ -341,10 +363,11 @@ EmbeddingIndex::EmbeddingIndex(const EmbeddingIndex& o) : impl_(std::make_unique
   d.ann_loaded = s.ann_loaded;
 }
 
-EmbeddingIndex EmbeddingIndex::create(const std::string& model_fingerprint, int64_t dim, IndexDtype dtype,
-                                      const std::string& model_name) {
+EmbeddingIndex EmbeddingIndex::create(const std::string& model_fingerprint, int64_t dim,
+                                      IndexDtype dtype, const std::string& model_name) {
   if (dim < 1 || dim > (1 << 20))
-    throw Error(ErrorCode::kInvalidArgument, "index: dimension " + std::to_string(dim) + " is out of range");
+    throw Error(ErrorCode::kInvalidArgument,
+                "index: dimension " + std::to_string(dim) + " is out of range");
   auto impl = std::make_unique<Impl>();
   impl->fingerprint = model_fingerprint;
   impl->model_name = model_name;
@@ -365,7 +388,8 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
                 "index " + dir + (fs::exists(dir, ec) ? " is not a folder" : " does not exist"));
   const std::string meta_path = (fs::path(dir) / "index.json").string();
   if (!fs::exists(meta_path, ec))
-    throw Error(ErrorCode::kNotFound, "index " + dir + ": no index.json (not a zsclip index folder)");
+    throw Error(ErrorCode::kNotFound,
+                "index " + dir + ": no index.json (not a zsclip index folder)");
   auto impl = std::make_unique<Impl>();
   Impl& x = *impl;
   x.directory = dir;
@@ -373,9 +397,11 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
   json meta;
   try {
     meta = json::parse(read_text(meta_path));
-    if (!meta.is_object()) throw Error(ErrorCode::kInvalidConfig, meta_path + ": not a JSON object");
+    if (!meta.is_object())
+      throw Error(ErrorCode::kInvalidConfig, meta_path + ": not a JSON object");
     if (meta.value("format", std::string()) != kFormatName)
-      throw Error(ErrorCode::kInvalidConfig, meta_path + ": field 'format' is not \"" + kFormatName + "\"");
+      throw Error(ErrorCode::kInvalidConfig,
+                  meta_path + ": field 'format' is not \"" + kFormatName + "\"");
     const int fv = meta.at("format_version").get<int>();
     if (fv > kFormatVersion || fv < 1)
       throw Error(ErrorCode::kUnsupported, meta_path + ": format_version " + std::to_string(fv) +
@@ -391,7 +417,8 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
       x.ann_file = (fs::path(dir) / meta["ann"].at("file").get<std::string>()).string();
       x.has_ann_json = true;
       if (meta["ann"].at("count").get<int64_t>() != count)
-        throw Error(ErrorCode::kInvalidConfig, meta_path + ": ann.count " + meta["ann"]["count"].dump() +
+        throw Error(ErrorCode::kInvalidConfig, meta_path + ": ann.count " +
+                                                   meta["ann"]["count"].dump() +
                                                    " differs from count " + std::to_string(count));
     }
   } catch (const json::exception& e) {
@@ -401,8 +428,9 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
     throw Error(e.code(), meta_path + ": " + e.what());
   }
   if (x.dim < 1 || x.dim > (1 << 20) || count < 0)
-    throw Error(ErrorCode::kInvalidConfig, meta_path + ": dim " + std::to_string(x.dim) + " or count " +
-                                               std::to_string(count) + " out of range");
+    throw Error(ErrorCode::kInvalidConfig, meta_path + ": dim " + std::to_string(x.dim) +
+                                               " or count " + std::to_string(count) +
+                                               " out of range");
 
   // embeddings.npy: mapped, header checked against index.json.
   const std::string npy_path = (fs::path(dir) / "embeddings.npy").string();
@@ -412,14 +440,16 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
     throw Error(ErrorCode::kInvalidConfig, npy_path + ": dtype " + index_dtype_name(h.dtype) +
                                                " but index.json says " + index_dtype_name(x.dtype));
   if (h.cols != x.dim || h.rows != count)
-    throw Error(ErrorCode::kInvalidConfig, npy_path + ": shape (" + std::to_string(h.rows) + ", " +
-                                               std::to_string(h.cols) + ") but index.json says count " +
-                                               std::to_string(count) + ", dim " + std::to_string(x.dim));
+    throw Error(ErrorCode::kInvalidConfig,
+                npy_path + ": shape (" + std::to_string(h.rows) + ", " + std::to_string(h.cols) +
+                    ") but index.json says count " + std::to_string(count) + ", dim " +
+                    std::to_string(x.dim));
   if (h.rows > 0) {
     const uint8_t* data = mapped->data() + h.data_offset;
     std::shared_ptr<const void> owner = mapped;
     if (h.data_offset % dtype_size(h.dtype) != 0) {  // an odd header length: copy to aligned memory
-      auto copy = std::make_shared<std::vector<uint8_t>>(data, data + (mapped->size() - h.data_offset));
+      auto copy =
+          std::make_shared<std::vector<uint8_t>>(data, data + (mapped->size() - h.data_offset));
       data = copy->data();
       owner = copy;
     }
@@ -439,7 +469,8 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
     pos = end + 1;
     ++line_no;
     auto fail = [&](const std::string& why) {
-      return Error(ErrorCode::kInvalidConfig, man_path + ": line " + std::to_string(line_no) + " " + why);
+      return Error(ErrorCode::kInvalidConfig,
+                   man_path + ": line " + std::to_string(line_no) + " " + why);
     };
     if (IndexRow row; parse_row_line(line, static_cast<int64_t>(x.rows.size()), &row)) {
       x.rows.push_back(std::move(row));
@@ -456,7 +487,8 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
       if (j.contains("row")) {
         const int64_t r = j.at("row").get<int64_t>();
         if (r != static_cast<int64_t>(x.rows.size()))
-          throw fail("has row " + std::to_string(r) + ", expected " + std::to_string(x.rows.size()) + " (rows must be in order)");
+          throw fail("has row " + std::to_string(r) + ", expected " +
+                     std::to_string(x.rows.size()) + " (rows must be in order)");
         IndexRow row;
         row.path = j.at("path").get<std::string>();
         row.stamp.bytes = j.at("bytes").get<uint64_t>();
@@ -481,22 +513,26 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
   if (static_cast<int64_t>(x.rows.size()) != count)
     throw Error(ErrorCode::kInvalidConfig, man_path + ": " + std::to_string(x.rows.size()) +
                                                " rows, but index.json and embeddings.npy have " +
-                                               std::to_string(count) + " (truncated or from another index)");
+                                               std::to_string(count) +
+                                               " (truncated or from another index)");
   if (failed >= 0 && static_cast<int64_t>(x.failures.size()) != failed)
     throw Error(ErrorCode::kInvalidConfig, man_path + ": " + std::to_string(x.failures.size()) +
-                                               " failure lines, but index.json says " + std::to_string(failed));
+                                               " failure lines, but index.json says " +
+                                               std::to_string(failed));
   {  // Duplicate paths, found by sorting hashes (the path -> row map is built only when needed).
     std::vector<std::pair<size_t, int64_t>> h(x.rows.size());
-    for (size_t i = 0; i < x.rows.size(); ++i) h[i] = {std::hash<std::string>{}(x.rows[i].path), int64_t(i)};
+    for (size_t i = 0; i < x.rows.size(); ++i)
+      h[i] = {std::hash<std::string>{}(x.rows[i].path), int64_t(i)};
     std::sort(h.begin(), h.end());
     for (size_t b = 0, e = 0; b < h.size(); b = e) {
       for (e = b + 1; e < h.size() && h[e].first == h[b].first;) ++e;
       for (size_t i = b; i < e; ++i)
         for (size_t j = i + 1; j < e; ++j)
           if (x.rows[size_t(h[i].second)].path == x.rows[size_t(h[j].second)].path)
-            throw Error(ErrorCode::kInvalidConfig, man_path + ": path \"" + x.rows[size_t(h[i].second)].path +
-                                                       "\" appears at rows " + std::to_string(h[i].second) + " and " +
-                                                       std::to_string(h[j].second));
+            throw Error(ErrorCode::kInvalidConfig,
+                        man_path + ": path \"" + x.rows[size_t(h[i].second)].path +
+                            "\" appears at rows " + std::to_string(h[i].second) + " and " +
+                            std::to_string(h[j].second));
     }
   }
   return EmbeddingIndex(std::move(impl));
@@ -513,14 +549,17 @@ void EmbeddingIndex::save(const std::string& dir) const {
     if (!fs::is_directory(target, ec))
       throw Error(ErrorCode::kInvalidArgument, "index " + dir + " exists and is not a folder");
     if (!fs::is_empty(target, ec) && !exists(target.string()))
-      throw Error(ErrorCode::kInvalidArgument, "index " + dir + " exists, is not empty and is not a zsclip index "
-                                               "(no index.json); refusing to replace it");
+      throw Error(ErrorCode::kInvalidArgument,
+                  "index " + dir +
+                      " exists, is not empty and is not a zsclip index "
+                      "(no index.json); refusing to replace it");
   }
-  const fs::path tmp = parent / ("." + target.filename().string() + ".tmp-" + std::to_string(getpid()) + "-" +
-                                 std::to_string(g_tmp_counter++));
+  const fs::path tmp = parent / ("." + target.filename().string() + ".tmp-" +
+                                 std::to_string(getpid()) + "-" + std::to_string(g_tmp_counter++));
   fs::remove_all(tmp, ec);
   if (!fs::create_directory(tmp, ec))
-    throw Error(ErrorCode::kIo, "index " + dir + ": cannot create " + tmp.string() + " (" + ec.message() + ")");
+    throw Error(ErrorCode::kIo,
+                "index " + dir + ": cannot create " + tmp.string() + " (" + ec.message() + ")");
   try {
     const int64_t n = size();
     {  // embeddings.npy, streamed span by span (rows widened or narrowed where dtypes differ)
@@ -532,7 +571,8 @@ void EmbeddingIndex::save(const std::string& dir) const {
       for (const Span& s : x.all_spans()) {
         const size_t item = dtype_size(s.dtype);
         if (s.dtype == x.dtype) {
-          out.write(reinterpret_cast<const char*>(s.data), static_cast<std::streamsize>(s.count * x.dim * item));
+          out.write(reinterpret_cast<const char*>(s.data),
+                    static_cast<std::streamsize>(s.count * x.dim * item));
           continue;
         }
         constexpr int64_t kChunk = 4096;
@@ -541,21 +581,27 @@ void EmbeddingIndex::save(const std::string& dir) const {
           wide.resize(static_cast<size_t>(m));
           widen(s.data + size_t(r * x.dim) * item, s.dtype, m, wide.data());
           if (x.dtype == IndexDtype::kFloat32) {
-            out.write(reinterpret_cast<const char*>(wide.data()), static_cast<std::streamsize>(m * 4));
+            out.write(reinterpret_cast<const char*>(wide.data()),
+                      static_cast<std::streamsize>(m * 4));
           } else {
             narrow.resize(static_cast<size_t>(m));
             narrow_to_half(wide.data(), m, narrow.data());
-            out.write(reinterpret_cast<const char*>(narrow.data()), static_cast<std::streamsize>(m * 2));
+            out.write(reinterpret_cast<const char*>(narrow.data()),
+                      static_cast<std::streamsize>(m * 2));
           }
         }
       }
       out.flush();
-      if (!out) throw Error(ErrorCode::kIo, "index " + dir + ": writing embeddings.npy failed (disk full?)");
+      if (!out)
+        throw Error(ErrorCode::kIo,
+                    "index " + dir + ": writing embeddings.npy failed (disk full?)");
     }
     {
       std::ofstream out(tmp / "manifest.jsonl", std::ios::binary);
       for (size_t i = 0; i < x.rows.size(); ++i) {
-        ordered_json j = {{"row", i}, {"path", x.rows[i].path}, {"bytes", x.rows[i].stamp.bytes},
+        ordered_json j = {{"row", i},
+                          {"path", x.rows[i].path},
+                          {"bytes", x.rows[i].stamp.bytes},
                           {"mtime", x.rows[i].stamp.mtime}};
         out << j.dump() << '\n';
       }
@@ -564,7 +610,9 @@ void EmbeddingIndex::save(const std::string& dir) const {
         out << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
       }
       out.flush();
-      if (!out) throw Error(ErrorCode::kIo, "index " + dir + ": writing manifest.jsonl failed (disk full?)");
+      if (!out)
+        throw Error(ErrorCode::kIo,
+                    "index " + dir + ": writing manifest.jsonl failed (disk full?)");
     }
     ordered_json meta = {{"format", kFormatName},
                          {"format_version", kFormatVersion},
@@ -583,7 +631,8 @@ void EmbeddingIndex::save(const std::string& dir) const {
     std::ofstream out(tmp / "index.json", std::ios::binary);
     out << meta.dump(2) << '\n';
     out.flush();
-    if (!out) throw Error(ErrorCode::kIo, "index " + dir + ": writing index.json failed (disk full?)");
+    if (!out)
+      throw Error(ErrorCode::kIo, "index " + dir + ": writing index.json failed (disk full?)");
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
@@ -612,14 +661,20 @@ void EmbeddingIndex::add(const IndexRow& row, const float* features) {
   Impl& x = *impl_;
   if (row.path.empty()) throw Error(ErrorCode::kInvalidArgument, "index: a row needs a path");
   if (!valid_utf8(row.path))
-    throw Error(ErrorCode::kInvalidArgument, "index: path \"" + row.path + "\" is not valid UTF-8 (manifest.jsonl is UTF-8 JSON)");
-  if (find(row.path) >= 0) throw Error(ErrorCode::kInvalidArgument, "index: path " + row.path + " is already in the index");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "index: path \"" + row.path + "\" is not valid UTF-8 (manifest.jsonl is UTF-8 JSON)");
+  if (find(row.path) >= 0)
+    throw Error(ErrorCode::kInvalidArgument,
+                "index: path " + row.path + " is already in the index");
   std::vector<float> v(static_cast<size_t>(x.dim));
   normalise_into(features, x.dim, v.data(), ("index: features of " + row.path).c_str());
   const size_t item = dtype_size(x.dtype), old = x.tail.size();
   x.tail.resize(old + static_cast<size_t>(x.dim) * item);
-  if (x.dtype == IndexDtype::kFloat32) std::memcpy(x.tail.data() + old, v.data(), v.size() * 4);
-  else narrow_to_half(v.data(), x.dim, reinterpret_cast<uint16_t*>(x.tail.data() + old));
+  if (x.dtype == IndexDtype::kFloat32)
+    std::memcpy(x.tail.data() + old, v.data(), v.size() * 4);
+  else
+    narrow_to_half(v.data(), x.dim, reinterpret_cast<uint16_t*>(x.tail.data() + old));
   ++x.tail_rows;
   x.rows.push_back(row);
   {
@@ -631,42 +686,50 @@ void EmbeddingIndex::add(const IndexRow& row, const float* features) {
   x.has_ann_json = false;
 }
 
-void EmbeddingIndex::add_failure(IndexFailure failure) { impl_->failures.push_back(std::move(failure)); }
+void EmbeddingIndex::add_failure(IndexFailure failure) {
+  impl_->failures.push_back(std::move(failure));
+}
 
 void EmbeddingIndex::merge_from(const EmbeddingIndex& other, bool replace) {
   Impl& x = *impl_;
   const Impl& o = *other.impl_;
   const std::string name = o.directory.empty() ? "the other index" : "index " + o.directory;
   if (o.fingerprint != x.fingerprint)
-    throw Error(ErrorCode::kInvalidModel, name + " was built with the model of fingerprint \"" + o.fingerprint +
-                                              "\", not \"" + x.fingerprint + "\" (" +
-                                              (x.directory.empty() ? std::string("this index") : x.directory) + ")");
+    throw Error(ErrorCode::kInvalidModel,
+                name + " was built with the model of fingerprint \"" + o.fingerprint +
+                    "\", not \"" + x.fingerprint + "\" (" +
+                    (x.directory.empty() ? std::string("this index") : x.directory) + ")");
   if (o.dim != x.dim)
-    throw Error(ErrorCode::kInvalidModel, name + " has dimension " + std::to_string(o.dim) + ", not " + std::to_string(x.dim));
+    throw Error(ErrorCode::kInvalidModel, name + " has dimension " + std::to_string(o.dim) +
+                                              ", not " + std::to_string(x.dim));
   const auto& mine = x.path_map();
   std::vector<int64_t> drop;
   for (const auto& r : o.rows)
     if (auto it = mine.find(r.path); it != mine.end()) {
       if (!replace)
-        throw Error(ErrorCode::kInvalidArgument, name + ": path " + r.path + " is already at row " +
-                                                     std::to_string(it->second) + " of " +
-                                                     (x.directory.empty() ? std::string("the merged index") : x.directory) +
-                                                     " (duplicate paths)");
+        throw Error(ErrorCode::kInvalidArgument,
+                    name + ": path " + r.path + " is already at row " + std::to_string(it->second) +
+                        " of " +
+                        (x.directory.empty() ? std::string("the merged index") : x.directory) +
+                        " (duplicate paths)");
       drop.push_back(it->second);
     }
   std::unordered_map<std::string, int> incoming;
   for (const auto& r : o.rows) incoming[r.path] = 1;
   for (const auto& f : o.failures) {
     if (auto it = mine.find(f.path); it != mine.end()) {
-      if (!replace) throw Error(ErrorCode::kInvalidArgument, name + ": path " + f.path + " failed there but has a row here");
+      if (!replace)
+        throw Error(ErrorCode::kInvalidArgument,
+                    name + ": path " + f.path + " failed there but has a row here");
       drop.push_back(it->second);
     }
     incoming[f.path] = 1;
   }
   if (replace) {
-    x.failures.erase(std::remove_if(x.failures.begin(), x.failures.end(),
-                                    [&](const IndexFailure& f) { return incoming.count(f.path) > 0; }),
-                     x.failures.end());
+    x.failures.erase(
+        std::remove_if(x.failures.begin(), x.failures.end(),
+                       [&](const IndexFailure& f) { return incoming.count(f.path) > 0; }),
+        x.failures.end());
   }
   std::sort(drop.begin(), drop.end());
   drop.erase(std::unique(drop.begin(), drop.end()), drop.end());
@@ -676,7 +739,8 @@ void EmbeddingIndex::merge_from(const EmbeddingIndex& other, bool replace) {
     if (s.owner) {
       x.spans.push_back(s);
     } else {  // the other's unshared tail: copy it
-      auto copy = std::make_shared<std::vector<uint8_t>>(s.data, s.data + size_t(s.count * o.dim) * dtype_size(s.dtype));
+      auto copy = std::make_shared<std::vector<uint8_t>>(
+          s.data, s.data + size_t(s.count * o.dim) * dtype_size(s.dtype));
       x.spans.push_back({copy, copy->data(), s.dtype, s.count});
     }
   }
@@ -694,14 +758,16 @@ EmbeddingIndex merge_indexes(const std::vector<std::string>& shard_dirs) {
     auto note = [&](const std::string& path) {
       auto [it, fresh] = owner.emplace(path, i);
       if (!fresh)
-        throw Error(ErrorCode::kInvalidArgument, "index merge: path " + path + " is in both " + shard_dirs[it->second] +
-                                                     " and " + shard_dirs[i] + " (duplicate paths)");
+        throw Error(ErrorCode::kInvalidArgument, "index merge: path " + path + " is in both " +
+                                                     shard_dirs[it->second] + " and " +
+                                                     shard_dirs[i] + " (duplicate paths)");
     };
     for (const auto& r : shards.back().rows()) note(r.path);
     for (const auto& f : shards.back().failures()) note(f.path);
   }
   const EmbeddingIndex& first = shards[0];
-  EmbeddingIndex out = EmbeddingIndex::create(first.model_fingerprint(), first.dim(), first.dtype(), first.model_name());
+  EmbeddingIndex out = EmbeddingIndex::create(first.model_fingerprint(), first.dim(), first.dtype(),
+                                              first.model_name());
   for (const auto& s : shards) out.merge_from(s, false);
   return out;
 }
@@ -740,11 +806,13 @@ std::vector<float> EmbeddingIndex::row(int64_t i) const {
 void EmbeddingIndex::check_compatible(const ZeroShotHead& head, const std::string& origin) const {
   const std::string where = impl_->directory.empty() ? "the index" : "index " + impl_->directory;
   if (head.embed_dim() != dim())
-    throw Error(ErrorCode::kInvalidModel, origin + ": embed_dim " + std::to_string(head.embed_dim()) + " does not match " +
-                                              where + " (dim " + std::to_string(dim()) + ")");
+    throw Error(ErrorCode::kInvalidModel,
+                origin + ": embed_dim " + std::to_string(head.embed_dim()) + " does not match " +
+                    where + " (dim " + std::to_string(dim()) + ")");
   if (head.model_fingerprint() != model_fingerprint())
-    throw Error(ErrorCode::kInvalidModel, origin + ": built for the model with fingerprint \"" + head.model_fingerprint() +
-                                              "\", but " + where + " holds features of the model with fingerprint \"" +
+    throw Error(ErrorCode::kInvalidModel, origin + ": built for the model with fingerprint \"" +
+                                              head.model_fingerprint() + "\", but " + where +
+                                              " holds features of the model with fingerprint \"" +
                                               model_fingerprint() + "\"");
 }
 
@@ -755,11 +823,13 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
                                                            const SearchOptions& options) const {
   const Impl& x = *impl_;
   if (queries.dim() != 2 || queries.size(1) != x.dim)
-    throw Error(ErrorCode::kInvalidArgument, "index search: queries must be [Q, " + std::to_string(x.dim) + "]");
+    throw Error(ErrorCode::kInvalidArgument,
+                "index search: queries must be [Q, " + std::to_string(x.dim) + "]");
   if (top_k < 1) throw Error(ErrorCode::kInvalidArgument, "index search: top_k must be >= 1");
   const int64_t nq = queries.size(0), n = size(), d = x.dim;
   std::vector<float> q(static_cast<size_t>(nq * d));
-  for (int64_t j = 0; j < nq; ++j) normalise_into(queries.row(j), d, q.data() + j * d, "index search: query");
+  for (int64_t j = 0; j < nq; ++j)
+    normalise_into(queries.row(j), d, q.data() + j * d, "index search: query");
   std::vector<std::vector<SearchHit>> results(static_cast<size_t>(nq));
   if (nq == 0 || n == 0) return results;
   const size_t k = static_cast<size_t>(std::min<int64_t>(top_k, n));
@@ -786,7 +856,8 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
     const int64_t work = n * d * std::max<int64_t>(1, nq);
     threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, work / (1 << 19))));
     const auto spans = x.all_spans();
-    std::vector<std::vector<TopK>> tops(static_cast<size_t>(threads), std::vector<TopK>(size_t(nq), TopK(k)));
+    std::vector<std::vector<TopK>> tops(static_cast<size_t>(threads),
+                                        std::vector<TopK>(size_t(nq), TopK(k)));
     auto scan = [&](int t) {
       const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
       constexpr int64_t kBlock = 1024;
@@ -798,8 +869,10 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
         for (int64_t r = lo; r < hi; r += kBlock) {
           const int64_t m = std::min(kBlock, hi - r);
           const uint8_t* p = s.data + size_t((r - row0) * d) * dtype_size(s.dtype);
-          if (nq == 1) dot_rows(p, s.dtype, m, d, q.data(), scores.data());
-          else dot_rows_multi(p, s.dtype, m, d, q.data(), nq, scores.data());
+          if (nq == 1)
+            dot_rows(p, s.dtype, m, d, q.data(), scores.data());
+          else
+            dot_rows_multi(p, s.dtype, m, d, q.data(), nq, scores.data());
           for (int64_t j = 0; j < nq; ++j) {
             TopK& top = mine[size_t(j)];
             float thr = top.threshold();
@@ -829,7 +902,8 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
   return results;
 }
 
-std::vector<SearchHit> EmbeddingIndex::search(const float* query, int top_k, const SearchOptions& options) const {
+std::vector<SearchHit> EmbeddingIndex::search(const float* query, int top_k,
+                                              const SearchOptions& options) const {
   FloatTensor q({1, dim()}, std::vector<float>(query, query + dim()));
   return std::move(search(q, top_k, options)[0]);
 }
@@ -871,8 +945,8 @@ void EmbeddingIndex::build_ann(const AnnOptions& options) {
   Impl& x = *impl_;
   AnnOptions o = options;
   const Impl* self = &x;
-  auto built = build_ann_index([self](int64_t b, int64_t n, float* out) { self->read_rows(b, n, out); }, size(),
-                               x.dim, o);
+  auto built = build_ann_index(
+      [self](int64_t b, int64_t n, float* out) { self->read_rows(b, n, out); }, size(), x.dim, o);
   std::lock_guard<std::mutex> lock(x.ann_mu);
   x.ann = std::move(built);
   x.ann_loaded = true;
@@ -886,8 +960,10 @@ std::string EmbeddingIndex::ann_description() const {
   if (!has_ann()) return "";
   const AnnOptions& o = impl_->ann_options;
   if (o.kind == "hnsw")
-    return "hnsw (M " + std::to_string(o.hnsw_m) + ", ef_search " + std::to_string(o.hnsw_ef_search) + ")";
-  return "ivf (" + std::to_string(o.ivf_lists) + " lists, probe " + std::to_string(o.ivf_probe) + ")";
+    return "hnsw (M " + std::to_string(o.hnsw_m) + ", ef_search " +
+           std::to_string(o.hnsw_ef_search) + ")";
+  return "ivf (" + std::to_string(o.ivf_lists) + " lists, probe " + std::to_string(o.ivf_probe) +
+         ")";
 }
 
 const AnnOptions& EmbeddingIndex::ann_options() const { return impl_->ann_options; }

@@ -1,6 +1,6 @@
 // EmbeddingIndex's state: row metadata, and the stored rows as a list of contiguous spans (a mapped
-// embeddings.npy, merged-in shards, rows added in memory), so that opening, merging and dropping rows
-// never copy the features.
+// embeddings.npy, merged-in shards, rows added in memory), so that opening, merging and dropping
+// rows never copy the features.
 #pragma once
 
 #include <memory>

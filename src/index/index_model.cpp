@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -34,9 +34,10 @@ void EmbeddingIndex::check_compatible(const Model& model, const std::string& ori
   const ModelConfig& c = model.config();
   if (c.fingerprint != model_fingerprint() || model.embed_dim() != dim())
     throw Error(ErrorCode::kInvalidModel,
-                origin + " holds features of the model \"" + model_name() + "\" (fingerprint \"" + model_fingerprint() +
-                    "\", dim " + std::to_string(dim()) + "), not of " + c.directory + " (\"" + c.name +
-                    "\", fingerprint \"" + c.fingerprint + "\", dim " + std::to_string(model.embed_dim()) +
+                origin + " holds features of the model \"" + model_name() + "\" (fingerprint \"" +
+                    model_fingerprint() + "\", dim " + std::to_string(dim()) + "), not of " +
+                    c.directory + " (\"" + c.name + "\", fingerprint \"" + c.fingerprint +
+                    "\", dim " + std::to_string(model.embed_dim()) +
                     "); use the index's model (--model) or build the index again with this one");
 }
 
@@ -53,11 +54,13 @@ std::vector<SearchHit> EmbeddingIndex::search_text(const Model& model, const Tok
     ZeroShotHead head = ZeroShotHead::build(model, tokenizer, {text}, templates, build_options);
     return search(head.weights().row(0), top_k, options);
   }
-  FloatTensor f = model.encode_texts(tokenizer.tokenize({text}, model.context_length(), options.truncate));
+  FloatTensor f =
+      model.encode_texts(tokenizer.tokenize({text}, model.context_length(), options.truncate));
   return search(f.row(0), top_k, options);
 }
 
-std::vector<SearchHit> EmbeddingIndex::search_image(const Model& model, const std::string& image_path, int top_k,
+std::vector<SearchHit> EmbeddingIndex::search_image(const Model& model,
+                                                    const std::string& image_path, int top_k,
                                                     const SearchOptions& options) const {
   check_compatible(model, directory().empty() ? "the index" : "index " + directory());
   Preprocessor pre(model.config().preprocess);
@@ -77,11 +80,12 @@ class BuildLock {
     const fs::path lock = target.parent_path() / ("." + target.filename().string() + ".lock");
     fd_ = ::open(lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
     if (fd_ < 0)
-      throw Error(ErrorCode::kIo, "index " + target.string() + ": cannot create the lock file " + lock.string() +
-                                      " (" + std::strerror(errno) + ")");
+      throw Error(ErrorCode::kIo, "index " + target.string() + ": cannot create the lock file " +
+                                      lock.string() + " (" + std::strerror(errno) + ")");
     if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd_);
-      throw Error(ErrorCode::kIo, "index " + target.string() + ": another zsclip index build is writing it (lock " +
+      throw Error(ErrorCode::kIo, "index " + target.string() +
+                                      ": another zsclip index build is writing it (lock " +
                                       lock.string() + ")");
     }
   }
@@ -102,15 +106,20 @@ struct Pending {
 
 }  // namespace
 
-IndexBuildReport build_index(const std::string& dir, const Model& model, const std::vector<std::string>& paths,
+IndexBuildReport build_index(const std::string& dir, const Model& model,
+                             const std::vector<std::string>& paths,
                              const IndexBuildOptions& options) {
-  if (options.batch_size < 1) throw Error(ErrorCode::kInvalidArgument, "index build: batch_size must be >= 1");
+  if (options.batch_size < 1)
+    throw Error(ErrorCode::kInvalidArgument, "index build: batch_size must be >= 1");
   path_in_shard("", options.shard_k, options.shard_n);  // checks K/N
   if (options.build_ann && !ann_available())
-    throw Error(ErrorCode::kUnsupported, "--ann " + options.ann.kind + ": this zsclip was built without FAISS "
-                                         "(CMake option ZSCLIP_WITH_FAISS; Debian package libfaiss-dev)");
+    throw Error(ErrorCode::kUnsupported,
+                "--ann " + options.ann.kind +
+                    ": this zsclip was built without FAISS "
+                    "(CMake option ZSCLIP_WITH_FAISS; Debian package libfaiss-dev)");
   if (options.build_ann && options.ann.kind != "hnsw" && options.ann.kind != "ivf")
-    throw Error(ErrorCode::kInvalidArgument, "--ann \"" + options.ann.kind + "\" is neither hnsw nor ivf");
+    throw Error(ErrorCode::kInvalidArgument,
+                "--ann \"" + options.ann.kind + "\" is neither hnsw nor ivf");
   fs::path target = fs::absolute(dir).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();
   std::error_code ec;
@@ -122,7 +131,8 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
   for (const auto& e : fs::directory_iterator(target.parent_path(), ec))
     if (starts_with(e.path().filename().string(), tmp_prefix)) fs::remove_all(e.path(), ec);
 
-  if (!EmbeddingIndex::exists(target.string())) EmbeddingIndex::create(model, options.dtype).save(target.string());
+  if (!EmbeddingIndex::exists(target.string()))
+    EmbeddingIndex::create(model, options.dtype).save(target.string());
   EmbeddingIndex main = EmbeddingIndex::open(target.string());
   main.check_compatible(model, "index " + dir);
   const bool want_ann = options.build_ann || main.has_ann();
@@ -145,7 +155,8 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
       fs::remove_all(e.path(), ec);
     }
   }
-  std::sort(pending.begin(), pending.end(), [](const Pending& a, const Pending& b) { return a.number < b.number; });
+  std::sort(pending.begin(), pending.end(),
+            [](const Pending& a, const Pending& b) { return a.number < b.number; });
   int64_t next_segment = pending.empty() ? 1 : pending.back().number + 1;
 
   IndexBuildReport report;
@@ -203,7 +214,8 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
   auto prepare = [&](size_t begin) {
     Batch b;
     b.begin = begin;
-    for (size_t i = begin; i < std::min(todo.size(), begin + bs); ++i) b.paths.push_back(todo[i].path);
+    for (size_t i = begin; i < std::min(todo.size(), begin + bs); ++i)
+      b.paths.push_back(todo[i].path);
     b.pixels.resize(b.paths.size() * per_image);
     b.status = pre.batch_files_into(b.paths, b.pixels.data(), options.preprocess_threads);
     return b;
@@ -211,7 +223,8 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
   int64_t pending_rows = 0;
   for (const auto& p : pending) pending_rows += p.index.size();
   // Decoding runs ahead on its own thread, up to two batches, while the encoder works (as
-  // ZeroShotClassifier::classify_files does; one batch ahead measured 15-20 % slower on models/shapes).
+  // ZeroShotClassifier::classify_files does; one batch ahead measured 15-20 % slower on
+  // models/shapes).
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Batch> ready;
@@ -262,7 +275,8 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
     for (size_t i = 0; i < b.paths.size(); ++i) {
       if (b.status[i].ok) {
         if (good.size() != i)
-          std::copy_n(b.pixels.data() + i * per_image, per_image, b.pixels.data() + good.size() * per_image);
+          std::copy_n(b.pixels.data() + i * per_image, per_image,
+                      b.pixels.data() + good.size() * per_image);
         good.push_back(i);
       } else {
         report.failures.push_back({b.paths[i], b.status[i].error, b.status[i].code});
@@ -270,7 +284,8 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
       }
     }
     std::vector<float> feats(good.size() * static_cast<size_t>(d));
-    if (!good.empty()) model.encode_images(b.pixels.data(), static_cast<int64_t>(good.size()), feats.data());
+    if (!good.empty())
+      model.encode_images(b.pixels.data(), static_cast<int64_t>(good.size()), feats.data());
     for (size_t j = 0; j < good.size(); ++j) {
       const Item& item = todo[begin + good[j]];
       try {
@@ -286,14 +301,17 @@ IndexBuildReport build_index(const std::string& dir, const Model& model, const s
     seg.save((pending_dir / name).string());
     pending_rows += seg.size();
     pending.push_back({next_segment - 1, std::move(seg)});
-    if (options.progress) options.progress(static_cast<int64_t>(begin + b.paths.size()), static_cast<int64_t>(todo.size()));
+    if (options.progress)
+      options.progress(static_cast<int64_t>(begin + b.paths.size()),
+                       static_cast<int64_t>(todo.size()));
     // Fold the segments in once they are a quarter of the index: O(total) writing over a long run.
     if (pending_rows >= std::max<int64_t>(main.size() / 4, 1024) && begin + bs < todo.size()) {
       commit(false);
       pending_rows = 0;
     }
   }
-  if (!pending.empty() || (want_ann && !main.has_ann() && main.size() > 0) || options.build_ann) commit(true);
+  if (!pending.empty() || (want_ann && !main.has_ann() && main.size() > 0) || options.build_ann)
+    commit(true);
   report.total_rows = main.size();
   report.failed = static_cast<int64_t>(report.failures.size());
   return report;

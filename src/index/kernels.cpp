@@ -44,7 +44,8 @@ uint16_t float_to_half(float f) {
   if (abs < 0x38800000u) {                       // below the smallest normal half (2^-14)
     if (abs < 0x33000000u) return sign;          // below half of the smallest subnormal (2^-25)
     const uint32_t exp = abs >> 23, man = (abs & 0x7fffff) | 0x800000;
-    const uint32_t shift = 126 - exp;  // value = man * 2^(exp-150); in units of 2^-24: man >> (126-exp)
+    const uint32_t shift =
+        126 - exp;  // value = man * 2^(exp-150); in units of 2^-24: man >> (126-exp)
     uint32_t q = man >> shift;
     const uint32_t rem = man & ((1u << shift) - 1), halfway = 1u << (shift - 1);
     if (rem > halfway || (rem == halfway && (q & 1))) ++q;
@@ -76,7 +77,8 @@ void widen_portable(const uint16_t* src, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = half_to_float(src[i]);
 }
 
-void dot_rows_portable(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* q, float* out) {
+void dot_rows_portable(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* q,
+                       float* out) {
   if (dtype == IndexDtype::kFloat32) {
     const float* r = static_cast<const float*>(rows);
     for (int64_t i = 0; i < n; ++i) out[i] = dot_f32(r + i * d, q, d);
@@ -114,7 +116,8 @@ ZSCLIP_SIMD void dot_rows_simd(const T* r, int64_t n, int64_t d, const float* q,
   for (; i + 2 <= n; i += 2) {
     const T* a = r + i * d;
     const T* b = a + d;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), b0 = _mm256_setzero_ps(),
+           b1 = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k < d16; k += 16) {
       const __m256 q0 = load8(q + k), q1 = load8(q + k + 8);
@@ -160,14 +163,16 @@ ZSCLIP_SIMD void widen_simd(const uint16_t* src, int64_t n, float* out) {
 ZSCLIP_SIMD void narrow_simd(const float* src, int64_t n, uint16_t* out) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(out + i),
+        _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   for (; i < n; ++i) out[i] = float_to_half(src[i]);
 }
 
-// Four float32 rows x two queries per step: six loads feed eight FMAs, all accumulators in registers
-// (written out: an array of accumulators is kept in memory by GCC at -O2, 8x slower).
-ZSCLIP_SIMD void dot_block_simd(const float* r, int64_t n, int64_t d, const float* qs, int64_t nq, float* out) {
+// Four float32 rows x two queries per step: six loads feed eight FMAs, all accumulators in
+// registers (written out: an array of accumulators is kept in memory by GCC at -O2, 8x slower).
+ZSCLIP_SIMD void dot_block_simd(const float* r, int64_t n, int64_t d, const float* qs, int64_t nq,
+                                float* out) {
   const int64_t d8 = d / 8 * 8;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -176,8 +181,10 @@ ZSCLIP_SIMD void dot_block_simd(const float* r, int64_t n, int64_t d, const floa
     for (; j + 2 <= nq; j += 2) {
       const float* q0 = qs + j * d;
       const float* q1 = q0 + d;
-      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-      __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+      __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(),
+             c11 = _mm256_setzero_ps();
+      __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(),
+             c31 = _mm256_setzero_ps();
       for (int64_t k = 0; k < d8; k += 8) {
         const __m256 x0 = _mm256_loadu_ps(q0 + k), x1 = _mm256_loadu_ps(q1 + k);
         __m256 v = _mm256_loadu_ps(r0 + k);
@@ -206,7 +213,8 @@ ZSCLIP_SIMD void dot_block_simd(const float* r, int64_t n, int64_t d, const floa
       }
     }
     for (; j < nq; ++j)
-      for (int m = 0; m < 4; ++m) dot_rows_simd(r0 + m * d, 1, d, qs + j * d, &out[(i + m) * nq + j]);
+      for (int m = 0; m < 4; ++m)
+        dot_rows_simd(r0 + m * d, 1, d, qs + j * d, &out[(i + m) * nq + j]);
   }
   for (; i < n; ++i)
     for (int64_t j = 0; j < nq; ++j) dot_rows_simd(r + i * d, 1, d, qs + j * d, &out[i * nq + j]);
@@ -215,7 +223,8 @@ ZSCLIP_SIMD void dot_block_simd(const float* r, int64_t n, int64_t d, const floa
 bool cpu_has_simd() {
   static const bool has = [] {
     __builtin_cpu_init();
-    unsigned a = 0, b = 0, c = 0, d = 0;  // F16C: CPUID leaf 1, ECX bit 29 (clang has no "f16c" name)
+    unsigned a = 0, b = 0, c = 0,
+             d = 0;  // F16C: CPUID leaf 1, ECX bit 29 (clang has no "f16c" name)
     const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29));
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   }();
@@ -248,18 +257,20 @@ void narrow_to_half(const float* src, int64_t n, uint16_t* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = float_to_half(src[i]);
 }
 
-void dot_rows(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* q, float* out) {
+void dot_rows(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* q,
+              float* out) {
 #ifdef ZSCLIP_X86
   if (simd_kernels_active()) {
-    if (dtype == IndexDtype::kFloat32) return dot_rows_simd(static_cast<const float*>(rows), n, d, q, out);
+    if (dtype == IndexDtype::kFloat32)
+      return dot_rows_simd(static_cast<const float*>(rows), n, d, q, out);
     return dot_rows_simd(static_cast<const uint16_t*>(rows), n, d, q, out);
   }
 #endif
   dot_rows_portable(rows, dtype, n, d, q, out);
 }
 
-void dot_rows_multi(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* queries, int64_t nq,
-                    float* out) {
+void dot_rows_multi(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* queries,
+                    int64_t nq, float* out) {
   constexpr int64_t kBlock = 32;  // 32 widened rows of 512 floats: 64 KiB, stays in L2
   std::vector<float> buf;
   const size_t item = dtype == IndexDtype::kFloat16 ? 2 : 4;
@@ -279,7 +290,8 @@ void dot_rows_multi(const void* rows, IndexDtype dtype, int64_t n, int64_t d, co
     }
 #endif
     for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < nq; ++j) out[(i0 + i) * nq + j] = dot_f32(block + i * d, queries + j * d, d);
+      for (int64_t j = 0; j < nq; ++j)
+        out[(i0 + i) * nq + j] = dot_f32(block + i * d, queries + j * d, d);
   }
 }
 

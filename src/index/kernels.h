@@ -20,8 +20,8 @@ void narrow_to_half(const float* src, int64_t n, uint16_t* out);
 // out[i] = <row i, q> for n rows of d values of `dtype` starting at rows.
 void dot_rows(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* q, float* out);
 // out[i * nq + j] = <row i, query j> for nq queries (row-major [nq, d]); each row is widened once.
-void dot_rows_multi(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* queries, int64_t nq,
-                    float* out);
+void dot_rows_multi(const void* rows, IndexDtype dtype, int64_t n, int64_t d, const float* queries,
+                    int64_t nq, float* out);
 
 // True when the AVX2/FMA/F16C loops are in use (for benchmarks and tests).
 bool simd_kernels_active();

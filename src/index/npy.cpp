@@ -14,7 +14,8 @@ namespace zsclip::index_detail {
 namespace {
 
 Error bad(const std::string& origin, const std::string& what) {
-  return Error(ErrorCode::kInvalidConfig, origin + ": not a valid .npy file of float rows (" + what + ")");
+  return Error(ErrorCode::kInvalidConfig,
+               origin + ": not a valid .npy file of float rows (" + what + ")");
 }
 
 std::string printable(std::string_view s, size_t max = 60) {
@@ -23,8 +24,8 @@ std::string printable(std::string_view s, size_t max = 60) {
   return s.size() > max ? out + "..." : out;
 }
 
-// The header dict is a Python literal: {'descr': '<f4', 'fortran_order': False, 'shape': (3, 512), }
-// Keys may come in any order; the values must be these three kinds.
+// The header dict is a Python literal: {'descr': '<f4', 'fortran_order': False, 'shape': (3, 512),
+// } Keys may come in any order; the values must be these three kinds.
 class DictParser {
  public:
   DictParser(std::string_view text, const std::string& origin) : s_(text), origin_(origin) {}
@@ -41,17 +42,26 @@ class DictParser {
       skip_space();
       if (key == "descr") {
         const std::string d = string_literal();
-        if (d == "<f4") h.dtype = IndexDtype::kFloat32;
-        else if (d == "<f2") h.dtype = IndexDtype::kFloat16;
+        if (d == "<f4")
+          h.dtype = IndexDtype::kFloat32;
+        else if (d == "<f2")
+          h.dtype = IndexDtype::kFloat16;
         else if (d == ">f4" || d == ">f2")
-          throw bad(origin_, "dtype '" + d + "' is big-endian; only little-endian float32 '<f4' and float16 '<f2' are read");
+          throw bad(
+              origin_,
+              "dtype '" + d +
+                  "' is big-endian; only little-endian float32 '<f4' and float16 '<f2' are read");
         else
-          throw bad(origin_, "dtype '" + printable(d) + "'; only float32 '<f4' and float16 '<f2' are read");
+          throw bad(origin_,
+                    "dtype '" + printable(d) + "'; only float32 '<f4' and float16 '<f2' are read");
         has_descr = true;
       } else if (key == "fortran_order") {
-        if (s_.substr(pos_, 5) == "False") pos_ += 5;
-        else if (s_.substr(pos_, 4) == "True") throw bad(origin_, "fortran_order is True; rows must be C-order");
-        else throw bad(origin_, "fortran_order is neither True nor False");
+        if (s_.substr(pos_, 5) == "False")
+          pos_ += 5;
+        else if (s_.substr(pos_, 4) == "True")
+          throw bad(origin_, "fortran_order is True; rows must be C-order");
+        else
+          throw bad(origin_, "fortran_order is neither True nor False");
         has_order = true;
       } else if (key == "shape") {
         expect('(');
@@ -66,7 +76,9 @@ class DictParser {
           if (peek() == ',') ++pos_;
         }
         expect(')');
-        if (n != 2) throw bad(origin_, "shape has " + std::to_string(n) + " dimension(s), expected (rows, dim)");
+        if (n != 2)
+          throw bad(origin_,
+                    "shape has " + std::to_string(n) + " dimension(s), expected (rows, dim)");
         h.rows = dims[0];
         h.cols = dims[1];
         has_shape = true;
@@ -74,12 +86,18 @@ class DictParser {
         throw bad(origin_, "unexpected header key '" + printable(key) + "'");
       }
       skip_space();
-      if (peek() == ',') ++pos_;
-      else if (peek() != '}') throw bad(origin_, "header dict: expected ',' or '}' at offset " + std::to_string(pos_));
+      if (peek() == ',')
+        ++pos_;
+      else if (peek() != '}')
+        throw bad(origin_, "header dict: expected ',' or '}' at offset " + std::to_string(pos_));
     }
     ++pos_;
     if (!has_descr || !has_order || !has_shape)
-      throw bad(origin_, std::string("header lacks '") + (!has_descr ? "descr" : !has_order ? "fortran_order" : "shape") + "'");
+      throw bad(origin_, std::string("header lacks '") +
+                             (!has_descr   ? "descr"
+                              : !has_order ? "fortran_order"
+                                           : "shape") +
+                             "'");
     for (; pos_ < s_.size(); ++pos_)
       if (s_[pos_] != ' ' && s_[pos_] != '\n' && s_[pos_] != '\0')
         throw bad(origin_, "text after the header dict");
@@ -94,13 +112,15 @@ class DictParser {
   void expect(char c) {
     skip_space();
     if (peek() != c)
-      throw bad(origin_, std::string("header dict: expected '") + c + "' at offset " + std::to_string(pos_));
+      throw bad(origin_,
+                std::string("header dict: expected '") + c + "' at offset " + std::to_string(pos_));
     ++pos_;
   }
   std::string string_literal() {
     skip_space();
     const char q = peek();
-    if (q != '\'' && q != '"') throw bad(origin_, "header dict: expected a quoted key at offset " + std::to_string(pos_));
+    if (q != '\'' && q != '"')
+      throw bad(origin_, "header dict: expected a quoted key at offset " + std::to_string(pos_));
     const size_t end = s_.find(q, pos_ + 1);
     if (end == std::string_view::npos) throw bad(origin_, "header dict: unterminated string");
     std::string out(s_.substr(pos_ + 1, end - pos_ - 1));
@@ -111,11 +131,14 @@ class DictParser {
     const size_t start = pos_;
     int64_t v = 0;
     while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
-      if (v > (std::numeric_limits<int64_t>::max() - 9) / 10) throw bad(origin_, "shape value too large");
+      if (v > (std::numeric_limits<int64_t>::max() - 9) / 10)
+        throw bad(origin_, "shape value too large");
       v = v * 10 + (s_[pos_++] - '0');
     }
     if (pos_ < s_.size() && s_[pos_] == 'L') ++pos_;  // Python 2 long
-    if (pos_ == start) throw bad(origin_, "shape: expected a non-negative integer at offset " + std::to_string(start));
+    if (pos_ == start)
+      throw bad(origin_,
+                "shape: expected a non-negative integer at offset " + std::to_string(start));
     return v;
   }
 
@@ -139,16 +162,23 @@ NpyHeader parse_npy(const uint8_t* data, size_t size, const std::string& origin)
     prefix = 10;
   } else if (major == 2 || major == 3) {
     if (size < 12) throw bad(origin, "truncated header");
-    header_len = size_t(data[8]) | size_t(data[9]) << 8 | size_t(data[10]) << 16 | size_t(data[11]) << 24;
+    header_len =
+        size_t(data[8]) | size_t(data[9]) << 8 | size_t(data[10]) << 16 | size_t(data[11]) << 24;
     prefix = 12;
   } else {
-    throw bad(origin, "format version " + std::to_string(major) + "." + std::to_string(data[7]) + " is not 1, 2 or 3");
+    throw bad(origin, "format version " + std::to_string(major) + "." + std::to_string(data[7]) +
+                          " is not 1, 2 or 3");
   }
   if (header_len > size - prefix)
-    throw bad(origin, "header of " + std::to_string(header_len) + " bytes but the file has " + std::to_string(size) + " (truncated)");
-  NpyHeader h = DictParser(std::string_view(reinterpret_cast<const char*>(data) + prefix, header_len), origin).parse();
+    throw bad(origin, "header of " + std::to_string(header_len) + " bytes but the file has " +
+                          std::to_string(size) + " (truncated)");
+  NpyHeader h =
+      DictParser(std::string_view(reinterpret_cast<const char*>(data) + prefix, header_len), origin)
+          .parse();
   h.data_offset = prefix + header_len;
-  if (h.cols < 1) throw bad(origin, "shape (" + std::to_string(h.rows) + ", " + std::to_string(h.cols) + "): rows must have at least one value");
+  if (h.cols < 1)
+    throw bad(origin, "shape (" + std::to_string(h.rows) + ", " + std::to_string(h.cols) +
+                          "): rows must have at least one value");
   const size_t item = dtype_size(h.dtype);
   const uint64_t max_rows = (std::numeric_limits<uint64_t>::max() / 2) / (uint64_t(h.cols) * item);
   if (uint64_t(h.rows) > max_rows) throw bad(origin, "shape too large");
@@ -180,7 +210,9 @@ std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int e = errno;
-    throw Error(e == ENOENT ? ErrorCode::kNotFound : e == EACCES ? ErrorCode::kPermissionDenied : ErrorCode::kIo,
+    throw Error(e == ENOENT   ? ErrorCode::kNotFound
+                : e == EACCES ? ErrorCode::kPermissionDenied
+                              : ErrorCode::kIo,
                 path + ": cannot be opened (" + std::strerror(e) + ")");
   }
   struct stat st {};

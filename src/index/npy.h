@@ -25,8 +25,8 @@ NpyHeader parse_npy(const uint8_t* data, size_t size, const std::string& origin)
 std::string npy_header(IndexDtype dtype, int64_t rows, int64_t cols);
 
 // A whole file mapped read-only (MAP_SHARED, PROT_READ, MAP_POPULATE: the page tables are filled at
-// open, so the first search is as fast as the next: 1,000,000 float16 rows, first query 1.7 s -> 0.16 s
-// at load 7). An empty file maps to nullptr, size 0.
+// open, so the first search is as fast as the next: 1,000,000 float16 rows, first query 1.7 s ->
+// 0.16 s at load 7). An empty file maps to nullptr, size 0.
 class MappedFile {
  public:
   static std::shared_ptr<const MappedFile> open(const std::string& path);

@@ -18,11 +18,13 @@ std::shared_ptr<const TextEncoder> text_side(const std::shared_ptr<const Model>&
 }  // namespace
 
 ZeroShotClassifier::ZeroShotClassifier(Model model, ZeroShotHead head, ClassifierOptions options)
-    : ZeroShotClassifier(std::make_shared<const Model>(std::move(model)), std::move(head), std::move(options)) {}
+    : ZeroShotClassifier(std::make_shared<const Model>(std::move(model)), std::move(head),
+                         std::move(options)) {}
 
 ZeroShotClassifier::ZeroShotClassifier(std::shared_ptr<const Model> model, ZeroShotHead head,
                                        ClassifierOptions options)
-    : ZeroShotPipeline(model, std::move(head), with_runtime(std::move(options), *model), text_side(model)) {}
+    : ZeroShotPipeline(model, std::move(head), with_runtime(std::move(options), *model),
+                       text_side(model)) {}
 
 ZeroShotClassifier ZeroShotClassifier::create(const std::string& model_dir,
                                               const std::vector<std::string>& labels,
@@ -35,11 +37,13 @@ ZeroShotClassifier ZeroShotClassifier::create(const std::string& model_dir,
   Model model = Model::load(model_dir, model_options);
   HeadBuildOptions head_options;
   head_options.truncate = options.truncate_prompts;
-  ZeroShotHead head = ZeroShotHead::build(model, model.tokenizer(), labels, templates, head_options);
+  ZeroShotHead head =
+      ZeroShotHead::build(model, model.tokenizer(), labels, templates, head_options);
   return ZeroShotClassifier(std::move(model), std::move(head), options);
 }
 
-ZeroShotClassifier ZeroShotClassifier::from_head(const std::string& model_dir, const std::string& head_path,
+ZeroShotClassifier ZeroShotClassifier::from_head(const std::string& model_dir,
+                                                 const std::string& head_path,
                                                  ModelOptions model_options,
                                                  const ClassifierOptions& options) {
   check_classifier_options(options);

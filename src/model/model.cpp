@@ -4,8 +4,8 @@
 #include <torch/script.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <exception>
+#include <filesystem>
 #include <mutex>
 #include <vector>
 
@@ -26,10 +26,11 @@ torch::Device parse_device(const std::string& s) {
   if (s == "cpu") return torch::Device(torch::kCPU);
   if (s == "cuda" || s.rfind("cuda:", 0) == 0) {
     if (!cuda_available())
-      throw Error(ErrorCode::kUnsupported,
-                  "device \"" + s + "\" requested, but " +
-                      (torch::cuda::is_available() ? std::string("this zsclip build has no CUDA support")
-                                                   : std::string("no CUDA device is available")));
+      throw Error(
+          ErrorCode::kUnsupported,
+          "device \"" + s + "\" requested, but " +
+              (torch::cuda::is_available() ? std::string("this zsclip build has no CUDA support")
+                                           : std::string("no CUDA device is available")));
     int index = 0;
     if (s.size() > 5) {
       try {
@@ -40,9 +41,9 @@ torch::Device parse_device(const std::string& s) {
         throw Error(ErrorCode::kInvalidArgument, "device \"" + s + "\": expected cuda:N");
       }
       if (index >= static_cast<int>(torch::cuda::device_count()))
-        throw Error(ErrorCode::kInvalidArgument,
-                    "device \"" + s + "\": only " + std::to_string(torch::cuda::device_count()) +
-                        " CUDA device(s)");
+        throw Error(ErrorCode::kInvalidArgument, "device \"" + s + "\": only " +
+                                                     std::to_string(torch::cuda::device_count()) +
+                                                     " CUDA device(s)");
     }
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
@@ -59,8 +60,8 @@ std::string require_file(const ModelConfig& c, const std::string& name, const ch
   std::string path = c.path_of(name);
   std::error_code ec;
   if (!fs::exists(path, ec))
-    throw Error(ErrorCode::kNotFound,
-                path + ": missing (named by " + c.path_of("config.json") + " field '" + field + "')");
+    throw Error(ErrorCode::kNotFound, path + ": missing (named by " + c.path_of("config.json") +
+                                          " field '" + field + "')");
   try {  // a regular file this process may read
     io::open_regular_file(path, "model file", {kMaxModelFileBytes, ErrorCode::kInvalidModel},
                           nullptr);
@@ -73,7 +74,8 @@ std::string require_file(const ModelConfig& c, const std::string& name, const ch
 void check_options(const ModelOptions& o) {
   if (o.streams < 0)
     throw Error(ErrorCode::kInvalidArgument,
-                "ModelOptions.streams must be >= 0 (0: the runtime's threads), got " + std::to_string(o.streams));
+                "ModelOptions.streams must be >= 0 (0: the runtime's threads), got " +
+                    std::to_string(o.streams));
 }
 
 torch::jit::Module load_module(const std::string& path, const char* field) {
@@ -98,9 +100,9 @@ c10::optional<torch::Tensor> find_tensor(const torch::jit::Module& m, const std:
 void check_dims(const std::string& path, const std::string& what, const torch::Tensor& t,
                 std::vector<int64_t> want, const std::string& fields) {
   if (t.sizes().vec() != want)
-    throw Error(ErrorCode::kInvalidModel, path + ": " + what + " has shape " + shape_str(t.sizes()) +
-                                              ", but config.json (" + fields + ") implies " +
-                                              shape_str(want));
+    throw Error(ErrorCode::kInvalidModel, path + ": " + what + " has shape " +
+                                              shape_str(t.sizes()) + ", but config.json (" +
+                                              fields + ") implies " + shape_str(want));
 }
 
 torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, const char* name) {
@@ -112,14 +114,15 @@ torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, 
   return v.toTensor().detach();
 }
 
-torch::jit::Module prepare(torch::jit::Module m, const detail::ModelImpl& impl, const std::string& path) {
+torch::jit::Module prepare(torch::jit::Module m, const detail::ModelImpl& impl,
+                           const std::string& path) {
   return translate_torch(ErrorCode::kInvalidModel, path + ": preparing for inference", [&] {
     m.eval();
     if (impl.config.quantization != "int8") m.to(impl.device, impl.dtype);
     if (impl.options.optimize) {
       try {
         m = impl.options.optimize_for_inference ? torch::jit::optimize_for_inference(m)
-                                                 : torch::jit::freeze(m);
+                                                : torch::jit::freeze(m);
       } catch (const c10::Error&) {
         // Some exports (quantised packed weights) cannot be frozen: they still run unfrozen.
       }
@@ -154,7 +157,8 @@ bool cuda_available() {
 
 // `streams` is 1 off the CPU (Model::load), where run_split makes one call.
 torch::Tensor detail::ModelImpl::encode_images(const torch::Tensor& pixels) const {
-  return run_split(*runtime, pixels, streams, [this](const torch::Tensor& x) { return encode_images_part(x); });
+  return run_split(*runtime, pixels, streams,
+                   [this](const torch::Tensor& x) { return encode_images_part(x); });
 }
 
 // The number of leading columns of `ids` that decide a causal text tower's pooled outputs, or
@@ -179,19 +183,22 @@ int64_t text_columns_needed(const TowerConfig& t, const torch::Tensor& ids) {
 
 torch::Tensor detail::ModelImpl::encode_texts(const torch::Tensor& ids_in) const {
   // Columns after every row's pooled position (its end token) cannot change the pooled outputs
-  // under the causal mask, so they are not computed: "a photo of a cat." is 7 tokens of OpenAI's 77.
-  // Towers without the mask, or pooled at the last position, get every column.
+  // under the causal mask, so they are not computed: "a photo of a cat." is 7 tokens of
+  // OpenAI's 77. Towers without the mask, or pooled at the last position, get every column.
   torch::Tensor ids = ids_in;
   const int64_t used = text_columns_needed(config.text, ids);
   if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
-  return run_split(*runtime, ids, streams, [this](const torch::Tensor& x) { return encode_texts_part(x); });
+  return run_split(*runtime, ids, streams,
+                   [this](const torch::Tensor& x) { return encode_texts_part(x); });
 }
 
 torch::Tensor detail::ModelImpl::encode_images_part(const torch::Tensor& pixels) const {
   c10::InferenceMode guard;
   torch::Tensor x = pixels;
-  if (device.is_cuda()) x = x.pin_memory().to(device, dtype, /*non_blocking=*/true);
-  else if (x.scalar_type() != dtype) x = x.to(dtype);
+  if (device.is_cuda())
+    x = x.pin_memory().to(device, dtype, /*non_blocking=*/true);
+  else if (x.scalar_type() != dtype)
+    x = x.to(dtype);
   torch::Tensor pooled = image_encoder.forward({x}).toTensor();
   torch::Tensor out = pooled.to(image_projection.scalar_type()).matmul(image_projection);
   if (image_projection_bias.defined()) out = out + image_projection_bias;
@@ -229,11 +236,15 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
                 "dtype \"" + options.dtype + "\": expected auto, float32 or float16");
   }
   if (c.quantization == "int8" && impl->device.is_cuda())
-    throw Error(ErrorCode::kUnsupported, c.path_of("config.json") +
-                                             ": an int8 (dynamically quantised) model runs on CPU only");
+    throw Error(
+        ErrorCode::kUnsupported,
+        c.path_of("config.json") + ": an int8 (dynamically quantised) model runs on CPU only");
   detail::apply_torch_settings(*impl->runtime);
-  if (options.streams < 0) throw Error(ErrorCode::kInvalidArgument, "ModelOptions.streams must be >= 0");
-  impl->streams = impl->device.is_cpu() ? (options.streams > 0 ? options.streams : impl->runtime->threads()) : 1;
+  if (options.streams < 0)
+    throw Error(ErrorCode::kInvalidArgument, "ModelOptions.streams must be >= 0");
+  impl->streams = impl->device.is_cpu()
+                      ? (options.streams > 0 ? options.streams : impl->runtime->threads())
+                      : 1;
 
   if (options.verify_files) c.verify_files(options.load_text_encoder);
   // Check every file before the expensive loads so a missing one is reported at once.
@@ -254,7 +265,8 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     impl->image_projection = projection_tensor(proj, proj_path, "image_projection");
     impl->text_projection = projection_tensor(proj, proj_path, "text_projection");
     torch::Tensor ls = projection_tensor(proj, proj_path, "logit_scale");
-    if (ls.numel() != 1) throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not a scalar");
+    if (ls.numel() != 1)
+      throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not a scalar");
     impl->logit_scale = ls.to(torch::kFloat).item<float>();
     // format_version 2 exports always carry these: shape [D] / [] when the model has the bias,
     // [0] when it has none. Older exports have none of them.
@@ -263,8 +275,9 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
       torch::Tensor b = projection_tensor(proj, proj_path, name);
       if (b.numel() == 0) continue;
       if (b.dim() != 1 || b.size(0) != c.embed_dim)
-        throw Error(ErrorCode::kInvalidModel, proj_path + ": " + name + " has shape " + shape_str(b.sizes()) +
-                                                  ", expected [" + std::to_string(c.embed_dim) + "] (embed_dim)");
+        throw Error(ErrorCode::kInvalidModel, proj_path + ": " + name + " has shape " +
+                                                  shape_str(b.sizes()) + ", expected [" +
+                                                  std::to_string(c.embed_dim) + "] (embed_dim)");
       (name[0] == 'i' ? impl->image_projection_bias : impl->text_projection_bias) = b;
     }
     bool has_bias = false;
@@ -279,15 +292,17 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     }
     const std::string cfg_path = c.path_of("config.json");
     if (has_bias && c.scoring != Scoring::kSigmoid)
-      throw Error(ErrorCode::kInvalidModel, proj_path + ": the model has a logit_bias (sigmoid scoring), but " +
-                                                cfg_path + " field 'scoring' is \"softmax\"");
+      throw Error(ErrorCode::kInvalidModel,
+                  proj_path + ": the model has a logit_bias (sigmoid scoring), but " + cfg_path +
+                      " field 'scoring' is \"softmax\"");
     if (!has_bias && c.scoring == Scoring::kSigmoid)
-      throw Error(ErrorCode::kInvalidModel, cfg_path + ": field 'scoring' is \"sigmoid\", but " + proj_path +
-                                                " has no logit_bias");
+      throw Error(ErrorCode::kInvalidModel, cfg_path + ": field 'scoring' is \"sigmoid\", but " +
+                                                proj_path + " has no logit_bias");
     if (has_bias && !(std::isfinite(impl->logit_bias) && impl->logit_bias == c.logit_bias))
-      throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_bias " + std::to_string(impl->logit_bias) +
-                                                " disagrees with " + cfg_path + " field 'logit_bias' (" +
-                                                std::to_string(c.logit_bias) + ")");
+      throw Error(ErrorCode::kInvalidModel,
+                  proj_path + ": logit_bias " + std::to_string(impl->logit_bias) +
+                      " disagrees with " + cfg_path + " field 'logit_bias' (" +
+                      std::to_string(c.logit_bias) + ")");
     return 0;
   });
   check_dims(proj_path, "image_projection", impl->image_projection, {c.vision.width, c.embed_dim},
@@ -303,7 +318,8 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
 
   torch::jit::Module image = load_module(image_path, "files.image_encoder");
   if (auto w = find_tensor(image, "conv1.weight"))
-    check_dims(image_path, "conv1.weight", *w, {c.vision.width, 3, c.vision.patch_size, c.vision.patch_size},
+    check_dims(image_path, "conv1.weight", *w,
+               {c.vision.width, 3, c.vision.patch_size, c.vision.patch_size},
                "vision.width, vision.patch_size");
   impl->image_encoder = prepare(std::move(image), *impl, image_path);
 
@@ -323,25 +339,27 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     // One call each: checks the output widths against config.json and runs TorchScript's
     // first-call work at load time rather than in the first user request.
     const int64_t n = c.vision.image_size;
-    torch::Tensor out = translate_torch(ErrorCode::kInvalidModel, image_path + ": forward on [1, 3, " +
-                                                                      std::to_string(n) + ", " +
-                                                                      std::to_string(n) + "] failed",
-                                        [&] {
-                                          c10::InferenceMode g;
-                                          return impl->image_encoder
-                                              .forward({torch::zeros({1, 3, n, n}, torch::TensorOptions()
-                                                                                      .dtype(impl->dtype)
-                                                                                      .device(impl->device))})
-                                              .toTensor();
-                                        });
+    torch::Tensor out = translate_torch(
+        ErrorCode::kInvalidModel,
+        image_path + ": forward on [1, 3, " + std::to_string(n) + ", " + std::to_string(n) +
+            "] failed",
+        [&] {
+          c10::InferenceMode g;
+          return impl->image_encoder
+              .forward({torch::zeros(
+                  {1, 3, n, n}, torch::TensorOptions().dtype(impl->dtype).device(impl->device))})
+              .toTensor();
+        });
     check_dims(image_path, "output", out, {1, c.vision.width}, "vision.width");
     if (impl->has_text_encoder) {
       torch::Tensor t = translate_torch(
           ErrorCode::kInvalidModel,
-          text_path + ": forward on [1, " + std::to_string(c.text.context_length) + "] ids failed", [&] {
+          text_path + ": forward on [1, " + std::to_string(c.text.context_length) + "] ids failed",
+          [&] {
             c10::InferenceMode g;
-            torch::Tensor ids = torch::zeros({1, c.text.context_length},
-                                             torch::TensorOptions().dtype(torch::kLong).device(impl->device));
+            torch::Tensor ids =
+                torch::zeros({1, c.text.context_length},
+                             torch::TensorOptions().dtype(torch::kLong).device(impl->device));
             return impl->text_encoder.forward({ids}).toTensor();
           });
       check_dims(text_path, "output", t, {1, c.text.width}, "text.width");
@@ -371,7 +389,8 @@ float Model::logit_bias() const { return impl_->logit_bias; }
 
 void Model::do_encode_images(const float* pixels, int64_t n_images, float* out) const {
   const int64_t n = image_size();
-  torch::Tensor x = torch::from_blob(const_cast<float*>(pixels), {n_images, 3, n, n}, torch::kFloat);
+  torch::Tensor x =
+      torch::from_blob(const_cast<float*>(pixels), {n_images, 3, n, n}, torch::kFloat);
   torch::Tensor y = translate_torch(ErrorCode::kInternal, "encode_images",
                                     [&] { return impl_->encode_images(x); });
   std::memcpy(out, y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
@@ -379,17 +398,21 @@ void Model::do_encode_images(const float* pixels, int64_t n_images, float* out) 
 
 FloatTensor Model::do_encode_texts(const IdTensor& ids) const {
   if (!impl_->has_text_encoder)
-    throw Error(ErrorCode::kInvalidArgument,
-                "encode_texts: the model was loaded without its text encoder (load_text_encoder = false)");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "encode_texts: the model was loaded without its text encoder (load_text_encoder = false)");
   detail::check_tensor(ids, "encode_texts: ids");
   const int64_t l = context_length(), vocab = impl_->config.text.vocab_size;
   for (int64_t v : ids.data)
     if (v < 0 || v >= vocab)
       throw Error(ErrorCode::kInvalidArgument, "encode_texts: token id " + std::to_string(v) +
-                                                   " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+                                                   " is outside the vocabulary [0, " +
+                                                   std::to_string(vocab) + ")");
   FloatTensor out({ids.size(0), embed_dim()});
-  torch::Tensor x = torch::from_blob(const_cast<int64_t*>(ids.ptr()), {ids.size(0), l}, torch::kLong);
-  torch::Tensor y = translate_torch(ErrorCode::kInternal, "encode_texts", [&] { return impl_->encode_texts(x); });
+  torch::Tensor x =
+      torch::from_blob(const_cast<int64_t*>(ids.ptr()), {ids.size(0), l}, torch::kLong);
+  torch::Tensor y =
+      translate_torch(ErrorCode::kInternal, "encode_texts", [&] { return impl_->encode_texts(x); });
   std::memcpy(out.ptr(), y.data_ptr<float>(), sizeof(float) * static_cast<size_t>(y.numel()));
   return out;
 }

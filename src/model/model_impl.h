@@ -22,13 +22,13 @@ struct ModelImpl {
   mutable torch::jit::Module image_encoder;
   mutable torch::jit::Module text_encoder;
   bool has_text_encoder = false;
-  torch::Tensor image_projection;  // [vision_width, D] on device, in dtype
-  torch::Tensor text_projection;   // [text_width, D]
+  torch::Tensor image_projection;       // [vision_width, D] on device, in dtype
+  torch::Tensor text_projection;        // [text_width, D]
   torch::Tensor image_projection_bias;  // [D] or undefined (no bias)
   torch::Tensor text_projection_bias;   // [D] or undefined (open_clip proj_bias)
-  float logit_scale = 0.f;         // log value
-  float logit_bias = 0.f;          // Scoring::kSigmoid only
-  int streams = 1;                 // parallel parts an encoder call is split into (CPU)
+  float logit_scale = 0.f;              // log value
+  float logit_bias = 0.f;               // Scoring::kSigmoid only
+  int streams = 1;                      // parallel parts an encoder call is split into (CPU)
   mutable std::mutex tokenizer_mu;
   mutable std::optional<Tokenizer> tokenizer;  // Model::tokenizer(), loaded on first use
 

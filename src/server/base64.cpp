@@ -22,7 +22,8 @@ std::string base64_encode(std::string_view bytes) {
   out.reserve((bytes.size() + 2) / 3 * 4);
   size_t i = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) | uint8_t(bytes[i + 2]);
+    uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) |
+                 uint8_t(bytes[i + 2]);
     out += kAlphabet[(v >> 18) & 63];
     out += kAlphabet[(v >> 12) & 63];
     out += kAlphabet[(v >> 6) & 63];
@@ -59,8 +60,8 @@ bool base64_decode(std::string_view text, std::string* out, std::string* error) 
   auto bad_at = [&](size_t from) {
     for (size_t i = from; i < n; ++i)
       if (table[in[i]] < 0) {
-        *error = "character " + std::to_string(static_cast<unsigned>(in[i])) + " at offset " + std::to_string(i) +
-                 " is not in the base64 alphabet";
+        *error = "character " + std::to_string(static_cast<unsigned>(in[i])) + " at offset " +
+                 std::to_string(i) + " is not in the base64 alphabet";
         return false;
       }
     return true;

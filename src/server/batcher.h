@@ -14,8 +14,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <cstdlib>
+#include <deque>
 #include <exception>
 #include <fstream>
 #include <functional>
@@ -35,7 +35,7 @@ class Batcher {
   using Encode = std::function<void(const In* in, int64_t n, float* out)>;
 
   struct Job {
-    std::vector<In> input;      // n * in_width
+    std::vector<In> input;  // n * in_width
     int64_t n = 0;
     std::vector<float> output;  // n * out_width once done
     std::exception_ptr error;   // set when the batch failed
@@ -166,7 +166,8 @@ class Batcher {
           j->error = error;
         } else {
           const size_t len = static_cast<size_t>(j->n * out_width_);
-          j->output.assign(out.begin() + static_cast<std::ptrdiff_t>(row), out.begin() + static_cast<std::ptrdiff_t>(row + len));
+          j->output.assign(out.begin() + static_cast<std::ptrdiff_t>(row),
+                           out.begin() + static_cast<std::ptrdiff_t>(row + len));
           row += len;
         }
         j->done = true;

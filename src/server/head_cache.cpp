@@ -4,7 +4,8 @@ namespace zsclip::server {
 namespace {
 
 // Unambiguous: every string is preceded by its length.
-std::string key_of(const std::vector<std::string>& labels, const std::vector<std::string>& templates) {
+std::string key_of(const std::vector<std::string>& labels,
+                   const std::vector<std::string>& templates) {
   std::string k;
   for (const auto* list : {&labels, &templates}) {
     k += std::to_string(list->size()) + ";";
@@ -27,7 +28,8 @@ size_t HeadCache::size() const {
 }
 
 std::shared_ptr<const ZeroShotHead> HeadCache::get(const std::vector<std::string>& labels,
-                                                   const std::vector<std::string>& templates, bool* hit) {
+                                                   const std::vector<std::string>& templates,
+                                                   bool* hit) {
   const std::string key = key_of(labels, templates);
   std::promise<std::shared_ptr<const ZeroShotHead>> promise;
   Future future;

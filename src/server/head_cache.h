@@ -22,10 +22,11 @@ class HeadCache {
  public:
   HeadCache(Model model, Tokenizer tokenizer, size_t capacity, bool truncate = false);
 
-  // The head for these labels and templates, built with ZeroShotHead::build on a miss. `hit` (may be
-  // null) tells whether it was cached. Build errors (zsclip::Error) are rethrown and not cached.
+  // The head for these labels and templates, built with ZeroShotHead::build on a miss. `hit` (may
+  // be null) tells whether it was cached. Build errors (zsclip::Error) are rethrown and not cached.
   std::shared_ptr<const ZeroShotHead> get(const std::vector<std::string>& labels,
-                                          const std::vector<std::string>& templates, bool* hit = nullptr);
+                                          const std::vector<std::string>& templates,
+                                          bool* hit = nullptr);
   size_t size() const;
 
  private:

@@ -14,7 +14,7 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int kMaxJsonDepth = 32;         // objects/arrays nested deeper are refused before parsing
+constexpr int kMaxJsonDepth = 32;  // objects/arrays nested deeper are refused before parsing
 constexpr int64_t kMaxDim = int64_t{1} << 40;
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -32,8 +32,10 @@ void flatten(const json& j, std::vector<const json*>& out, const std::string& wh
     return;
   }
   for (const auto& e : j) {
-    if (e.is_array()) flatten(e, out, what);
-    else out.push_back(&e);
+    if (e.is_array())
+      flatten(e, out, what);
+    else
+      out.push_back(&e);
   }
 }
 
@@ -61,7 +63,8 @@ void append_u32le(std::string& s, uint32_t v) {
 // Whether every byte is printable ASCII (0x20-0x7e); written without an early exit to vectorise.
 bool printable_ascii(const char* p, size_t n) {
   size_t bad_bytes = 0;
-  for (size_t k = 0; k < n; ++k) bad_bytes += static_cast<uint8_t>(static_cast<uint8_t>(p[k]) - 0x20) >= 0x5f;
+  for (size_t k = 0; k < n; ++k)
+    bad_bytes += static_cast<uint8_t>(static_cast<uint8_t>(p[k]) - 0x20) >= 0x5f;
   return bad_bytes == 0;
 }
 
@@ -70,7 +73,8 @@ class LongStrings {
   static constexpr size_t kMinLength = 1024;
 
   // Returns the JSON text with long plain strings replaced. Also refuses JSON nested deeper than
-  // kMaxJsonDepth (a body of a million '[' would otherwise cost recursion in the code that walks it).
+  // kMaxJsonDepth (a body of a million '[' would otherwise cost recursion in the code that walks
+  // it).
   std::string cut(const char* p, size_t n) {
     std::string out;
     size_t copied = 0;
@@ -126,8 +130,8 @@ class LongStrings {
 
   std::string get(const json& s) const {
     const std::string& v = s.get_ref<const std::string&>();
-    if (!pieces_.empty() && v.size() > nonce_.size() + 2 && v[0] == '\0' && v.compare(1, nonce_.size(), nonce_) == 0 &&
-        v[1 + nonce_.size()] == ':') {
+    if (!pieces_.empty() && v.size() > nonce_.size() + 2 && v[0] == '\0' &&
+        v.compare(1, nonce_.size(), nonce_) == 0 && v[1 + nonce_.size()] == ':') {
       const size_t k = std::stoul(v.substr(2 + nonce_.size()));
       if (k < pieces_.size()) return std::string(pieces_[k]);
     }
@@ -142,23 +146,26 @@ class LongStrings {
   std::vector<std::string_view> pieces_;
 };
 
-void fill_from_json(InputTensor& t, const json& data, const std::string& where, const LongStrings& strings) {
+void fill_from_json(InputTensor& t, const json& data, const std::string& where,
+                    const LongStrings& strings) {
   std::vector<const json*> leaves;
   flatten(data, leaves, where);
   const int64_t want = t.element_count();
   if (static_cast<int64_t>(leaves.size()) != want)
-    bad(where + ": shape " + shape_str(t.shape) + " holds " + std::to_string(want) + " elements, but 'data' has " +
-        std::to_string(leaves.size()));
+    bad(where + ": shape " + shape_str(t.shape) + " holds " + std::to_string(want) +
+        " elements, but 'data' has " + std::to_string(leaves.size()));
   if (t.datatype == "BYTES") {
     t.bytes.reserve(leaves.size());
     for (size_t i = 0; i < leaves.size(); ++i) {
-      if (!leaves[i]->is_string()) bad(where + ": data element " + std::to_string(i) + " is not a string (BYTES)");
+      if (!leaves[i]->is_string())
+        bad(where + ": data element " + std::to_string(i) + " is not a string (BYTES)");
       t.bytes.push_back(strings.get(*leaves[i]));
     }
   } else if (t.datatype == "FP32") {
     t.fp32.reserve(leaves.size());
     for (size_t i = 0; i < leaves.size(); ++i) {
-      if (!leaves[i]->is_number()) bad(where + ": data element " + std::to_string(i) + " is not a number (FP32)");
+      if (!leaves[i]->is_number())
+        bad(where + ": data element " + std::to_string(i) + " is not a number (FP32)");
       const double v = leaves[i]->get<double>();
       if (!std::isfinite(v) || std::abs(v) > FLT_MAX)
         bad(where + ": data element " + std::to_string(i) + " is outside the FP32 range");
@@ -168,7 +175,8 @@ void fill_from_json(InputTensor& t, const json& data, const std::string& where, 
     t.int64.reserve(leaves.size());
     for (size_t i = 0; i < leaves.size(); ++i) {
       const json& v = *leaves[i];
-      if (v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
+      if (v.is_number_integer() &&
+          !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
         t.int64.push_back(v.get<int64_t>());
       else
         bad(where + ": data element " + std::to_string(i) + " is not a 64-bit integer (INT64)");
@@ -182,30 +190,35 @@ void fill_from_binary(InputTensor& t, const char* p, size_t n, const std::string
     size_t off = 0;
     while (off < n) {
       if (n - off < 4)
-        bad(where + ": binary BYTES element " + std::to_string(t.bytes.size()) + " has a truncated 4-byte length");
+        bad(where + ": binary BYTES element " + std::to_string(t.bytes.size()) +
+            " has a truncated 4-byte length");
       const uint32_t len = read_u32le(p + off);
       off += 4;
       if (len > n - off)
-        bad(where + ": binary BYTES element " + std::to_string(t.bytes.size()) + " declares " + std::to_string(len) +
-            " bytes, but only " + std::to_string(n - off) + " remain in its binary_data_size");
+        bad(where + ": binary BYTES element " + std::to_string(t.bytes.size()) + " declares " +
+            std::to_string(len) + " bytes, but only " + std::to_string(n - off) +
+            " remain in its binary_data_size");
       t.bytes.emplace_back(p + off, len);
       off += len;
       if (static_cast<int64_t>(t.bytes.size()) > count) break;
     }
     if (static_cast<int64_t>(t.bytes.size()) != count || off != n)
       bad(where + ": shape " + shape_str(t.shape) + " holds " + std::to_string(count) +
-          " elements, but the binary data does not hold exactly that many length-prefixed elements");
+          " elements, but the binary data does not hold exactly that many length-prefixed "
+          "elements");
     return;
   }
   const size_t width = t.datatype == "FP32" ? 4 : 8;
   if (static_cast<uint64_t>(count) * width != n)
-    bad(where + ": binary_data_size " + std::to_string(n) + " does not match shape " + shape_str(t.shape) + " of " +
-        t.datatype + " (" + std::to_string(static_cast<uint64_t>(count) * width) + " bytes)");
+    bad(where + ": binary_data_size " + std::to_string(n) + " does not match shape " +
+        shape_str(t.shape) + " of " + t.datatype + " (" +
+        std::to_string(static_cast<uint64_t>(count) * width) + " bytes)");
   if (t.datatype == "FP32") {
     t.fp32.resize(static_cast<size_t>(count));
     std::memcpy(t.fp32.data(), p, n);  // little-endian host (x86-64, aarch64)
     for (size_t i = 0; i < t.fp32.size(); ++i)
-      if (!std::isfinite(t.fp32[i])) bad(where + ": element " + std::to_string(i) + " is not finite");
+      if (!std::isfinite(t.fp32[i]))
+        bad(where + ": element " + std::to_string(i) + " is not finite");
   } else {
     t.int64.resize(static_cast<size_t>(count));
     std::memcpy(t.int64.data(), p, n);
@@ -240,8 +253,10 @@ const InputTensor* InferRequest::find(const std::string& name) const {
 }
 
 uint64_t parse_header_length(const std::string& value) {
-  if (value.empty() || value.size() > 18 || value.find_first_not_of("0123456789") != std::string::npos)
-    bad("header Inference-Header-Content-Length: expected a non-negative integer, got \"" + value.substr(0, 40) + "\"");
+  if (value.empty() || value.size() > 18 ||
+      value.find_first_not_of("0123456789") != std::string::npos)
+    bad("header Inference-Header-Content-Length: expected a non-negative integer, got \"" +
+        value.substr(0, 40) + "\"");
   return std::stoull(value);
 }
 
@@ -250,10 +265,11 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
   size_t json_len = body.size();
   if (header_length) {
     if (*header_length == 0)
-      bad("raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON header");
+      bad("raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON "
+          "header");
     if (*header_length > body.size())
-      bad("header Inference-Header-Content-Length is " + std::to_string(*header_length) + ", but the body has only " +
-          std::to_string(body.size()) + " bytes");
+      bad("header Inference-Header-Content-Length is " + std::to_string(*header_length) +
+          ", but the body has only " + std::to_string(body.size()) + " bytes");
     json_len = static_cast<size_t>(*header_length);
   }
   if (json_len == 0) bad("empty request body (expected a KServe v2 inference request JSON object)");
@@ -292,7 +308,8 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
     const std::string at = "inputs[" + std::to_string(k) + "]";
     if (!in.is_object()) bad(at + " must be an object");
     auto name = in.find("name");
-    if (name == in.end() || !name->is_string()) bad(at + ": field 'name' is missing or not a string");
+    if (name == in.end() || !name->is_string())
+      bad(at + ": field 'name' is missing or not a string");
     InputTensor t;
     t.name = strings.get(*name);
     const std::string where = "input '" + t.name + "'";
@@ -303,13 +320,15 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
     if (r.find(t.name)) bad(where + " is given twice");
 
     auto dt = in.find("datatype");
-    if (dt == in.end() || !dt->is_string()) bad(where + ": field 'datatype' is missing or not a string");
+    if (dt == in.end() || !dt->is_string())
+      bad(where + ": field 'datatype' is missing or not a string");
     t.datatype = strings.get(*dt);
     if (t.datatype != spec->datatype)
       bad(where + ": field 'datatype' must be " + spec->datatype + ", got \"" + t.datatype + "\"");
 
     auto shape = in.find("shape");
-    if (shape == in.end() || !shape->is_array()) bad(where + ": field 'shape' is missing or not an array");
+    if (shape == in.end() || !shape->is_array())
+      bad(where + ": field 'shape' is missing or not an array");
     if (shape->size() > 8) bad(where + ": field 'shape' has more than 8 dimensions");
     int64_t count = 1;
     for (const auto& d : *shape) {
@@ -317,7 +336,8 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
         bad(where + ": field 'shape' must hold non-negative integers, got " + shape->dump());
       t.shape.push_back(d.get<int64_t>());
       count *= t.shape.back();
-      if (count > kMaxDim) bad(where + ": field 'shape' " + shape->dump() + " holds too many elements");
+      if (count > kMaxDim)
+        bad(where + ": field 'shape' " + shape->dump() + " holds too many elements");
     }
 
     std::optional<uint64_t> binary_data_size;
@@ -335,22 +355,26 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
     if (binary_data_size) {
       if (data != in.end()) bad(where + ": has both 'data' and parameter 'binary_data_size'");
       if (!header_length)
-        bad(where + ": parameter 'binary_data_size' needs the Inference-Header-Content-Length header");
+        bad(where +
+            ": parameter 'binary_data_size' needs the Inference-Header-Content-Length header");
       if (*binary_data_size > binary_size - binary_used)
-        bad(where + ": binary_data_size " + std::to_string(*binary_data_size) + " runs past the end of the body (" +
-            std::to_string(binary_size - binary_used) + " binary bytes left)");
+        bad(where + ": binary_data_size " + std::to_string(*binary_data_size) +
+            " runs past the end of the body (" + std::to_string(binary_size - binary_used) +
+            " binary bytes left)");
       t.binary = true;
       fill_from_binary(t, binary + binary_used, static_cast<size_t>(*binary_data_size), where);
       binary_used += static_cast<size_t>(*binary_data_size);
     } else {
-      if (data == in.end()) bad(where + ": field 'data' is missing (nor is there a binary_data_size parameter)");
+      if (data == in.end())
+        bad(where + ": field 'data' is missing (nor is there a binary_data_size parameter)");
       fill_from_json(t, *data, where, strings);
     }
     r.inputs.push_back(std::move(t));
   }
   if (binary_used != binary_size)
     bad(std::to_string(binary_size - binary_used) +
-        " bytes of binary data follow the JSON header but no input's binary_data_size accounts for them");
+        " bytes of binary data follow the JSON header but no input's binary_data_size accounts for "
+        "them");
 
   if (auto outs = j.find("outputs"); outs != j.end()) {
     if (!outs->is_array()) bad("field 'outputs' must be an array");
@@ -359,14 +383,16 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
       const std::string at = "outputs[" + std::to_string(k) + "]";
       if (!o.is_object()) bad(at + " must be an object");
       auto name = o.find("name");
-      if (name == o.end() || !name->is_string()) bad(at + ": field 'name' is missing or not a string");
+      if (name == o.end() || !name->is_string())
+        bad(at + ": field 'name' is missing or not a string");
       RequestedOutput ro;
       ro.name = strings.get(*name);
       if (auto p = o.find("parameters"); p != o.end()) {
         if (!p->is_object()) bad("output '" + ro.name + "': field 'parameters' must be an object");
         ro.binary = bool_param(*p, "binary_data", "output '" + ro.name + "'");
         if (p->contains("classification"))
-          bad("output '" + ro.name + "': the classification extension is not supported (use zero_shot's TOP_LABEL)");
+          bad("output '" + ro.name +
+              "': the classification extension is not supported (use zero_shot's TOP_LABEL)");
         if (p->contains("shared_memory_region"))
           bad("output '" + ro.name + "': shared-memory outputs are not supported by this server");
       }
@@ -385,7 +411,9 @@ void check_requested_outputs(const InferRequest& request, const std::string& mod
   for (const auto& o : request.outputs) {
     bool known = false;
     for (const auto& s : outputs) known |= s.name == o.name;
-    if (!known) bad("output '" + o.name + "': model '" + model + "' has no such output (its outputs: " + names + ")");
+    if (!known)
+      bad("output '" + o.name + "': model '" + model +
+          "' has no such output (its outputs: " + names + ")");
   }
 }
 
@@ -401,7 +429,8 @@ EncodedResponse encode_infer_response(const std::string& model, const InferReque
   } else {
     for (const auto& ro : request.outputs)
       for (auto& o : outputs)
-        if (o.name == ro.name) chosen.push_back({&o, ro.binary.value_or(request.binary_data_output)});
+        if (o.name == ro.name)
+          chosen.push_back({&o, ro.binary.value_or(request.binary_data_output)});
   }
   json j = {{"model_name", model}};
   if (request.id) j["id"] = *request.id;
@@ -412,7 +441,8 @@ EncodedResponse encode_infer_response(const std::string& model, const InferReque
     if (c.binary) {
       const size_t before = binary.size();
       if (c.t->datatype == "FP32") {
-        binary.append(reinterpret_cast<const char*>(c.t->fp32.data()), c.t->fp32.size() * sizeof(float));
+        binary.append(reinterpret_cast<const char*>(c.t->fp32.data()),
+                      c.t->fp32.size() * sizeof(float));
       } else {
         binary += serialize_bytes(c.t->bytes);
       }
@@ -426,7 +456,8 @@ EncodedResponse encode_infer_response(const std::string& model, const InferReque
   }
   EncodedResponse r;
   r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (binary.empty() && std::none_of(chosen.begin(), chosen.end(), [](const Chosen& c) { return c.binary; })) {
+  if (binary.empty() &&
+      std::none_of(chosen.begin(), chosen.end(), [](const Chosen& c) { return c.binary; })) {
     r.content_type = "application/json";
   } else {
     r.header_length = r.body.size();

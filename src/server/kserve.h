@@ -1,8 +1,8 @@
 // The KServe v2 (Open Inference Protocol) HTTP/REST wire format, with Triton's binary tensor data
 // extension: parsing inference requests and encoding responses. No HTTP and no model here.
 //
-// A request body is a JSON object, optionally followed by binary tensor data when the request has an
-// Inference-Header-Content-Length header (the JSON's length). An input whose parameters carry
+// A request body is a JSON object, optionally followed by binary tensor data when the request has
+// an Inference-Header-Content-Length header (the JSON's length). An input whose parameters carry
 // "binary_data_size" takes that many bytes of the binary part, in the order of the inputs: raw
 // little-endian values for numbers, and for BYTES each element as a 4-byte little-endian length and
 // the bytes. In plain JSON, BYTES elements are JSON strings (the server decides what they mean:
@@ -21,7 +21,8 @@ namespace zsclip::server {
 
 // A failure that becomes an HTTP status and a KServe error body {"error": message}.
 struct HttpError : std::runtime_error {
-  HttpError(int status_code, const std::string& message) : std::runtime_error(message), status(status_code) {}
+  HttpError(int status_code, const std::string& message)
+      : std::runtime_error(message), status(status_code) {}
   int status;
 };
 
@@ -84,8 +85,9 @@ struct OutputTensor {
 
 struct EncodedResponse {
   std::string body;
-  std::string content_type;             // application/json, or application/octet-stream with binary data
-  std::optional<uint64_t> header_length;  // Inference-Header-Content-Length when binary data follows
+  std::string content_type;  // application/json, or application/octet-stream with binary data
+  std::optional<uint64_t>
+      header_length;  // Inference-Header-Content-Length when binary data follows
 };
 
 // The inference response: the requested outputs (all when none were named, in `outputs` order),

@@ -38,7 +38,8 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
   uint64_t cumulative = 0;
   for (size_t i = 0; i < bounds_.size(); ++i) {
     cumulative += counts_[i];
-    out += name + "_bucket{" + sep + "le=\"" + num(bounds_[i]) + "\"} " + std::to_string(cumulative) + "\n";
+    out += name + "_bucket{" + sep + "le=\"" + num(bounds_[i]) + "\"} " +
+           std::to_string(cumulative) + "\n";
   }
   out += name + "_bucket{" + sep + "le=\"+Inf\"} " + std::to_string(count_) + "\n";
   out += name + "_sum" + braces(labels) + " " + num(sum_) + "\n";
@@ -80,20 +81,24 @@ std::string Metrics::render() const {
   out += "# HELP zsclip_http_responses_total HTTP responses by status code.\n";
   out += "# TYPE zsclip_http_responses_total counter\n";
   for (const auto& [code, n] : http_)
-    out += "zsclip_http_responses_total{code=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
+    out += "zsclip_http_responses_total{code=\"" + std::to_string(code) + "\"} " +
+           std::to_string(n) + "\n";
   out += "# HELP zsclip_requests_total Inference requests by model and status code.\n";
   out += "# TYPE zsclip_requests_total counter\n";
   for (const auto& [key, n] : requests_)
-    out += "zsclip_requests_total{model=\"" + key.first + "\",code=\"" + std::to_string(key.second) + "\"} " +
-           std::to_string(n) + "\n";
+    out += "zsclip_requests_total{model=\"" + key.first + "\",code=\"" +
+           std::to_string(key.second) + "\"} " + std::to_string(n) + "\n";
   out += "# HELP zsclip_request_duration_seconds Inference request latency, arrival to response.\n";
   out += "# TYPE zsclip_request_duration_seconds histogram\n";
-  for (const auto& [model, h] : latency_) h.render(out, "zsclip_request_duration_seconds", "model=\"" + model + "\"");
+  for (const auto& [model, h] : latency_)
+    h.render(out, "zsclip_request_duration_seconds", "model=\"" + model + "\"");
   out += "# HELP zsclip_queue_depth Requests decoded and waiting to join a batch.\n";
   out += "# TYPE zsclip_queue_depth gauge\n";
   for (const auto& [q, v] : queues_)
     out += "zsclip_queue_depth{queue=\"" + q + "\"} " + std::to_string(v.first) + "\n";
-  out += "# HELP zsclip_queue_capacity Requests a queue admits (decoding or queued) before answering 503 (--max-queue).\n";
+  out +=
+      "# HELP zsclip_queue_capacity Requests a queue admits (decoding or queued) before answering "
+      "503 (--max-queue).\n";
   out += "# TYPE zsclip_queue_capacity gauge\n";
   for (const auto& [q, v] : queues_)
     out += "zsclip_queue_capacity{queue=\"" + q + "\"} " + std::to_string(v.second) + "\n";
@@ -103,7 +108,8 @@ std::string Metrics::render() const {
   out += "# HELP zsclip_inflight_requests Inference requests being handled.\n";
   out += "# TYPE zsclip_inflight_requests gauge\n";
   out += "zsclip_inflight_requests " + std::to_string(inflight.load()) + "\n";
-  out += "# HELP zsclip_head_cache_hits_total zero_shot requests whose label set's head was cached.\n";
+  out +=
+      "# HELP zsclip_head_cache_hits_total zero_shot requests whose label set's head was cached.\n";
   out += "# TYPE zsclip_head_cache_hits_total counter\n";
   out += "zsclip_head_cache_hits_total " + std::to_string(head_hits_) + "\n";
   out += "# HELP zsclip_head_cache_builds_total Zero-shot heads built (cache misses).\n";

@@ -2,12 +2,12 @@
 //
 //   zsclip_http_responses_total{code}              every HTTP response, by status code
 //   zsclip_requests_total{model,code}              inference requests, by model and status code
-//   zsclip_request_duration_seconds{model}         inference latency histogram (arrival -> response)
-//   zsclip_queue_depth{queue}                      requests decoded and waiting to join a batch
-//   zsclip_queue_capacity{queue}                   --max-queue (requests admitted: decoding or queued)
-//   zsclip_batch_size{queue}                       histogram of the items (images, texts) per batch
-//   zsclip_inflight_requests                       inference requests being handled now
-//   zsclip_head_cache_{hits,builds}_total, zsclip_head_cache_entries   zero-shot heads
+//   zsclip_request_duration_seconds{model}         inference latency histogram (arrival ->
+//   response) zsclip_queue_depth{queue}                      requests decoded and waiting to join a
+//   batch zsclip_queue_capacity{queue}                   --max-queue (requests admitted: decoding
+//   or queued) zsclip_batch_size{queue}                       histogram of the items (images,
+//   texts) per batch zsclip_inflight_requests                       inference requests being
+//   handled now zsclip_head_cache_{hits,builds}_total, zsclip_head_cache_entries   zero-shot heads
 // Thread-safe.
 #pragma once
 
@@ -23,7 +23,8 @@ namespace zsclip::server {
 
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+  explicit Histogram(std::vector<double> bounds)
+      : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
   void observe(double v);
   // Appends NAME_bucket/_sum/_count lines; `labels` is "" or `key="value",...` without braces.
   void render(std::string& out, const std::string& name, const std::string& labels) const;

@@ -7,8 +7,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "server/base64.h"
 #include "server/batcher.h"
@@ -71,8 +71,8 @@ int64_t batch_of(const InputTensor& t, int max_batch, const char* what) {
   const int64_t n = t.shape[0];
   if (n < 1) bad("input '" + t.name + "' is empty (shape " + json(t.shape).dump() + ")");
   if (n > max_batch)
-    bad("input '" + t.name + "': " + std::to_string(n) + " " + what + " exceed the server's --max-batch " +
-        std::to_string(max_batch) + " per request");
+    bad("input '" + t.name + "': " + std::to_string(n) + " " + what +
+        " exceed the server's --max-batch " + std::to_string(max_batch) + " per request");
   return n;
 }
 
@@ -103,14 +103,15 @@ struct Server::Impl {
   int port = -1;
   int listen_fd = -1;
 
-  explicit Impl(const ServerOptions& o) : opt(o), model(load(o)), tokenizer(model.load_tokenizer()),
-                                          pre(model.config().preprocess) {
+  explicit Impl(const ServerOptions& o)
+      : opt(o), model(load(o)), tokenizer(model.load_tokenizer()), pre(model.config().preprocess) {
     const int64_t n = model.image_size(), d = model.embed_dim(), l = model.context_length();
     const auto delay = std::chrono::microseconds(static_cast<int64_t>(opt.max_delay_ms * 1000.0));
     Model m = model;
     images = std::make_unique<Batcher<float>>(
         "image", 3 * n * n, d, opt.max_batch, delay, opt.max_queue,
-        [m](const float* in, int64_t count, float* out) { m.encode_images(in, count, out); }, &metrics);
+        [m](const float* in, int64_t count, float* out) { m.encode_images(in, count, out); },
+        &metrics);
     texts = std::make_unique<Batcher<int64_t>>(
         "text", l, d, opt.max_batch, delay, opt.max_queue,
         [m, l, d](const int64_t* in, int64_t count, float* out) {
@@ -120,7 +121,8 @@ struct Server::Impl {
           (void)d;
         },
         &metrics);
-    heads = std::make_unique<HeadCache>(model, tokenizer, static_cast<size_t>(opt.head_cache), opt.truncate);
+    heads = std::make_unique<HeadCache>(model, tokenizer, static_cast<size_t>(opt.head_cache),
+                                        opt.truncate);
     const TensorSpec image{"IMAGE", "BYTES", {-1}}, pixels{"PIXELS", "FP32", {-1, 3, n, n}};
     specs = {{kImageEncoder, {image, pixels}, {{"IMAGE_EMBEDDING", "FP32", {-1, d}}}},
              {kTextEncoder, {{"TEXT", "BYTES", {-1}}}, {{"TEXT_EMBEDDING", "FP32", {-1, d}}}},
@@ -148,34 +150,41 @@ struct Server::Impl {
     for (const auto& s : specs)
       if (s.name == name) {
         if (!version.empty() && version != "1")
-          throw HttpError(404, "model '" + name + "' has no version '" + version + "' (versions: 1)");
+          throw HttpError(404,
+                          "model '" + name + "' has no version '" + version + "' (versions: 1)");
         return s;
       }
-    throw HttpError(404, "model '" + name + "' is not served here (models: image_encoder, text_encoder, zero_shot)");
+    throw HttpError(
+        404,
+        "model '" + name + "' is not served here (models: image_encoder, text_encoder, zero_shot)");
   }
 
   void routes() {
-    http.set_logger([this](const httplib::Request&, const httplib::Response& res) { metrics.http_response(res.status); });
-    http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-      if (res.body.empty()) {
-        std::string msg = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
-                                            : "HTTP status " + std::to_string(res.status) + " for " + req.method +
-                                                  " " + req.path;
-        if (res.status == 413) msg = "request body exceeds --max-request-bytes";
-        res.set_content(error_body(msg), "application/json");
-      }
-      return httplib::Server::HandlerResponse::Handled;
-    }));
-    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string msg = "internal error";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        msg = std::string("internal error: ") + e.what();
-      } catch (...) {
-      }
-      send_error(res, 500, msg);
+    http.set_logger([this](const httplib::Request&, const httplib::Response& res) {
+      metrics.http_response(res.status);
     });
+    http.set_error_handler(httplib::Server::HandlerWithResponse(
+        [](const httplib::Request& req, httplib::Response& res) {
+          if (res.body.empty()) {
+            std::string msg = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
+                                                : "HTTP status " + std::to_string(res.status) +
+                                                      " for " + req.method + " " + req.path;
+            if (res.status == 413) msg = "request body exceeds --max-request-bytes";
+            res.set_content(error_body(msg), "application/json");
+          }
+          return httplib::Server::HandlerResponse::Handled;
+        }));
+    http.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string msg = "internal error";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            msg = std::string("internal error: ") + e.what();
+          } catch (...) {
+          }
+          send_error(res, 500, msg);
+        });
     // Bodies are read only by handlers that bound them (chunked bodies are not bounded by httplib's
     // payload limit): refuse a chunked body anywhere else before it is read.
     http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
@@ -195,38 +204,50 @@ struct Server::Impl {
       send_json(res, stopping ? 503 : 200, {{"ready", !stopping}});
     });
     http.Get(R"(/v2/?)", [](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 200, {{"name", "zsclip"}, {"version", version()}, {"extensions", {"binary_tensor_data"}}});
+      send_json(
+          res, 200,
+          {{"name", "zsclip"}, {"version", version()}, {"extensions", {"binary_tensor_data"}}});
     });
-    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [this](const httplib::Request& req, httplib::Response& res) {
+    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [this](
+                                                                      const httplib::Request& req,
+                                                                      httplib::Response& res) {
       try {
         send_json(res, stopping ? 503 : 200, {{"name", spec_of(req).name}, {"ready", !stopping}});
       } catch (const HttpError& e) {
         send_error(res, e.status, e.what());
       }
     });
-    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)", [this](const httplib::Request& req, httplib::Response& res) {
-      try {
-        const ModelSpec& s = spec_of(req);
-        auto tensors = [](const std::vector<TensorSpec>& v) {
-          json a = json::array();
-          for (const auto& t : v) a.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
-          return a;
-        };
-        send_json(res, 200, {{"name", s.name}, {"versions", {"1"}}, {"platform", "pytorch_torchscript"},
-                             {"inputs", tensors(s.inputs)}, {"outputs", tensors(s.outputs)}});
-      } catch (const HttpError& e) {
-        send_error(res, e.status, e.what());
-      }
-    });
+    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+               try {
+                 const ModelSpec& s = spec_of(req);
+                 auto tensors = [](const std::vector<TensorSpec>& v) {
+                   json a = json::array();
+                   for (const auto& t : v)
+                     a.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+                   return a;
+                 };
+                 send_json(res, 200,
+                           {{"name", s.name},
+                            {"versions", {"1"}},
+                            {"platform", "pytorch_torchscript"},
+                            {"inputs", tensors(s.inputs)},
+                            {"outputs", tensors(s.outputs)}});
+               } catch (const HttpError& e) {
+                 send_error(res, e.status, e.what());
+               }
+             });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.render(), "text/plain; version=0.0.4");
     });
-    http.Post(kInferPattern, httplib::Server::HandlerWithContentReader(
-                                 [this](const httplib::Request& req, httplib::Response& res,
-                                        const httplib::ContentReader& reader) { infer(req, res, reader); }));
+    http.Post(kInferPattern,
+              httplib::Server::HandlerWithContentReader(
+                  [this](const httplib::Request& req, httplib::Response& res,
+                         const httplib::ContentReader& reader) { infer(req, res, reader); }));
     // Any other body-carrying request: read it (bounded) so the connection stays usable, then 404.
     auto other = httplib::Server::HandlerWithContentReader(
-        [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+        [this](const httplib::Request& req, httplib::Response& res,
+               const httplib::ContentReader& reader) {
           std::string body;
           if (!read_body(req, res, reader, body)) return;
           send_error(res, 404, "no such endpoint: " + req.method + " " + req.path);
@@ -237,13 +258,15 @@ struct Server::Impl {
   }
 
   // Reads the body up to --max-request-bytes; on failure answers 413 or 400 and returns false.
-  bool read_body(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
-                 std::string& body) {
+  bool read_body(const httplib::Request& req, httplib::Response& res,
+                 const httplib::ContentReader& reader, std::string& body) {
     if (req.has_header("Content-Length") && !req.has_header("Content-Encoding")) {
       // One allocation instead of doublings (a base64 image is often megabytes).
       const std::string len = req.get_header_value("Content-Length");
-      if (!len.empty() && len.size() < 19 && len.find_first_not_of("0123456789") == std::string::npos)
-        body.reserve(static_cast<size_t>(std::min<uint64_t>(std::stoull(len), opt.max_request_bytes)));
+      if (!len.empty() && len.size() < 19 &&
+          len.find_first_not_of("0123456789") == std::string::npos)
+        body.reserve(
+            static_cast<size_t>(std::min<uint64_t>(std::stoull(len), opt.max_request_bytes)));
     }
     bool too_big = false;
     const bool ok = reader([&](const char* data, size_t n) {
@@ -257,13 +280,18 @@ struct Server::Impl {
     if (ok) return true;
     res.set_header("Connection", "close");
     if (too_big || res.status == 413)
-      send_error(res, 413, "request body exceeds --max-request-bytes " + std::to_string(opt.max_request_bytes));
+      send_error(
+          res, 413,
+          "request body exceeds --max-request-bytes " + std::to_string(opt.max_request_bytes));
     else
-      send_error(res, 400, "could not read the request body (truncated, or a bad chunked/compressed encoding)");
+      send_error(
+          res, 400,
+          "could not read the request body (truncated, or a bad chunked/compressed encoding)");
     return false;
   }
 
-  void infer(const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+  void infer(const httplib::Request& req, httplib::Response& res,
+             const httplib::ContentReader& reader) {
     const auto t0 = Clock::now();
     ++metrics.inflight;
     std::string model_name = req.matches[1];
@@ -276,17 +304,22 @@ struct Server::Impl {
         const ModelSpec& spec = spec_of(req);
         std::optional<uint64_t> header_length;
         if (req.has_header("Inference-Header-Content-Length"))
-          header_length = parse_header_length(req.get_header_value("Inference-Header-Content-Length"));
+          header_length =
+              parse_header_length(req.get_header_value("Inference-Header-Content-Length"));
         InferRequest r = parse_infer_request(body, header_length, spec.name, spec.inputs);
         body.clear();
         body.shrink_to_fit();
         check_requested_outputs(r, spec.name, spec.outputs);
         std::vector<OutputTensor> outputs;
-        if (spec.name == kImageEncoder) outputs = image_encoder(r);
-        else if (spec.name == kTextEncoder) outputs = text_encoder(r);
-        else outputs = zero_shot(r);
+        if (spec.name == kImageEncoder)
+          outputs = image_encoder(r);
+        else if (spec.name == kTextEncoder)
+          outputs = text_encoder(r);
+        else
+          outputs = zero_shot(r);
         EncodedResponse enc = encode_infer_response(spec.name, r, std::move(outputs));
-        if (enc.header_length) res.set_header("Inference-Header-Content-Length", std::to_string(*enc.header_length));
+        if (enc.header_length)
+          res.set_header("Inference-Header-Content-Length", std::to_string(*enc.header_length));
         res.status = 200;
         res.set_content(std::move(enc.body), enc.content_type.c_str());
       } catch (const HttpError& e) {
@@ -301,9 +334,10 @@ struct Server::Impl {
       }
     }
     --metrics.inflight;
-    const std::string known = model_name == kImageEncoder || model_name == kTextEncoder || model_name == kZeroShot
-                                  ? model_name
-                                  : std::string("unknown");
+    const std::string known =
+        model_name == kImageEncoder || model_name == kTextEncoder || model_name == kZeroShot
+            ? model_name
+            : std::string("unknown");
     metrics.request_done(known, status, std::chrono::duration<double>(Clock::now() - t0).count());
   }
 
@@ -311,8 +345,8 @@ struct Server::Impl {
   template <typename In>
   void admit(Batcher<In>& b) {
     if (!b.try_admit())
-      throw HttpError(503, "the " + b.name() + " queue is full (--max-queue " + std::to_string(opt.max_queue) +
-                               " requests admitted); retry later");
+      throw HttpError(503, "the " + b.name() + " queue is full (--max-queue " +
+                               std::to_string(opt.max_queue) + " requests admitted); retry later");
   }
 
   // Image features [N, D] for the request's IMAGE or PIXELS, through the image batcher.
@@ -320,7 +354,8 @@ struct Server::Impl {
     const InputTensor* image = r.find("IMAGE");
     const InputTensor* pixels = r.find("PIXELS");
     if (image && pixels) bad("give one of inputs 'IMAGE' and 'PIXELS', not both");
-    if (!image && !pixels) bad("missing input 'IMAGE' (encoded image files) or 'PIXELS' (preprocessed FP32)");
+    if (!image && !pixels)
+      bad("missing input 'IMAGE' (encoded image files) or 'PIXELS' (preprocessed FP32)");
     const int64_t side = model.image_size();
     const size_t per = static_cast<size_t>(3 * side * side);
     int64_t n = 0;
@@ -329,8 +364,8 @@ struct Server::Impl {
     } else {
       const auto& s = pixels->shape;
       if (s.size() != 4 || s[1] != 3 || s[2] != side || s[3] != side)
-        bad("input 'PIXELS': shape must be [N, 3, " + std::to_string(side) + ", " + std::to_string(side) + "], got " +
-            json(s).dump());
+        bad("input 'PIXELS': shape must be [N, 3, " + std::to_string(side) + ", " +
+            std::to_string(side) + "], got " + json(s).dump());
       n = s[0];
       if (n < 1) bad("input 'PIXELS' is empty");
       if (n > images->max_batch())
@@ -349,14 +384,17 @@ struct Server::Impl {
           const std::string* bytes = &image->bytes[static_cast<size_t>(i)];
           if (!image->binary) {
             std::string err;
-            if (!base64_decode(*bytes, &decoded, &err)) bad("input 'IMAGE' element " + std::to_string(i) + ": not base64 (" + err + ")");
+            if (!base64_decode(*bytes, &decoded, &err))
+              bad("input 'IMAGE' element " + std::to_string(i) + ": not base64 (" + err + ")");
             bytes = &decoded;
           }
           try {
-            pre.from_buffer_into(bytes->data(), bytes->size(), where, job.input.data() + static_cast<size_t>(i) * per);
+            pre.from_buffer_into(bytes->data(), bytes->size(), where,
+                                 job.input.data() + static_cast<size_t>(i) * per);
           } catch (const Error& e) {
-            throw HttpError(status_of(e.code()), "input 'IMAGE' element " + std::to_string(i) + ": " +
-                                                     error_code_name(e.code()) + ": " + e.what());
+            throw HttpError(status_of(e.code()), "input 'IMAGE' element " + std::to_string(i) +
+                                                     ": " + error_code_name(e.code()) + ": " +
+                                                     e.what());
           }
         }
       } else {
@@ -399,20 +437,21 @@ struct Server::Impl {
     if (!labels) bad("missing input 'LABELS' (the class names)");
     check_list_shape(*labels);
     if (labels->bytes.size() > static_cast<size_t>(opt.max_labels))
-      bad("input 'LABELS': " + std::to_string(labels->bytes.size()) + " labels exceed the server's --max-labels " +
-          std::to_string(opt.max_labels));
+      bad("input 'LABELS': " + std::to_string(labels->bytes.size()) +
+          " labels exceed the server's --max-labels " + std::to_string(opt.max_labels));
     validate_labels(labels->bytes, "input 'LABELS'");
     std::vector<std::string> templates = builtin_templates("simple");
     if (const InputTensor* t = r.find("TEMPLATES")) {
       check_list_shape(*t);
       if (t->bytes.size() > kMaxTemplates)
-        bad("input 'TEMPLATES': " + std::to_string(t->bytes.size()) + " templates exceed the limit of " +
-            std::to_string(kMaxTemplates));
+        bad("input 'TEMPLATES': " + std::to_string(t->bytes.size()) +
+            " templates exceed the limit of " + std::to_string(kMaxTemplates));
       if (t->bytes.size() == 1 && t->bytes[0].find("{}") == std::string::npos) {
         try {
           templates = builtin_templates(t->bytes[0]);
         } catch (const Error& e) {
-          bad("input 'TEMPLATES': \"" + t->bytes[0] + "\" has no {} and is not a built-in set (" + e.what() + ")");
+          bad("input 'TEMPLATES': \"" + t->bytes[0] + "\" has no {} and is not a built-in set (" +
+              e.what() + ")");
         }
       } else {
         validate_templates(t->bytes, "input 'TEMPLATES'");
@@ -440,10 +479,14 @@ struct Server::Impl {
 };
 
 Server::Server(const ServerOptions& options) {
-  if (options.max_batch < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_batch must be >= 1");
-  if (options.max_queue < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_queue must be >= 1");
-  if (options.max_labels < 1) throw Error(ErrorCode::kInvalidArgument, "serve: max_labels must be >= 1");
-  if (!(options.max_delay_ms >= 0)) throw Error(ErrorCode::kInvalidArgument, "serve: max_delay_ms must be >= 0");
+  if (options.max_batch < 1)
+    throw Error(ErrorCode::kInvalidArgument, "serve: max_batch must be >= 1");
+  if (options.max_queue < 1)
+    throw Error(ErrorCode::kInvalidArgument, "serve: max_queue must be >= 1");
+  if (options.max_labels < 1)
+    throw Error(ErrorCode::kInvalidArgument, "serve: max_labels must be >= 1");
+  if (!(options.max_delay_ms >= 0))
+    throw Error(ErrorCode::kInvalidArgument, "serve: max_delay_ms must be >= 0");
   impl_ = std::make_unique<Impl>(options);
   const ServerOptions& o = impl_->opt;
   const size_t http_threads = static_cast<size_t>(o.http_threads < 1 ? 1 : o.http_threads);
@@ -464,16 +507,16 @@ Server::Server(const ServerOptions& options) {
   });
 }
 
-Server::~Server() {
-  stop();
-}
+Server::~Server() { stop(); }
 
 int Server::bind() {
   Impl& s = *impl_;
-  const int port = s.opt.port == 0 ? s.http.bind_to_any_port(s.opt.host)
-                                   : (s.http.bind_to_port(s.opt.host, s.opt.port) ? s.opt.port : -1);
+  const int port = s.opt.port == 0
+                       ? s.http.bind_to_any_port(s.opt.host)
+                       : (s.http.bind_to_port(s.opt.host, s.opt.port) ? s.opt.port : -1);
   if (port < 0)
-    throw Error(ErrorCode::kIo, "cannot listen on " + s.opt.host + ":" + std::to_string(s.opt.port) +
+    throw Error(ErrorCode::kIo, "cannot listen on " + s.opt.host + ":" +
+                                    std::to_string(s.opt.port) +
                                     " (address in use, or not an address of this machine)");
   // libcpp-httplib listens with a backlog of 5: a burst of new connections (16 clients starting at
   // once) then sees resets. Calling listen() again on the listening socket only raises the backlog.
@@ -492,7 +535,8 @@ void Server::serve() {
       std::unique_lock<std::mutex> lock(s.stop_mu);
       s.stop_cv.wait(lock, [&] { return s.stopping.load() || s.listen_done.load(); });
     }
-    while (!s.listen_done && !s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (!s.listen_done && !s.http.is_running())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (!s.listen_done) s.http.stop();
   });
   if (!s.stopping) s.http.listen_after_bind();  // returns after stop(), once the workers are done

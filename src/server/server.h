@@ -2,12 +2,16 @@
 // extension) over one loaded CLIP model, with dynamic batching. Used by `zsclip serve`.
 //
 // Models served (GET /v2/models/NAME describes each):
-//   image_encoder  IMAGE (BYTES [N]: encoded image files; base64 strings in plain JSON, raw bytes as
-//                  binary data) or PIXELS (FP32 [N,3,n,n], preprocessed) -> IMAGE_EMBEDDING (FP32 [N,D])
+//   image_encoder  IMAGE (BYTES [N]: encoded image files; base64 strings in plain JSON, raw bytes
+//   as
+//                  binary data) or PIXELS (FP32 [N,3,n,n], preprocessed) -> IMAGE_EMBEDDING (FP32
+//                  [N,D])
 //   text_encoder   TEXT (BYTES [N]) -> TEXT_EMBEDDING (FP32 [N,D])
-//   zero_shot      IMAGE or PIXELS, LABELS (BYTES [C]), optional TEMPLATES (BYTES [T]: templates with
+//   zero_shot      IMAGE or PIXELS, LABELS (BYTES [C]), optional TEMPLATES (BYTES [T]: templates
+//   with
 //                  "{}", or one built-in set name; default "simple") -> PROBS (FP32 [N,C]) and
-//                  TOP_LABEL (BYTES [N]). Heads are built once per (labels, templates) and cached (LRU).
+//                  TOP_LABEL (BYTES [N]). Heads are built once per (labels, templates) and cached
+//                  (LRU).
 // Embeddings are projected and not normalised, as `zsclip embed` prints them.
 //
 // Images are decoded and preprocessed on the HTTP worker threads, so a bad image fails its own
@@ -32,7 +36,7 @@ struct ServerOptions {
   int threads = 0;                           // cores inference may use (ModelOptions::threads)
   int http_threads = 64;                     // HTTP worker threads (one per open connection)
   int head_cache = 64;                       // zero-shot heads kept
-  int max_labels = 1000;                     // LABELS per zero_shot request (TEMPLATES: at most 100)
+  int max_labels = 1000;  // LABELS per zero_shot request (TEMPLATES: at most 100)
   // Texts and prompts longer than the context: false (default) answers 400 naming the text and its
   // token count; true cuts them as clip.tokenize(truncate=True) does (`zsclip serve --truncate`).
   bool truncate = false;

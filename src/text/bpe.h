@@ -44,7 +44,6 @@ void bpe_merge(const MergeTable& table, std::vector<int32_t>& word, BpeStats* st
 // The two strategies, exposed for tests (they must agree).
 void bpe_merge_simple(const MergeTable& table, std::vector<int32_t>& word,
                       BpeStats* stats = nullptr);
-void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word,
-                    BpeStats* stats = nullptr);
+void bpe_merge_heap(const MergeTable& table, std::vector<int32_t>& word, BpeStats* stats = nullptr);
 
 }  // namespace zsclip::text

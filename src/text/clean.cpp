@@ -18,29 +18,52 @@ constexpr std::array<char32_t, 32> kCp1252C1 = {
 // ftfy's fix_latin_ligatures table.
 const char32_t* ligature(char32_t c) {
   switch (c) {
-    case 0x132: return U"IJ";
-    case 0x133: return U"ij";
-    case 0x149: return U"\u02BCn";
-    case 0x1F1: return U"DZ";
-    case 0x1F2: return U"Dz";
-    case 0x1F3: return U"dz";
-    case 0x1C4: return U"D\u017D";
-    case 0x1C5: return U"D\u017E";
-    case 0x1C6: return U"d\u017E";
-    case 0x1C7: return U"LJ";
-    case 0x1C8: return U"Lj";
-    case 0x1C9: return U"lj";
-    case 0x1CA: return U"NJ";
-    case 0x1CB: return U"Nj";
-    case 0x1CC: return U"nj";
-    case 0xFB00: return U"ff";
-    case 0xFB01: return U"fi";
-    case 0xFB02: return U"fl";
-    case 0xFB03: return U"ffi";
-    case 0xFB04: return U"ffl";
-    case 0xFB05: return U"\u017Ft";
-    case 0xFB06: return U"st";
-    default: return nullptr;
+    case 0x132:
+      return U"IJ";
+    case 0x133:
+      return U"ij";
+    case 0x149:
+      return U"\u02BCn";
+    case 0x1F1:
+      return U"DZ";
+    case 0x1F2:
+      return U"Dz";
+    case 0x1F3:
+      return U"dz";
+    case 0x1C4:
+      return U"D\u017D";
+    case 0x1C5:
+      return U"D\u017E";
+    case 0x1C6:
+      return U"d\u017E";
+    case 0x1C7:
+      return U"LJ";
+    case 0x1C8:
+      return U"Lj";
+    case 0x1C9:
+      return U"lj";
+    case 0x1CA:
+      return U"NJ";
+    case 0x1CB:
+      return U"Nj";
+    case 0x1CC:
+      return U"nj";
+    case 0xFB00:
+      return U"ff";
+    case 0xFB01:
+      return U"fi";
+    case 0xFB02:
+      return U"fl";
+    case 0xFB03:
+      return U"ffi";
+    case 0xFB04:
+      return U"ffl";
+    case 0xFB05:
+      return U"\u017Ft";
+    case 0xFB06:
+      return U"st";
+    default:
+      return nullptr;
   }
 }
 
@@ -110,15 +133,19 @@ std::u32string ftfy_fix(std::u32string_view in) {
       const std::u32string& alt = width_map()[c - 0xFF01];
       if (!alt.empty()) {
         for (char32_t a : alt) {
-          if (a == 0x2BC || (a >= 0x2018 && a <= 0x201B)) a = '\'';
-          else if (a >= 0x201C && a <= 0x201F) a = '"';
+          if (a == 0x2BC || (a >= 0x2018 && a <= 0x201B))
+            a = '\'';
+          else if (a >= 0x201C && a <= 0x201F)
+            a = '"';
           t.push_back(a);
         }
         continue;
       }
     }
-    if (c == 0x2BC || (c >= 0x2018 && c <= 0x201B)) c = '\'';
-    else if (c >= 0x201C && c <= 0x201F) c = '"';
+    if (c == 0x2BC || (c >= 0x2018 && c <= 0x201B))
+      c = '\'';
+    else if (c >= 0x201C && c <= 0x201F)
+      c = '"';
     t.push_back(c);
   }
   // fix_line_breaks
@@ -207,7 +234,8 @@ template <typename CharT>
 std::vector<Piece> split_pieces_impl(std::basic_string_view<CharT> text, const Specials& specials) {
   const std::u32string_view kSot = specials.sot;
   const std::u32string_view kEot = specials.eot;
-  static constexpr std::u32string_view kContractions[] = {U"'s", U"'t", U"'re", U"'ve", U"'m", U"'ll", U"'d"};
+  static constexpr std::u32string_view kContractions[] = {U"'s", U"'t",  U"'re", U"'ve",
+                                                          U"'m", U"'ll", U"'d"};
   std::vector<Piece> pieces;
   const size_t n = text.size();
   size_t i = 0;
@@ -253,8 +281,8 @@ std::vector<Piece> split_pieces_impl(std::basic_string_view<CharT> text, const S
       continue;
     }
     size_t k = i + 1;
-    while (k < n && !is_py_space(at(text, k)) && !is_letter(at(text, k)) && !is_number(at(text, k)) &&
-           !is_pattern_orphan(at(text, k))) {
+    while (k < n && !is_py_space(at(text, k)) && !is_letter(at(text, k)) &&
+           !is_number(at(text, k)) && !is_pattern_orphan(at(text, k))) {
       ++k;
     }
     pieces.push_back({i, k});
@@ -279,7 +307,8 @@ bool ascii_fast_path(std::string_view text, std::string& out) {
   for (char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
     // Non-ASCII, '&' (HTML), DEL and controls other than \t \n \f \r take the full path.
-    if (c >= 0x7F || c == '&' || (c < 0x20 && c != '\t' && c != '\n' && c != '\f' && c != '\r')) return false;
+    if (c >= 0x7F || c == '&' || (c < 0x20 && c != '\t' && c != '\n' && c != '\f' && c != '\r'))
+      return false;
   }
   out.clear();
   out.reserve(text.size());

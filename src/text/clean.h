@@ -29,9 +29,11 @@ struct Specials {
 const Specials& openai_specials();
 // findall of SOT|EOT|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
 // with IGNORECASE, on lower-cased text.
-std::vector<Piece> split_pieces(std::u32string_view text, const Specials& specials = openai_specials());
+std::vector<Piece> split_pieces(std::u32string_view text,
+                                const Specials& specials = openai_specials());
 // The same on ASCII text.
-std::vector<Piece> split_pieces(std::string_view ascii, const Specials& specials = openai_specials());
+std::vector<Piece> split_pieces(std::string_view ascii,
+                                const Specials& specials = openai_specials());
 // For printable ASCII (with \t \n \f \r) without '&', every step up to the split reduces to
 // collapsing whitespace and lower-casing: writes that to `out` and returns true; else false.
 bool ascii_fast_path(std::string_view text, std::string& out);

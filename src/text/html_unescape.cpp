@@ -23,15 +23,13 @@ struct InvalidCharref {
 const HtmlEntity* find_entity(const std::string& name) {
   const auto* begin = std::begin(kHtmlEntities);
   const auto* end = std::end(kHtmlEntities);
-  const auto* it = std::lower_bound(begin, end, name, [](const HtmlEntity& e, const std::string& n) {
-    return std::strcmp(e.name, n.c_str()) < 0;
-  });
+  const auto* it = std::lower_bound(
+      begin, end, name,
+      [](const HtmlEntity& e, const std::string& n) { return std::strcmp(e.name, n.c_str()) < 0; });
   return it != end && name == it->name ? it : nullptr;
 }
 
-void append_decoded(std::u32string& out, const char* utf8) {
-  out += decode_utf8_replace(utf8);
-}
+void append_decoded(std::u32string& out, const char* utf8) { out += decode_utf8_replace(utf8); }
 
 bool is_ascii_digit(char32_t c) { return c >= '0' && c <= '9'; }
 bool is_hex_digit(char32_t c) {
@@ -61,7 +59,8 @@ void append_numeric(std::u32string& out, uint64_t num) {
 }
 
 bool is_name_char(char32_t c) {
-  return c != '\t' && c != '\n' && c != '\f' && c != ' ' && c != '<' && c != '&' && c != '#' && c != ';';
+  return c != '\t' && c != '\n' && c != '\f' && c != ' ' && c != '<' && c != '&' && c != '#' &&
+         c != ';';
 }
 
 }  // namespace
@@ -89,7 +88,8 @@ std::u32string html_unescape(std::u32string_view s) {
       uint64_t num = 0;
       while (k < n && (hex ? is_hex_digit(s[k]) : is_ascii_digit(s[k]))) {
         // Saturate: anything this large is > 0x10FFFF and maps to U+FFFD anyway.
-        if (num <= 0xFFFFFFFFull) num = num * (hex ? 16 : 10) + static_cast<uint64_t>(hex_value(s[k]));
+        if (num <= 0xFFFFFFFFull)
+          num = num * (hex ? 16 : 10) + static_cast<uint64_t>(hex_value(s[k]));
         ++k;
       }
       if (k == digits_begin) {

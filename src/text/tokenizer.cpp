@@ -30,8 +30,8 @@ constexpr size_t kMaxVocabFileBytes = size_t{256} << 20;  // refuse gzip bombs
 // GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the rest to U+0100 onwards,
 // in this order (which is also the order of the first 256 vocabulary entries).
 struct ByteAlphabet {
-  std::array<uint8_t, 256> order{};        // vocab index -> byte
-  std::array<char32_t, 256> to_char{};     // byte -> code point
+  std::array<uint8_t, 256> order{};     // vocab index -> byte
+  std::array<char32_t, 256> to_char{};  // byte -> code point
   std::unordered_map<char32_t, uint8_t> to_byte;
   ByteAlphabet() {
     std::array<bool, 256> printable{};
@@ -122,13 +122,17 @@ class Tokenizer::Impl {
  public:
   Impl(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source,
        const TokenizerOptions& options, const ExplicitVocab* explicit_vocab = nullptr)
-      : sot_token_(options.sot_token), eot_token_(options.eot_token), cache_(options.cache_capacity) {
+      : sot_token_(options.sot_token),
+        eot_token_(options.eot_token),
+        cache_(options.cache_capacity) {
     for (const std::string* special : {&sot_token_, &eot_token_}) {
       bool ascii = special->size() >= 2 && (*special)[0] == '<' && special->back() == '>';
       for (char ch : *special) ascii = ascii && ch > ' ' && static_cast<unsigned char>(ch) < 0x7F;
       if (!ascii || sot_token_ == eot_token_)
-        throw Error(ErrorCode::kInvalidArgument, "tokenizer special tokens must be distinct printable-ASCII "
-                                                 "<...> strings, got '" + shorten(*special) + "'");
+        throw Error(ErrorCode::kInvalidArgument,
+                    "tokenizer special tokens must be distinct printable-ASCII "
+                    "<...> strings, got '" +
+                        shorten(*special) + "'");
       std::u32string u;
       for (char ch : *special) u.push_back(static_cast<char32_t>(ch));
       (special == &sot_token_ ? specials_.sot : specials_.eot) = u;
@@ -182,16 +186,16 @@ class Tokenizer::Impl {
 
   // vocab.json gives every id; the merges only rank pairs. Every byte symbol (with and without
   // </w>), both specials and every merge result must be in it, ids 0..n-1 each used once.
-  void init_explicit(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source,
-                     const ExplicitVocab& vocab) {
+  void init_explicit(const std::vector<std::pair<std::string, std::string>>& merges,
+                     const std::string& source, const ExplicitVocab& vocab) {
     vocab_.assign(vocab.size(), std::string());
     std::vector<bool> used(vocab.size(), false);
     for (const auto& [tok, id] : vocab) {
       if (id < 0 || static_cast<size_t>(id) >= vocab.size() || used[static_cast<size_t>(id)])
-        throw Error(ErrorCode::kInvalidConfig, source + ": id " + std::to_string(id) + " of token '" +
-                                                   shorten(tok) + "' is repeated or outside 0.." +
-                                                   std::to_string(vocab.size() - 1) +
-                                                   " (ids must number the tokens 0..n-1)");
+        throw Error(ErrorCode::kInvalidConfig,
+                    source + ": id " + std::to_string(id) + " of token '" + shorten(tok) +
+                        "' is repeated or outside 0.." + std::to_string(vocab.size() - 1) +
+                        " (ids must number the tokens 0..n-1)");
       used[static_cast<size_t>(id)] = true;
       vocab_[static_cast<size_t>(id)] = tok;
     }
@@ -199,7 +203,8 @@ class Tokenizer::Impl {
     auto need = [&](const std::string& tok, const std::string& what) {
       auto it = encoder_.find(tok);
       if (it == encoder_.end())
-        throw Error(ErrorCode::kInvalidConfig, source + ": " + what + " '" + shorten(tok) + "' is not in the vocabulary");
+        throw Error(ErrorCode::kInvalidConfig,
+                    source + ": " + what + " '" + shorten(tok) + "' is not in the vocabulary");
       return it->second;
     };
     for (int b = 0; b < 256; ++b) {
@@ -209,7 +214,8 @@ class Tokenizer::Impl {
     for (size_t i = 0; i < merges.size(); ++i) {
       const auto& [a, b] = merges[i];
       if (a.empty() || b.empty() || !is_valid_utf8(a) || !is_valid_utf8(b))
-        throw Error(ErrorCode::kInvalidConfig, source + ": merge " + std::to_string(i + 1) + " is empty or not UTF-8");
+        throw Error(ErrorCode::kInvalidConfig,
+                    source + ": merge " + std::to_string(i + 1) + " is empty or not UTF-8");
       auto ia = encoder_.find(a), ib = encoder_.find(b);
       if (ia == encoder_.end() || ib == encoder_.end()) continue;  // can never be adjacent symbols
       merges_.set(ia->second, ib->second, static_cast<int32_t>(i),
@@ -259,7 +265,8 @@ class Tokenizer::Impl {
     return ids;
   }
 
-  void encode_any_piece(const std::string& piece, std::vector<int32_t>& ids, std::vector<int32_t>& word) const {
+  void encode_any_piece(const std::string& piece, std::vector<int32_t>& ids,
+                        std::vector<int32_t>& word) const {
     // SimpleTokenizer's cache starts with the two specials mapped to themselves.
     if (piece.size() >= 2 && piece[0] == '<') {
       if (piece == sot_token_) {
@@ -274,7 +281,8 @@ class Tokenizer::Impl {
     encode_piece(piece, ids, word);
   }
 
-  void encode_piece(const std::string& piece, std::vector<int32_t>& ids, std::vector<int32_t>& word) const {
+  void encode_piece(const std::string& piece, std::vector<int32_t>& ids,
+                    std::vector<int32_t>& word) const {
     const bool use_cache = cache_.enabled() && piece.size() <= kMaxCachedPieceBytes;
     size_t hash = 0;
     if (use_cache) {
@@ -356,7 +364,8 @@ std::string read_vocab_file(const std::string& path) {
       int errnum = 0;
       const std::string msg = gzerror(f, &errnum);
       gzclose(f);
-      throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is corrupt: " + msg);
+      throw Error(ErrorCode::kInvalidConfig,
+                  "BPE vocabulary file '" + path + "' is corrupt: " + msg);
     }
     if (n == 0) break;
     data.append(buf.data(), static_cast<size_t>(n));
@@ -385,9 +394,11 @@ namespace {
 
 // The merge pairs of a merges file's text (header line first), as SimpleTokenizer and
 // CLIPTokenizer read them: at most 48894 unless num_merges says how many.
-std::vector<std::pair<std::string, std::string>> parse_merges(const std::string& data, const std::string& path,
+std::vector<std::pair<std::string, std::string>> parse_merges(const std::string& data,
+                                                              const std::string& path,
                                                               int64_t num_merges) {
-  if (data.empty()) throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is empty");
+  if (data.empty())
+    throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is empty");
   if (!is_valid_utf8(data)) {
     throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is not valid UTF-8");
   }
@@ -431,9 +442,9 @@ std::vector<std::pair<std::string, std::string>> parse_merges(const std::string&
       if (k > start) parts.push_back(line.substr(start, k - start));
     }
     if (parts.size() != 2) {
-      throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' line " +
-                                                 std::to_string(i + 1) + " is not a merge of two symbols: '" +
-                                                 shorten(line) + "'");
+      throw Error(ErrorCode::kInvalidConfig,
+                  "BPE vocabulary file '" + path + "' line " + std::to_string(i + 1) +
+                      " is not a merge of two symbols: '" + shorten(line) + "'");
     }
     merges.emplace_back(std::string(parts[0]), std::string(parts[1]));
   }
@@ -447,7 +458,8 @@ void check_options(const TokenizerOptions& options) {
                     std::to_string(options.context_length));
   if (options.num_merges < -1) {
     throw Error(ErrorCode::kInvalidArgument,
-                "TokenizerOptions.num_merges must be -1 or >= 0, got " + std::to_string(options.num_merges));
+                "TokenizerOptions.num_merges must be -1 or >= 0, got " +
+                    std::to_string(options.num_merges));
   }
 }
 
@@ -472,18 +484,21 @@ Tokenizer Tokenizer::from_hf_files(const std::string& vocab_json, const std::str
   try {
     const nlohmann::json j = nlohmann::json::parse(vocab_data);
     if (!j.is_object() || j.empty())
-      throw Error(ErrorCode::kInvalidConfig, origin + ": expected a non-empty JSON object {token: id}");
+      throw Error(ErrorCode::kInvalidConfig,
+                  origin + ": expected a non-empty JSON object {token: id}");
     vocab.reserve(j.size());
     for (const auto& [tok, id] : j.items()) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
-        throw Error(ErrorCode::kInvalidConfig, origin + ": token '" + shorten(tok) +
-                                                   "' has id " + shorten(id.dump()) + ", not a non-negative integer");
+        throw Error(ErrorCode::kInvalidConfig, origin + ": token '" + shorten(tok) + "' has id " +
+                                                   shorten(id.dump()) +
+                                                   ", not a non-negative integer");
       vocab.emplace(tok, static_cast<int32_t>(id.get<int64_t>()));
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kInvalidConfig, origin + ": not valid JSON (" + e.what() + ")");
   }
-  return Tokenizer(std::make_shared<const Impl>(merges, "'" + vocab_json + "' + '" + merges_txt + "'", options, &vocab),
+  return Tokenizer(std::make_shared<const Impl>(
+                       merges, "'" + vocab_json + "' + '" + merges_txt + "'", options, &vocab),
                    options.context_length);
 }
 
@@ -498,10 +513,10 @@ Tokenizer Tokenizer::from_config(const ModelConfig& c, int64_t cache_capacity) {
                       ? from_hf_files(c.tokenizer_path(), c.merges_path(), o)
                       : from_file(c.tokenizer_path(), o);
   if (c.text.vocab_size > 0 && tok.vocab_size() != c.text.vocab_size)
-    throw Error(ErrorCode::kInvalidModel, c.tokenizer_path() + ": vocabulary has " +
-                                              std::to_string(tok.vocab_size()) + " tokens, but " +
-                                              c.path_of("config.json") + " field 'text.vocab_size' is " +
-                                              std::to_string(c.text.vocab_size));
+    throw Error(ErrorCode::kInvalidModel,
+                c.tokenizer_path() + ": vocabulary has " + std::to_string(tok.vocab_size()) +
+                    " tokens, but " + c.path_of("config.json") + " field 'text.vocab_size' is " +
+                    std::to_string(c.text.vocab_size));
   return tok;
 }
 
@@ -519,8 +534,9 @@ std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int6
                                                      bool truncate) const {
   if (context_length == 0) context_length = context_length_;
   if (context_length < 2) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
   }
   std::vector<int32_t> ids;
   ids.push_back(impl_->sot_);
@@ -529,7 +545,8 @@ std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int6
   ids.push_back(impl_->eot_);
   if (static_cast<int64_t>(ids.size()) > context_length) {
     if (!truncate) {
-      throw Error(ErrorCode::kInvalidText, "Input '" + shorten(text) + "' is too long for context length " +
+      throw Error(ErrorCode::kInvalidText, "Input '" + shorten(text) +
+                                               "' is too long for context length " +
                                                std::to_string(context_length) + ": " +
                                                std::to_string(ids.size()) + " tokens");
     }
@@ -543,8 +560,9 @@ IdTensor Tokenizer::tokenize(const std::vector<std::string>& texts, int64_t cont
                              bool truncate) const {
   if (context_length == 0) context_length = context_length_;
   if (context_length < 2) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
   }
   IdTensor out({static_cast<int64_t>(texts.size()), context_length}, 0);
   for (size_t i = 0; i < texts.size(); ++i) {

@@ -121,14 +121,15 @@ namespace {
 std::u32string utf8proc_transform(std::u32string_view text, utf8proc_option_t options) {
   const std::string in = encode_utf8(text);
   utf8proc_uint8_t* out = nullptr;
-  const utf8proc_ssize_t len = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(in.data()),
-                                            static_cast<utf8proc_ssize_t>(in.size()), &out, options);
+  const utf8proc_ssize_t len =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(in.data()),
+                   static_cast<utf8proc_ssize_t>(in.size()), &out, options);
   if (len < 0 || out == nullptr) {
     std::free(out);
     return std::u32string(text);  // cannot happen for valid scalar values; keep the text as is
   }
-  std::u32string result =
-      decode_utf8_replace(std::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(len)));
+  std::u32string result = decode_utf8_replace(
+      std::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(len)));
   std::free(out);
   return result;
 }
@@ -145,12 +146,14 @@ std::u32string nfc(std::u32string_view text) {
     }
   }
   if (simple) return std::u32string(text);
-  return utf8proc_transform(text, static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  return utf8proc_transform(text,
+                            static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
 }
 
 std::u32string nfkc_char(char32_t c) {
-  return utf8proc_transform(std::u32string_view(&c, 1),
-                            static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
+  return utf8proc_transform(
+      std::u32string_view(&c, 1),
+      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
 }
 
 namespace {
@@ -158,16 +161,30 @@ namespace {
 // Case_Ignorable: Mn, Me, Cf, Lm, Sk, or Word_Break MidLetter / MidNumLet / Single_Quote.
 bool is_case_ignorable(char32_t c) {
   switch (c) {
-    case 0x27: case 0x2E: case 0x3A: case 0xB7: case 0x387: case 0x55F: case 0x5F4:
-    case 0x2018: case 0x2019: case 0x2024: case 0x2027: case 0xFE13: case 0xFE52:
-    case 0xFE55: case 0xFF07: case 0xFF0E: case 0xFF1A:
+    case 0x27:
+    case 0x2E:
+    case 0x3A:
+    case 0xB7:
+    case 0x387:
+    case 0x55F:
+    case 0x5F4:
+    case 0x2018:
+    case 0x2019:
+    case 0x2024:
+    case 0x2027:
+    case 0xFE13:
+    case 0xFE52:
+    case 0xFE55:
+    case 0xFF07:
+    case 0xFF0E:
+    case 0xFF1A:
       return true;
     default:
       break;
   }
   const auto cat = utf8proc_category(static_cast<utf8proc_int32_t>(c));
-  return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME || cat == UTF8PROC_CATEGORY_CF ||
-         cat == UTF8PROC_CATEGORY_LM || cat == UTF8PROC_CATEGORY_SK;
+  return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME ||
+         cat == UTF8PROC_CATEGORY_CF || cat == UTF8PROC_CATEGORY_LM || cat == UTF8PROC_CATEGORY_SK;
 }
 
 // Cased: Lu, Ll, Lt, or Other_Lowercase / Other_Uppercase (approximated by having a case mapping
@@ -175,7 +192,8 @@ bool is_case_ignorable(char32_t c) {
 bool is_cased(char32_t c) {
   const auto ci = static_cast<utf8proc_int32_t>(c);
   const auto cat = utf8proc_category(ci);
-  if (cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT) return true;
+  if (cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT)
+    return true;
   if (utf8proc_islower(ci) || utf8proc_isupper(ci)) return true;
   return utf8proc_tolower(ci) != ci || utf8proc_toupper(ci) != ci || utf8proc_totitle(ci) != ci;
 }

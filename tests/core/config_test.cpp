@@ -27,7 +27,9 @@ void expect_field_error(const json& j, const std::string& field) {
     ADD_FAILURE() << "accepted " << j.dump();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig) << e.what();
-    EXPECT_NE(std::string(e.what()).find("dir/config.json: field '" + field + "'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("dir/config.json: field '" + field + "'"),
+              std::string::npos)
+        << e.what();
   }
 }
 
@@ -89,7 +91,8 @@ TEST(Config, EachBadFieldIsNamed) {
 TEST(Config, NotJsonOrNotAnObject) {
   // The last one overflows a double: nlohmann throws out_of_range, not parse_error (found by
   // tests/fuzz/config_fuzz.cpp).
-  for (const char* text : {"", "{", "[1, 2]", "null", "{\"format_version\": 1", "{\"embed_dim\": 4E6660}"}) {
+  for (const char* text :
+       {"", "{", "[1, 2]", "null", "{\"format_version\": 1", "{\"embed_dim\": 4E6660}"}) {
     try {
       ModelConfig::parse(text, "x/config.json");
       ADD_FAILURE() << "accepted " << text;

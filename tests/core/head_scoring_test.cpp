@@ -17,7 +17,8 @@ using namespace ::zsclip::testing;
 ZeroShotHead sigmoid_head() {
   FloatTensor w({3, 2});
   w.data = {1.f, 0.f, 0.f, 1.f, 1.f, 1.f};
-  return ZeroShotHead::from_weights({"x", "y", "xy"}, w, 10.f, "fp", {"{}"}, Scoring::kSigmoid, -2.5f);
+  return ZeroShotHead::from_weights({"x", "y", "xy"}, w, 10.f, "fp", {"{}"}, Scoring::kSigmoid,
+                                    -2.5f);
 }
 
 TEST(HeadScoring, SigmoidIsPerClassWithTheBias) {

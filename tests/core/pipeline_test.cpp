@@ -26,10 +26,12 @@ struct Picture {
   size_t stride = 0;
   PixelFormat format = PixelFormat::kRGB;
   // Made on demand: a copied Picture must not point into the original's bytes.
-  ImageView view() const { return ImageView{bytes.empty() ? nullptr : bytes.data(), width, height, stride, format}; }
+  ImageView view() const {
+    return ImageView{bytes.empty() ? nullptr : bytes.data(), width, height, stride, format};
+  }
 };
-Picture solid(uint8_t r, uint8_t g, uint8_t b, PixelFormat format = PixelFormat::kRGB, int w = 13, int h = 9,
-              size_t stride = 0) {
+Picture solid(uint8_t r, uint8_t g, uint8_t b, PixelFormat format = PixelFormat::kRGB, int w = 13,
+              int h = 9, size_t stride = 0) {
   const int c = channels_of(format);
   const size_t row = stride ? stride : size_t(w) * c;
   Picture p;
@@ -59,17 +61,22 @@ Picture solid(uint8_t r, uint8_t g, uint8_t b, PixelFormat format = PixelFormat:
 
 std::vector<std::string> example_images() {
   std::vector<std::string> out;
-  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square", "orange_circle", "black_star"})
+  for (const char* f : {"red_circle", "blue_star", "green_triangle", "yellow_square",
+                        "orange_circle", "black_star"})
     out.push_back(source_path(std::string("examples/images/") + f + ".png"));
   return out;
 }
 
-ZeroShotHead colour_head(const FakeTextEncoder& text) { return ZeroShotHead::build(text, kColours, {"a {} thing."}); }
+ZeroShotHead colour_head(const FakeTextEncoder& text) {
+  return ZeroShotHead::build(text, kColours, {"a {} thing."});
+}
 
 struct Fixture {
   std::shared_ptr<FakeImageEncoder> image = std::make_shared<FakeImageEncoder>();
   std::shared_ptr<FakeTextEncoder> text = std::make_shared<FakeTextEncoder>();
-  ZeroShotPipeline make(ClassifierOptions o = {}) const { return ZeroShotPipeline(image, colour_head(*text), o, text); }
+  ZeroShotPipeline make(ClassifierOptions o = {}) const {
+    return ZeroShotPipeline(image, colour_head(*text), o, text);
+  }
 };
 
 void expect_same(const Classification& a, const Classification& b, const std::string& what) {
@@ -92,9 +99,11 @@ TEST(ZeroShotBuild, WorksWithAnyTextEncoder) {
   EXPECT_EQ(head.model_fingerprint(), "fake-1");
   EXPECT_FLOAT_EQ(head.logit_scale_exp(), 10.f);
   for (int c = 0; c < 3; ++c)
-    for (int k = 0; k < 3; ++k) EXPECT_FLOAT_EQ(head.weights().at(c, k), c == k ? 1.f : 0.f) << c << "," << k;
+    for (int k = 0; k < 3; ++k)
+      EXPECT_FLOAT_EQ(head.weights().at(c, k), c == k ? 1.f : 0.f) << c << "," << k;
   // The tokenizer may be given; prompts are batched (batch_size 1 gives the same head).
-  ZeroShotHead one = ZeroShotHead::build(text, text.tokenizer(), kColours, {"a {} thing.", "the {} one."}, 1);
+  ZeroShotHead one =
+      ZeroShotHead::build(text, text.tokenizer(), kColours, {"a {} thing.", "the {} one."}, 1);
   EXPECT_EQ(one.weights().data, head.weights().data);
   EXPECT_THROW(ZeroShotHead::build(text, {"red", "red"}, {"{}"}), Error);
   EXPECT_THROW(ZeroShotHead::build(text, kColours, {"no placeholder"}), Error);
@@ -137,7 +146,8 @@ TEST(Pipeline, ClassifiesPixelsInMemoryInEveryFormat) {
     const char* label;
   } colours[] = {{250, 10, 5, "red"}, {0, 200, 30, "green"}, {20, 40, 230, "blue"}};
   for (const auto& c : colours)
-    for (PixelFormat fmt : {PixelFormat::kRGB, PixelFormat::kBGR, PixelFormat::kRGBA, PixelFormat::kBGRA}) {
+    for (PixelFormat fmt :
+         {PixelFormat::kRGB, PixelFormat::kBGR, PixelFormat::kRGBA, PixelFormat::kBGRA}) {
       Picture packed = solid(c.r, c.g, c.b, fmt);
       Picture strided = solid(c.r, c.g, c.b, fmt, 13, 9, 13 * 4 + 7);
       Classification a = p.classify(packed.view(), "x"), b = p.classify(strided.view(), "x");
@@ -191,8 +201,9 @@ TEST(Pipeline, BatchesGiveTheSingleImageResults) {
         std::vector<Classification> got = f.make(o).classify_files(paths);
         ASSERT_EQ(got.size(), paths.size());
         for (size_t i = 0; i < paths.size(); ++i)
-          expect_same(got[i], expected[i], "batch " + std::to_string(bs) + " queue " + std::to_string(queue) +
-                                               " item " + std::to_string(i));
+          expect_same(got[i], expected[i],
+                      "batch " + std::to_string(bs) + " queue " + std::to_string(queue) + " item " +
+                          std::to_string(i));
       }
   EXPECT_TRUE(f.make().classify_files({}).empty());
 }
@@ -200,7 +211,8 @@ TEST(Pipeline, BatchesGiveTheSingleImageResults) {
 TEST(Pipeline, ViewsBatchLikeSingleCalls) {
   Fixture f;
   std::vector<Picture> pics;
-  for (int i = 0; i < 11; ++i) pics.push_back(solid(uint8_t(20 * i), uint8_t(255 - 20 * i), uint8_t(7 * i)));
+  for (int i = 0; i < 11; ++i)
+    pics.push_back(solid(uint8_t(20 * i), uint8_t(255 - 20 * i), uint8_t(7 * i)));
   pics.push_back(Picture{});  // no pixels: a bad one
   std::vector<ImageView> views;
   for (const auto& p : pics) views.push_back(p.view());
@@ -210,7 +222,8 @@ TEST(Pipeline, ViewsBatchLikeSingleCalls) {
   std::vector<Classification> got = p.classify(views);
   ASSERT_EQ(got.size(), views.size());
   for (size_t i = 0; i + 1 < views.size(); ++i)
-    expect_same(got[i], p.classify(views[i], "<image " + std::to_string(i) + ">"), "view " + std::to_string(i));
+    expect_same(got[i], p.classify(views[i], "<image " + std::to_string(i) + ">"),
+                "view " + std::to_string(i));
   EXPECT_FALSE(got.back().ok);
   EXPECT_EQ(got.back().code, ErrorCode::kInvalidArgument);
   // Embeddings: unit rows equal to the single calls; a bad image throws.
@@ -231,7 +244,8 @@ TEST(Pipeline, ViewsBatchLikeSingleCalls) {
 TEST(Pipeline, EmbeddingsAndSimilarities) {
   Fixture f;
   ZeroShotPipeline p = f.make();
-  Picture red = solid(255, 0, 0), red2 = solid(255, 0, 0, PixelFormat::kBGR, 30, 20), green = solid(0, 255, 0);
+  Picture red = solid(255, 0, 0), red2 = solid(255, 0, 0, PixelFormat::kBGR, 30, 20),
+          green = solid(0, 255, 0);
   EXPECT_NEAR(p.image_similarity(red.view(), red2.view()), 1.f, 1e-6);
   EXPECT_NEAR(p.image_similarity(red.view(), green.view()), 0.f, 1e-6);
   EXPECT_NEAR(p.text_image_similarity("a red thing", red.view()), 1.f, 1e-6);
@@ -269,12 +283,14 @@ TEST(Pipeline, EmbeddingsAndSimilarities) {
 }
 
 TEST(Similarity, CosineAndNormalisation) {
-  EXPECT_NEAR(cosine_similarity(std::vector<float>{1, 0}, std::vector<float>{1, 1}), std::sqrt(0.5f), 1e-7);
+  EXPECT_NEAR(cosine_similarity(std::vector<float>{1, 0}, std::vector<float>{1, 1}),
+              std::sqrt(0.5f), 1e-7);
   EXPECT_EQ(cosine_similarity(std::vector<float>{0, 0}, std::vector<float>{1, 1}), 0.f);
   EXPECT_THROW(cosine_similarity(std::vector<float>{1}, std::vector<float>{1, 2}), Error);
   EXPECT_EQ(normalized({3, 4}), (std::vector<float>{0.6f, 0.8f}));
   EXPECT_EQ(normalized({0, 0}), (std::vector<float>{0, 0}));
-  FloatTensor a({2, 2}, std::vector<float>{1, 0, 0, 2}), b({3, 2}, std::vector<float>{2, 0, 0, 1, 1, 1});
+  FloatTensor a({2, 2}, std::vector<float>{1, 0, 0, 2}),
+      b({3, 2}, std::vector<float>{2, 0, 0, 1, 1, 1});
   FloatTensor s = cosine_similarity(a, b);
   ASSERT_EQ(s.shape, (std::vector<int64_t>{2, 3}));
   EXPECT_NEAR(s.at(0, 0), 1.f, 1e-7);
@@ -331,12 +347,14 @@ TEST(Pipeline, EightThreadsShareOneClassifier) {
   o.runtime = Runtime::create(RuntimeOptions{4, 0, 0, "auto"});
   const ZeroShotPipeline p = f.make(o);
   const auto paths = example_images();
-  std::vector<Picture> pics = {solid(255, 0, 0), solid(0, 255, 0, PixelFormat::kBGR), solid(0, 0, 255)};
+  std::vector<Picture> pics = {solid(255, 0, 0), solid(0, 255, 0, PixelFormat::kBGR),
+                               solid(0, 0, 255)};
   std::vector<ImageView> views;
   for (const auto& pic : pics) views.push_back(pic.view());
   std::vector<Classification> expected_files, expected_views;
   for (const auto& path : paths) expected_files.push_back(p.classify_file(path));
-  for (size_t i = 0; i < views.size(); ++i) expected_views.push_back(p.classify(views[i], "<image " + std::to_string(i) + ">"));
+  for (size_t i = 0; i < views.size(); ++i)
+    expected_views.push_back(p.classify(views[i], "<image " + std::to_string(i) + ">"));
   const int threads_before = process_threads();
   std::vector<std::thread> callers;
   std::vector<std::string> failures(8);
@@ -359,7 +377,8 @@ TEST(Pipeline, EightThreadsShareOneClassifier) {
           case 3: {
             FloatTensor e = p.embed_files(paths);
             for (size_t i = 0; i < paths.size(); ++i)
-              if (std::vector<float>(e.row(int64_t(i)), e.row(int64_t(i)) + 3) != p.embed_file(paths[i]))
+              if (std::vector<float>(e.row(int64_t(i)), e.row(int64_t(i)) + 3) !=
+                  p.embed_file(paths[i]))
                 failures[size_t(t)] += "embedding of " + paths[i] + " differs; ";
             continue;
           }
@@ -417,7 +436,8 @@ TEST(PipelineStreaming, ResultsArriveInOrderBeforeTheLastBatchIsEncoded) {
   EXPECT_EQ(next, paths.size());
   EXPECT_GE(calls, 3u);
   EXPECT_GE(encoded_at_first_call, 1);
-  EXPECT_LT(encoded_at_first_call, static_cast<int64_t>(paths.size() - 1)) << "nothing was streamed early";
+  EXPECT_LT(encoded_at_first_call, static_cast<int64_t>(paths.size() - 1))
+      << "nothing was streamed early";
   ASSERT_EQ(streamed.size(), plain.size());
   for (size_t i = 0; i < plain.size(); ++i) {
     expect_same(streamed[i], plain[i], "streamed item " + std::to_string(i));

@@ -24,9 +24,12 @@ PreprocessConfig config_of(const nlohmann::json& pc) {
     c.mean[i] = pc["mean"][i].get<float>();
     c.std[i] = pc["std"][i].get<float>();
   }
-  c.interpolation = pc["interpolation"] == "bilinear" ? Interpolation::kBilinear : Interpolation::kBicubic;
+  c.interpolation =
+      pc["interpolation"] == "bilinear" ? Interpolation::kBilinear : Interpolation::kBicubic;
   const std::string mode = pc["resize_mode"];
-  c.resize = mode == "longest" ? ResizeRule::kLongerSide : mode == "squash" ? ResizeRule::kStretch : ResizeRule::kShorterSide;
+  c.resize = mode == "longest"  ? ResizeRule::kLongerSide
+             : mode == "squash" ? ResizeRule::kStretch
+                                : ResizeRule::kShorterSide;
   c.crop = mode == "squash" ? CropRule::kNone : CropRule::kCenter;
   c.fill = pc.value("fill_color", 0);
   return c;
@@ -44,12 +47,14 @@ TEST_P(OpenClipPixels, BitExactFromFiles) {
     const std::string want = read_file(shared_path(dir + "/" + im["pixels"].get<std::string>()));
     ASSERT_EQ(want.size(), got.data.size() * sizeof(float)) << im["file"];
     size_t differ = 0;
-    for (size_t k = 0; k < got.data.size(); ++k) differ += std::memcmp(want.data() + 4 * k, &got.data[k], 4) != 0;
+    for (size_t k = 0; k < got.data.size(); ++k)
+      differ += std::memcmp(want.data() + 4 * k, &got.data[k], 4) != 0;
     EXPECT_EQ(differ, 0u) << GetParam() << " " << im["file"] << ": " << differ << " floats differ";
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Folders, OpenClipPixels, ::testing::Values("openclip-gelu", "openclip-knobs", "openclip-longest"),
+INSTANTIATE_TEST_SUITE_P(Folders, OpenClipPixels,
+                         ::testing::Values("openclip-gelu", "openclip-knobs", "openclip-longest"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
                            std::string s = p.param;
                            for (char& c : s)
@@ -73,10 +78,12 @@ TEST(PreprocessLongest, PadsCentredWithFill) {
   const float pad = 1.0f, px = 10.0f / 255.0f;
   for (int y = 0; y < 8; ++y)
     for (int x = 0; x < 8; ++x)
-      EXPECT_FLOAT_EQ(t.data[static_cast<size_t>(y * 8 + x)], (y >= 3 && y < 5) ? px : pad) << y << "," << x;
+      EXPECT_FLOAT_EQ(t.data[static_cast<size_t>(y * 8 + x)], (y >= 3 && y < 5) ? px : pad)
+          << y << "," << x;
   // 5x16 (portrait): the padding goes left and right.
   const FloatTensor u = pre.from_rgb(rgb.data(), 5, 16);
-  for (int x = 0; x < 8; ++x) EXPECT_FLOAT_EQ(u.data[static_cast<size_t>(4 * 8 + x)], (x >= 3 && x < 5) ? px : pad) << x;
+  for (int x = 0; x < 8; ++x)
+    EXPECT_FLOAT_EQ(u.data[static_cast<size_t>(4 * 8 + x)], (x >= 3 && x < 5) ? px : pad) << x;
 }
 
 TEST(PreprocessLongest, CropNoneNeedsStretch) {

@@ -1,11 +1,11 @@
-// Tokenizer tests: parity with OpenAI's SimpleTokenizer on ../shared/clip/tokenizer_cases.jsonl, and
-// unit tests per step. Expected values in the unit tests were checked against Python 3.11 (html,
-// str.lower, bytes.decode) and the regex module where noted.
+// Tokenizer tests: parity with OpenAI's SimpleTokenizer on ../shared/clip/tokenizer_cases.jsonl,
+// and unit tests per step. Expected values in the unit tests were checked against Python 3.11
+// (html, str.lower, bytes.decode) and the regex module where noted.
 #include "zsclip/tokenizer.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 #include <zlib.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <random>
@@ -54,7 +54,8 @@ std::vector<Case> load_cases() {
     if (line.empty()) continue;
     const auto j = nlohmann::json::parse(line);
     cases.push_back({j.at("text").get<std::string>(), j.at("bpe").get<std::vector<int32_t>>(),
-                     j.at("tokens").get<std::vector<int32_t>>(), j.at("decoded").get<std::string>()});
+                     j.at("tokens").get<std::vector<int32_t>>(),
+                     j.at("decoded").get<std::string>()});
   }
   return cases;
 }
@@ -89,10 +90,9 @@ TEST(TokenizerParity, AllCases) {
     if (!ok && ++failures <= 20) {
       ADD_FAILURE() << "case " << i << " text: " << nlohmann::json(c.text).dump()
                     << "\n  bpe ok: " << (bpe == c.bpe) << " tokens ok: " << (tokens == c.tokens)
-                    << " decoded ok: " << (decoded == c.decoded)
-                    << "\n  got bpe " << nlohmann::json(bpe).dump() << "\n want bpe "
-                    << nlohmann::json(c.bpe).dump() << "\n  got decoded "
-                    << nlohmann::json(decoded).dump() << "\n  want decoded "
+                    << " decoded ok: " << (decoded == c.decoded) << "\n  got bpe "
+                    << nlohmann::json(bpe).dump() << "\n want bpe " << nlohmann::json(c.bpe).dump()
+                    << "\n  got decoded " << nlohmann::json(decoded).dump() << "\n  want decoded "
                     << nlohmann::json(c.decoded).dump();
     }
   }
@@ -133,12 +133,16 @@ TEST(TokenizerUnicode, DecodeReplacesLikePython) {
   EXPECT_EQ(decode_utf8_replace("abc"), U"abc");
   EXPECT_EQ(decode_utf8_replace("\xff"), fffd);
   EXPECT_EQ(decode_utf8_replace("\xe2\x82"), fffd);
-  EXPECT_EQ(decode_utf8_replace("\xe2\x82" "A"), fffd + U"A");
+  EXPECT_EQ(decode_utf8_replace("\xe2\x82"
+                                "A"),
+            fffd + U"A");
   EXPECT_EQ(decode_utf8_replace("\xf0\x80\x80"), fffd + fffd + fffd);
   EXPECT_EQ(decode_utf8_replace("\xed\xa0\x80"), fffd + fffd + fffd);  // encoded surrogate
   EXPECT_EQ(decode_utf8_replace(std::string("\xc0\x80", 2)), fffd + fffd);
   EXPECT_EQ(decode_utf8_replace("\xf4\x90\x80\x80"), fffd + fffd + fffd + fffd);
-  EXPECT_EQ(decode_utf8_replace("a\xf0\x9f\x98\x80" "b"), U"a\U0001F600b");
+  EXPECT_EQ(decode_utf8_replace("a\xf0\x9f\x98\x80"
+                                "b"),
+            U"a\U0001F600b");
   EXPECT_EQ(decode_utf8_replace("\xf0\x9f\x98"), fffd);
   EXPECT_EQ(decode_utf8_replace("\x80\x80"), fffd + fffd);
   EXPECT_EQ(decode_utf8_replace(std::string("a\0b", 3)), std::u32string(U"a\0b", 3));
@@ -146,10 +150,10 @@ TEST(TokenizerUnicode, DecodeReplacesLikePython) {
 
 TEST(TokenizerUnicode, WhitespaceIsPythonIsspace) {
   // [c for c in range(0x110000) if chr(c).isspace()] on Python 3.11.
-  const std::vector<char32_t> expected = {0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20,
-                                          0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004,
-                                          0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028,
-                                          0x2029, 0x202f, 0x205f, 0x3000};
+  const std::vector<char32_t> expected = {
+      0x9,    0xa,    0xb,    0xc,    0xd,    0x1c,   0x1d,   0x1e,   0x1f,   0x20,
+      0x85,   0xa0,   0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006,
+      0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f, 0x3000};
   std::vector<char32_t> got;
   for (char32_t c = 0; c < 0x110000; ++c) {
     if (text::is_py_space(c)) got.push_back(c);
@@ -159,11 +163,22 @@ TEST(TokenizerUnicode, WhitespaceIsPythonIsspace) {
 
 TEST(TokenizerUnicode, LowerMatchesPythonIncludingSpecialCasing) {
   // (input, str.lower()) pairs from Python 3.11.
-  const std::vector<std::pair<const char*, const char*>> cases = {
-      {"ΣΑΣ", "σας"}, {"ΑΣ.", "ας."}, {"Σ", "σ"}, {"ΑΣ'Α", "ασ'α"}, {"Α'Σ", "α'ς"},
-      {"ΑΣ\u0301", "ας\u0301"}, {"ΑΣ\u0301Α", "ασ\u0301α"}, {"İstanbul", "i\u0307stanbul"},
-      {"ẞ", "ß"}, {"ΑΣ ΒΣ", "ας βς"}, {"ªΣ", "ªς"}, {"1Σ", "1σ"}, {"ǅ", "ǆ"}, {"ΑΣΑ", "ασα"},
-      {"HELLO World", "hello world"}, {"ÀÉÎ", "àéî"}};
+  const std::vector<std::pair<const char*, const char*>> cases = {{"ΣΑΣ", "σας"},
+                                                                  {"ΑΣ.", "ας."},
+                                                                  {"Σ", "σ"},
+                                                                  {"ΑΣ'Α", "ασ'α"},
+                                                                  {"Α'Σ", "α'ς"},
+                                                                  {"ΑΣ\u0301", "ας\u0301"},
+                                                                  {"ΑΣ\u0301Α", "ασ\u0301α"},
+                                                                  {"İstanbul", "i\u0307stanbul"},
+                                                                  {"ẞ", "ß"},
+                                                                  {"ΑΣ ΒΣ", "ας βς"},
+                                                                  {"ªΣ", "ªς"},
+                                                                  {"1Σ", "1σ"},
+                                                                  {"ǅ", "ǆ"},
+                                                                  {"ΑΣΑ", "ασα"},
+                                                                  {"HELLO World", "hello world"},
+                                                                  {"ÀÉÎ", "àéî"}};
   for (const auto& [in, want] : cases) EXPECT_EQ(S(text::py_lower(U(in))), want) << in;
 }
 
@@ -171,16 +186,43 @@ TEST(TokenizerUnicode, LowerMatchesPythonIncludingSpecialCasing) {
 
 TEST(TokenizerHtml, UnescapeMatchesPython) {
   const std::vector<std::pair<const char*, const char*>> cases = {
-      {"&amp;", "&"}, {"&amp", "&"}, {"&ampx", "&x"}, {"&amp;amp;", "&amp;"},
-      {"&notin;", "\u2209"}, {"&notit;", "\u00acit;"}, {"&noti", "\u00aci"}, {"&#39;", "'"},
-      {"&#x27;", "'"}, {"&#X27", "'"}, {"&#0;", "\ufffd"}, {"&#128;", "\u20ac"}, {"&#x80;", "\u20ac"},
-      {"&#129;", "\u0081"}, {"&#1;", ""}, {"&#xD800;", "\ufffd"}, {"&#x110000;", "\ufffd"},
-      {"&#99999999999999999999;", "\ufffd"}, {"&#65533", "\ufffd"}, {"&#xFFFE;", ""},
-      {"&#x1FFFF;", ""}, {"&#", "&#"}, {"&#x;", "&#x;"}, {"&#;", "&#;"}, {"& amp;", "& amp;"},
-      {"&;", "&;"}, {"&nbsp;x", "\u00a0x"}, {"&lt&gt", "<>"}, {"&LT;", "<"}, {"&aMp;", "&aMp;"},
-      {"&copy2023", "\u00a92023"}, {"&thinsp&", "&thinsp&"},
+      {"&amp;", "&"},
+      {"&amp", "&"},
+      {"&ampx", "&x"},
+      {"&amp;amp;", "&amp;"},
+      {"&notin;", "\u2209"},
+      {"&notit;", "\u00acit;"},
+      {"&noti", "\u00aci"},
+      {"&#39;", "'"},
+      {"&#x27;", "'"},
+      {"&#X27", "'"},
+      {"&#0;", "\ufffd"},
+      {"&#128;", "\u20ac"},
+      {"&#x80;", "\u20ac"},
+      {"&#129;", "\u0081"},
+      {"&#1;", ""},
+      {"&#xD800;", "\ufffd"},
+      {"&#x110000;", "\ufffd"},
+      {"&#99999999999999999999;", "\ufffd"},
+      {"&#65533", "\ufffd"},
+      {"&#xFFFE;", ""},
+      {"&#x1FFFF;", ""},
+      {"&#", "&#"},
+      {"&#x;", "&#x;"},
+      {"&#;", "&#;"},
+      {"& amp;", "& amp;"},
+      {"&;", "&;"},
+      {"&nbsp;x", "\u00a0x"},
+      {"&lt&gt", "<>"},
+      {"&LT;", "<"},
+      {"&aMp;", "&aMp;"},
+      {"&copy2023", "\u00a92023"},
+      {"&thinsp&", "&thinsp&"},
       {"&abcdefghijklmnopqrstuvwxyzabcdefghij;", "&abcdefghijklmnopqrstuvwxyzabcdefghij;"},
-      {"&\u2135;", "&\u2135;"}, {"x&", "x&"}, {"&&amp;", "&&"}, {"&#38;amp;", "&amp;"},
+      {"&\u2135;", "&\u2135;"},
+      {"x&", "x&"},
+      {"&&amp;", "&&"},
+      {"&#38;amp;", "&amp;"},
       {"&ne;&nbsp", "\u2260\u00a0"}};
   for (const auto& [in, want] : cases) EXPECT_EQ(S(text::html_unescape(U(in))), want) << in;
 }
@@ -209,11 +251,16 @@ TEST(TokenizerClean, FtfyLikeFixes) {
   EXPECT_EQ(S(text::ftfy_fix(U("\uffe1\uff76"))), "\u00a3\u30ab");  // half-width katakana -> full
   EXPECT_EQ(S(text::ftfy_fix(U("a\r\nb\rc"))), "a\nb\nc");
   EXPECT_EQ(S(text::ftfy_fix(U("e\u0301"))), "\u00e9");  // NFC
-  EXPECT_EQ(S(text::ftfy_fix(std::u32string(U"a\0b\x07" "c\x0b" "d\x1f" "e\x7f\t\f\n", 13))),
+  EXPECT_EQ(S(text::ftfy_fix(std::u32string(U"a\0b\x07"
+                                            "c\x0b"
+                                            "d\x1f"
+                                            "e\x7f\t\f\n",
+                                            13))),
             "abcde\t\f\n");
   EXPECT_EQ(S(text::ftfy_fix(U("\u206a\ufeffx\ufffc"))), "x");
   EXPECT_EQ(S(text::ftfy_fix(U("\x1b[1;31mred\x1b[0m"))), "red");
-  EXPECT_EQ(S(text::ftfy_fix(U("\u0080 \u0093q\u0094 \u0081"))), "\u20ac \"q\" \u0081");  // C1 as cp1252
+  EXPECT_EQ(S(text::ftfy_fix(U("\u0080 \u0093q\u0094 \u0081"))),
+            "\u20ac \"q\" \u0081");  // C1 as cp1252
 }
 
 // ---- pre-tokenisation (expected: regex.findall with CLIP's pattern, regex 2022.10.31) ----
@@ -231,7 +278,8 @@ TEST(TokenizerSplit, MatchesRegexFindall) {
       {"<|\u017ftartoftext|>", {"<|\u017ftartoftext|>"}},
       {"it'\u017f", {"it", "'\u017f"}},
       {"a\u0345b", {"a", "b"}},
-      {"\u65e5\u672c\u8a9e\u30c6\u30ad\u30b9\u30c8", {"\u65e5\u672c\u8a9e\u30c6\u30ad\u30b9\u30c8"}},
+      {"\u65e5\u672c\u8a9e\u30c6\u30ad\u30b9\u30c8",
+       {"\u65e5\u672c\u8a9e\u30c6\u30ad\u30b9\u30c8"}},
       {"e\u0301t\u00e9", {"e", "\u0301", "t\u00e9"}},
       {"$100.50", {"$", "1", "0", "0", ".", "5", "0"}},
       {"'''s", {"'''", "s"}},
@@ -239,7 +287,8 @@ TEST(TokenizerSplit, MatchesRegexFindall) {
   for (const auto& [in, want] : cases) {
     const std::u32string t = U(in);
     std::vector<std::string> got;
-    for (const auto& p : text::split_pieces(t)) got.push_back(S(t.substr(p.begin, p.end - p.begin)));
+    for (const auto& p : text::split_pieces(t))
+      got.push_back(S(t.substr(p.begin, p.end - p.begin)));
     EXPECT_EQ(got, want) << in;
   }
 }
@@ -252,7 +301,8 @@ int32_t sym(char c) { return static_cast<int32_t>(c - '!'); }
 int32_t sym_eow(char c) { return 256 + sym(c); }
 
 TEST(TokenizerBpe, SmallVocabulary) {
-  const Tokenizer tok = Tokenizer::from_merges({{"l", "o"}, {"lo", "w</w>"}, {"e", "r</w>"}, {"lo", "w"}});
+  const Tokenizer tok =
+      Tokenizer::from_merges({{"l", "o"}, {"lo", "w</w>"}, {"e", "r</w>"}, {"lo", "w"}});
   EXPECT_EQ(tok.vocab_size(), 512 + 4 + 2);
   EXPECT_EQ(tok.sot_id(), 516);
   EXPECT_EQ(tok.eot_id(), 517);
@@ -331,13 +381,16 @@ TEST(TokenizerSpecials, TruncationAndPadding) {
   const Tokenizer tok = Tokenizer::from_merges({{"a", "b"}});
   const int32_t sot = tok.sot_id(), eot = tok.eot_id();
   EXPECT_EQ(tok.encode_with_specials(""), (std::vector<int32_t>{sot, eot}));
-  EXPECT_EQ(tok.encode_with_specials("x y z w", 4), (std::vector<int32_t>{sot, sym_eow('x'), sym_eow('y'), eot}));
+  EXPECT_EQ(tok.encode_with_specials("x y z w", 4),
+            (std::vector<int32_t>{sot, sym_eow('x'), sym_eow('y'), eot}));
   EXPECT_EQ(tok.encode_with_specials("x y", 4).size(), 4u);
   EXPECT_EQ(tok.encode_with_specials("x y", 2), (std::vector<int32_t>{sot, eot}));
   const IdTensor t = tok.tokenize({"x", "", "x y z w v"}, 5);
   ASSERT_EQ(t.shape, (std::vector<int64_t>{3, 5}));
-  EXPECT_EQ(std::vector<int64_t>(t.row(0), t.row(0) + 5), (std::vector<int64_t>{sot, sym_eow('x'), eot, 0, 0}));
-  EXPECT_EQ(std::vector<int64_t>(t.row(1), t.row(1) + 5), (std::vector<int64_t>{sot, eot, 0, 0, 0}));
+  EXPECT_EQ(std::vector<int64_t>(t.row(0), t.row(0) + 5),
+            (std::vector<int64_t>{sot, sym_eow('x'), eot, 0, 0}));
+  EXPECT_EQ(std::vector<int64_t>(t.row(1), t.row(1) + 5),
+            (std::vector<int64_t>{sot, eot, 0, 0, 0}));
   EXPECT_EQ(t.at(2, 4), eot);
   EXPECT_EQ(tok.tokenize({}, 77).shape, (std::vector<int64_t>{0, 77}));
 }
@@ -396,8 +449,13 @@ TEST(TokenizerDecode, BadIdsAndInvalidBytes) {
 TEST(TokenizerEncode, InvalidUtf8BecomesReplacementCharacter) {
   ZSCLIP_REQUIRE_SHARED(kVocab);
   const Tokenizer& tok = openai_tokenizer();
-  EXPECT_EQ(tok.encode("a\xff" "b"), tok.encode("a\xef\xbf\xbd" "b"));
-  EXPECT_EQ(tok.encode("\xe2\x82" "x"), tok.encode("\xef\xbf\xbdx"));
+  EXPECT_EQ(tok.encode("a\xff"
+                       "b"),
+            tok.encode("a\xef\xbf\xbd"
+                       "b"));
+  EXPECT_EQ(tok.encode("\xe2\x82"
+                       "x"),
+            tok.encode("\xef\xbf\xbdx"));
   EXPECT_EQ(tok.encode(std::string("a\0b", 3)), tok.encode("ab"));  // NUL is a removed control
 }
 
@@ -415,7 +473,8 @@ void write_gzip(const std::string& path, const std::string& data) {
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
   if (!data.empty()) {
-    ASSERT_EQ(gzwrite(f, data.data(), static_cast<unsigned>(data.size())), static_cast<int>(data.size()));
+    ASSERT_EQ(gzwrite(f, data.data(), static_cast<unsigned>(data.size())),
+              static_cast<int>(data.size()));
   }
   gzclose(f);
 }
@@ -471,7 +530,8 @@ TEST(TokenizerFile, BadFiles) {
   // A gzip stream cut in half.
   std::string body = "#version: 0.2\n";
   std::mt19937 rng(3);
-  for (int i = 0; i < 4000; ++i) body += std::string(1, static_cast<char>('a' + rng() % 26)) + " b\n";
+  for (int i = 0; i < 4000; ++i)
+    body += std::string(1, static_cast<char>('a' + rng() % 26)) + " b\n";
   write_gzip(dir + "/full.gz", body);
   const std::string gz = testing::read_file(dir + "/full.gz");
   { std::ofstream(dir + "/cut.gz", std::ios::binary) << gz.substr(0, gz.size() / 2); }

@@ -22,7 +22,9 @@ constexpr const char* kVocab = "clip/bpe_simple_vocab_16e6.txt.gz";
 constexpr const char* kHfVocab = "clip/hf-tiny/vocab.json";
 constexpr const char* kHfMerges = "clip/hf-tiny/merges.txt";
 
-Tokenizer hf_tokenizer() { return Tokenizer::from_hf_files(shared_path(kHfVocab), shared_path(kHfMerges)); }
+Tokenizer hf_tokenizer() {
+  return Tokenizer::from_hf_files(shared_path(kHfVocab), shared_path(kHfMerges));
+}
 
 TEST(TokenizerHf, EveryOpenAICaseGivesOpenAIsIds) {
   ZSCLIP_REQUIRE_SHARED(kHfVocab);
@@ -100,9 +102,11 @@ TEST(TokenizerOpenClip, SpecialTokenNamesAreConfigurable) {
   EXPECT_EQ(oc.token(49407), "<end_of_text>");
   EXPECT_EQ(oc.eot_token(), "<end_of_text>");
   // open_clip's reference ids (../shared/clip/openclip-gelu/reference.json, texts 7 and 11).
-  EXPECT_EQ(oc.encode_with_specials("a <|endoftext|> in the middle"),
-            (std::vector<int32_t>{49406, 320, 27, 347, 40786, 4160, 91, 285, 530, 518, 3694, 49407}));
-  EXPECT_EQ(oc.encode("an <end_of_text> in the middle"), openai.encode("an <|endoftext|> in the middle"));
+  EXPECT_EQ(
+      oc.encode_with_specials("a <|endoftext|> in the middle"),
+      (std::vector<int32_t>{49406, 320, 27, 347, 40786, 4160, 91, 285, 530, 518, 3694, 49407}));
+  EXPECT_EQ(oc.encode("an <end_of_text> in the middle"),
+            openai.encode("an <|endoftext|> in the middle"));
   EXPECT_EQ(openai.encode("a <|endoftext|> b"), (std::vector<int32_t>{320, 49407, 321}));
   // Case-insensitive like the pattern (the text is lower-cased first anyway).
   EXPECT_EQ(oc.encode("<END_OF_TEXT>"), std::vector<int32_t>{49407});

@@ -15,7 +15,8 @@ TEST(Version, LibraryMatchesHeaders) {
 }
 
 TEST(Version, NewerConfigFormatIsRefusedWithTheVersion) {
-  const std::string cfg = R"({"format_version": )" + std::to_string(zsclip::kConfigFormatVersion + 1) + "}";
+  const std::string cfg =
+      R"({"format_version": )" + std::to_string(zsclip::kConfigFormatVersion + 1) + "}";
   try {
     zsclip::ModelConfig::parse(cfg, "m/config.json");
     FAIL() << "a newer format was accepted";

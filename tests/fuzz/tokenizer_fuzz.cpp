@@ -19,7 +19,8 @@ const zsclip::Tokenizer& tokenizer() {
     if (const char* env = std::getenv("ZSCLIP_VOCAB"); env && *env) {
       path = env;
     } else {
-      // The build defines no source-dir macro for fuzzers: find the repository from this file's path.
+      // The build defines no source-dir macro for fuzzers: find the repository from this file's
+      // path.
       std::string root = __FILE__;
       const auto cut = root.rfind("tests/fuzz/");
       root = cut == std::string::npos ? std::string(".") : root.substr(0, cut);
@@ -51,7 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Re-encoding the decoded text must not fail either.
     (void)tok.encode(decoded);
     const auto with = tok.encode_with_specials(text, 77, true);
-    if (with.size() > 77 || with.front() != tok.sot_id() || with.back() != tok.eot_id()) __builtin_trap();
+    if (with.size() > 77 || with.front() != tok.sot_id() || with.back() != tok.eot_id())
+      __builtin_trap();
     const zsclip::IdTensor t = tok.tokenize({std::string(text)}, 16, size % 2 == 0);
     if (t.numel() != 16) __builtin_trap();
     // Arbitrary ids (from the input bytes), some out of range: only zsclip::Error may escape.

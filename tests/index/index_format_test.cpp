@@ -28,7 +28,8 @@ void write_file(const std::string& path, const std::string& data) {
 }
 
 // Clustered unit vectors: `clusters` random centres, each row a centre plus noise, normalised.
-std::vector<float> clustered(int64_t n, int64_t d, int clusters, uint32_t seed, float noise = 0.5f) {
+std::vector<float> clustered(int64_t n, int64_t d, int clusters, uint32_t seed,
+                             float noise = 0.5f) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> g;
   std::vector<float> centres(static_cast<size_t>(clusters * d)), out(static_cast<size_t>(n * d));
@@ -36,18 +37,22 @@ std::vector<float> clustered(int64_t n, int64_t d, int clusters, uint32_t seed, 
   for (int64_t i = 0; i < n; ++i) {
     const float* c = centres.data() + (i % clusters) * d;
     double norm = 0;
-    for (int64_t k = 0; k < d; ++k) norm += double(out[size_t(i * d + k)] = c[k] + noise * g(rng)) * out[size_t(i * d + k)];
-    for (int64_t k = 0; k < d; ++k) out[size_t(i * d + k)] = static_cast<float>(out[size_t(i * d + k)] / std::sqrt(norm));
+    for (int64_t k = 0; k < d; ++k)
+      norm += double(out[size_t(i * d + k)] = c[k] + noise * g(rng)) * out[size_t(i * d + k)];
+    for (int64_t k = 0; k < d; ++k)
+      out[size_t(i * d + k)] = static_cast<float>(out[size_t(i * d + k)] / std::sqrt(norm));
   }
   return out;
 }
 
-EmbeddingIndex make_index(const std::vector<float>& rows, int64_t d, IndexDtype dtype, const std::string& prefix = "img",
+EmbeddingIndex make_index(const std::vector<float>& rows, int64_t d, IndexDtype dtype,
+                          const std::string& prefix = "img",
                           const std::string& fingerprint = "fp-test") {
   EmbeddingIndex index = EmbeddingIndex::create(fingerprint, d, dtype, "test-model");
   const int64_t n = static_cast<int64_t>(rows.size()) / d;
   for (int64_t i = 0; i < n; ++i)
-    index.add({prefix + std::to_string(i) + ".png", {uint64_t(100 + i), 1.7e9 + double(i) * 0.25}}, rows.data() + i * d);
+    index.add({prefix + std::to_string(i) + ".png", {uint64_t(100 + i), 1.7e9 + double(i) * 0.25}},
+              rows.data() + i * d);
   return index;
 }
 
@@ -63,7 +68,9 @@ std::vector<std::pair<double, int64_t>> brute_force(const EmbeddingIndex& index,
     for (int64_t k = 0; k < d; ++k) s += double(r[size_t(k)]) * q[k];
     out.push_back({s / std::sqrt(qn), i});
   }
-  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
   return out;
 }
 
@@ -83,11 +90,12 @@ TEST(Half, EveryHalfRoundTripsThroughFloat) {
 }
 
 TEST(Half, RoundsToNearestEvenLikeTheHardware) {
-  EXPECT_EQ(float_to_half(65520.f), 0x7c00);            // overflows to inf
+  EXPECT_EQ(float_to_half(65520.f), 0x7c00);  // overflows to inf
   EXPECT_EQ(float_to_half(65519.f), 0x7bff);
   EXPECT_EQ(float_to_half(1.0f + std::ldexp(1.f, -11)), 0x3c00);  // tie -> even
   EXPECT_EQ(float_to_half(1.0f + 3 * std::ldexp(1.f, -11)), 0x3c02);
-  EXPECT_EQ(float_to_half(std::ldexp(1.f, -25)), 0x0000);  // tie between 0 and the smallest subnormal
+  EXPECT_EQ(float_to_half(std::ldexp(1.f, -25)),
+            0x0000);  // tie between 0 and the smallest subnormal
   EXPECT_EQ(float_to_half(std::ldexp(1.5f, -25)), 0x0001);
   EXPECT_EQ(float_to_half(-0.f), 0x8000);
   // The portable conversion equals the F16C instructions on random floats of every magnitude.
@@ -118,7 +126,8 @@ TEST(Kernels, SimdAndPortableLoopsAgreeWithDoubleSums) {
     for (bool portable : {false, true}) {
       force_portable_kernels(portable);
       for (IndexDtype dt : {IndexDtype::kFloat32, IndexDtype::kFloat16}) {
-        const void* r = dt == IndexDtype::kFloat32 ? static_cast<const void*>(rows.data()) : half.data();
+        const void* r =
+            dt == IndexDtype::kFloat32 ? static_cast<const void*>(rows.data()) : half.data();
         std::vector<float> one(static_cast<size_t>(n)), many(static_cast<size_t>(n * nq));
         dot_rows_multi(r, dt, n, d, q.data(), nq, many.data());
         for (int64_t j = 0; j < nq; ++j) {
@@ -126,12 +135,15 @@ TEST(Kernels, SimdAndPortableLoopsAgreeWithDoubleSums) {
           for (int64_t i = 0; i < n; ++i) {
             double want = 0, mag = 0;
             for (int64_t k = 0; k < d; ++k) {
-              const double v = dt == IndexDtype::kFloat32 ? rows[size_t(i * d + k)] : half_to_float(half[size_t(i * d + k)]);
+              const double v = dt == IndexDtype::kFloat32 ? rows[size_t(i * d + k)]
+                                                          : half_to_float(half[size_t(i * d + k)]);
               want += v * q[size_t(j * d + k)];
               mag += std::abs(v * q[size_t(j * d + k)]);
             }
-            EXPECT_NEAR(one[size_t(i)], want, 1e-5 * mag + 1e-6) << "d " << d << " portable " << portable;
-            EXPECT_NEAR(many[size_t(i * nq + j)], want, 1e-5 * mag + 1e-6) << "d " << d << " portable " << portable;
+            EXPECT_NEAR(one[size_t(i)], want, 1e-5 * mag + 1e-6)
+                << "d " << d << " portable " << portable;
+            EXPECT_NEAR(many[size_t(i * nq + j)], want, 1e-5 * mag + 1e-6)
+                << "d " << d << " portable " << portable;
           }
         }
       }
@@ -149,7 +161,8 @@ std::string npy_with(const std::string& dict, const std::string& data, int versi
   out += static_cast<char>(version);
   out += '\0';
   const size_t len = header.size();
-  for (size_t i = 0; i < (version == 1 ? 2u : 4u); ++i) out += static_cast<char>((len >> (8 * i)) & 0xff);
+  for (size_t i = 0; i < (version == 1 ? 2u : 4u); ++i)
+    out += static_cast<char>((len >> (8 * i)) & 0xff);
   return out + header + data;
 }
 
@@ -170,13 +183,15 @@ std::string parse_error(const std::string& file) {
 
 TEST(Npy, ReadsWhatNumpyWrites) {
   const std::string data(2 * 3 * 4, '\0');
-  NpyHeader h = parse(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", data));
+  NpyHeader h =
+      parse(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", data));
   EXPECT_EQ(h.rows, 2);
   EXPECT_EQ(h.cols, 3);
   EXPECT_EQ(h.dtype, IndexDtype::kFloat32);
   EXPECT_EQ(h.data_offset, 128u);  // numpy pads 10 + 60 + 1 bytes to 128
   // Other key orders, no trailing comma, version 2 headers, float16.
-  h = parse(npy_with("{'shape': (3, 2), 'fortran_order': False, 'descr': '<f2'}", std::string(12, '\0'), 2));
+  h = parse(npy_with("{'shape': (3, 2), 'fortran_order': False, 'descr': '<f2'}",
+                     std::string(12, '\0'), 2));
   EXPECT_EQ(h.dtype, IndexDtype::kFloat16);
   EXPECT_EQ(h.rows, 3);
   h = parse(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 512), }", ""));
@@ -192,26 +207,46 @@ TEST(Npy, ReadsWhatNumpyWrites) {
 TEST(Npy, RefusesWhatItCannotReadWithTheReason) {
   const std::string ok_dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
   const std::string data(24, '\0');
-  EXPECT_NE(parse_error(std::string("\x93NUMPZ\x01\x00\x10\x00", 10)).find("bad magic"), std::string::npos);
+  EXPECT_NE(parse_error(std::string("\x93NUMPZ\x01\x00\x10\x00", 10)).find("bad magic"),
+            std::string::npos);
   EXPECT_NE(parse_error("abc").find("only 3 bytes"), std::string::npos);
-  EXPECT_NE(parse_error(npy_with(ok_dict, data.substr(0, 20))).find("truncated"), std::string::npos);
+  EXPECT_NE(parse_error(npy_with(ok_dict, data.substr(0, 20))).find("truncated"),
+            std::string::npos);
   EXPECT_NE(parse_error(npy_with(ok_dict, data + "xx")).find("trailing bytes"), std::string::npos);
-  EXPECT_NE(parse_error(npy_with(ok_dict, data).substr(0, 40)).find("truncated"), std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", data)).find("big-endian"),
+  EXPECT_NE(parse_error(npy_with(ok_dict, data).substr(0, 40)).find("truncated"),
             std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", data)).find("'<f8'"),
-            std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", data)).find("fortran_order"),
-            std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 1), }", data)).find("dimension"),
-            std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (24,), }", data)).find("1 dimension"),
-            std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '<f4', 'shape': (2, 3), }", data)).find("fortran_order"), std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999, 3), }", data))
-                .find("too large"),
-            std::string::npos);
-  EXPECT_NE(parse_error(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}", data)).find("'x'"),
+  EXPECT_NE(
+      parse_error(npy_with("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 3), }", data))
+          .find("big-endian"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(npy_with("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3), }", data))
+          .find("'<f8'"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(npy_with("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }", data))
+          .find("fortran_order"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 1), }", data))
+          .find("dimension"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (24,), }", data))
+          .find("1 dimension"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(npy_with("{'descr': '<f4', 'shape': (2, 3), }", data)).find("fortran_order"),
+      std::string::npos);
+  EXPECT_NE(
+      parse_error(
+          npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999, 3), }",
+                   data))
+          .find("too large"),
+      std::string::npos);
+  EXPECT_NE(parse_error(
+                npy_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x': 1}", data))
+                .find("'x'"),
             std::string::npos);
   std::string bad_version = npy_with(ok_dict, data);
   bad_version[6] = 9;
@@ -237,7 +272,8 @@ TEST(Index, SavesWhatNumpyAndTheManifestDescribeAndOpensItBack) {
     EXPECT_EQ(back.failures()[0].path, "broken.jpg");
     for (int64_t i = 0; i < 50; ++i) {
       EXPECT_EQ(back.rows()[size_t(i)].path, index.rows()[size_t(i)].path);
-      EXPECT_EQ(back.rows()[size_t(i)].stamp, index.rows()[size_t(i)].stamp);  // mtime exact through JSON
+      EXPECT_EQ(back.rows()[size_t(i)].stamp,
+                index.rows()[size_t(i)].stamp);  // mtime exact through JSON
       EXPECT_EQ(back.find(index.rows()[size_t(i)].path), i);
       const auto a = back.row(i), b = index.row(i);
       for (int64_t k = 0; k < d; ++k) {
@@ -258,7 +294,8 @@ TEST(Index, SavesWhatNumpyAndTheManifestDescribeAndOpensItBack) {
     std::ifstream man(dir + "/manifest.jsonl");
     std::string first;
     std::getline(man, first);
-    EXPECT_EQ(first.rfind("{\"row\":0,\"path\":\"img0.png\",\"bytes\":100,\"mtime\":", 0), 0u) << first;
+    EXPECT_EQ(first.rfind("{\"row\":0,\"path\":\"img0.png\",\"bytes\":100,\"mtime\":", 0), 0u)
+        << first;
   }
 }
 
@@ -302,7 +339,8 @@ TEST(Index, ExactSearchEqualsBruteForce) {
         auto want = brute_force(opened, queries.data() + j * d);
         ASSERT_EQ(hits.size(), 25u);
         for (size_t i = 0; i < hits.size(); ++i) {
-          EXPECT_EQ(hits[i].row, want[i].second) << "query " << j << " rank " << i << " threads " << threads;
+          EXPECT_EQ(hits[i].row, want[i].second)
+              << "query " << j << " rank " << i << " threads " << threads;
           EXPECT_NEAR(hits[i].score, want[i].first, 1e-5);
           EXPECT_EQ(hits[i].path, opened.rows()[size_t(hits[i].row)].path);
           EXPECT_EQ(batched[size_t(j)][i].row, hits[i].row);
@@ -357,7 +395,8 @@ TEST(Index, ClassifyEqualsTheHeadOnTheStoredRows) {
   EmbeddingIndex index = make_index(v, d, IndexDtype::kFloat16, "img", "fp-head");
   index.add_failure({"bad.png", "cannot decode", ErrorCode::kInvalidImage});
   auto w = clustered(4, d, 4, 7);
-  ZeroShotHead head = ZeroShotHead::from_weights({"a", "b", "c", "d"}, FloatTensor({4, d}, w), 50.f, "fp-head");
+  ZeroShotHead head =
+      ZeroShotHead::from_weights({"a", "b", "c", "d"}, FloatTensor({4, d}, w), 50.f, "fp-head");
   auto results = index.classify(head, 2);
   ASSERT_EQ(results.size(), 301u);
   for (int64_t i = 0; i < 300; ++i) {
@@ -371,7 +410,8 @@ TEST(Index, ClassifyEqualsTheHeadOnTheStoredRows) {
   }
   EXPECT_FALSE(results.back().ok);
   EXPECT_EQ(results.back().code, ErrorCode::kInvalidImage);
-  ZeroShotHead other = ZeroShotHead::from_weights({"a"}, FloatTensor({1, d}, std::vector<float>(d, 1.f)), 50.f, "fp-other");
+  ZeroShotHead other = ZeroShotHead::from_weights(
+      {"a"}, FloatTensor({1, d}, std::vector<float>(d, 1.f)), 50.f, "fp-other");
   try {
     index.classify(other);
     ADD_FAILURE() << "a head of another model was accepted";
@@ -385,8 +425,10 @@ TEST(Index, MergeConcatenatesShardsAndRefusesMismatches) {
   const int64_t d = 8;
   const std::string base = temp_dir("index_merge");
   auto v = clustered(30, d, 3, 8);
-  make_index(std::vector<float>(v.begin(), v.begin() + 10 * d), d, IndexDtype::kFloat16, "a").save(base + "/s0");
-  make_index(std::vector<float>(v.begin() + 10 * d, v.end()), d, IndexDtype::kFloat32, "b").save(base + "/s1");
+  make_index(std::vector<float>(v.begin(), v.begin() + 10 * d), d, IndexDtype::kFloat16, "a")
+      .save(base + "/s0");
+  make_index(std::vector<float>(v.begin() + 10 * d, v.end()), d, IndexDtype::kFloat32, "b")
+      .save(base + "/s1");
   EmbeddingIndex m = merge_indexes({base + "/s0", base + "/s1"});
   ASSERT_EQ(m.size(), 30);
   EXPECT_EQ(m.dtype(), IndexDtype::kFloat16);  // the first shard's
@@ -396,7 +438,8 @@ TEST(Index, MergeConcatenatesShardsAndRefusesMismatches) {
   EXPECT_EQ(back.size(), 30);
   EXPECT_NEAR(back.row(12)[3], v[size_t(12 * d + 3)], 1e-3);  // the float32 shard narrowed
   // Duplicate paths, another model, another dimension.
-  auto expect_refused = [&](const std::vector<std::string>& dirs, ErrorCode code, const std::string& text) {
+  auto expect_refused = [&](const std::vector<std::string>& dirs, ErrorCode code,
+                            const std::string& text) {
     try {
       merge_indexes(dirs);
       ADD_FAILURE() << "merged " << text;
@@ -407,7 +450,8 @@ TEST(Index, MergeConcatenatesShardsAndRefusesMismatches) {
   };
   expect_refused({base + "/s0", base + "/s1", base + "/s0"}, ErrorCode::kInvalidArgument,
                  "path a0.png is in both " + base + "/s0 and " + base + "/s0");
-  make_index(std::vector<float>(v.begin(), v.begin() + d), d, IndexDtype::kFloat16, "c", "fp-other").save(base + "/other");
+  make_index(std::vector<float>(v.begin(), v.begin() + d), d, IndexDtype::kFloat16, "c", "fp-other")
+      .save(base + "/other");
   expect_refused({base + "/s0", base + "/other"}, ErrorCode::kInvalidModel, "fp-other");
   make_index(std::vector<float>(16, 1.f), 16, IndexDtype::kFloat16, "e").save(base + "/wide");
   expect_refused({base + "/s0", base + "/wide"}, ErrorCode::kInvalidModel, "dimension 16");
@@ -469,11 +513,13 @@ TEST_F(CorruptIndex, TruncatedEmbeddings) {
 
 TEST_F(CorruptIndex, EmbeddingsOfAnotherShapeOrDtype) {
   const std::string f16 = read_file(dir_ + "/embeddings.npy");
-  write_file(dir_ + "/embeddings.npy", npy_header(IndexDtype::kFloat16, 9, 8) + std::string(9 * 8 * 2, '\0'));
+  write_file(dir_ + "/embeddings.npy",
+             npy_header(IndexDtype::kFloat16, 9, 8) + std::string(9 * 8 * 2, '\0'));
   std::string e = open_error();
   EXPECT_NE(e.find("shape (9, 8)"), std::string::npos) << e;
   EXPECT_NE(e.find("count 10"), std::string::npos) << e;
-  write_file(dir_ + "/embeddings.npy", npy_header(IndexDtype::kFloat32, 10, 8) + std::string(10 * 8 * 4, '\0'));
+  write_file(dir_ + "/embeddings.npy",
+             npy_header(IndexDtype::kFloat32, 10, 8) + std::string(10 * 8 * 4, '\0'));
   e = open_error();
   EXPECT_NE(e.find("dtype float32"), std::string::npos) << e;
   write_file(dir_ + "/embeddings.npy", "garbage");
@@ -509,7 +555,8 @@ TEST_F(CorruptIndex, ManifestRowsOutOfOrderOrMissing) {
   edit("manifest.jsonl", [](std::string& s) { s += "[1,2]\n"; });
   EXPECT_NE(open_error().find("line 12 is not a JSON object"), std::string::npos);
   SetUp();
-  edit("manifest.jsonl", [](std::string& s) { s += "{\"path\":\"q\",\"error\":\"x\",\"code\":\"weird\"}\n"; });
+  edit("manifest.jsonl",
+       [](std::string& s) { s += "{\"path\":\"q\",\"error\":\"x\",\"code\":\"weird\"}\n"; });
   EXPECT_NE(open_error().find("unknown error code"), std::string::npos);
   SetUp();
   edit("manifest.jsonl", [](std::string& s) {
@@ -520,16 +567,20 @@ TEST_F(CorruptIndex, ManifestRowsOutOfOrderOrMissing) {
 }
 
 TEST_F(CorruptIndex, IndexJsonDisagreesOrIsNewer) {
-  edit("index.json", [](std::string& s) { s.replace(s.find("\"count\": 10"), 11, "\"count\": 11"); });
+  edit("index.json",
+       [](std::string& s) { s.replace(s.find("\"count\": 10"), 11, "\"count\": 11"); });
   EXPECT_NE(open_error().find("count 11"), std::string::npos);
   SetUp();
-  edit("index.json", [](std::string& s) { s.replace(s.find("\"format_version\": 1"), 19, "\"format_version\": 7"); });
+  edit("index.json", [](std::string& s) {
+    s.replace(s.find("\"format_version\": 1"), 19, "\"format_version\": 7");
+  });
   EXPECT_NE(open_error(ErrorCode::kUnsupported).find("format_version 7"), std::string::npos);
   SetUp();
   edit("index.json", [](std::string& s) { s.resize(s.size() / 2); });
   EXPECT_NE(open_error().find("index.json: malformed"), std::string::npos);
   SetUp();
-  edit("index.json", [](std::string& s) { s.replace(s.find("\"failed\": 1"), 11, "\"failed\": 0"); });
+  edit("index.json",
+       [](std::string& s) { s.replace(s.find("\"failed\": 1"), 11, "\"failed\": 0"); });
   EXPECT_NE(open_error().find("1 failure lines, but index.json says 0"), std::string::npos);
   fs::remove(dir_ + "/index.json");
   EXPECT_NE(open_error(ErrorCode::kNotFound).find("no index.json"), std::string::npos);
@@ -541,7 +592,8 @@ TEST(Index, SaveReplacesTheFolderWholeAndKeepsOpenReadersValid) {
   make_index(v, 8, IndexDtype::kFloat32, "old").save(base + "/idx");
   EmbeddingIndex reader = EmbeddingIndex::open(base + "/idx");
   const auto before = reader.row(5);
-  make_index(std::vector<float>(v.rbegin(), v.rend()), 8, IndexDtype::kFloat16, "new").save(base + "/idx");
+  make_index(std::vector<float>(v.rbegin(), v.rend()), 8, IndexDtype::kFloat16, "new")
+      .save(base + "/idx");
   EXPECT_EQ(reader.row(5), before);  // still the old, mapped file
   EXPECT_EQ(reader.rows()[0].path, "old0.png");
   EmbeddingIndex now = EmbeddingIndex::open(base + "/idx");
@@ -611,13 +663,15 @@ TEST(Ann, RecallAgainstExactSearchAndSavedWithTheIndex) {
       for (const auto& g : got) {
         for (const auto& w : want) found += g.row == w.row;
         // Candidates are rescored exactly: the score is the row's true cosine.
-        const auto it = std::find_if(all.begin(), all.end(), [&](auto& p) { return p.second == g.row; });
+        const auto it =
+            std::find_if(all.begin(), all.end(), [&](auto& p) { return p.second == g.row; });
         EXPECT_NEAR(g.score, it->first, 1e-5);
       }
     }
     EXPECT_GE(found / 400.0, 0.9) << kind << " recall@10";
     // A stale ann.faiss (rows added since) is refused when it is used.
-    EmbeddingIndex small = make_index(std::vector<float>(v.begin(), v.begin() + 100 * d), d, IndexDtype::kFloat16);
+    EmbeddingIndex small =
+        make_index(std::vector<float>(v.begin(), v.begin() + 100 * d), d, IndexDtype::kFloat16);
     small.save(dir + "2");
     fs::copy_file(dir + "/ann.faiss", dir + "2/ann.faiss");
     std::string meta = read_file(dir + "/index.json");

@@ -28,7 +28,8 @@ class MeanColour : public zsclip::ImageEncoder {
     for (int64_t i = 0; i < n; ++i)
       for (int c = 0; c < 3; ++c) {
         double sum = 0;
-        for (int64_t k = 0; k < plane; ++k) sum += pixels[(i * 3 + c) * plane + k] * config_.std[c] + config_.mean[c];
+        for (int64_t k = 0; k < plane; ++k)
+          sum += pixels[(i * 3 + c) * plane + k] * config_.std[c] + config_.mean[c];
         out[i * 3 + c] = static_cast<float>(sum / plane);
       }
   }
@@ -44,12 +45,14 @@ int main(int argc, char** argv) {
   if (argc != 2) return 2;
   try {
     zsclip::FloatTensor weights({3, 3}, std::vector<float>{1, 0, 0, 0, 1, 0, 0, 0, 1});
-    auto head = zsclip::ZeroShotHead::from_weights({"red", "green", "blue"}, weights, 10.f, "mean-colour");
+    auto head =
+        zsclip::ZeroShotHead::from_weights({"red", "green", "blue"}, weights, 10.f, "mean-colour");
     zsclip::ZeroShotPipeline pipeline(std::make_shared<MeanColour>(), head);
     std::vector<uint8_t> red(8 * 8 * 3);
     for (size_t i = 0; i < red.size(); i += 3) red[i] = 255;
     zsclip::ImageView view{red.data(), 8, 8, 0, zsclip::PixelFormat::kRGB};
-    std::cout << pipeline.classify(view).top[0].label << " " << pipeline.classify_file(argv[1]).top[0].label << " "
+    std::cout << pipeline.classify(view).top[0].label << " "
+              << pipeline.classify_file(argv[1]).top[0].label << " "
               << zsclip::cosine_similarity(pipeline.embed(view), {1.f, 0.f, 0.f}) << "\n";
     std::atomic<int> parts{0};
     zsclip::Runtime::default_runtime()->parallel_for(4, [&](int64_t) { ++parts; });
