@@ -50,7 +50,8 @@ int available_cores();
 //   threads           (0)      threads this runtime computes on, the caller's included; 0 =
 //                              available_cores(). The pool has threads - 1 workers.
 //   intra_op_threads  (0)      process-wide: LibTorch's intra-op threads inside one part; 0 = 1
-//                              (parts run in parallel instead; measured fastest, benchmarks/README.md)
+//                              (parts run in parallel instead; measured fastest,
+//                              benchmarks/README.md)
 //   blas_threads      (0)      process-wide: OpenBLAS's threads inside one GEMM; 0 = 1, or leave
 //                              OpenBLAS as $OPENBLAS_NUM_THREADS set it when that is set
 //   quantized_engine  ("auto") process-wide, int8 models: "fbgemm", "onednn" or "qnnpack"; "auto"

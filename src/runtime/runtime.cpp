@@ -25,8 +25,8 @@ namespace {
 
 int checked_count(int value, const char* field) {
   if (value < 0)
-    throw Error(ErrorCode::kInvalidArgument,
-                std::string("RuntimeOptions.") + field + " " + std::to_string(value) + ": must be >= 0");
+    throw Error(ErrorCode::kInvalidArgument, std::string("RuntimeOptions.") + field + " " +
+                                                 std::to_string(value) + ": must be >= 0");
   return value;
 }
 
@@ -44,8 +44,8 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   }
   const std::string& q = options_.quantized_engine;
   if (q != "auto" && q != "fbgemm" && q != "onednn" && q != "qnnpack")
-    throw Error(ErrorCode::kInvalidArgument,
-                "RuntimeOptions.quantized_engine \"" + q + "\": expected auto, fbgemm, onednn or qnnpack");
+    throw Error(ErrorCode::kInvalidArgument, "RuntimeOptions.quantized_engine \"" + q +
+                                                 "\": expected auto, fbgemm, onednn or qnnpack");
   pool_ = std::make_unique<detail::ThreadPool>(threads_ - 1);
 }
 

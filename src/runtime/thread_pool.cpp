@@ -30,7 +30,8 @@ ThreadPool::ThreadPool(int workers) {
     }
     work_cv_.notify_all();
     for (auto& t : threads_) t.join();
-    throw Error(ErrorCode::kInternal, std::string("runtime: cannot start worker threads: ") + e.what());
+    throw Error(ErrorCode::kInternal,
+                std::string("runtime: cannot start worker threads: ") + e.what());
   }
 }
 
@@ -63,12 +64,15 @@ int64_t ThreadPool::claim(const std::shared_ptr<Job>& job) {
   return i;
 }
 
-void ThreadPool::run_part(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Job>& job, int64_t i) {
+void ThreadPool::run_part(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Job>& job,
+                          int64_t i) {
   std::exception_ptr error;
   lock.unlock();
   try {
-    if (job->part) (*job->part)(i);
-    else job->task();
+    if (job->part)
+      (*job->part)(i);
+    else
+      job->task();
   } catch (...) {
     error = std::current_exception();
   }
@@ -82,7 +86,8 @@ void ThreadPool::run_part(std::unique_lock<std::mutex>& lock, const std::shared_
 
 void ThreadPool::wait_for(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Job>& job) {
   while (job->unfinished > 0) {
-    auto it = std::find_if(queue_.begin(), queue_.end(), [](const auto& j) { return j->helpable(); });
+    auto it =
+        std::find_if(queue_.begin(), queue_.end(), [](const auto& j) { return j->helpable(); });
     if (it != queue_.end()) {
       std::shared_ptr<Job> other = *it;
       run_part(lock, other, claim(other));

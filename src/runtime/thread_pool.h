@@ -43,7 +43,8 @@ class ThreadPool {
 
  private:
   void worker_loop();
-  // With mu_ held: the next unclaimed part of `job`, or -1; drops a fully claimed job from the queue.
+  // With mu_ held: the next unclaimed part of `job`, or -1; drops a fully claimed job from the
+  // queue.
   int64_t claim(const std::shared_ptr<Job>& job);
   // Runs part i of job with mu_ released; records its end (and exception) with mu_ held again.
   void run_part(std::unique_lock<std::mutex>& lock, const std::shared_ptr<Job>& job, int64_t i);

@@ -23,7 +23,8 @@ namespace {
 using BlasSetThreads = void (*)(int);
 
 BlasSetThreads openblas_setter() {
-  static BlasSetThreads fn = reinterpret_cast<BlasSetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  static BlasSetThreads fn =
+      reinterpret_cast<BlasSetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   return fn;
 }
 
@@ -45,10 +46,14 @@ const char* engine_name(at::QEngine e) {
 std::string resolve_engine(const std::string& wanted) {
   const auto& engines = at::globalContext().supportedQEngines();
   std::vector<at::QEngine> order;
-  if (wanted == "onednn") order = {at::QEngine::ONEDNN};
-  else if (wanted == "qnnpack") order = {at::QEngine::QNNPACK};
-  else if (wanted == "fbgemm") order = {at::QEngine::FBGEMM};
-  else order = {at::QEngine::FBGEMM, at::QEngine::ONEDNN, at::QEngine::QNNPACK};
+  if (wanted == "onednn")
+    order = {at::QEngine::ONEDNN};
+  else if (wanted == "qnnpack")
+    order = {at::QEngine::QNNPACK};
+  else if (wanted == "fbgemm")
+    order = {at::QEngine::FBGEMM};
+  else
+    order = {at::QEngine::FBGEMM, at::QEngine::ONEDNN, at::QEngine::QNNPACK};
   for (at::QEngine e : order)
     if (std::find(engines.begin(), engines.end(), e) != engines.end()) return engine_name(e);
   if (wanted != "auto")
@@ -75,7 +80,8 @@ std::string differences(const Settings& have, const Settings& want) {
     if (a == b) return;
     out += (out.empty() ? "" : ", ") + std::string(field) + " " + b + " (in effect: " + a + ")";
   };
-  add("intra_op_threads", std::to_string(have.intra_op_threads), std::to_string(want.intra_op_threads));
+  add("intra_op_threads", std::to_string(have.intra_op_threads),
+      std::to_string(want.intra_op_threads));
   add("blas_threads", std::to_string(have.blas_threads), std::to_string(want.blas_threads));
   add("quantized_engine", have.engine, want.engine);
   return out;

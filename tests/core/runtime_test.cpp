@@ -59,7 +59,8 @@ TEST(Runtime, ParallelForRunsEveryPartOnce) {
     for (int64_t n : {0, 1, 2, 3, 7, 64}) {
       std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
       r.parallel_for(n, [&](int64_t i) { ++hits[static_cast<size_t>(i)]; });
-      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(hits[size_t(i)].load(), 1) << threads << " threads, part " << i;
+      for (int64_t i = 0; i < n; ++i)
+        EXPECT_EQ(hits[size_t(i)].load(), 1) << threads << " threads, part " << i;
     }
   }
 }
