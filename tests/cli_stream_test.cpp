@@ -64,3 +64,31 @@ TEST(CliStream, ImagesFromStandardInputAndJsonLabels) {
 
 }  // namespace
 }  // namespace zsclip
+
+namespace zsclip {
+namespace {
+
+using namespace ::zsclip::testing;
+
+// Progress goes to standard error only when it is a terminal (util-linux's `script` gives it one).
+TEST(CliStream, ProgressOnlyOnATerminal) {
+  const std::string image = std::string(ZSCLIP_SOURCE_DIR) + "/examples/images/red_circle.png";
+  const std::string args =
+      "classify --labels 'red circle,blue star' --templates openai-cifar --truncate " + sh(image);
+  CliResult plain = run_cli(args);
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_EQ(plain.err.find("ETA"), std::string::npos) << plain.err;
+  if (std::system("command -v script > /dev/null 2>&1") != 0)
+    GTEST_SKIP() << "util-linux's script is not installed";
+  const std::string out = std::string(ZSCLIP_BINARY_DIR) + "/tmp/cli_stream_tty.txt";
+  const std::string cmd = "script -qec " + sh(std::string(ZSCLIP_CLI) + " " + args) +
+                          " /dev/null > " + sh(out) + " 2>&1 < /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string tty = read_file(out);
+  EXPECT_NE(tty.find("1 / 1 images"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("36 / 36 prompts"), std::string::npos) << tty;
+  EXPECT_NE(tty.find("ETA"), std::string::npos) << tty;
+}
+
+}  // namespace
+}  // namespace zsclip

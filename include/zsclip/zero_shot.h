@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -66,9 +67,12 @@ struct Prediction {
 //                      raises by default; true cuts it as clip.tokenize(truncate=True) does (the
 //                      first context_length - 1 tokens, then the end token) and counts it in
 //                      ZeroShotHead::truncated_prompts()
+//   progress   (none)  called after each batch with (prompts embedded, prompts in all), on the
+//                      calling thread (a progress display for large label sets)
 struct HeadBuildOptions {
   int batch_size = 256;
   bool truncate = false;
+  std::function<void(int64_t done, int64_t total)> progress;
 };
 
 class ZeroShotHead {

@@ -76,6 +76,21 @@ std::vector<std::string> split_list(const std::string& s);
 OptionSpec model_option();
 OptionSpec threads_option();
 OptionSpec device_option();
-OptionSpec verify_option();  // --no-verify: skip the model files' size/hash checks
+OptionSpec verify_option();
+
+// "what: done / total units, units/s, ETA" on standard error, redrawn in place; only when standard
+// error is a terminal (nothing extra in pipes and logs).
+class Progress {
+ public:
+  Progress(const char* what, size_t total, const char* unit);
+  void update(size_t done);
+
+ private:
+  const char* what_;
+  const char* unit_;
+  size_t total_;
+  bool on_;
+  double start_;
+};  // --no-verify: skip the model files' size/hash checks
 
 }  // namespace zsclip::cli

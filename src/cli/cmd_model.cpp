@@ -84,7 +84,9 @@ int run_embed(const Args& args) {
   Preprocessor pre(model.config().preprocess);
   std::vector<std::vector<float>> image_feats(images.size());
   const size_t per = static_cast<size_t>(3 * model.image_size() * model.image_size());
+  Progress progress("zsclip embed", images.size(), "images");
   for (size_t begin = 0; begin < images.size(); begin += static_cast<size_t>(batch)) {
+    progress.update(begin);
     std::vector<std::string> paths(
         images.begin() + static_cast<std::ptrdiff_t>(begin),
         images.begin() + static_cast<std::ptrdiff_t>(std::min(images.size(), begin + batch)));
@@ -117,6 +119,7 @@ int run_embed(const Args& args) {
     }
   }
 
+  progress.update(images.size());
   std::vector<std::vector<float>> text_feats;
   const bool truncate = args.has("--truncate");
   if (!texts.empty()) {
@@ -175,6 +178,8 @@ int run_head(const Args& args) {
   Model model = Model::load(model_dir(args), model_options(args, true));
   HeadBuildOptions ho;
   ho.truncate = args.has("--truncate");
+  Progress progress("zsclip head", labels.size() * templates.size(), "prompts");
+  ho.progress = [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); };
   ZeroShotHead head = ZeroShotHead::build(model, model.load_tokenizer(), labels, templates, ho);
   report_truncation("head", head);
   head.save(args.get("--out"));
@@ -233,30 +238,6 @@ std::vector<std::string> read_image_list(const std::string& spec) {
   }
   return paths;
 }
-
-// "done / total, images/s, ETA" on standard error, redrawn in place; only when it is a terminal.
-class Progress {
- public:
-  Progress(const char* what, size_t total)
-      : what_(what), total_(total), on_(isatty(2) == 1 && total > 0) {}
-  void update(size_t done) {
-    if (!on_) return;
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double rate = s > 0 ? double(done) / s : 0;
-    const double eta = rate > 0 ? double(total_ - done) / rate : 0;
-    std::fprintf(stderr, "\r%s: %zu / %zu images, %.1f images/s, ETA %.0f s   ", what_, done,
-                 total_, rate, eta);
-    if (done == total_) std::fputc('\n', stderr);
-    std::fflush(stderr);
-  }
-
- private:
-  const char* what_;
-  size_t total_;
-  bool on_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-};
 
 json classification_json(const Classification& r, const char* scoring) {
   json item = file_json(r.source);
@@ -345,15 +326,24 @@ int run_classify(const Args& args) {
       clf.emplace(ZeroShotClassifier::from_head(model_dir(args), args.get("--head"),
                                                 model_options(args, false), co));
     } else {
-      clf.emplace(ZeroShotClassifier::create(model_dir(args), labels_of(args),
-                                             resolve_templates(args.get("--templates", "simple")),
-                                             model_options(args, true), co));
+      // The head is built here rather than by ZeroShotClassifier::create, to show its progress.
+      const auto class_labels = labels_of(args);
+      const auto templates = resolve_templates(args.get("--templates", "simple"));
+      Model model = Model::load(model_dir(args), model_options(args, true));
+      HeadBuildOptions ho;
+      ho.truncate = co.truncate_prompts;
+      Progress head_progress("zsclip classify: prompts", class_labels.size() * templates.size(),
+                             "prompts");
+      ho.progress = [&](int64_t done, int64_t) { head_progress.update(static_cast<size_t>(done)); };
+      ZeroShotHead head =
+          ZeroShotHead::build(model, model.tokenizer(), class_labels, templates, ho);
+      clf.emplace(std::move(model), std::move(head), co);
       report_truncation("classify", clf->head());
     }
     scoring = scoring_name(clf->head().scoring());
     labels = &clf->head().labels();
     header();
-    Progress progress("zsclip classify", images.size());
+    Progress progress("zsclip classify", images.size(), "images");
     clf->classify_files(images, [&](size_t first, const Classification* results, size_t n) {
       write(results, n);
       progress.update(first + n);

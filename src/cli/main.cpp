@@ -10,6 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include "cli/cli.h"
 #include "zsclip/error.h"
 #include "zsclip/version.h"
@@ -138,6 +139,27 @@ OptionSpec threads_option() {
   return {"--threads", "N", "cores inference may use (default: the cores this process may use)"};
 }
 OptionSpec device_option() { return {"--device", "DEV", "cpu (default), cuda or cuda:N"}; }
+Progress::Progress(const char* what, size_t total, const char* unit)
+    : what_(what),
+      unit_(unit),
+      total_(total),
+      on_(isatty(2) == 1 && total > 0),
+      start_(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+                 .count()) {}
+
+void Progress::update(size_t done) {
+  if (!on_) return;
+  const double now =
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  const double s = now - start_;
+  const double rate = s > 0 ? double(done) / s : 0;
+  const double eta = rate > 0 ? double(total_ - std::min(done, total_)) / rate : 0;
+  std::fprintf(stderr, "\r%s: %zu / %zu %s, %.1f %s/s, ETA %.0f s   ", what_, done, total_, unit_,
+               rate, unit_, eta);
+  if (done >= total_) std::fputc('\n', stderr);
+  std::fflush(stderr);
+}
+
 OptionSpec verify_option() {
   return {"--no-verify", "",
           "skip checking the model files against the sizes/hashes in config.json"};

@@ -66,7 +66,8 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
   FloatTensor weights({static_cast<int64_t>(labels.size()), d});
   const int64_t rows = std::min<int64_t>(batch_size, static_cast<int64_t>(labels.size()) * t);
   IdTensor ids({rows, context}, 0);
-  int64_t pending = 0, truncated = 0;
+  int64_t pending = 0, truncated = 0, embedded = 0;
+  const int64_t total = static_cast<int64_t>(labels.size()) * t;
   std::vector<int64_t> owner;  // class index of each pending prompt
   auto flush = [&] {
     if (pending == 0) return;
@@ -85,6 +86,8 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
       // Mean of the normalised prompt embeddings; from_weights normalises the mean again.
       for (int64_t k = 0; k < d; ++k) w[k] += static_cast<float>(f[k] * inv / double(t));
     }
+    embedded += pending;
+    if (options.progress) options.progress(embedded, total);
     pending = 0;
     owner.clear();
     ids = IdTensor({rows, context}, 0);
