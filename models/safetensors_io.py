@@ -9,13 +9,14 @@ follows the header) plus an optional "__metadata__" object of strings, then the 
 
 Every malformed file is a SafetensorsError whose message names the file and what is wrong: a header
 length that does not fit the file, a header that is not a JSON object, an entry with missing or extra
-fields, an unknown dtype, a shape whose size does not match its offsets, offsets that overlap, leave a
-gap or run past the data (a truncated file), and trailing bytes after the data.
+fields, an unknown dtype, a shape whose size does not match its offsets (or with a dim or element count
+over 2**63), offsets that overlap, leave a gap or run past the data (a truncated file), trailing bytes
+after the data, and JSON nested too deeply. Names and values in the messages are shortened to 120
+characters. tests/safetensors_fuzz.py holds the reader to this.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import struct
 import sys
@@ -45,6 +46,8 @@ _NAMES = {dtype: name for name, (dtype, _) in DTYPES.items()}
 
 # Upstream refuses headers over 100 MB; a real header is a few hundred bytes per tensor.
 MAX_HEADER_BYTES = 100 * 1000 * 1000
+# Dimensions and element counts must fit torch's int64 sizes (upstream's usize is 64-bit as well).
+_MAX_SIZE = 2 ** 63 - 1
 
 
 class SafetensorsError(ValueError):
@@ -74,6 +77,25 @@ def _no_duplicates(pairs):
     return out
 
 
+def _show(value, limit: int = 120) -> str:
+    """repr() for an error message, shortened: a malformed header may hold megabyte-long names or shapes."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-12:]} ({len(text)} characters)"
+
+
+def _elements(shape) -> Optional[int]:
+    """The number of elements of a shape of non-negative dims, None when over _MAX_SIZE. Stops early: a
+    long list of big dims would otherwise be a multiplication of megabit integers (minutes of CPU)."""
+    if 0 in shape:
+        return 0
+    count = 1
+    for d in shape:
+        count *= d
+        if count > _MAX_SIZE:
+            return None
+    return count
+
+
 def _parse_header(path: str, raw: bytes) -> Tuple["OrderedDict[str, dict]", Optional[Dict[str, str]]]:
     try:
         text = raw.decode("utf-8")
@@ -83,6 +105,8 @@ def _parse_header(path: str, raw: bytes) -> Tuple["OrderedDict[str, dict]", Opti
         header = json.loads(text, object_pairs_hook=_no_duplicates)
     except ValueError as e:
         raise SafetensorsError(f"{path}: malformed safetensors header: not JSON ({e})") from e
+    except RecursionError as e:  # "[[[[..." : the decoder recurses once per level
+        raise SafetensorsError(f"{path}: malformed safetensors header: JSON nested too deeply") from e
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: malformed safetensors header: a JSON {type(header).__name__}, not an object")
     metadata = header.pop("__metadata__", None)
@@ -92,30 +116,35 @@ def _parse_header(path: str, raw: bytes) -> Tuple["OrderedDict[str, dict]", Opti
             raise SafetensorsError(f"{path}: malformed safetensors header: __metadata__ must map strings to strings")
     for name, entry in header.items():
         if not isinstance(entry, dict):
-            raise SafetensorsError(f"{path}: malformed safetensors header: entry {name!r} is not an object")
+            raise SafetensorsError(f"{path}: malformed safetensors header: entry {_show(name)} is not an object")
         fields = set(entry)
         if fields != {"dtype", "shape", "data_offsets"}:
             missing = sorted({"dtype", "shape", "data_offsets"} - fields)
             extra = sorted(fields - {"dtype", "shape", "data_offsets"})
-            raise SafetensorsError(f"{path}: malformed safetensors header: entry {name!r} "
+            raise SafetensorsError(f"{path}: malformed safetensors header: entry {_show(name)} "
                                    + (f"lacks {', '.join(missing)}" if missing else "")
                                    + ("; " if missing and extra else "")
-                                   + (f"has unknown field(s) {', '.join(extra)}" if extra else ""))
+                                   + (f"has unknown field(s) {_show(', '.join(extra))}" if extra else ""))
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         if not isinstance(dtype, str) or dtype not in DTYPES:
-            raise SafetensorsError(f"{path}: tensor {name!r} has dtype {dtype!r}, which this reader does not support "
-                                   f"(supported: {', '.join(DTYPES)})")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-            raise SafetensorsError(f"{path}: malformed safetensors header: tensor {name!r} has shape {shape!r}, not a "
-                                   "list of non-negative integers")
+            raise SafetensorsError(f"{path}: tensor {_show(name)} has dtype {_show(dtype)}, which this reader does not "
+                                   f"support (supported: {', '.join(DTYPES)})")
+        if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= _MAX_SIZE for d in shape):
+            raise SafetensorsError(f"{path}: malformed safetensors header: tensor {_show(name)} has shape "
+                                   f"{_show(shape)}, not a list of integers in [0, 2**63)")
         if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int and o >= 0 for o in offsets)
                 or offsets[0] > offsets[1]):
-            raise SafetensorsError(f"{path}: malformed safetensors header: tensor {name!r} has data_offsets {offsets!r}, "
-                                   "not [begin, end] with 0 <= begin <= end")
-        expected = math.prod(shape) * DTYPES[dtype][1]
+            raise SafetensorsError(f"{path}: malformed safetensors header: tensor {_show(name)} has data_offsets "
+                                   f"{_show(offsets)}, not [begin, end] with 0 <= begin <= end")
+        elements = _elements(shape)
+        if elements is None:
+            raise SafetensorsError(f"{path}: malformed safetensors header: tensor {_show(name)} has shape "
+                                   f"{_show(shape)}, more than 2**63 elements")
+        expected = elements * DTYPES[dtype][1]
         if offsets[1] - offsets[0] != expected:
-            raise SafetensorsError(f"{path}: malformed safetensors header: tensor {name!r} ({dtype} {shape}) needs "
-                                   f"{expected} bytes but its data_offsets {offsets} span {offsets[1] - offsets[0]}")
+            raise SafetensorsError(f"{path}: malformed safetensors header: tensor {_show(name)} "
+                                   f"({dtype} {_show(shape)}) needs {expected} bytes but its data_offsets "
+                                   f"{_show(offsets)} span {_show(offsets[1] - offsets[0])}")
     return header, (dict(metadata) if metadata is not None else None)
 
 
@@ -148,16 +177,16 @@ def read_safetensors(path: str) -> Tuple["OrderedDict[str, torch.Tensor]", Optio
                    key=lambda s: (s[0], s[1]))
     for begin, end, name in spans:
         if end > len(data):
-            raise SafetensorsError(f"{path}: truncated file or out-of-range data_offsets: tensor {name!r} needs data "
-                                   f"bytes [{begin}, {end}) but the file holds only {len(data)} bytes of data")
+            raise SafetensorsError(f"{path}: truncated file or out-of-range data_offsets: tensor {_show(name)} "
+                                   f"needs data bytes [{begin}, {end}) but the file holds only {len(data)} bytes of data")
     position, previous = 0, None
     for begin, end, name in spans:
         if begin < position:
-            raise SafetensorsError(f"{path}: malformed safetensors header: the data of tensors {previous!r} and "
-                                   f"{name!r} overlap (offsets {begin} < {position})")
+            raise SafetensorsError(f"{path}: malformed safetensors header: the data of tensors {_show(previous)} and "
+                                   f"{_show(name)} overlap (offsets {begin} < {position})")
         if begin > position:
             raise SafetensorsError(f"{path}: malformed safetensors header: {begin - position} bytes of data before "
-                                   f"tensor {name!r} (offset {position}) belong to no tensor")
+                                   f"tensor {_show(name)} (offset {position}) belong to no tensor")
         position, previous = end, name
     if position < len(data):
         raise SafetensorsError(f"{path}: malformed safetensors file: {len(data) - position} bytes after the last tensor")

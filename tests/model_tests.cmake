@@ -74,3 +74,11 @@ add_test(NAME python_clip_bpe
   COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/python/clip_bpe_test.py ${PROJECT_SOURCE_DIR}
           ${ZSCLIP_SHARED_DIR} $<TARGET_FILE:zsclip_cli>)
 set_tests_properties(python_clip_bpe PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# tests/safetensors_fuzz.py: ~3000 directed and seeded random mutants of small safetensors files (header
+# length, JSON structure, data) read with models/safetensors_io.py; each must be read correctly or refused
+# with a SafetensorsError naming the file, in a watched worker (hangs, crashes). Exit 77 without torch.
+add_test(NAME safetensors_fuzz
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/safetensors_fuzz.py --source ${PROJECT_SOURCE_DIR}
+          --work ${PROJECT_BINARY_DIR}/tmp/safetensors_fuzz --seed 0 --iterations 3000 --seconds 20)
+set_tests_properties(safetensors_fuzz PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 120)
