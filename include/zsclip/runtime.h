@@ -15,9 +15,11 @@
 // A Runtime owns a pool of threads() - 1 worker threads, started when it is made and joined when
 // the last owner lets it go; nothing in zsclip starts a thread per call. Work is split into parts
 // (an encoder call's streams, a batch's images): the calling thread runs parts itself and the idle
-// workers run the others, so one caller uses at most threads() cores, and N callers of one object
-// share the same workers instead of each starting threads for every core. A call with one part
-// (one image) runs entirely on the caller's thread.
+// workers run the others. At most threads() threads run parts at once, whatever the number of
+// callers: a caller whose parts find no free slot waits while the slots' holders (workers, other
+// callers) run them, so N callers of one object share threads() cores instead of each starting
+// threads for every core. A call with one part (one image) runs entirely on the caller's thread,
+// without a slot: its latency is that of the work alone.
 //
 // What is global, what is per object:
 //   per Runtime   the thread count and the worker pool.
@@ -92,7 +94,8 @@ class Runtime {
   int intra_op_threads() const { return intra_op_threads_; }
   int blas_threads() const { return blas_threads_; }
 
-  // Runs fn(i) for every i in [0, parts): on the calling thread and on idle workers. Returns when
+  // Runs fn(i) for every i in [0, parts): on the calling thread and on idle workers, at most
+  // threads() parts at once across all callers (one part: on the caller, directly). Returns when
   // every part has ended, then rethrows the exception of the lowest failing part, if any.
   void parallel_for(int64_t parts, const std::function<void(int64_t)>& fn) const;
 

@@ -46,7 +46,7 @@ Runtime::Runtime(RuntimeOptions options) : options_(std::move(options)) {
   if (q != "auto" && q != "fbgemm" && q != "onednn" && q != "qnnpack")
     throw Error(ErrorCode::kInvalidArgument, "RuntimeOptions.quantized_engine \"" + q +
                                                  "\": expected auto, fbgemm, onednn or qnnpack");
-  pool_ = std::make_unique<detail::ThreadPool>(threads_ - 1);
+  pool_ = std::make_unique<detail::ThreadPool>(threads_);  // threads_ slots, threads_ - 1 workers
 }
 
 Runtime::~Runtime() = default;

@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <mutex>
 #include <set>
@@ -156,6 +157,32 @@ TEST(Runtime, ConcurrentCallersShareTheWorkers) {
   size_t workers = 0;
   for (const auto& id : runners) workers += callers_ids.count(id) == 0;
   EXPECT_LE(workers, 2u);  // threads - 1
+}
+
+TEST(Runtime, AtMostThreadsPartsRunAtOnce) {
+  // Six callers of a two-thread runtime: never more than two parts in flight (the callers beyond
+  // the slots wait), and every part still runs.
+  for (int threads : {1, 2, 3}) {
+    Runtime r(with_threads(threads));
+    std::atomic<int> active{0}, max_active{0}, done{0};
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 6; ++t)
+      callers.emplace_back([&] {
+        for (int rep = 0; rep < 10; ++rep)
+          r.parallel_for(4, [&](int64_t) {
+            const int now = ++active;
+            int seen = max_active.load();
+            while (now > seen && !max_active.compare_exchange_weak(seen, now)) {
+            }
+            std::this_thread::sleep_for(std::chrono::microseconds(200));  // let the callers overlap
+            --active;
+            ++done;
+          });
+      });
+    for (auto& c : callers) c.join();
+    EXPECT_EQ(done.load(), 6 * 10 * 4);
+    EXPECT_LE(max_active.load(), threads) << threads << " threads";
+  }
 }
 
 TEST(Runtime, TaskWaitRunsItOnTheCallerWhenNoWorkerIsFree) {
