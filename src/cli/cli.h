@@ -78,6 +78,10 @@ OptionSpec threads_option();
 OptionSpec device_option();
 OptionSpec verify_option();
 
+// Flushes standard output now (streamed output); throws Error(kIo) "standard output: write failed:
+// REASON" when the write failed, so a long run stops at once instead of computing into a full disk.
+void flush_stdout();
+
 // "what: done / total units, units/s, ETA" on standard error, redrawn in place; only when standard
 // error is a terminal (nothing extra in pipes and logs).
 class Progress {

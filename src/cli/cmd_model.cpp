@@ -303,13 +303,15 @@ int run_classify(const Args& args) {
                     << "\n";
       }
     }
-    std::cout.flush();
+    flush_stdout();
   };
   auto header = [&] {
     // --jsonl: the first line names the labels (and the scoring) once, so `probs` can be read
     // alone.
-    if (as_jsonl)
-      std::cout << dump_json(json{{"labels", *labels}, {"scoring", scoring}}) << "\n" << std::flush;
+    if (as_jsonl) {
+      std::cout << dump_json(json{{"labels", *labels}, {"scoring", scoring}}) << "\n";
+      flush_stdout();
+    }
   };
   if (args.has("--index")) {
     Scoring scoring_kind = Scoring::kSoftmax;

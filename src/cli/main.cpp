@@ -170,6 +170,15 @@ OptionSpec truncate_option() {
           "(default: an error that names the prompt and its token count)"};
 }
 
+void flush_stdout() {
+  errno = 0;
+  std::cout.flush();
+  if (std::cout && std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
+  const int err = errno;
+  throw Error(ErrorCode::kIo, std::string("standard output: write failed") +
+                                  (err ? std::string(": ") + std::strerror(err) : std::string()));
+}
+
 namespace {
 
 void print_command_help(const Command& c, std::ostream& os) {
