@@ -9,7 +9,7 @@
 // Features are projected and not normalised (OpenAI's encode_image / encode_text); the helpers
 // named embed_* return them L2-normalised.
 // Thread safety: implementations must allow their const methods to be called from several threads
-// at once; zsclip calls encode_images concurrently (parts of one call, and many callers).
+// at once: a pipeline shared by many threads calls encode_images from each of them.
 #pragma once
 
 #include <cstdint>
