@@ -96,10 +96,13 @@ TEST(IoRead, EveryReaderRefusesDevicesFifosAndDirectoriesWithoutReading) {
       {dir + "/fifo", "a FIFO"},
       {dir + "/folder", "a directory"}};
   for (const Reader& r : readers())
-    for (const auto& [path, kind] : cases)
+    for (const auto& c : cases) {
+      const std::string& path =
+          c.first;  // not a structured binding: C++17 lambdas cannot capture those
       EXPECT_TRUE(fails_with([&] { r.read(path); }, ErrorCode::kInvalidArgument,
-                             {r.named(path), kind, "not a regular file"}))
+                             {r.named(path), c.second, "not a regular file"}))
           << r.name << " on " << path;
+    }
   ::alarm(0);
 }
 
