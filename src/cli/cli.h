@@ -9,6 +9,10 @@
 #include <string>
 #include <vector>
 
+namespace zsclip {
+struct ModelOptions;
+}  // namespace zsclip
+
 namespace zsclip::cli {
 
 struct OptionSpec {
@@ -81,6 +85,9 @@ OptionSpec verify_option();
 // Flushes standard output now (streamed output); throws Error(kIo) "standard output: write failed:
 // REASON" when the write failed, so a long run stops at once instead of computing into a full disk.
 void flush_stdout();
+
+// ModelOptions from --device, --threads (0: the default runtime) and --no-verify.
+ModelOptions model_options(const Args& args, bool text_encoder);
 
 // "what: done / total units, units/s, ETA" on standard error, redrawn in place; only when standard
 // error is a terminal (nothing extra in pipes and logs).

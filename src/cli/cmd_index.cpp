@@ -103,19 +103,6 @@ void parse_shard(const std::string& s, int* k, int* n) {
     throw UsageError("--shard K/N needs 0 <= K < N, got \"" + s + "\"");
 }
 
-ModelOptions index_model_options(const Args& args, bool text_encoder) {
-  ModelOptions o;
-  o.device = args.get("--device", "cpu");
-  if (const int threads = args.get_int("--threads", 0, 0, 1024)) {
-    RuntimeOptions ro;
-    ro.threads = threads;
-    o.runtime = Runtime::create(ro);
-  }
-  o.load_text_encoder = text_encoder;
-  o.verify_files = !args.has("--no-verify");
-  return o;
-}
-
 const char* kAllowed[][2] = {
     {"build",
      "--model --images-from --recursive --shard --dtype --batch-size --ann --hnsw-m "
@@ -175,8 +162,7 @@ int run_index(const Args& args) {
     if (tty)
       std::cerr << "\rzsclip index build: " << done << "/" << total << " images" << std::flush;
   };
-  Model model =
-      Model::load(args.get("--model", default_model_dir()), index_model_options(args, false));
+  Model model = Model::load(args.get("--model", default_model_dir()), model_options(args, false));
   IndexBuildReport r = build_index(out, model, inputs, o);
   if (tty && r.added + r.replaced + r.failed > 0) std::cerr << "\n";
   EmbeddingIndex index = EmbeddingIndex::open(out);
@@ -209,7 +195,7 @@ int run_search(const Args& args) {
   so.exact = args.has("--exact");
   so.truncate = args.has("--truncate");
   Model model = Model::load(args.get("--model", default_model_dir()),
-                            index_model_options(args, args.has("--text")));
+                            model_options(args, args.has("--text")));
   std::vector<SearchHit> hits;
   if (args.has("--text")) {
     std::vector<std::string> templates;

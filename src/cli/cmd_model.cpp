@@ -21,10 +21,9 @@
 #include "zsclip/zero_shot.h"
 
 namespace zsclip::cli {
-namespace {
 
-using json = nlohmann::json;
-
+// The model options every subcommand takes: --device, --threads (a runtime of its own),
+// --no-verify.
 ModelOptions model_options(const Args& args, bool text_encoder) {
   ModelOptions o;
   o.device = args.get("--device", "cpu");
@@ -37,6 +36,9 @@ ModelOptions model_options(const Args& args, bool text_encoder) {
   o.verify_files = !args.has("--no-verify");
   return o;
 }
+namespace {
+
+using json = nlohmann::json;
 
 std::vector<std::string> labels_of(const Args& args) {
   if (args.has("--labels") && args.has("--labels-file"))
