@@ -480,7 +480,10 @@ TEST(Index, MergeWithReplaceKeepsTheNewerRow) {
 class CorruptIndex : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = temp_dir("index_corrupt") + "/idx";
+    // One folder per test: ctest runs the tests of this suite as parallel processes.
+    dir_ = temp_dir(std::string("index_corrupt_") +
+                    ::testing::UnitTest::GetInstance()->current_test_info()->name()) +
+           "/idx";
     auto v = clustered(10, 8, 2, 9);
     EmbeddingIndex idx = make_index(v, 8, IndexDtype::kFloat16);
     idx.add_failure({"bad.png", "broken", ErrorCode::kInvalidImage});
