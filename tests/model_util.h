@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "test_util.h"
+#include "zsclip/tensor.h"
 
 namespace zsclip::testing {
 
@@ -46,6 +47,21 @@ inline ::testing::AssertionResult close_rel(const std::vector<float>& a,
     return ::testing::AssertionFailure() << what << ": max abs error " << max_err << " vs allowed "
                                          << tol * max_ref << ", argmax " << am << " vs " << bm;
   return ::testing::AssertionSuccess();
+}
+
+// The smallest cosine similarity between the rows of a and b ([N, D] each).
+inline double min_row_cosine(const FloatTensor& a, const FloatTensor& b) {
+  double worst = 1.0;
+  for (int64_t i = 0; i < a.size(0); ++i) {
+    double dot = 0, na = 0, nb = 0;
+    for (int64_t k = 0; k < a.size(1); ++k) {
+      dot += double(a.at(i, k)) * b.at(i, k);
+      na += double(a.at(i, k)) * a.at(i, k);
+      nb += double(b.at(i, k)) * b.at(i, k);
+    }
+    worst = std::min(worst, dot / std::sqrt(na * nb));
+  }
+  return worst;
 }
 
 }  // namespace zsclip::testing

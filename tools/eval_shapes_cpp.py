@@ -25,7 +25,12 @@ def main():
     p.add_argument("--model", default=os.path.join(HERE, "models/shapes"))
     p.add_argument("--compare", metavar="MODEL",
                    help="also classify with this export (e.g. an int8 one) and print the top-1 agreement")
+    p.add_argument("--compare-precision", metavar="P",
+                   help="compare with the same model loaded with `--precision P` (bfloat16, int8; with "
+                        "--compare: that export loaded so)")
     a = p.parse_args()
+    if a.compare_precision and not a.compare:
+        a.compare = a.model
     labels = [f"{c} {s}" for c, s in ALL_PAIRS]
     gen = ShapeGenerator(seed=1000)
     held = {tuple(x) for x in HELD_OUT}
@@ -37,14 +42,16 @@ def main():
                 gen.sample(pair).image.save(path)
                 files.append(path)
                 truth.append(pair)
-        def classify(model):
+        def classify(model, extra=()):
             out = subprocess.run([a.zsclip, "classify", "--json", "--top-k", "1", "--batch-size", "64",
-                                  "--model", model, "--labels", ",".join(labels), "--templates", "simple"] + files,
+                                  "--model", model, "--labels", ",".join(labels), "--templates", "simple",
+                                  *extra] + files,
                                  check=True, capture_output=True, text=True).stdout
             return json.loads(out)
 
         res = classify(a.model)
-        other = classify(a.compare) if a.compare else None
+        extra = ["--precision", a.compare_precision] if a.compare_precision else []
+        other = classify(a.compare, extra) if a.compare else None
     hits = {"seen": [0, 0], "held-out": [0, 0]}
     for r, pair in zip(res, truth):
         k = "held-out" if pair in held else "seen"
@@ -55,7 +62,8 @@ def main():
     if other is not None:
         same = sum(x["top"][0]["label"] == y["top"][0]["label"] for x, y in zip(res, other))
         hit = sum(y["top"][0]["label"] == f"{c} {s}" for y, (c, s) in zip(other, truth))
-        print(f"{a.compare}: top-1 {100.0 * hit / len(res):.1f}% over all 48 classes; "
+        name = a.compare + (f" --precision {a.compare_precision}" if a.compare_precision else "")
+        print(f"{name}: top-1 {100.0 * hit / len(res):.1f}% over all 48 classes; "
               f"same top-1 as {a.model}: {100.0 * same / len(res):.1f}% ({same}/{len(res)})")
 
 

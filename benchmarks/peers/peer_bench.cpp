@@ -33,13 +33,16 @@ using Clock = std::chrono::steady_clock;
 struct Args {
   std::string model, tower, input, features_out;
   int warmup = 2, iters = 5, threads = 0, streams = 0, intra_op_threads = 0;
+  std::string precision = "auto", linear_kernels = "auto";  // ModelOptions::dtype, linear_kernels
+  bool spread_single = true;
 };
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "peer_bench: " << why
             << "\nusage: peer_bench --model DIR --tower image|text --input FILE [--warmup W] "
                "[--iters K] [--threads T] [--streams S] [--intra-op-threads N] "
-               "[--features-out FILE]\n";
+               "[--precision auto|float32|bfloat16] [--linear-kernels auto|onednn|aten] "
+               "[--spread-single 0|1] [--features-out FILE]\n";
   std::exit(2);
 }
 
@@ -76,6 +79,12 @@ Args parse(int argc, char** argv) {
       a.threads = to_int(f, v, 0);
     else if (f == "--streams")
       a.streams = to_int(f, v, 0);
+    else if (f == "--precision")
+      a.precision = v;
+    else if (f == "--linear-kernels")
+      a.linear_kernels = v;
+    else if (f == "--spread-single")
+      a.spread_single = to_int(f, v, 0) != 0;
     else if (f == "--intra-op-threads")
       a.intra_op_threads = to_int(f, v, 0);
     else
@@ -112,6 +121,9 @@ int run(const Args& a) {
   zsclip::ModelOptions mo;
   mo.runtime = zsclip::Runtime::create(ro);
   mo.streams = a.streams;
+  mo.dtype = a.precision;
+  mo.linear_kernels = a.linear_kernels;
+  mo.spread_single = a.spread_single;
   mo.load_text_encoder = a.tower == "text";
   const auto t_load = Clock::now();
   const zsclip::Model model = zsclip::Model::load(a.model, mo);
@@ -162,6 +174,7 @@ int run(const Args& a) {
   j["intra_op_threads"] = model.runtime()->intra_op_threads();
   j["streams"] = a.streams;
   j["dtype"] = model.dtype();
+  j["linear_kernels"] = model.linear_kernels();
   j["quantization"] = model.config().quantization;
   j["load_s"] = load_s;
   j["ms"] = ms;

@@ -52,16 +52,20 @@ class Variant:
     onnx: Dict[str, str]  # tower -> file in --work/onnx
     needs_help: str = ""
     note: str = ""
+    export: str = ""  # the export folder to load (another variant's); "" = its own, made from export_flags
+    load_flags: List[str] = field(default_factory=list)  # peer_bench flags (load-time options)
 
 
 # One line per variant. int8: zsclip's dynamic int8 image and text towers (--quantize-text) against the
-# int8 rewrite of the ONNX graphs (export_onnx.py). bf16: zsclip's bfloat16 export against ORT fp32
-# (ONNX Runtime has no bfloat16 CPU path).
+# int8 rewrite of the ONNX graphs (export_onnx.py). bf16: the fp32 export loaded with dtype bfloat16
+# (a load-time mode: linear layers in bf16 on AVX512_BF16) against ORT fp32 (ONNX Runtime has no
+# bfloat16 CPU path).
 VARIANTS = [
     Variant("fp32", [], {"image": "image_fp32.onnx", "text": "text_fp32.onnx"}),
     Variant("int8", ["--quantize", "int8", "--quantize-text"], {"image": "image_int8.onnx", "text": "text_int8.onnx"}),
-    Variant("bf16", ["--dtype", "bfloat16"], {"image": "image_fp32.onnx", "text": "text_fp32.onnx"},
-            needs_help="bfloat16", note="zsclip bf16 vs ORT fp32"),
+    Variant("bf16", [], {"image": "image_fp32.onnx", "text": "text_fp32.onnx"}, export="fp32",
+            load_flags=["--precision", "bfloat16"], note="zsclip bf16 (fp32 export, ModelOptions::dtype "
+            "bfloat16) vs ORT fp32"),
 ]
 
 
@@ -128,6 +132,11 @@ def prepare(args) -> List[Variant]:
         if v.needs_help and v.needs_help not in help_text:
             log(f"prepare: skipping the {v.name} row: models/export_clip.py --help does not mention "
                 f"{v.needs_help!r} (this zsclip has no {v.name} export)")
+            continue
+        if v.export:
+            if v.export not in [x.name for x in variants]:
+                raise StepError(f"prepare: variant {v.name} loads the {v.export} export: run it with {v.export}")
+            variants.append(v)
             continue
         out = os.path.join(w, v.name)
         flags = ["--checkpoint", ckpt, "--activation", "quick_gelu", "--vocab", args.vocab] + v.export_flags
@@ -211,8 +220,9 @@ def make_inputs(args, batches: Sequence[int]) -> Dict[str, Dict[int, dict]]:
 
 def run_zsclip(args, variant: Variant, tower: str, inp: dict, warmup: int, iters: int,
                features: Optional[str] = None) -> dict:
-    cmd = [args.peer_bench, "--model", os.path.join(args.work, variant.name), "--tower", tower,
+    cmd = [args.peer_bench, "--model", os.path.join(args.work, variant.export or variant.name), "--tower", tower,
            "--input", inp["zsclip"], "--warmup", str(warmup), "--iters", str(iters), "--threads", str(args.threads)]
+    cmd += variant.load_flags
     cmd += shlex.split(args.zsclip_args)
     if features:
         cmd += ["--features-out", features]

@@ -40,7 +40,16 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 // Options of Model::load.
 //   device            ("cpu")  "cpu", "cuda" or "cuda:N"; CUDA without a CUDA build is an error
 //   dtype             ("auto") "auto": float16 on CUDA when the weights are float16, else float32;
-//                              "float32" or "float16" (float16 needs CUDA)
+//                              "float32" or "float16" (float16 needs CUDA); "bfloat16" (CPU, a
+//                              float32 export): the linear layers multiply in bf16 (weights
+//                              rounded once at load, activations per call, float32 sums and
+//                              outputs; the rest stays float32) on CPUs with AVX512_BF16; elsewhere
+//                              it runs float32 and precision_note() says why. "int8" (CPU, a
+//                              float32 export): the linear layers of both towers multiply in int8
+//                              (weights per output channel at load, each token's activations per
+//                              call, symmetric; int32 sums; the patch embedding and the rest stay
+//                              float32) on CPUs with AVX512_VNNI/AVX_VNNI, else float32 with a
+//                              note. Agreement with float32: benchmarks/README.md ("bf16", "int8")
 //   runtime           (null)   the threads encoder calls run on, and the process-wide LibTorch
 //                              settings (runtime.h); null = Runtime::default_runtime()
 //   streams           (0)      CPU: an encoder call on N > 1 images or texts is split into up to
@@ -52,6 +61,14 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              Error.
 //   load_text_encoder (true)   false loads the image tower only (a saved ZeroShotHead supplies the
 //                              class weights), skipping the text encoder's memory and load time
+//   spread_single     (true)   CPU: a call with fewer images or texts than streams (one image)
+//                              holds all of the runtime's threads and spreads its matrix products
+//                              and LibTorch's kernels over them (one OpenMP team); false: it runs
+//                              on the calling thread alone, as before
+//   linear_kernels    ("auto") CPU, frozen float32 graphs: "auto"/"onednn" computes the linear
+//                              layers with oneDNN's GEMM on column blocks of the calling thread's
+//                              team (src/model/linear_ops.cpp; "onednn" is an error where zsclip
+//                              was built without it); "aten": LibTorch's own (OpenBLAS)
 //   optimize          (true)   freeze the TorchScript graphs and fold what inference allows
 //   optimize_for_inference (false) experimental: torch::jit::optimize_for_inference instead of
 //                              freeze (oneDNN rewrites); see benchmarks/README.md before enabling
@@ -67,6 +84,8 @@ struct ModelOptions {
   std::string dtype = "auto";
   std::shared_ptr<Runtime> runtime;
   int streams = 0;
+  bool spread_single = true;
+  std::string linear_kernels = "auto";
   bool load_text_encoder = true;
   bool optimize = true;
   bool optimize_for_inference = false;
@@ -82,7 +101,14 @@ class Model : public ImageEncoder, public TextEncoder {
   const ModelOptions& options() const;
   const std::shared_ptr<Runtime>& runtime() const;  // never null
   std::string device() const;                       // "cpu", "cuda:0", ...
-  std::string dtype() const;  // "float32" | "float16": the dtype the encoders run in
+  // "float32" | "float16" | "bfloat16" | "int8": the precision the encoders run in (bfloat16 and
+  // int8: the linear layers' products, see ModelOptions::dtype).
+  std::string dtype() const;
+  // Why the requested dtype is not the one in effect (bfloat16 on a CPU without AVX512_BF16), or
+  // "".
+  const std::string& precision_note() const;
+  // "onednn" when the linear layers run on zsclip's oneDNN kernels, else "aten".
+  std::string linear_kernels() const;
   bool has_text_encoder() const;
   int64_t embed_dim() const override;
   int64_t context_length() const override;

@@ -98,6 +98,11 @@ class Runtime {
   // threads() parts at once across all callers (one part: on the caller, directly). Returns when
   // every part has ended, then rethrows the exception of the lowest failing part, if any.
   void parallel_for(int64_t parts, const std::function<void(int64_t)>& fn) const;
+  // Runs fn(k) on the calling thread while it holds k of the threads() slots: all of them, once
+  // every running part has ended (parts not yet started wait for it), so fn may spread its work
+  // over k cores itself (zsclip uses it for a single image: one OpenMP team over every core). A
+  // call from inside a part gets k = 1 at once. Rethrows fn's exception.
+  void run_exclusive(const std::function<void(int)>& fn) const;
 
  private:
   friend detail::ThreadPool& detail::thread_pool(const Runtime& runtime);

@@ -11,6 +11,7 @@
 
 namespace zsclip {
 struct ModelOptions;
+class Model;
 }  // namespace zsclip
 
 namespace zsclip::cli {
@@ -81,6 +82,12 @@ OptionSpec model_option();
 OptionSpec threads_option();
 OptionSpec device_option();
 OptionSpec verify_option();
+OptionSpec precision_option();       // --precision float32|bfloat16
+OptionSpec linear_kernels_option();  // --linear-kernels auto|onednn|aten
+// Sets dtype and linear_kernels from --precision / --linear-kernels (UsageError for bad values).
+void apply_precision_options(const Args& args, ModelOptions& o);
+// The model's precision_note() on standard error, when it has one.
+void report_precision(const Model& model);
 
 // Flushes standard output now (streamed output); throws Error(kIo) "standard output: write failed:
 // REASON" when the write failed, so a long run stops at once instead of computing into a full disk.

@@ -98,11 +98,14 @@ int run_bench(const Args& args) {
   mo.streams = args.get_int("--streams", 0, 0, 1024);
   mo.optimize = !args.has("--no-optimize");
   mo.verify_files = !args.has("--no-verify");
+  apply_precision_options(args, mo);
+  mo.spread_single = !args.has("--no-spread-single");
   mo.optimize_for_inference = args.has("--optimize-for-inference");
   mo.load_text_encoder = text_classes > 0;
   const double rss_before = peak_rss_mib();
   auto t0 = Clock::now();
   Model model = Model::load(dir, mo);
+  report_precision(model);
   const double load_s = seconds_since(t0);
   const double rss_after_load = peak_rss_mib();
   const ModelConfig& c = model.config();
@@ -199,6 +202,9 @@ int run_bench(const Args& args) {
               {"blas_threads", mo.runtime->blas_threads()},
               {"qengine", ro.quantized_engine},
               {"quantization", c.quantization},
+              {"dtype", model.dtype()},
+              {"linear_kernels", model.linear_kernels()},
+              {"spread_single", mo.spread_single},
               {"batch_size", batch},
               {"iterations", iterations},
               {"images", images.size()},
@@ -254,12 +260,16 @@ ZSCLIP_COMMAND(Command{
      {"--blas-threads", "N", "OpenBLAS threads (default: see RuntimeOptions)"},
      {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
      {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
+     {"--no-spread-single", "",
+      "a batch smaller than --streams runs on one thread (ModelOptions::spread_single = false)"},
      {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},
      {"--features-out", "FILE",
       "write the encoder's features of the batch (float32 raw) for comparisons"},
      threads_option(),
      device_option(),
-     verify_option()},
+     verify_option(),
+     precision_option(),
+     linear_kernels_option()},
     run_bench});
 
 }  // namespace

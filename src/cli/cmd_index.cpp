@@ -163,6 +163,7 @@ int run_index(const Args& args) {
       std::cerr << "\rzsclip index build: " << done << "/" << total << " images" << std::flush;
   };
   Model model = Model::load(args.get("--model", default_model_dir()), model_options(args, false));
+  report_precision(model);
   IndexBuildReport r = build_index(out, model, inputs, o);
   if (tty && r.added + r.replaced + r.failed > 0) std::cerr << "\n";
   EmbeddingIndex index = EmbeddingIndex::open(out);
@@ -196,6 +197,7 @@ int run_search(const Args& args) {
   so.truncate = args.has("--truncate");
   Model model = Model::load(args.get("--model", default_model_dir()),
                             model_options(args, args.has("--text")));
+  report_precision(model);
   std::vector<SearchHit> hits;
   if (args.has("--text")) {
     std::vector<std::string> templates;
@@ -263,7 +265,9 @@ ZSCLIP_COMMAND(Command{
      {"--ivf-probe", "N", "IVF cells searched (default lists/16, at least 8)"},
      threads_option(),
      device_option(),
-     verify_option()},
+     verify_option(),
+     precision_option(),
+     linear_kernels_option()},
     run_index});
 
 ZSCLIP_COMMAND(Command{
@@ -291,7 +295,9 @@ ZSCLIP_COMMAND(Command{
      truncate_option(),
      threads_option(),
      device_option(),
-     verify_option()},
+     verify_option(),
+     precision_option(),
+     linear_kernels_option()},
     run_search});
 
 }  // namespace

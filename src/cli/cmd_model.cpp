@@ -24,6 +24,25 @@ namespace zsclip::cli {
 
 // The model options every subcommand takes: --device, --threads (a runtime of its own),
 // --no-verify.
+void apply_precision_options(const Args& args, ModelOptions& o) {
+  const std::string p = args.get("--precision", "float32");
+  if (p == "float32" || p == "fp32")
+    o.dtype = o.device == "cpu" ? "float32" : "auto";
+  else if (p == "bfloat16" || p == "bf16")
+    o.dtype = "bfloat16";
+  else if (p == "int8")
+    o.dtype = "int8";
+  else
+    throw UsageError("--precision " + p + ": expected float32, bfloat16 or int8");
+  o.linear_kernels = args.get("--linear-kernels", "auto");
+  if (o.linear_kernels != "auto" && o.linear_kernels != "onednn" && o.linear_kernels != "aten")
+    throw UsageError("--linear-kernels " + o.linear_kernels + ": expected auto, onednn or aten");
+}
+
+void report_precision(const Model& model) {
+  if (!model.precision_note().empty()) std::cerr << "zsclip: " << model.precision_note() << "\n";
+}
+
 ModelOptions model_options(const Args& args, bool text_encoder) {
   ModelOptions o;
   o.device = args.get("--device", "cpu");
@@ -34,6 +53,7 @@ ModelOptions model_options(const Args& args, bool text_encoder) {
   }
   o.load_text_encoder = text_encoder;
   o.verify_files = !args.has("--no-verify");
+  apply_precision_options(args, o);
   return o;
 }
 namespace {
@@ -74,6 +94,7 @@ int run_embed(const Args& args) {
     utf8::check(texts[i], "--text " + std::to_string(i + 1));
   const int batch = args.get_int("--batch-size", 16, 1, 4096);
   Model model = Model::load(model_dir(args), model_options(args, !texts.empty()));
+  report_precision(model);
   const int64_t d = model.embed_dim();
   int status = 0;
   json out = {{"images", json::array()},
@@ -178,6 +199,7 @@ int run_head(const Args& args) {
   auto labels = labels_of(args);
   auto templates = resolve_templates(args.get("--templates", "simple"));
   Model model = Model::load(model_dir(args), model_options(args, true));
+  report_precision(model);
   HeadBuildOptions ho;
   ho.truncate = args.has("--truncate");
   Progress progress("zsclip head", labels.size() * templates.size(), "prompts");
@@ -206,6 +228,7 @@ std::vector<Classification> classify_index(const Args& args, int top_k, Scoring*
                   "index " + dir + " was not built with the model " + model_dir(args));
   } else {
     Model model = Model::load(model_dir(args), model_options(args, true));
+    report_precision(model);
     index.check_compatible(model, "index " + dir);
     HeadBuildOptions build_options;
     build_options.truncate = args.has("--truncate");
@@ -334,6 +357,7 @@ int run_classify(const Args& args) {
       const auto class_labels = labels_of(args);
       const auto templates = resolve_templates(args.get("--templates", "simple"));
       Model model = Model::load(model_dir(args), model_options(args, true));
+      report_precision(model);
       HeadBuildOptions ho;
       ho.truncate = co.truncate_prompts;
       Progress head_progress("zsclip classify: prompts", class_labels.size() * templates.size(),
@@ -359,6 +383,7 @@ int run_classify(const Args& args) {
 
 int run_info(const Args& args) {
   Model model = Model::load(model_dir(args), model_options(args, true));
+  report_precision(model);
   const ModelConfig& c = model.config();
   json j = {{"zsclip_version", version()},
             {"model", c.directory},
@@ -369,6 +394,7 @@ int run_info(const Args& args) {
             {"context_length", c.text.context_length},
             {"vocab_size", c.text.vocab_size},
             {"dtype", model.dtype()},
+            {"linear_kernels", model.linear_kernels()},
             {"quantization", c.quantization},
             {"device", model.device()},
             {"logit_scale_exp", model.logit_scale_exp()},
@@ -408,7 +434,9 @@ ZSCLIP_COMMAND(Command{
      truncate_option(),
      threads_option(),
      device_option(),
-     verify_option()},
+     verify_option(),
+     precision_option(),
+     linear_kernels_option()},
     run_embed});
 
 ZSCLIP_COMMAND(Command{
@@ -427,7 +455,9 @@ ZSCLIP_COMMAND(Command{
      truncate_option(),
      threads_option(),
      device_option(),
-     verify_option()},
+     verify_option(),
+     precision_option(),
+     linear_kernels_option()},
     run_head});
 
 ZSCLIP_COMMAND(Command{
@@ -471,14 +501,17 @@ ZSCLIP_COMMAND(Command{
      truncate_option(),
      threads_option(),
      device_option(),
-     verify_option()},
+     verify_option(),
+     precision_option(),
+     linear_kernels_option()},
     run_classify});
 
 ZSCLIP_COMMAND(Command{"info",
                        "[--model DIR]",
                        "load a model and print what it is (JSON)",
                        "",
-                       {model_option(), threads_option(), device_option(), verify_option()},
+                       {model_option(), threads_option(), device_option(), verify_option(),
+                        precision_option(), linear_kernels_option()},
                        run_info});
 
 }  // namespace

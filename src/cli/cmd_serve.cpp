@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "server/server.h"
 #include "zsclip/error.h"
+#include "zsclip/model.h"
 
 namespace zsclip::cli {
 namespace {
@@ -79,6 +80,13 @@ int run_serve(const Args& args) {
   o.max_labels = args.get_int("--max-labels", o.max_labels, 1, 1 << 20);
   o.device = args.get("--device", "cpu");
   o.truncate = args.has("--truncate");
+  {
+    ModelOptions mo;
+    mo.device = o.device;
+    apply_precision_options(args, mo);
+    o.dtype = mo.dtype;
+    o.linear_kernels = mo.linear_kernels;
+  }
 
   // SIGINT/SIGTERM: the handler (on whichever thread the kernel picks: LibTorch and OpenBLAS start
   // threads of their own) writes the signal number to a pipe; a watcher thread reads it and asks
@@ -147,7 +155,9 @@ ZSCLIP_COMMAND(Command{
      {"--max-labels", "N",
       "most LABELS in one zero_shot request (default 1000; TEMPLATES: at most 100)"},
      truncate_option(),
-     device_option()},
+     device_option(),
+     precision_option(),
+     linear_kernels_option()},
     run_serve});
 
 }  // namespace

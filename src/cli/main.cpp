@@ -160,6 +160,17 @@ void Progress::update(size_t done) {
   std::fflush(stderr);
 }
 
+OptionSpec precision_option() {
+  return {"--precision", "P",
+          "float32 (default), bfloat16 or int8: the linear layers in bf16 (CPUs with "
+          "AVX512_BF16) or dynamic int8 (VNNI) on a float32 export; float32 elsewhere, with a "
+          "note on standard error"};
+}
+OptionSpec linear_kernels_option() {
+  return {"--linear-kernels", "K",
+          "auto (default: oneDNN where built in), onednn or aten (LibTorch's, OpenBLAS)"};
+}
+
 OptionSpec verify_option() {
   return {"--no-verify", "",
           "skip checking the model files against the sizes/hashes in config.json"};

@@ -76,6 +76,13 @@ void check_options(const ModelOptions& o) {
     throw Error(ErrorCode::kInvalidArgument,
                 "ModelOptions.streams must be >= 0 (0: the runtime's threads), got " +
                     std::to_string(o.streams));
+  if (o.linear_kernels != "auto" && o.linear_kernels != "onednn" && o.linear_kernels != "aten")
+    throw Error(ErrorCode::kInvalidArgument, "ModelOptions.linear_kernels \"" + o.linear_kernels +
+                                                 "\": expected auto, onednn or aten");
+  if (o.linear_kernels == "onednn" && !detail::onednn_linear_built())
+    throw Error(ErrorCode::kUnsupported,
+                "ModelOptions.linear_kernels \"onednn\": this zsclip was built without oneDNN's "
+                "headers (Debian package libdnnl-dev; tools/setup.sh installs it)");
 }
 
 torch::jit::Module load_module(const std::string& path, const char* field) {
@@ -114,8 +121,7 @@ torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, 
   return v.toTensor().detach();
 }
 
-torch::jit::Module prepare(torch::jit::Module m, const detail::ModelImpl& impl,
-                           const std::string& path) {
+torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, const std::string& path) {
   return translate_torch(ErrorCode::kInvalidModel, path + ": preparing for inference", [&] {
     m.eval();
     if (impl.config.quantization != "int8") m.to(impl.device, impl.dtype);
@@ -125,7 +131,11 @@ torch::jit::Module prepare(torch::jit::Module m, const detail::ModelImpl& impl,
                                                 : torch::jit::freeze(m);
       } catch (const c10::Error&) {
         // Some exports (quantised packed weights) cannot be frozen: they still run unfrozen.
+        return m;
       }
+      if (impl.device.is_cpu() && impl.dtype == torch::kFloat &&
+          !impl.options.optimize_for_inference && impl.options.linear_kernels != "aten")
+        impl.routed_linears += detail::route_linear_layers(m, impl.linear_precision);
     }
     return m;
   });
@@ -134,10 +144,21 @@ torch::jit::Module prepare(torch::jit::Module m, const detail::ModelImpl& impl,
 // Runs fn on near-equal row ranges of x, one part per stream, on the runtime's threads (the
 // caller's included), and concatenates the results. Rows are independent in both encoders, so the
 // result is the same as one call's up to float rounding. The first part's exception is rethrown
-// after all have ended.
+// after all have ended. A call with fewer rows than streams (one image) is one part that holds
+// every slot of the runtime and spreads over them through its OpenMP team (zsclip::linear and
+// LibTorch's kernels), unless ModelOptions::spread_single is off.
 template <typename Fn>
-torch::Tensor run_split(const Runtime& runtime, const torch::Tensor& x, int streams, Fn&& fn) {
-  const int64_t parts = std::min<int64_t>(streams, x.size(0));
+torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, Fn&& fn) {
+  const Runtime& runtime = *impl.runtime;
+  const int64_t parts = std::min<int64_t>(impl.streams, x.size(0));
+  if (parts == 1 && x.size(0) < impl.streams && impl.spread_single && runtime.threads() > 1) {
+    torch::Tensor out;
+    runtime.run_exclusive([&](int k) {
+      detail::ScopedIntraOpThreads team(k);
+      out = fn(x);
+    });
+    return out;
+  }
   if (parts <= 1) return fn(x);
   std::vector<torch::Tensor> chunks = x.tensor_split(parts, 0);
   std::vector<torch::Tensor> outs(chunks.size());
@@ -157,8 +178,7 @@ bool cuda_available() {
 
 // `streams` is 1 off the CPU (Model::load), where run_split makes one call.
 torch::Tensor detail::ModelImpl::encode_images(const torch::Tensor& pixels) const {
-  return run_split(*runtime, pixels, streams,
-                   [this](const torch::Tensor& x) { return encode_images_part(x); });
+  return run_split(*this, pixels, [this](const torch::Tensor& x) { return encode_images_part(x); });
 }
 
 // The number of leading columns of `ids` that decide a causal text tower's pooled outputs, or
@@ -188,8 +208,7 @@ torch::Tensor detail::ModelImpl::encode_texts(const torch::Tensor& ids_in) const
   torch::Tensor ids = ids_in;
   const int64_t used = text_columns_needed(config.text, ids);
   if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
-  return run_split(*runtime, ids, streams,
-                   [this](const torch::Tensor& x) { return encode_texts_part(x); });
+  return run_split(*this, ids, [this](const torch::Tensor& x) { return encode_texts_part(x); });
 }
 
 torch::Tensor detail::ModelImpl::encode_images_part(const torch::Tensor& pixels) const {
@@ -227,13 +246,44 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     impl->dtype = (impl->device.is_cuda() && c.dtype == "float16") ? torch::kHalf : torch::kFloat;
   } else if (options.dtype == "float32") {
     impl->dtype = torch::kFloat;
+  } else if (options.dtype == "bfloat16" || options.dtype == "int8") {
+    const std::string& d = options.dtype;
+    if (!impl->device.is_cpu())
+      throw Error(ErrorCode::kUnsupported,
+                  "dtype " + d +
+                      " is a CPU mode (zsclip's linear kernels); on CUDA use float16 or float32");
+    if (c.quantization == "int8")
+      throw Error(ErrorCode::kInvalidArgument,
+                  c.path_of("config.json") + ": dtype " + d +
+                      " needs a float32 export; this one is int8 (quantization \"int8\")");
+    if (!options.optimize || options.optimize_for_inference || options.linear_kernels == "aten")
+      throw Error(ErrorCode::kInvalidArgument,
+                  "dtype " + d +
+                      " needs the frozen graph and zsclip's linear kernels (optimize on, "
+                      "optimize_for_inference off, linear_kernels auto or onednn)");
+    impl->dtype = torch::kFloat;  // everything but the linear layers' products stays float32
+    const bool bf16 = d == "bfloat16";
+    if (!detail::onednn_linear_built())
+      impl->precision_note =
+          d + " needs oneDNN (zsclip was built without libdnnl-dev): running float32";
+    else if (bf16 && !detail::cpu_has_avx512_bf16())
+      impl->precision_note =
+          "bfloat16 needs a CPU with AVX512_BF16, which this one lacks: running float32";
+    else if (!bf16 && !detail::cpu_has_vnni())
+      impl->precision_note =
+          "int8 needs a CPU with AVX512_VNNI or AVX_VNNI (without them oneDNN's int8 products "
+          "can saturate), which this one lacks: running float32";
+    else
+      impl->linear_precision =
+          bf16 ? detail::LinearPrecision::kBFloat16 : detail::LinearPrecision::kInt8;
   } else if (options.dtype == "float16") {
     if (!impl->device.is_cuda())
       throw Error(ErrorCode::kUnsupported, "dtype float16 needs a CUDA device (CPU runs float32)");
     impl->dtype = torch::kHalf;
   } else {
-    throw Error(ErrorCode::kInvalidArgument,
-                "dtype \"" + options.dtype + "\": expected auto, float32 or float16");
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        "dtype \"" + options.dtype + "\": expected auto, float32, float16, bfloat16 or int8");
   }
   if (c.quantization == "int8" && impl->device.is_cuda())
     throw Error(
@@ -245,6 +295,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   impl->streams = impl->device.is_cpu()
                       ? (options.streams > 0 ? options.streams : impl->runtime->threads())
                       : 1;
+  impl->spread_single = options.spread_single;
 
   if (options.verify_files) c.verify_files(options.load_text_encoder);
   // Check every file before the expensive loads so a missing one is reported at once.
@@ -372,7 +423,13 @@ const ModelConfig& Model::config() const { return impl_->config; }
 const ModelOptions& Model::options() const { return impl_->options; }
 const std::shared_ptr<Runtime>& Model::runtime() const { return impl_->runtime; }
 std::string Model::device() const { return impl_->device.str(); }
-std::string Model::dtype() const { return impl_->dtype == torch::kHalf ? "float16" : "float32"; }
+std::string Model::dtype() const {
+  if (impl_->linear_precision == detail::LinearPrecision::kBFloat16) return "bfloat16";
+  if (impl_->linear_precision == detail::LinearPrecision::kInt8) return "int8";
+  return impl_->dtype == torch::kHalf ? "float16" : "float32";
+}
+const std::string& Model::precision_note() const { return impl_->precision_note; }
+std::string Model::linear_kernels() const { return impl_->routed_linears > 0 ? "onednn" : "aten"; }
 bool Model::has_text_encoder() const { return impl_->has_text_encoder; }
 int64_t Model::embed_dim() const { return impl_->config.embed_dim; }
 const PreprocessConfig& Model::preprocess_config() const { return impl_->config.preprocess; }

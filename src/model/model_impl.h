@@ -12,6 +12,10 @@
 
 namespace zsclip::detail {
 
+// The products of zsclip::linear: float32, bf16 x bf16 -> float32, or dynamic int8 (int8 x int8 ->
+// int32, rescaled to float32).
+enum class LinearPrecision { kFloat32, kBFloat16, kInt8 };
+
 struct ModelImpl {
   ModelConfig config;
   ModelOptions options;
@@ -29,6 +33,10 @@ struct ModelImpl {
   float logit_scale = 0.f;              // log value
   float logit_bias = 0.f;               // Scoring::kSigmoid only
   int streams = 1;                      // parallel parts an encoder call is split into (CPU)
+  bool spread_single = true;            // a call with fewer rows than streams uses every thread
+  LinearPrecision linear_precision = LinearPrecision::kFloat32;  // of zsclip::linear (CPU)
+  int routed_linears = 0;      // linear layers moved to zsclip::linear (both towers)
+  std::string precision_note;  // why a requested precision is not in effect, or ""
   mutable std::mutex tokenizer_mu;
   mutable std::optional<Tokenizer> tokenizer;  // Model::tokenizer(), loaded on first use
 
@@ -37,6 +45,28 @@ struct ModelImpl {
   // One part of a call (the whole call when streams == 1).
   torch::Tensor encode_images_part(const torch::Tensor& pixels) const;
   torch::Tensor encode_texts_part(const torch::Tensor& ids) const;
+};
+
+// Replaces the frozen graph's float32 linear layers (aten::linear, and aten::matmul by a constant
+// matrix) with zsclip::linear (src/model/linear_ops.cpp), weights in bfloat16 when `bf16`. Returns
+// the number replaced; 0 when zsclip was built without oneDNN's headers. kInt8 makes aten::linear
+// nodes zsclip::linear_int8 (weights quantised here) and leaves a constant matmul float32.
+int route_linear_layers(torch::jit::Module& module, LinearPrecision precision);
+bool onednn_linear_built();
+bool cpu_has_avx512_bf16();  // false also when $ZSCLIP_CPU_NO_BF16 is set (tests)
+bool cpu_has_vnni();         // AVX512_VNNI or AVX_VNNI; false when $ZSCLIP_CPU_NO_VNNI is set
+
+// Sets the calling thread's OpenMP team (LibTorch's intra-op kernels and zsclip::linear) to
+// `threads` for its lifetime; restores the previous count after.
+class ScopedIntraOpThreads {
+ public:
+  explicit ScopedIntraOpThreads(int threads);
+  ~ScopedIntraOpThreads();
+  ScopedIntraOpThreads(const ScopedIntraOpThreads&) = delete;
+  ScopedIntraOpThreads& operator=(const ScopedIntraOpThreads&) = delete;
+
+ private:
+  int previous_ = 1;
 };
 
 // Applies the runtime's process-wide LibTorch/OpenBLAS settings the first time a model is loaded in

@@ -33,7 +33,7 @@ void drop_slot(const ThreadPool* pool) {
 
 }  // namespace
 
-ThreadPool::ThreadPool(int slots) : free_slots_(std::max(1, slots)) {
+ThreadPool::ThreadPool(int slots) : free_slots_(std::max(1, slots)), slots_(std::max(1, slots)) {
   const int workers = free_slots_ - 1;
   threads_.reserve(static_cast<size_t>(workers));
   try {
@@ -80,7 +80,9 @@ int64_t ThreadPool::claim(const std::shared_ptr<Job>& job) {
   return i;
 }
 
-bool ThreadPool::may_run() const { return holds_slot(this) || free_slots_ > taking_back_; }
+bool ThreadPool::may_run() const {
+  return holds_slot(this) || (exclusive_waiting_ == 0 && free_slots_ > taking_back_);
+}
 
 void ThreadPool::slot_freed() {
   work_cv_.notify_one();
@@ -168,6 +170,34 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn)
   }
   wait_for(lock, job);
   if (job->error) std::rethrow_exception(job->error);
+}
+
+void ThreadPool::run_exclusive(const std::function<void(int)>& fn) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (slots_ == 1 || holds_slot(this)) {
+    lock.unlock();
+    fn(1);
+    return;
+  }
+  ++exclusive_waiting_;
+  done_cv_.wait(lock, [this] { return free_slots_ == slots_ && taking_back_ == 0; });
+  --exclusive_waiting_;
+  free_slots_ = 0;
+  tl_slots.push_back(this);
+  lock.unlock();
+  std::exception_ptr error;
+  try {
+    fn(slots_);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  lock.lock();
+  drop_slot(this);
+  free_slots_ = slots_;
+  work_cv_.notify_all();
+  done_cv_.notify_all();
+  lock.unlock();
+  if (error) std::rethrow_exception(error);
 }
 
 ThreadPool::TaskHandle ThreadPool::submit(std::function<void()> fn) {

@@ -44,6 +44,11 @@ class ThreadPool {
   // fn(i) for every i in [0, n), on the caller and idle workers. Returns when every part has ended;
   // then rethrows the exception of the lowest failing part, if any.
   void parallel_for(int64_t n, const std::function<void(int64_t)>& fn);
+  // Runs fn(k) on the calling thread while it holds k slots: all of them (k = slots), waiting until
+  // every slot is free (new parts wait meanwhile, so it is not starved), for work that spreads over
+  // k cores by other means (an OpenMP team). A caller that already holds a slot (a nested call)
+  // gets k = 1 and runs at once: waiting there for the others could deadlock.
+  void run_exclusive(const std::function<void(int)>& fn);
   // Queues fn for a worker. wait() must be called on the handle before anything fn uses goes away.
   TaskHandle submit(std::function<void()> fn);
   // Runs the task here unless a worker has started it, waits for it, rethrows its exception.
@@ -71,6 +76,8 @@ class ThreadPool {
   std::deque<std::shared_ptr<Job>> queue_;
   int free_slots_ = 0;
   int taking_back_ = 0;  // threads waiting to take their lent slot back (they go first)
+  int slots_ = 1;
+  int exclusive_waiting_ = 0;  // run_exclusive callers waiting for every slot
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };

@@ -135,6 +135,8 @@ struct Server::Impl {
   static Model load(const ServerOptions& o) {
     ModelOptions mo;
     mo.device = o.device;
+    mo.dtype = o.dtype;
+    mo.linear_kernels = o.linear_kernels;
     if (o.threads > 0) {
       RuntimeOptions ro;
       ro.threads = o.threads;

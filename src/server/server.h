@@ -41,6 +41,8 @@ struct ServerOptions {
   // token count; true cuts them as clip.tokenize(truncate=True) does (`zsclip serve --truncate`).
   bool truncate = false;
   std::string device = "cpu";
+  std::string dtype = "auto";           // ModelOptions::dtype ("bfloat16": `--precision bfloat16`)
+  std::string linear_kernels = "auto";  // ModelOptions::linear_kernels
 };
 
 class Server {

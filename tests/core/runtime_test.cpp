@@ -185,6 +185,51 @@ TEST(Runtime, AtMostThreadsPartsRunAtOnce) {
   }
 }
 
+TEST(Runtime, RunExclusiveHoldsEverySlot) {
+  // Callers of parallel_for and of run_exclusive at once on a three-thread runtime: an exclusive
+  // call gets k = 3 and no part runs beside it; one made from inside a part gets k = 1 at once
+  // (waiting there for the other slots could deadlock); everything finishes.
+  Runtime r(with_threads(3));
+  std::atomic<int> parts_active{0}, exclusive_active{0}, overlaps{0}, done{0}, nested_k{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 3; ++t)
+    callers.emplace_back([&] {
+      for (int rep = 0; rep < 20; ++rep)
+        r.parallel_for(3, [&](int64_t i) {
+          ++parts_active;
+          if (exclusive_active.load() > 0) ++overlaps;
+          if (i == 0 && rep == 0) r.run_exclusive([&](int k) { nested_k = k; });
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+          --parts_active;
+          ++done;
+        });
+    });
+  for (int t = 0; t < 2; ++t)
+    callers.emplace_back([&] {
+      for (int rep = 0; rep < 20; ++rep)
+        r.run_exclusive([&](int k) {
+          EXPECT_EQ(k, 3);
+          ++exclusive_active;
+          if (parts_active.load() > 0) ++overlaps;
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+          --exclusive_active;
+          ++done;
+        });
+    });
+  for (auto& c : callers) c.join();
+  EXPECT_EQ(done.load(), 3 * 20 * 3 + 2 * 20);
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(nested_k.load(), 1);
+  // An exception comes back to the caller, and the slots are free again after it.
+  EXPECT_THROW(r.run_exclusive([](int) { throw std::runtime_error("boom"); }), std::runtime_error);
+  int k_after = 0;
+  r.run_exclusive([&](int k) { k_after = k; });
+  EXPECT_EQ(k_after, 3);
+  Runtime one(with_threads(1));
+  one.run_exclusive([&](int k) { k_after = k; });
+  EXPECT_EQ(k_after, 1);
+}
+
 TEST(Runtime, TaskWaitRunsItOnTheCallerWhenNoWorkerIsFree) {
   Runtime r(with_threads(2));  // one worker
   detail::ThreadPool& pool = detail::thread_pool(r);

@@ -1,0 +1,269 @@
+// Every precision and thread setting of the CPU encoders gives the same answers within its
+// documented tolerance (include/zsclip/model.h, benchmarks/README.md "bf16"):
+//   - zsclip's oneDNN linear kernels against LibTorch's (OpenBLAS): 1e-5 of the largest value;
+//   - a single image spread over the runtime's threads against one thread: 1e-5;
+//   - bfloat16 linear layers against float32: cosine >= 0.999 per row, and the same top-1 class
+//     on the trained shapes model;
+//   - dynamic int8 linear layers against float32: the same bounds; a row's result does not depend
+//     on the batch it is in (its own scale, exact int32 sums);
+//   - bfloat16 without AVX512_BF16, int8 without VNNI: float32, bit for bit, and a note saying why.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "model_util.h"
+#include "zsclip/error.h"
+#include "zsclip/model.h"
+#include "zsclip/preprocess.h"
+#include "zsclip/tokenizer.h"
+#include "zsclip/zero_shot.h"
+
+namespace zsclip {
+namespace {
+
+using namespace ::zsclip::testing;
+
+float largest(const FloatTensor& x) {
+  float m = 0.f;
+  for (float v : x.data) m = std::max(m, std::abs(v));
+  return m;
+}
+
+::testing::AssertionResult near_all(const FloatTensor& a, const FloatTensor& b, double tol,
+                                    const std::string& what) {
+  if (a.shape != b.shape) return ::testing::AssertionFailure() << what << ": shapes differ";
+  const double allowed = tol * largest(b);
+  double worst = 0;
+  for (size_t k = 0; k < a.data.size(); ++k)
+    worst = std::max(worst, std::abs(double(a.data[k]) - b.data[k]));
+  if (worst > allowed)
+    return ::testing::AssertionFailure()
+           << what << ": max abs difference " << worst << " > " << allowed;
+  return ::testing::AssertionSuccess();
+}
+
+std::shared_ptr<Runtime> runtime_with(int threads) {
+  RuntimeOptions ro;
+  ro.threads = threads;
+  return Runtime::create(ro);
+}
+
+class Inputs : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ZSCLIP_REQUIRE_TINY_EXPORTS();
+    dir_ = tiny_export("state_dict");
+    ref_ = reference();
+    Model m = Model::load(dir_);
+    Preprocessor pre(m.config().preprocess);
+    std::vector<std::string> paths;
+    for (const auto& im : ref_["images"])
+      paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
+    pixels_ = pre.batch_files(paths, nullptr);
+    std::vector<std::string> texts;
+    for (const auto& x : ref_["texts"]) texts.push_back(x["text"].get<std::string>());
+    ids_ = m.load_tokenizer().tokenize(texts, m.context_length());
+  }
+  FloatTensor first_image() const {
+    FloatTensor one({1, pixels_.size(1), pixels_.size(2), pixels_.size(3)});
+    std::copy_n(pixels_.ptr(), one.numel(), one.ptr());
+    return one;
+  }
+  std::string dir_;
+  nlohmann::json ref_;
+  FloatTensor pixels_;
+  IdTensor ids_;
+};
+
+TEST_F(Inputs, OneDnnLinearKernelsMatchLibTorchs) {
+  ModelOptions aten;
+  aten.linear_kernels = "aten";
+  Model a = Model::load(dir_, aten);
+  EXPECT_EQ(a.linear_kernels(), "aten");
+  ModelOptions dn;
+  dn.linear_kernels = "onednn";
+  Model d = [&] {
+    try {
+      return Model::load(dir_, dn);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+      throw;
+    }
+  }();
+  EXPECT_EQ(d.linear_kernels(), "onednn");
+  EXPECT_TRUE(near_all(d.encode_images(pixels_), a.encode_images(pixels_), 1e-5, "images"));
+  EXPECT_TRUE(near_all(d.encode_texts(ids_), a.encode_texts(ids_), 1e-5, "texts"));
+  // And both against OpenAI's reference features.
+  const FloatTensor f = d.encode_images(pixels_);
+  for (int64_t i = 0; i < f.size(0); ++i) {
+    std::vector<float> got(f.row(i), f.row(i) + f.size(1));
+    EXPECT_TRUE(close_rel(got, ref_["images"][i]["image_features"].get<std::vector<double>>(), 1e-4,
+                          ref_["images"][i]["file"].get<std::string>()));
+  }
+}
+
+TEST_F(Inputs, ASingleImageSpreadOverTheThreadsMatchesOneThread) {
+  for (const char* kernels : {"onednn", "aten"}) {
+    ModelOptions spread;
+    spread.runtime = runtime_with(2);
+    spread.linear_kernels = kernels;
+    ModelOptions alone = spread;
+    alone.spread_single = false;
+    Model s = Model::load(dir_, spread), o = Model::load(dir_, alone);
+    const FloatTensor one = first_image();
+    EXPECT_TRUE(near_all(s.encode_images(one), o.encode_images(one), 1e-5, kernels));
+    IdTensor id1({1, ids_.size(1)});
+    std::copy_n(ids_.ptr(), ids_.size(1), id1.ptr());
+    EXPECT_TRUE(near_all(s.encode_texts(id1), o.encode_texts(id1), 1e-5, kernels));
+    // A batch is split into parts as before; both settings give the batch's answers.
+    EXPECT_TRUE(near_all(s.encode_images(pixels_), o.encode_images(pixels_), 1e-5, kernels));
+  }
+}
+
+TEST_F(Inputs, Bfloat16AgreesWithFloat32) {
+  Model f32 = Model::load(dir_);
+  ModelOptions bo;
+  bo.dtype = "bfloat16";
+  Model bf = Model::load(dir_, bo);
+  if (bf.dtype() != "bfloat16") {
+    EXPECT_EQ(bf.dtype(), "float32");
+    EXPECT_NE(bf.precision_note().find("float32"), std::string::npos) << bf.precision_note();
+    GTEST_SKIP() << "no bfloat16 here: " << bf.precision_note();
+  }
+  EXPECT_TRUE(bf.precision_note().empty()) << bf.precision_note();
+  const FloatTensor a = f32.encode_images(pixels_), b = bf.encode_images(pixels_);
+  EXPECT_GE(min_row_cosine(b, a), 0.999);
+  EXPECT_GE(min_row_cosine(bf.encode_texts(ids_), f32.encode_texts(ids_)), 0.999);
+  // Not float32 in disguise: bf16 products differ somewhere.
+  EXPECT_FALSE(near_all(b, a, 1e-7, "bf16 vs float32"));
+  // Single image, spread over two threads, and the batch's rows agree.
+  ModelOptions spread = bo;
+  spread.runtime = runtime_with(2);
+  Model bs = Model::load(dir_, spread);
+  const FloatTensor one = first_image();
+  FloatTensor row0({1, b.size(1)});
+  std::copy_n(b.ptr(), b.size(1), row0.ptr());
+  EXPECT_TRUE(near_all(bs.encode_images(one), row0, 1e-5, "bf16 single vs batch row"));
+}
+
+TEST_F(Inputs, Int8AgreesWithFloat32AndDoesNotDependOnTheBatch) {
+  Model f32 = Model::load(dir_);
+  ModelOptions qo;
+  qo.dtype = "int8";
+  Model q = Model::load(dir_, qo);
+  if (q.dtype() != "int8") {
+    EXPECT_EQ(q.dtype(), "float32");
+    GTEST_SKIP() << "no int8 here: " << q.precision_note();
+  }
+  const FloatTensor a = f32.encode_images(pixels_), b = q.encode_images(pixels_);
+  EXPECT_GE(min_row_cosine(b, a), 0.999);
+  EXPECT_GE(min_row_cosine(q.encode_texts(ids_), f32.encode_texts(ids_)), 0.999);
+  EXPECT_FALSE(near_all(b, a, 1e-7, "int8 vs float32"));
+  ModelOptions spread = qo;
+  spread.runtime = runtime_with(2);
+  Model qs = Model::load(dir_, spread);
+  FloatTensor row0({1, b.size(1)});
+  std::copy_n(b.ptr(), b.size(1), row0.ptr());
+  EXPECT_TRUE(near_all(qs.encode_images(first_image()), row0, 1e-6, "int8 single vs batch row"));
+}
+
+class ShapesTopClass : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ShapesTopClass, SameAsFloat32OnTheTrainedShapesModel) {
+  const std::string dir = std::string(ZSCLIP_SOURCE_DIR) + "/models/shapes";
+  Model f32 = Model::load(dir);
+  ModelOptions bo;
+  bo.dtype = GetParam();
+  Model bf = Model::load(dir, bo);
+  if (bf.dtype() != GetParam())
+    GTEST_SKIP() << "no " << GetParam() << " here: " << bf.precision_note();
+  std::vector<std::string> classes;
+  for (const char* colour :
+       {"red", "green", "blue", "yellow", "orange", "purple", "white", "black"})
+    for (const char* shape : {"circle", "square", "triangle", "star", "hexagon", "cross"})
+      classes.push_back(std::string(colour) + " " + shape);
+  const std::vector<std::string> templates = {"a photo of a {}."};
+  ZeroShotHead h32 = ZeroShotHead::build(f32, classes, templates);
+  ZeroShotHead hbf = ZeroShotHead::build(bf, classes, templates);
+  Preprocessor pre(f32.config().preprocess);
+  std::vector<std::string> paths;
+  for (const auto& e :
+       std::filesystem::directory_iterator(std::string(ZSCLIP_SOURCE_DIR) + "/examples/images"))
+    paths.push_back(e.path().string());
+  ASSERT_GE(paths.size(), 6u);
+  FloatTensor pixels = pre.batch_files(paths, nullptr);
+  const FloatTensor f_32 = f32.encode_images(pixels), f_bf = bf.encode_images(pixels);
+  std::vector<float> a(classes.size()), b(classes.size());
+  for (int64_t i = 0; i < f_32.size(0); ++i) {
+    h32.probs(f_32.row(i), a.data());
+    hbf.probs(f_bf.row(i), b.data());
+    EXPECT_EQ(std::max_element(a.begin(), a.end()) - a.begin(),
+              std::max_element(b.begin(), b.end()) - b.begin())
+        << paths[size_t(i)];
+    for (size_t k = 0; k < a.size(); ++k) EXPECT_NEAR(a[k], b[k], 0.02) << paths[size_t(i)];
+  }
+}
+INSTANTIATE_TEST_SUITE_P(Precisions, ShapesTopClass, ::testing::Values("bfloat16", "int8"));
+
+TEST_F(Inputs, WithoutTheInstructionsItIsFloat32BitForBit) {
+  // dtype, the variable that hides the instructions, and what the note must name.
+  const std::vector<std::array<const char*, 3>> cases = {
+      {"bfloat16", "ZSCLIP_CPU_NO_BF16", "AVX512_BF16"}, {"int8", "ZSCLIP_CPU_NO_VNNI", "VNNI"}};
+  Model f32 = Model::load(dir_);
+  const FloatTensor want = f32.encode_images(pixels_);
+  for (const auto& [dtype, variable, named] : cases) {
+    ::setenv(variable, "1", 1);
+    ModelOptions o;
+    o.dtype = dtype;
+    Model m = Model::load(dir_, o);
+    ::unsetenv(variable);
+    EXPECT_EQ(m.dtype(), "float32") << dtype;
+    EXPECT_NE(m.precision_note().find(named), std::string::npos) << m.precision_note();
+    EXPECT_TRUE(near_all(m.encode_images(pixels_), want, 0.0, dtype));
+  }
+}
+
+TEST_F(Inputs, BadPrecisionOptionsAreRefusedByName) {
+  auto code_of = [&](const std::string& dir, ModelOptions o) {
+    try {
+      Model::load(dir, o);
+    } catch (const Error& e) {
+      return std::make_pair(e.code(), std::string(e.what()));
+    }
+    return std::make_pair(ErrorCode::kInternal, std::string("loaded"));
+  };
+  ModelOptions o;
+  o.linear_kernels = "blas";
+  auto r = code_of(dir_, o);
+  EXPECT_EQ(r.first, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.second.find("\"blas\""), std::string::npos) << r.second;
+  o = {};
+  o.dtype = "bfloat16";
+  o.optimize = false;
+  r = code_of(dir_, o);
+  EXPECT_EQ(r.first, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.second.find("bfloat16"), std::string::npos) << r.second;
+  o = {};
+  o.dtype = "bfloat16";
+  o.linear_kernels = "aten";
+  EXPECT_EQ(code_of(dir_, o).first, ErrorCode::kInvalidArgument);
+  o = {};
+  o.dtype = "int8";
+  o.optimize = false;
+  EXPECT_EQ(code_of(dir_, o).first, ErrorCode::kInvalidArgument);
+  o = {};
+  o.dtype = "int8";
+  r = code_of(tiny_export("int8"), o);
+  EXPECT_EQ(r.first, ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.second.find("int8"), std::string::npos) << r.second;
+  o = {};
+  o.dtype = "bfloat16";
+  o.device = "cuda";
+  EXPECT_NE(code_of(dir_, o).second, "loaded");
+}
+
+}  // namespace
+}  // namespace zsclip
