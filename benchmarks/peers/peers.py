@@ -56,13 +56,18 @@ class Variant:
     load_flags: List[str] = field(default_factory=list)  # peer_bench flags (load-time options)
 
 
-# One line per variant. int8: zsclip's dynamic int8 image and text towers (--quantize-text) against the
-# int8 rewrite of the ONNX graphs (export_onnx.py). bf16: the fp32 export loaded with dtype bfloat16
+# One line per variant. int8: the fp32 export loaded with dtype int8 (zsclip's dynamic int8 linear
+# layers, both towers) against the int8 rewrite of the ONNX graphs (export_onnx.py); int8-export: the
+# older int8 export (LibTorch's quantize_dynamic of both towers) against the same. bf16: the fp32 export loaded with dtype bfloat16
 # (a load-time mode: linear layers in bf16 on AVX512_BF16) against ORT fp32 (ONNX Runtime has no
 # bfloat16 CPU path).
 VARIANTS = [
     Variant("fp32", [], {"image": "image_fp32.onnx", "text": "text_fp32.onnx"}),
-    Variant("int8", ["--quantize", "int8", "--quantize-text"], {"image": "image_int8.onnx", "text": "text_int8.onnx"}),
+    Variant("int8", [], {"image": "image_int8.onnx", "text": "text_int8.onnx"}, export="fp32",
+            load_flags=["--precision", "int8"], note="zsclip dynamic int8 (fp32 export, ModelOptions::dtype int8)"),
+    Variant("int8-export", ["--quantize", "int8", "--quantize-text"],
+            {"image": "image_int8.onnx", "text": "text_int8.onnx"},
+            note="export_clip.py --quantize int8 --quantize-text (LibTorch's dynamic quantisation)"),
     Variant("bf16", [], {"image": "image_fp32.onnx", "text": "text_fp32.onnx"}, export="fp32",
             load_flags=["--precision", "bfloat16"], note="zsclip bf16 (fp32 export, ModelOptions::dtype "
             "bfloat16) vs ORT fp32"),

@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "core/io.h"
+#include "model/profile.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
 #include "zsclip/model.h"
@@ -143,6 +144,10 @@ int run_bench(const Args& args) {
   for (int it = 0; it < iterations; ++it) model.encode_images(pixels.data(), batch, feats.data());
   const double enc_s = seconds_since(t0);
   const double enc_ips = batch * iterations / enc_s;
+  if (args.has("--profile")) {  // after the timing: the profiler's own cost stays out of it
+    detail::ProfileScope profile(args.get("--profile"));
+    for (int it = 0; it < iterations; ++it) model.encode_images(pixels.data(), batch, feats.data());
+  }
 
   // Head: head_classes random unit class vectors, classified for every image's features.
   std::mt19937 rng(1234);
@@ -260,6 +265,9 @@ ZSCLIP_COMMAND(Command{
      {"--blas-threads", "N", "OpenBLAS threads (default: see RuntimeOptions)"},
      {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
      {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
+     {"--profile", "FILE",
+      "also run the timed image batches under LibTorch's op profiler and write a Chrome trace "
+      "(tools/profile_summary.py FILE sums it by op)"},
      {"--no-spread-single", "",
       "a batch smaller than --streams runs on one thread (ModelOptions::spread_single = false)"},
      {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},

@@ -1,192 +1,356 @@
-// zsclip's own linear layers for frozen CPU graphs: oneDNN's single-threaded GEMM kernels on column
-// blocks of the output, one block per OpenMP thread of the calling thread's team.
+// zsclip's own linear layers for frozen CPU graphs: oneDNN's matmul on weights reordered once, at
+// load, into the blocked layout its kernels read (LibTorch's path repacks them on every call).
 //
 // Why: Debian's LibTorch sends float32 linear layers to OpenBLAS, whose threads are a process-wide
 // pool of their own. A single image (50 tokens in ViT-B/32) then runs either on one core or with
-// OpenBLAS's threads spinning against LibTorch's OpenMP team. Here the GEMM and LibTorch's
-// element-wise kernels share one OpenMP team, sized per calling thread (ScopedIntraOpThreads), so
-// a batch-1 call spreads over every core and the parts of a split batch stay single-threaded.
-// bfloat16: the same, with oneDNN's bf16 x bf16 -> f32 GEMM (AVX512_BF16): weights are rounded to
-// bf16 once at load, activations per call; accumulation and outputs stay float32, and everything
-// outside the linear layers (LayerNorm, softmax, attention's batched products, residuals) runs in
-// float32. Measurements: benchmarks/README.md.
+// OpenBLAS's threads spinning against LibTorch's OpenMP team. oneDNN threads with the calling
+// thread's OpenMP team, as LibTorch's element-wise kernels do, and that team is sized per thread
+// (ScopedIntraOpThreads): a batch-1 call spreads over every core, the parts of a split batch stay
+// single-threaded. bfloat16: bf16 x bf16 -> float32 (AVX512_BF16): weights rounded to bf16 at
+// load, activations per call; sums and outputs float32. int8: weights per output channel at load,
+// each row (token) of the activations per call, symmetric, s8 x s8 -> s32 (VNNI), rescaled to
+// float32 here. Everything outside the linear layers (LayerNorm, softmax, attention's batched
+// products, residuals) stays float32. Measurements: benchmarks/README.md.
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
+#include <torch/custom_class.h>
 #include <torch/library.h>
 
 #include <omp.h>
 
 #ifdef ZSCLIP_WITH_ONEDNN
-#include <dnnl.h>
+#include <dnnl.hpp>
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <unordered_map>
 
 #include "model/model_impl.h"
-
-#ifdef ZSCLIP_WITH_ONEDNN
-// oneDNN 2.x exports its bf16 GEMM (bf16 A and B, float32 C, row-major like dnnl_sgemm) but its
-// public header declares only the float and int8 ones.
-extern "C" dnnl_status_t dnnl_gemm_bf16bf16f32(char transa, char transb, dnnl_dim_t M, dnnl_dim_t N,
-                                               dnnl_dim_t K, float alpha, const uint16_t* A,
-                                               dnnl_dim_t lda, const uint16_t* B, dnnl_dim_t ldb,
-                                               float beta, float* C, dnnl_dim_t ldc);
-#endif
 
 namespace zsclip::detail {
 
 #ifdef ZSCLIP_WITH_ONEDNN
 namespace {
 
-// out[M, N] (+)= x[M, K] . w[N, K]^T on columns [n0, n1) of out.
-void gemm_block(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, int64_t n0, int64_t n1,
-                float beta, dnnl_status_t* status) {
-  const int64_t M = x.size(0), K = x.size(1), N = out.size(1);
-  float* c = out.data_ptr<float>() + n0;
-  if (w.scalar_type() == at::kBFloat16)
-    *status = dnnl_gemm_bf16bf16f32(
-        'N', 'T', M, n1 - n0, K, 1.f, reinterpret_cast<const uint16_t*>(x.data_ptr()), K,
-        reinterpret_cast<const uint16_t*>(w.data_ptr()) + n0 * K, K, beta, c, N);
-  else
-    *status = dnnl_sgemm('N', 'T', M, n1 - n0, K, 1.f, x.data_ptr<float>(), K,
-                         w.data_ptr<float>() + n0 * K, K, beta, c, N);
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
 }
 
-// x [..., K] float32; w [N, K] float32 or bfloat16 (contiguous, a frozen constant); b [N] float32
-// or none -> [..., N] float32.
-at::Tensor zsclip_linear(const at::Tensor& x_in, const at::Tensor& w,
-                         const c10::optional<at::Tensor>& b) {
-  TORCH_CHECK(x_in.scalar_type() == at::kFloat, "zsclip::linear: input must be float32, got ",
-              x_in.scalar_type());
-  TORCH_CHECK(w.dim() == 2 && w.is_contiguous(), "zsclip::linear: weight must be a 2-D constant");
-  TORCH_CHECK(x_in.dim() >= 1 && x_in.size(-1) == w.size(1), "zsclip::linear: input ", x_in.sizes(),
-              " does not match weight ", w.sizes());
-  const int64_t K = w.size(1), N = w.size(0);
-  std::vector<int64_t> out_shape = x_in.sizes().vec();
-  out_shape.back() = N;
-  at::Tensor x = x_in.reshape({-1, K});
-  x = (w.scalar_type() == at::kBFloat16 ? x.to(at::kBFloat16) : x).contiguous();
-  const int64_t M = x.size(0);
-  at::Tensor out = at::empty({M, N}, x_in.options());
-  if (M == 0) return out.view(out_shape);
-  float beta = 0.f;
-  if (b && b->defined()) {
-    TORCH_CHECK(b->dim() == 1 && b->size(0) == N && b->scalar_type() == at::kFloat,
-                "zsclip::linear: bias must be float32 [", N, "]");
-    out.copy_(b->view({1, N}).expand({M, N}));
-    beta = 1.f;
+dnnl::stream& thread_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+// One linear layer's weights, reordered once (at load) into the blocked layout oneDNN's matmul
+// kernels read, and the matmul primitives made for each row count M seen (a few: the batch parts'
+// token counts). y = x . w^T + b, computed in float32, bf16 (x rounded per call) or int8 (x's rows
+// quantised per call; int32 sums rescaled here).
+struct PackedLinear : torch::CustomClassHolder {
+  LinearPrecision precision = LinearPrecision::kFloat32;
+  int64_t n = 0, k = 0;
+  dnnl::memory::desc weights_md;
+  dnnl::memory weights;
+  at::Tensor bias;     // float32 [N] or undefined
+  at::Tensor w_scale;  // int8: float32 [N], max |w_row| / 127
+  bool fused_bias = false;
+  // An activation the pass folded in (SiLU, exact or tanh GELU): a post-op of the matmul, or for
+  // int8 one oneDNN pass over the rescaled output. undef: none.
+  dnnl::algorithm activation = dnnl::algorithm::undef;
+  std::mutex mu;
+  std::map<std::pair<int64_t, int>, std::shared_ptr<dnnl::eltwise_forward>> activations;
+  struct Prim {
+    dnnl::matmul matmul;
+    dnnl::memory::desc scratchpad;  // this call's working memory (per call: calls run concurrently)
+  };
+  // By (rows, threads): oneDNN plans a primitive's work split for the OpenMP team size at creation.
+  std::map<std::pair<int64_t, int>, std::shared_ptr<Prim>> by_rows;
+
+  dt src_type() const {
+    return precision == LinearPrecision::kBFloat16 ? dt::bf16
+           : precision == LinearPrecision::kInt8   ? dt::s8
+                                                   : dt::f32;
   }
-  // One column block per thread of this thread's team (1 inside a stream's part, every core in a
-  // widened single-image call); blocks are multiples of 16 columns (one AVX-512 register).
-  const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, N / 64));
-  dnnl_status_t status = dnnl_success;
-  if (blocks == 1) {
-    gemm_block(x, w, out, 0, N, beta, &status);
-  } else {
-    const int64_t step = ((N + blocks - 1) / blocks + 15) / 16 * 16;
-    std::vector<dnnl_status_t> st(static_cast<size_t>(blocks), dnnl_success);
-#pragma omp parallel for num_threads(static_cast <int>(blocks)) schedule(static, 1)
-    for (int64_t i = 0; i < blocks; ++i) {
-      const int64_t n0 = i * step, n1 = std::min(N, n0 + step);
-      if (n1 > n0) gemm_block(x, w, out, n0, n1, beta, &st[static_cast<size_t>(i)]);
+  dt dst_type() const { return precision == LinearPrecision::kInt8 ? dt::s32 : dt::f32; }
+
+  dnnl::matmul::primitive_desc describe(int64_t m, const dnnl::memory::desc& w_md) const {
+    const dnnl::memory::desc src({m, k}, src_type(), tag::ab), dst({m, n}, dst_type(), tag::ab);
+    // The caller passes the scratchpad: oneDNN's own is shared, and streams call one layer at once.
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    if (activation != dnnl::algorithm::undef && precision != LinearPrecision::kInt8) {
+      dnnl::post_ops po;
+      po.append_eltwise(1.f, activation, 1.f, 0.f);
+      attr.set_post_ops(po);
     }
-    for (dnnl_status_t s : st)
-      if (s != dnnl_success) status = s;
+    if (fused_bias)
+      return dnnl::matmul::primitive_desc(
+          dnnl::matmul::desc(src, w_md, dnnl::memory::desc({1, n}, dt::f32, tag::ab), dst), attr,
+          cpu_engine());
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w_md, dst), attr, cpu_engine());
   }
-  TORCH_CHECK(status == dnnl_success, "zsclip::linear: oneDNN GEMM failed with status ",
-              static_cast<int>(status), " (M ", M, ", N ", N, ", K ", K, ")");
-  return out.view(out_shape);
-}
 
-// Dynamic int8: x's rows quantised symmetrically each call (one scale per row: a token's outlier
-// does not coarsen the others), w per output channel at load; int32 sums (VNNI), then
-// out = sum * x_scale[row] * w_scale[col] + b.
-// x [..., K] float32; w [N, K] int8; w_scale [N] float32; b [N] float32 or none.
-at::Tensor zsclip_linear_int8(const at::Tensor& x_in, const at::Tensor& w,
-                              const at::Tensor& w_scale, const c10::optional<at::Tensor>& b) {
-  TORCH_CHECK(x_in.scalar_type() == at::kFloat, "zsclip::linear_int8: input must be float32, got ",
-              x_in.scalar_type());
-  TORCH_CHECK(w.dim() == 2 && w.is_contiguous() && w.scalar_type() == at::kChar,
-              "zsclip::linear_int8: weight must be a 2-D int8 constant");
-  const int64_t K = w.size(1), N = w.size(0);
-  TORCH_CHECK(x_in.dim() >= 1 && x_in.size(-1) == K, "zsclip::linear_int8: input ", x_in.sizes(),
-              " does not match weight ", w.sizes());
-  TORCH_CHECK(w_scale.dim() == 1 && w_scale.size(0) == N && w_scale.scalar_type() == at::kFloat,
-              "zsclip::linear_int8: weight scales must be float32 [", N, "]");
-  const bool has_bias = b && b->defined();
-  if (has_bias)
-    TORCH_CHECK(b->dim() == 1 && b->size(0) == N && b->scalar_type() == at::kFloat,
-                "zsclip::linear_int8: bias must be float32 [", N, "]");
-  std::vector<int64_t> out_shape = x_in.sizes().vec();
-  out_shape.back() = N;
-  const at::Tensor x = x_in.reshape({-1, K}).contiguous();
-  const int64_t M = x.size(0);
-  at::Tensor out = at::empty({M, N}, x_in.options());
-  if (M == 0) return out.view(out_shape);
-  at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
-  at::Tensor xs = at::empty({M}, x.options());
-  at::Tensor acc = at::empty({M, N}, x.options().dtype(at::kInt));
-  const float* xp = x.data_ptr<float>();
-  int8_t* qp = xq.data_ptr<int8_t>();
-  float* sp = xs.data_ptr<float>();
-  const int8_t* wp = w.data_ptr<int8_t>();
-  const float* wsp = w_scale.data_ptr<float>();
-  const float* bp = has_bias ? b->data_ptr<float>() : nullptr;
-  int32_t* ap = acc.data_ptr<int32_t>();
-  float* op = out.data_ptr<float>();
+  // w: [N, K] in the weights' type (float32, bf16 or int8), contiguous.
+  PackedLinear(LinearPrecision p, const at::Tensor& w, const c10::optional<at::Tensor>& b,
+               at::Tensor scale)
+      : precision(p), n(w.size(0)), k(w.size(1)), w_scale(std::move(scale)) {
+    if (b) bias = b->to(at::kFloat).contiguous().clone();
+    fused_bias = bias.defined() && precision != LinearPrecision::kInt8;
+    const dt wt = precision == LinearPrecision::kInt8 ? dt::s8 : src_type();
+    const dnnl::memory::desc any({k, n}, wt, tag::any);
+    weights_md = describe(64, any).weights_desc();
+    weights = dnnl::memory(weights_md, cpu_engine());
+    dnnl::memory plain(dnnl::memory::desc({k, n}, wt, tag::ba), cpu_engine(), w.data_ptr());
+    dnnl::reorder(plain, weights).execute(thread_stream(), plain, weights);
+    thread_stream().wait();
+  }
+
+  // int8: the activation over the float32 output [m, n], in place.
+  std::shared_ptr<dnnl::eltwise_forward> activation_primitive(int64_t m) {
+    const std::pair<int64_t, int> key(m, omp_get_max_threads());
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = activations.find(key);
+    if (it != activations.end()) return it->second;
+    const dnnl::eltwise_forward::primitive_desc pd(
+        dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_inference, activation,
+                                    dnnl::memory::desc({m, n}, dt::f32, tag::ab), 1.f, 0.f),
+        cpu_engine());
+    auto prim = std::make_shared<dnnl::eltwise_forward>(pd);
+    activations.emplace(key, prim);
+    return prim;
+  }
+
+  std::shared_ptr<Prim> primitive(int64_t m) {
+    const std::pair<int64_t, int> key(m, omp_get_max_threads());
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = by_rows.find(key);
+    if (it != by_rows.end()) return it->second;
+    const dnnl::matmul::primitive_desc pd = describe(m, weights_md);
+    auto prim = std::make_shared<Prim>(Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
+    by_rows.emplace(key, prim);
+    return prim;
+  }
+};
+
+// Row r of x [rows, K] -> q (int8, symmetric: round(x / s), s = max |x_r| / 127) and s. Returns
+// false for a NaN or infinite value. Plain loops the compiler vectorises, built for AVX-512, AVX2
+// and baseline x86-64 and picked at load (target_clones). Rounding: half away from zero.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define ZSCLIP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ZSCLIP_CLONES
+#endif
+ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t K, int8_t* q,
+                                 float* scales) {
   bool finite = true;
-  at::parallel_for(0, M, 8, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* row = xp + r * K;
-      float amax = 0.f;
-      for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(row[k]));
-      if (!std::isfinite(amax)) finite = false;
-      const float scale = amax > 0.f && std::isfinite(amax) ? amax / 127.f : 1.f;
-      const float inv = 1.f / scale;
-      int8_t* q = qp + r * K;
-      for (int64_t k = 0; k < K; ++k)
-        q[k] = static_cast<int8_t>(std::max(-127.f, std::min(127.f, std::nearbyint(row[k] * inv))));
-      sp[r] = scale;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* row = x + r * K;
+    float amax = 0.f;
+#pragma omp simd reduction(max : amax)
+    for (int64_t i = 0; i < K; ++i) amax = std::max(amax, std::abs(row[i]));
+    if (!(amax <= std::numeric_limits<float>::max())) finite = false;  // NaN or infinity
+    const float scale = amax > 0.f && finite ? amax / 127.f : 1.f;
+    const float inv = 127.f / (amax > 0.f && finite ? amax : 127.f);
+    int8_t* out = q + r * K;
+#pragma omp simd
+    for (int64_t i = 0; i < K; ++i) {
+      const float v = row[i] * inv;
+      out[i] = static_cast<int8_t>(static_cast<int32_t>(v + (v >= 0.f ? 0.5f : -0.5f)));
     }
-  });
-  TORCH_CHECK(finite, "zsclip::linear_int8: the input has a NaN or infinite value");
-  const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-  const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(threads, N / 64));
-  const int64_t step = ((N + blocks - 1) / blocks + 15) / 16 * 16;
-  std::vector<dnnl_status_t> st(static_cast<size_t>(blocks), dnnl_success);
-  const int32_t zero = 0;
-#pragma omp parallel for num_threads(static_cast <int>(blocks)) schedule(static, 1) if (blocks > 1)
-  for (int64_t i = 0; i < blocks; ++i) {
-    const int64_t n0 = i * step, n1 = std::min(N, n0 + step);
-    if (n1 <= n0) continue;
-    st[static_cast<size_t>(i)] = dnnl_gemm_s8s8s32('N', 'T', 'F', M, n1 - n0, K, 1.f, qp, K, 0,
-                                                   wp + n0 * K, K, 0, 0.f, ap + n0, N, &zero);
-    for (int64_t r = 0; r < M; ++r) {
-      const float rs = sp[r];
-      const int32_t* a = ap + r * N;
-      float* o = op + r * N;
-      for (int64_t n = n0; n < n1; ++n)
-        o[n] = static_cast<float>(a[n]) * (rs * wsp[n]) + (bp ? bp[n] : 0.f);
+    scales[r] = scale;
+  }
+  return finite;
+}
+
+// out[r, c] = acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c] for rows [r0, r1).
+ZSCLIP_CLONES void dequantize_rows(const int32_t* acc, int64_t r0, int64_t r1, int64_t N,
+                                   const float* row_scale, const float* col_scale,
+                                   const float* bias, float* out) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float rs = row_scale[r];
+    const int32_t* a = acc + r * N;
+    float* o = out + r * N;
+    if (bias) {
+#pragma omp simd
+      for (int64_t c = 0; c < N; ++c)
+        o[c] = static_cast<float>(a[c]) * (rs * col_scale[c]) + bias[c];
+    } else {
+#pragma omp simd
+      for (int64_t c = 0; c < N; ++c) o[c] = static_cast<float>(a[c]) * (rs * col_scale[c]);
     }
   }
-  for (dnnl_status_t s : st)
-    TORCH_CHECK(s == dnnl_success, "zsclip::linear_int8: oneDNN GEMM failed with status ",
-                static_cast<int>(s), " (M ", M, ", N ", N, ", K ", K, ")");
+}
+
+void lazy_team() {
+  // A thread's OpenMP team size comes from LibTorch's per-thread setup (intra_op_threads, 1 by
+  // default) unless ScopedIntraOpThreads widened it; run that setup before oneDNN reads it.
+  at::internal::lazy_init_num_threads();
+}
+
+// x [..., K] float32 -> [..., N] float32.
+at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<PackedLinear>& w) {
+  TORCH_CHECK(x_in.scalar_type() == at::kFloat,
+              "zsclip::packed_linear: input must be float32, got ", x_in.scalar_type());
+  const int64_t K = w->k, N = w->n;
+  TORCH_CHECK(x_in.dim() >= 1 && x_in.size(-1) == K, "zsclip::packed_linear: input ", x_in.sizes(),
+              " does not match the layer's ", K, " inputs");
+  lazy_team();
+  std::vector<int64_t> out_shape = x_in.sizes().vec();
+  out_shape.back() = N;
+  at::Tensor x = x_in.reshape({-1, K}).contiguous();
+  const int64_t M = x.size(0);
+  at::Tensor out = at::empty({M, N}, x_in.options());
+  if (M == 0) return out.view(out_shape);
+  at::Tensor xs;  // int8: per-row scales
+  if (w->precision == LinearPrecision::kBFloat16) {
+    x = x.to(at::kBFloat16);
+  } else if (w->precision == LinearPrecision::kInt8) {
+    at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
+    xs = at::empty({M}, x.options());
+    const float* xp = x.data_ptr<float>();
+    int8_t* qp = xq.data_ptr<int8_t>();
+    float* sp = xs.data_ptr<float>();
+    std::atomic<bool> finite{true};
+    at::parallel_for(0, M, 16, [&](int64_t r0, int64_t r1) {
+      if (!quantize_rows(xp, r0, r1, K, qp, sp)) finite = false;
+    });
+    TORCH_CHECK(finite.load(), "zsclip::packed_linear: the input has a NaN or infinite value");
+    x = xq;
+  }
+  const bool int8 = w->precision == LinearPrecision::kInt8;
+  at::Tensor acc = int8 ? at::empty({M, N}, x.options().dtype(at::kInt)) : out;
+  std::shared_ptr<PackedLinear::Prim> prim = w->primitive(M);
+  at::Tensor scratch = at::empty({static_cast<int64_t>(prim->scratchpad.get_size())},
+                                 x_in.options().dtype(at::kByte));
+  dnnl::memory src({{M, K}, w->src_type(), tag::ab}, cpu_engine(), x.data_ptr());
+  dnnl::memory dst({{M, N}, w->dst_type(), tag::ab}, cpu_engine(), acc.data_ptr());
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, src},
+      {DNNL_ARG_WEIGHTS, w->weights},
+      {DNNL_ARG_DST, dst},
+      {DNNL_ARG_SCRATCHPAD, dnnl::memory(prim->scratchpad, cpu_engine(), scratch.data_ptr())}};
+  if (w->fused_bias)
+    args.emplace(DNNL_ARG_BIAS,
+                 dnnl::memory({{1, N}, dt::f32, tag::ab}, cpu_engine(), w->bias.data_ptr()));
+  prim->matmul.execute(thread_stream(), args);
+  thread_stream().wait();
+  if (int8) {
+    const int32_t* ap = acc.data_ptr<int32_t>();
+    const float* sp = xs.data_ptr<float>();
+    const float* wsp = w->w_scale.data_ptr<float>();
+    const float* bp = w->bias.defined() ? w->bias.data_ptr<float>() : nullptr;
+    float* op = out.data_ptr<float>();
+    at::parallel_for(
+        0, M, 8, [&](int64_t r0, int64_t r1) { dequantize_rows(ap, r0, r1, N, sp, wsp, bp, op); });
+    if (w->activation != dnnl::algorithm::undef) {
+      dnnl::memory o({{M, N}, dt::f32, tag::ab}, cpu_engine(), op);
+      w->activation_primitive(M)->execute(thread_stream(), {{DNNL_ARG_SRC, o}, {DNNL_ARG_DST, o}});
+      thread_stream().wait();
+    }
+  }
   return out.view(out_shape);
 }
+
+at::Tensor packed_linear_op(const at::Tensor& x, const c10::intrusive_ptr<PackedLinear>& w) {
+  try {
+    return packed_linear(x, w);
+  } catch (const dnnl::error& e) {
+    TORCH_CHECK(false, "zsclip::packed_linear: oneDNN: ", e.what(), " (status ",
+                static_cast<int>(e.status), ")");
+  }
+}
+
+// Attention's batched products ([heads x batch] small matrices, 50 x 64 x 50 in ViT-B/32): one
+// oneDNN matmul over the whole batch, read through the operands' strides (k^T is a view), in the
+// calling thread's team. LibTorch 1.13 loops over the batch with one OpenBLAS call per matrix.
+struct BatchedMatmuls {
+  struct Prim {
+    dnnl::matmul matmul;
+    dnnl::memory::desc scratchpad;
+  };
+  std::mutex mu;
+  std::map<std::vector<int64_t>, std::shared_ptr<Prim>> cache;
+};
+
+bool onednn_strides(const at::Tensor& t) {
+  for (int64_t s : t.strides())
+    if (s <= 0) return false;
+  return true;
+}
+
+at::Tensor onednn_bmm(const at::Tensor& a, const at::Tensor& b) {
+  if (a.scalar_type() != at::kFloat || b.scalar_type() != at::kFloat || a.dim() != 3 ||
+      b.dim() != 3 || a.size(0) != b.size(0) || a.size(2) != b.size(1) || a.numel() == 0 ||
+      b.numel() == 0 || !onednn_strides(a) || !onednn_strides(b))
+    return at::bmm(a, b);
+  lazy_team();
+  static BatchedMatmuls shared;
+  const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
+  const dnnl::memory::desc a_md({B, M, K}, dt::f32, {a.stride(0), a.stride(1), a.stride(2)});
+  const dnnl::memory::desc b_md({B, K, N}, dt::f32, {b.stride(0), b.stride(1), b.stride(2)});
+  const dnnl::memory::desc c_md({B, M, N}, dt::f32, tag::abc);
+  const std::vector<int64_t> key = {
+      B,           M,           K,           N,           a.stride(0),          a.stride(1),
+      a.stride(2), b.stride(0), b.stride(1), b.stride(2), omp_get_max_threads()};
+  std::shared_ptr<BatchedMatmuls::Prim> prim;
+  {
+    std::lock_guard<std::mutex> lock(shared.mu);
+    auto it = shared.cache.find(key);
+    if (it != shared.cache.end()) {
+      prim = it->second;
+    } else {
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr,
+                                            cpu_engine());
+      prim = std::make_shared<BatchedMatmuls::Prim>(
+          BatchedMatmuls::Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
+      if (shared.cache.size() > 4096) shared.cache.clear();  // bounded: shapes come from inputs
+      shared.cache.emplace(key, prim);
+    }
+  }
+  at::Tensor out = at::empty({B, M, N}, a.options());
+  at::Tensor scratch =
+      at::empty({static_cast<int64_t>(prim->scratchpad.get_size())}, a.options().dtype(at::kByte));
+  prim->matmul.execute(
+      thread_stream(),
+      {{DNNL_ARG_SRC, dnnl::memory(a_md, cpu_engine(), a.data_ptr())},
+       {DNNL_ARG_WEIGHTS, dnnl::memory(b_md, cpu_engine(), b.data_ptr())},
+       {DNNL_ARG_DST, dnnl::memory(c_md, cpu_engine(), out.data_ptr())},
+       {DNNL_ARG_SCRATCHPAD, dnnl::memory(prim->scratchpad, cpu_engine(), scratch.data_ptr())}});
+  thread_stream().wait();
+  return out;
+}
+
+at::Tensor onednn_bmm_op(const at::Tensor& a, const at::Tensor& b) {
+  try {
+    return onednn_bmm(a, b);
+  } catch (const dnnl::error& e) {
+    TORCH_CHECK(false, "zsclip::bmm: oneDNN: ", e.what(), " (status ", static_cast<int>(e.status),
+                ")");
+  }
+}
+
+const auto packed_linear_class = torch::class_<PackedLinear>("zsclip", "PackedLinear");
 
 TORCH_LIBRARY(zsclip, m) {
-  m.def("linear(Tensor x, Tensor w, Tensor? b) -> Tensor");
-  m.def("linear_int8(Tensor x, Tensor w, Tensor w_scale, Tensor? b) -> Tensor");
+  m.def("packed_linear(Tensor x, __torch__.torch.classes.zsclip.PackedLinear w) -> Tensor");
+  m.def("bmm(Tensor a, Tensor b) -> Tensor");
 }
 TORCH_LIBRARY_IMPL(zsclip, CPU, m) {
-  m.impl("linear", zsclip_linear);
-  m.impl("linear_int8", zsclip_linear_int8);
+  m.impl("packed_linear", packed_linear_op);
+  m.impl("bmm", onednn_bmm_op);
 }
 
 c10::optional<at::Tensor> constant_tensor(torch::jit::Value* v) {
@@ -211,26 +375,24 @@ struct Rewrite {
   void replace(torch::jit::Node* node, torch::jit::Value* x, const at::Tensor& w,
                const c10::optional<at::Tensor>& b, bool int8) {
     torch::jit::WithInsertPoint guard(node);
-    std::vector<torch::jit::Value*> in{x};
-    const char* op = "zsclip::linear";
+    c10::intrusive_ptr<PackedLinear> packed;
+    const at::Tensor wf = w.to(at::kFloat).contiguous();
     if (int8) {
       // Per output channel, symmetric: scale = max |w_row| / 127.
-      const at::Tensor wf = w.to(at::kFloat).contiguous();
       at::Tensor scale = std::get<0>(wf.abs().max(1)).div(127.f);
-      scale = at::where(scale > 0, scale, at::ones_like(scale));
+      scale = at::where(scale > 0, scale, at::ones_like(scale)).contiguous();
       const at::Tensor q =
           wf.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
-      in.push_back(graph->insertConstant(q));
-      in.push_back(graph->insertConstant(scale.contiguous()));
-      op = "zsclip::linear_int8";
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, q, b, scale);
+    } else if (precision == LinearPrecision::kBFloat16) {
+      packed = c10::make_intrusive<PackedLinear>(
+          LinearPrecision::kBFloat16, wf.to(at::kBFloat16).contiguous(), b, at::Tensor());
     } else {
-      const bool bf16 = precision == LinearPrecision::kBFloat16;
-      in.push_back(graph->insertConstant(
-          (bf16 ? w.to(at::kBFloat16) : w.to(at::kFloat)).contiguous().clone()));
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, wf, b, at::Tensor());
     }
-    in.push_back(b ? graph->insertConstant(b->to(at::kFloat).contiguous().clone())
-                   : graph->insertConstant(c10::IValue()));
-    torch::jit::Node* lin = graph->insertNode(graph->create(c10::Symbol::fromQualString(op), in));
+    torch::jit::Value* wv = graph->insertConstant(c10::IValue(packed));
+    torch::jit::Node* lin = graph->insertNode(
+        graph->create(c10::Symbol::fromQualString("zsclip::packed_linear"), {x, wv}));
     lin->output()->setType(node->output()->type());
     node->output()->replaceAllUsesWith(lin->output());
     ++count;
@@ -238,6 +400,39 @@ struct Rewrite {
 
   static bool float_weight(const at::Tensor& w) {
     return w.dim() == 2 && w.scalar_type() == at::kFloat && w.device().is_cpu() && w.numel() > 0;
+  }
+
+  // aten::silu / aten::gelu of a zsclip::packed_linear output used nowhere else: the activation
+  // becomes part of that layer (oneDNN's swish with alpha 1 is SiLU; gelu_erf / gelu_tanh).
+  int fused = 0;
+  void fuse_activations(torch::jit::Block* block) {
+    for (auto it = block->nodes().begin(); it != block->nodes().end();) {
+      torch::jit::Node* node = *it++;
+      for (torch::jit::Block* sub : node->blocks()) fuse_activations(sub);
+      dnnl::algorithm alg = dnnl::algorithm::undef;
+      if (node->kind() == c10::aten::silu && node->inputs().size() == 1) {
+        alg = dnnl::algorithm::eltwise_swish;
+      } else if (node->kind() == c10::aten::gelu && node->inputs().size() == 2) {
+        c10::optional<c10::IValue> approx = torch::jit::toIValue(node->input(1));
+        if (!approx || !approx->isString()) continue;
+        if (approx->toStringRef() == "none") alg = dnnl::algorithm::eltwise_gelu_erf;
+        if (approx->toStringRef() == "tanh") alg = dnnl::algorithm::eltwise_gelu_tanh;
+      }
+      if (alg == dnnl::algorithm::undef) continue;
+      torch::jit::Value* in = node->input(0);
+      torch::jit::Node* lin = in->node();
+      if (lin->kind() != c10::Symbol::fromQualString("zsclip::packed_linear") ||
+          in->uses().size() != 1)
+        continue;
+      c10::optional<c10::IValue> obj = torch::jit::toIValue(lin->input(1));
+      if (!obj || !obj->isCustomClass()) continue;
+      auto packed = obj->toCustomClass<PackedLinear>();
+      if (packed->activation != dnnl::algorithm::undef) continue;
+      packed->activation = alg;
+      node->output()->replaceAllUsesWith(in);
+      node->destroy();
+      ++fused;
+    }
   }
 
   void run(torch::jit::Block* block) {
@@ -253,6 +448,12 @@ struct Rewrite {
             continue;
         }
         replace(node, node->input(0), *w, b, precision == LinearPrecision::kInt8);
+      } else if (node->kind() == c10::aten::bmm && node->inputs().size() == 2) {
+        torch::jit::WithInsertPoint guard(node);
+        torch::jit::Node* mm = graph->insertNode(graph->create(
+            c10::Symbol::fromQualString("zsclip::bmm"), {node->input(0), node->input(1)}));
+        mm->output()->setType(node->output()->type());
+        node->output()->replaceAllUsesWith(mm->output());
       } else if (node->kind() == c10::aten::matmul && node->inputs().size() == 2) {
         // x . B with a constant 2-D B (the patch embedding as a GEMM): a linear layer with w = B^T.
         c10::optional<at::Tensor> B = constant_tensor(node->input(1));
@@ -271,7 +472,10 @@ int route_linear_layers(torch::jit::Module& module, LinearPrecision precision) {
   std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
   Rewrite r{graph.get(), precision};
   r.run(graph->block());
-  if (r.count > 0) torch::jit::EliminateDeadCode(graph);
+  if (r.count > 0) {
+    torch::jit::EliminateDeadCode(graph);
+    r.fuse_activations(graph->block());
+  }
   return r.count;
 }
 
