@@ -4,8 +4,9 @@
 //   - a single image spread over the runtime's threads against one thread: 1e-5;
 //   - bfloat16 linear layers against float32: cosine >= 0.999 per row, and the same top-1 class
 //     on the trained shapes model;
-//   - dynamic int8 linear layers against float32: the same bounds; a row's result does not depend
-//     on the batch it is in (its own scale, exact int32 sums);
+//   - dynamic int8 linear layers against float32: the same bounds (image tower; the text tower
+//     with int8_text, else bit for bit float32); a row's result does not depend on the batch it is
+//     in (its own scale, exact int32 sums);
 //   - bfloat16 without AVX512_BF16, int8 without VNNI: float32, bit for bit, and a note saying why.
 #include <gtest/gtest.h>
 
@@ -160,8 +161,15 @@ TEST_F(Inputs, Int8AgreesWithFloat32AndDoesNotDependOnTheBatch) {
   }
   const FloatTensor a = f32.encode_images(pixels_), b = q.encode_images(pixels_);
   EXPECT_GE(min_row_cosine(b, a), 0.999);
-  EXPECT_GE(min_row_cosine(q.encode_texts(ids_), f32.encode_texts(ids_)), 0.999);
   EXPECT_FALSE(near_all(b, a, 1e-7, "int8 vs float32"));
+  // The text tower stays float32 unless int8_text.
+  const FloatTensor t32 = f32.encode_texts(ids_);
+  EXPECT_TRUE(near_all(q.encode_texts(ids_), t32, 0.0, "int8 model's float32 text tower"));
+  ModelOptions qt = qo;
+  qt.int8_text = true;
+  const FloatTensor t8 = Model::load(dir_, qt).encode_texts(ids_);
+  EXPECT_GE(min_row_cosine(t8, t32), 0.999);
+  EXPECT_FALSE(near_all(t8, t32, 1e-7, "int8 text vs float32"));
   ModelOptions spread = qo;
   spread.runtime = runtime_with(2);
   Model qs = Model::load(dir_, spread);

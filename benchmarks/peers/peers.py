@@ -64,7 +64,8 @@ class Variant:
 VARIANTS = [
     Variant("fp32", [], {"image": "image_fp32.onnx", "text": "text_fp32.onnx"}),
     Variant("int8", [], {"image": "image_int8.onnx", "text": "text_int8.onnx"}, export="fp32",
-            load_flags=["--precision", "int8"], note="zsclip dynamic int8 (fp32 export, ModelOptions::dtype int8)"),
+            load_flags=["--precision", "int8", "--int8-text", "1"],
+            note="zsclip dynamic int8 (fp32 export, ModelOptions::dtype int8, int8_text)"),
     Variant("int8-export", ["--quantize", "int8", "--quantize-text"],
             {"image": "image_int8.onnx", "text": "text_int8.onnx"},
             note="export_clip.py --quantize int8 --quantize-text (LibTorch's dynamic quantisation)"),

@@ -45,11 +45,14 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              rounded once at load, activations per call, float32 sums and
 //                              outputs; the rest stays float32) on CPUs with AVX512_BF16; elsewhere
 //                              it runs float32 and precision_note() says why. "int8" (CPU, a
-//                              float32 export): the linear layers of both towers multiply in int8
+//                              float32 export): the image tower's linear layers multiply in int8
 //                              (weights per output channel at load, each token's activations per
 //                              call, symmetric; int32 sums; the patch embedding and the rest stay
-//                              float32) on CPUs with AVX512_VNNI/AVX_VNNI, else float32 with a
-//                              note. Agreement with float32: benchmarks/README.md ("bf16", "int8")
+//                              float32; the text tower too unless int8_text) on CPUs with
+//                              AVX512_VNNI/AVX_VNNI, else float32 with a note. Agreement with
+//                              float32: benchmarks/README.md ("Precisions")
+//   int8_text         (false)  with dtype "int8": the text tower's linear layers in int8 too
+//                              (faster head building; class rankings move more, see there)
 //   runtime           (null)   the threads encoder calls run on, and the process-wide LibTorch
 //                              settings (runtime.h); null = Runtime::default_runtime()
 //   streams           (0)      CPU: an encoder call on N > 1 images or texts is split into up to
@@ -66,9 +69,11 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              and LibTorch's kernels over them (one OpenMP team); false: it runs
 //                              on the calling thread alone, as before
 //   linear_kernels    ("auto") CPU, frozen float32 graphs: "auto"/"onednn" computes the linear
-//                              layers with oneDNN's GEMM on column blocks of the calling thread's
-//                              team (src/model/linear_ops.cpp; "onednn" is an error where zsclip
-//                              was built without it); "aten": LibTorch's own (OpenBLAS)
+//                              layers with oneDNN's matmul on weights packed at load, SiLU/GELU
+//                              fused, and attention's batched products with oneDNN, all in the
+//                              calling thread's OpenMP team (src/model/linear_ops.cpp; "onednn" is
+//                              an error where zsclip was built without it); "aten": LibTorch's own
+//                              (OpenBLAS), as before
 //   optimize          (true)   freeze the TorchScript graphs and fold what inference allows
 //   optimize_for_inference (false) experimental: torch::jit::optimize_for_inference instead of
 //                              freeze (oneDNN rewrites); see benchmarks/README.md before enabling
@@ -86,6 +91,7 @@ struct ModelOptions {
   int streams = 0;
   bool spread_single = true;
   std::string linear_kernels = "auto";
+  bool int8_text = false;
   bool load_text_encoder = true;
   bool optimize = true;
   bool optimize_for_inference = false;

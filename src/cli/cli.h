@@ -84,6 +84,7 @@ OptionSpec device_option();
 OptionSpec verify_option();
 OptionSpec precision_option();       // --precision float32|bfloat16
 OptionSpec linear_kernels_option();  // --linear-kernels auto|onednn|aten
+OptionSpec int8_text_option();       // --int8-text
 // Sets dtype and linear_kernels from --precision / --linear-kernels (UsageError for bad values).
 void apply_precision_options(const Args& args, ModelOptions& o);
 // The model's precision_note() on standard error, when it has one.

@@ -277,6 +277,7 @@ ZSCLIP_COMMAND(Command{
      device_option(),
      verify_option(),
      precision_option(),
+     int8_text_option(),
      linear_kernels_option()},
     run_bench});
 

@@ -267,6 +267,7 @@ ZSCLIP_COMMAND(Command{
      device_option(),
      verify_option(),
      precision_option(),
+     int8_text_option(),
      linear_kernels_option()},
     run_index});
 
@@ -297,6 +298,7 @@ ZSCLIP_COMMAND(Command{
      device_option(),
      verify_option(),
      precision_option(),
+     int8_text_option(),
      linear_kernels_option()},
     run_search});
 

@@ -35,6 +35,7 @@ void apply_precision_options(const Args& args, ModelOptions& o) {
   else
     throw UsageError("--precision " + p + ": expected float32, bfloat16 or int8");
   o.linear_kernels = args.get("--linear-kernels", "auto");
+  o.int8_text = args.has("--int8-text");
   if (o.linear_kernels != "auto" && o.linear_kernels != "onednn" && o.linear_kernels != "aten")
     throw UsageError("--linear-kernels " + o.linear_kernels + ": expected auto, onednn or aten");
 }
@@ -436,6 +437,7 @@ ZSCLIP_COMMAND(Command{
      device_option(),
      verify_option(),
      precision_option(),
+     int8_text_option(),
      linear_kernels_option()},
     run_embed});
 
@@ -457,6 +459,7 @@ ZSCLIP_COMMAND(Command{
      device_option(),
      verify_option(),
      precision_option(),
+     int8_text_option(),
      linear_kernels_option()},
     run_head});
 
@@ -503,6 +506,7 @@ ZSCLIP_COMMAND(Command{
      device_option(),
      verify_option(),
      precision_option(),
+     int8_text_option(),
      linear_kernels_option()},
     run_classify});
 
@@ -511,7 +515,7 @@ ZSCLIP_COMMAND(Command{"info",
                        "load a model and print what it is (JSON)",
                        "",
                        {model_option(), threads_option(), device_option(), verify_option(),
-                        precision_option(), linear_kernels_option()},
+                        precision_option(), int8_text_option(), linear_kernels_option()},
                        run_info});
 
 }  // namespace

@@ -86,6 +86,7 @@ int run_serve(const Args& args) {
     apply_precision_options(args, mo);
     o.dtype = mo.dtype;
     o.linear_kernels = mo.linear_kernels;
+    o.int8_text = mo.int8_text;
   }
 
   // SIGINT/SIGTERM: the handler (on whichever thread the kernel picks: LibTorch and OpenBLAS start
@@ -157,6 +158,7 @@ ZSCLIP_COMMAND(Command{
      truncate_option(),
      device_option(),
      precision_option(),
+     int8_text_option(),
      linear_kernels_option()},
     run_serve});
 

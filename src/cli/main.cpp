@@ -166,6 +166,10 @@ OptionSpec precision_option() {
           "AVX512_BF16) or dynamic int8 (VNNI) on a float32 export; float32 elsewhere, with a "
           "note on standard error"};
 }
+OptionSpec int8_text_option() {
+  return {"--int8-text", "",
+          "with --precision int8: the text tower in int8 too (default: float32)"};
+}
 OptionSpec linear_kernels_option() {
   return {"--linear-kernels", "K",
           "auto (default: oneDNN where built in), onednn or aten (LibTorch's, OpenBLAS)"};

@@ -121,7 +121,8 @@ torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, 
   return v.toTensor().detach();
 }
 
-torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, const std::string& path) {
+torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, bool text_tower,
+                           const std::string& path) {
   return translate_torch(ErrorCode::kInvalidModel, path + ": preparing for inference", [&] {
     m.eval();
     if (impl.config.quantization != "int8") m.to(impl.device, impl.dtype);
@@ -135,7 +136,11 @@ torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, const 
       }
       if (impl.device.is_cpu() && impl.dtype == torch::kFloat &&
           !impl.options.optimize_for_inference && impl.options.linear_kernels != "aten")
-        impl.routed_linears += detail::route_linear_layers(m, impl.linear_precision);
+        impl.routed_linears += detail::route_linear_layers(
+            m, text_tower && impl.linear_precision == detail::LinearPrecision::kInt8 &&
+                       !impl.options.int8_text
+                   ? detail::LinearPrecision::kFloat32
+                   : impl.linear_precision);
     }
     return m;
   });
@@ -372,7 +377,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     check_dims(image_path, "conv1.weight", *w,
                {c.vision.width, 3, c.vision.patch_size, c.vision.patch_size},
                "vision.width, vision.patch_size");
-  impl->image_encoder = prepare(std::move(image), *impl, image_path);
+  impl->image_encoder = prepare(std::move(image), *impl, false, image_path);
 
   if (options.load_text_encoder) {
     torch::jit::Module text = load_module(text_path, "files.text_encoder");
@@ -382,7 +387,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     if (auto w = find_tensor(text, "positional_embedding"))
       check_dims(text_path, "positional_embedding", *w, {c.text.context_length, c.text.width},
                  "text.context_length, text.width");
-    impl->text_encoder = prepare(std::move(text), *impl, text_path);
+    impl->text_encoder = prepare(std::move(text), *impl, true, text_path);
     impl->has_text_encoder = true;
   }
 

@@ -137,6 +137,7 @@ struct Server::Impl {
     mo.device = o.device;
     mo.dtype = o.dtype;
     mo.linear_kernels = o.linear_kernels;
+    mo.int8_text = o.int8_text;
     if (o.threads > 0) {
       RuntimeOptions ro;
       ro.threads = o.threads;
