@@ -52,6 +52,14 @@ double peak_rss_mib() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
+double rss_mib() {  // resident now (VmRSS), 0 where /proc is missing
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
 std::vector<std::string> default_images() {
   std::vector<std::string> out;
   std::error_code ec;
@@ -109,6 +117,7 @@ int run_bench(const Args& args) {
   report_precision(model);
   const double load_s = seconds_since(t0);
   const double rss_after_load = peak_rss_mib();
+  const double resident_after_load = rss_mib();
   const ModelConfig& c = model.config();
   // The files' size/hash check on its own (part of load_seconds unless --no-verify); the files are
   // in the page cache now, as they are for the check inside a load that follows an export or a
@@ -219,6 +228,7 @@ int run_bench(const Args& args) {
               {"model_file_mib", static_cast<double>(file_bytes) / (1024.0 * 1024.0)},
               {"peak_rss_mib_before_load", rss_before},
               {"peak_rss_mib_after_load", rss_after_load},
+              {"rss_mib_after_load", resident_after_load},
               {"peak_rss_over_file_size",
                rss_after_load * 1024.0 * 1024.0 / std::max<double>(1, file_bytes)},
               {"encode_images_per_s", enc_ips},

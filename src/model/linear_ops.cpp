@@ -395,6 +395,13 @@ struct Rewrite {
         graph->create(c10::Symbol::fromQualString("zsclip::packed_linear"), {x, wv}));
     lin->output()->setType(node->output()->type());
     node->output()->replaceAllUsesWith(lin->output());
+    // The node and its weight constants go now. (The loaded float32 weights are still referenced
+    // elsewhere until the load ends, hence a higher peak at load: benchmarks/README.md.)
+    std::vector<torch::jit::Node*> inputs;
+    for (torch::jit::Value* v : node->inputs()) inputs.push_back(v->node());
+    node->destroy();
+    for (torch::jit::Node* in : inputs)
+      if (in->kind() == c10::prim::Constant && !in->hasUses()) in->destroy();
     ++count;
   }
 
@@ -436,7 +443,8 @@ struct Rewrite {
   }
 
   void run(torch::jit::Block* block) {
-    for (torch::jit::Node* node : block->nodes()) {
+    for (auto it = block->nodes().begin(); it != block->nodes().end();) {
+      torch::jit::Node* node = *it++;  // replace() destroys it
       for (torch::jit::Block* sub : node->blocks()) run(sub);
       if (node->kind() == c10::aten::linear && node->inputs().size() == 3) {
         c10::optional<at::Tensor> w = constant_tensor(node->input(1));
