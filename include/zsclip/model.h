@@ -14,7 +14,8 @@
 //
 // Threads: an encoder call on CPU is split into `streams` parts that run on the model's
 // zsclip::Runtime (runtime.h: its worker pool, shared by everything using that runtime; none given:
-// the default runtime). A call with one image or text runs on the caller's thread. The first
+// the default runtime). A call with fewer images or texts than streams (one image) takes all of the
+// runtime's threads and spreads over them (ModelOptions::spread_single). The first
 // Model::load applies its runtime's process-wide LibTorch settings (runtime.h says which and how).
 //
 // Thread safety: a loaded Model is immutable; its const methods may be called from several threads
@@ -64,10 +65,11 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              Error.
 //   load_text_encoder (true)   false loads the image tower only (a saved ZeroShotHead supplies the
 //                              class weights), skipping the text encoder's memory and load time
-//   spread_single     (true)   CPU: a call with fewer images or texts than streams (one image)
-//                              holds all of the runtime's threads and spreads its matrix products
-//                              and LibTorch's kernels over them (one OpenMP team); false: it runs
-//                              on the calling thread alone, as before
+//   spread_single     (true)   CPU: a call with fewer images or texts than streams (one image),
+//                              made while the runtime is idle, holds all of its threads and
+//                              spreads over them (one OpenMP team); when other work is running or
+//                              queued on the runtime (a pipeline's decoding), or with false, it
+//                              runs on the calling thread alone
 //   linear_kernels    ("auto") CPU, frozen float32 graphs: "auto"/"onednn" computes the linear
 //                              layers with oneDNN's matmul on weights packed at load, SiLU/GELU
 //                              fused, and attention's batched products with oneDNN, all in the

@@ -18,8 +18,9 @@
 // workers run the others. At most threads() threads run parts at once, whatever the number of
 // callers: a caller whose parts find no free slot waits while the slots' holders (workers, other
 // callers) run them, so N callers of one object share threads() cores instead of each starting
-// threads for every core. A call with one part (one image) runs entirely on the caller's thread,
-// without a slot: its latency is that of the work alone.
+// threads for every core. A parallel_for with one part runs on the caller's thread without a
+// slot. A model's single image goes through run_exclusive instead: it holds every slot (waiting
+// for the running parts to end) and spreads over all threads() cores in the caller's OpenMP team.
 //
 // What is global, what is per object:
 //   per Runtime   the thread count and the worker pool.
@@ -101,8 +102,10 @@ class Runtime {
   // Runs fn(k) on the calling thread while it holds k of the threads() slots: all of them, once
   // every running part has ended (parts not yet started wait for it), so fn may spread its work
   // over k cores itself (zsclip uses it for a single image: one OpenMP team over every core). A
-  // call from inside a part gets k = 1 at once. Rethrows fn's exception.
-  void run_exclusive(const std::function<void(int)>& fn) const;
+  // call from inside a part gets k = 1 at once. wait = false: only when the runtime is idle (no
+  // part running or queued), else fn(1) at once on the caller, so a pipeline's other work is not
+  // held up. Rethrows fn's exception.
+  void run_exclusive(const std::function<void(int)>& fn, bool wait = true) const;
 
  private:
   friend detail::ThreadPool& detail::thread_pool(const Runtime& runtime);

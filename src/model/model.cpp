@@ -158,10 +158,14 @@ torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, F
   const int64_t parts = std::min<int64_t>(impl.streams, x.size(0));
   if (parts == 1 && x.size(0) < impl.streams && impl.spread_single && runtime.threads() > 1) {
     torch::Tensor out;
-    runtime.run_exclusive([&](int k) {
-      detail::ScopedIntraOpThreads team(k);
-      out = fn(x);
-    });
+    // Only when the runtime is idle: inside a pipeline (images decoded on the pool while this one
+    // is encoded) waiting for every slot would stall the decoding it overlaps with.
+    runtime.run_exclusive(
+        [&](int k) {
+          detail::ScopedIntraOpThreads team(k);
+          out = fn(x);
+        },
+        /*wait=*/false);
     return out;
   }
   if (parts <= 1) return fn(x);

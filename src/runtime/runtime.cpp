@@ -70,7 +70,9 @@ void Runtime::parallel_for(int64_t parts, const std::function<void(int64_t)>& fn
   pool_->parallel_for(parts, fn);
 }
 
-void Runtime::run_exclusive(const std::function<void(int)>& fn) const { pool_->run_exclusive(fn); }
+void Runtime::run_exclusive(const std::function<void(int)>& fn, bool wait) const {
+  pool_->run_exclusive(fn, wait);
+}
 
 namespace detail {
 ThreadPool& thread_pool(const Runtime& runtime) { return *runtime.pool_; }

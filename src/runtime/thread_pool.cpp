@@ -172,9 +172,11 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn)
   if (job->error) std::rethrow_exception(job->error);
 }
 
-void ThreadPool::run_exclusive(const std::function<void(int)>& fn) {
+void ThreadPool::run_exclusive(const std::function<void(int)>& fn, bool wait) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (slots_ == 1 || holds_slot(this)) {
+  const bool idle =
+      free_slots_ == slots_ && taking_back_ == 0 && exclusive_waiting_ == 0 && queue_.empty();
+  if (slots_ == 1 || holds_slot(this) || (!wait && !idle)) {
     lock.unlock();
     fn(1);
     return;

@@ -48,7 +48,8 @@ class ThreadPool {
   // every slot is free (new parts wait meanwhile, so it is not starved), for work that spreads over
   // k cores by other means (an OpenMP team). A caller that already holds a slot (a nested call)
   // gets k = 1 and runs at once: waiting there for the others could deadlock.
-  void run_exclusive(const std::function<void(int)>& fn);
+  // wait = false: when any slot is taken or work is queued, runs fn(1) at once instead (no slot).
+  void run_exclusive(const std::function<void(int)>& fn, bool wait = true);
   // Queues fn for a worker. wait() must be called on the handle before anything fn uses goes away.
   TaskHandle submit(std::function<void()> fn);
   // Runs the task here unless a worker has started it, waits for it, rethrows its exception.

@@ -230,6 +230,30 @@ TEST(Runtime, RunExclusiveHoldsEverySlot) {
   EXPECT_EQ(k_after, 1);
 }
 
+TEST(Runtime, RunExclusiveWithoutWaitingTakesTheSlotsOnlyWhenIdle) {
+  Runtime r(with_threads(2));
+  int k_idle = 0;
+  r.run_exclusive([&](int k) { k_idle = k; }, /*wait=*/false);
+  EXPECT_EQ(k_idle, 2);
+  // A part is running on the pool (a task a worker started): no waiting, k = 1, at once.
+  std::promise<void> started, release;
+  std::shared_future<void> go = release.get_future().share();
+  std::thread holder([&] {
+    r.parallel_for(2, [&](int64_t i) {
+      if (i == 0) {
+        started.set_value();
+        go.wait();
+      }
+    });
+  });
+  started.get_future().wait();
+  int k_busy = 0;
+  r.run_exclusive([&](int k) { k_busy = k; }, /*wait=*/false);
+  EXPECT_EQ(k_busy, 1);
+  release.set_value();
+  holder.join();
+}
+
 TEST(Runtime, TaskWaitRunsItOnTheCallerWhenNoWorkerIsFree) {
   Runtime r(with_threads(2));  // one worker
   detail::ThreadPool& pool = detail::thread_pool(r);
