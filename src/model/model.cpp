@@ -121,6 +121,15 @@ torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, 
   return v.toTensor().detach();
 }
 
+// The module, leaving `m` empty. (torch::jit::Module declares a destructor and so has no move
+// constructor: std::move copies the handle, and the caller's copy would keep the loaded weights alive
+// through freezing and the linear-layer pass, doubling the peak memory of a load.)
+torch::jit::Module take(torch::jit::Module& m) {
+  torch::jit::Module out = m;
+  m = torch::jit::Module();
+  return out;
+}
+
 torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, bool text_tower,
                            const std::string& path) {
   return translate_torch(ErrorCode::kInvalidModel, path + ": preparing for inference", [&] {
@@ -381,7 +390,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     check_dims(image_path, "conv1.weight", *w,
                {c.vision.width, 3, c.vision.patch_size, c.vision.patch_size},
                "vision.width, vision.patch_size");
-  impl->image_encoder = prepare(std::move(image), *impl, false, image_path);
+  impl->image_encoder = prepare(take(image), *impl, false, image_path);
 
   if (options.load_text_encoder) {
     torch::jit::Module text = load_module(text_path, "files.text_encoder");
@@ -391,7 +400,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     if (auto w = find_tensor(text, "positional_embedding"))
       check_dims(text_path, "positional_embedding", *w, {c.text.context_length, c.text.width},
                  "text.context_length, text.width");
-    impl->text_encoder = prepare(std::move(text), *impl, true, text_path);
+    impl->text_encoder = prepare(take(text), *impl, true, text_path);
     impl->has_text_encoder = true;
   }
 
