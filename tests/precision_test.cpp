@@ -234,6 +234,26 @@ TEST_F(Inputs, WithoutTheInstructionsItIsFloat32BitForBit) {
   }
 }
 
+TEST_F(Inputs, ManyRowCountsOutgrowThePrimitiveCachesSafely) {
+  // Each batch size is a new row count for every layer (one primitive each, 64 kept per layer):
+  // 70 sizes make the caches start over; every answer still matches the one-row answer.
+  ModelOptions o;
+  o.streams = 1;
+  Model m = Model::load(dir_, o);
+  IdTensor one({1, ids_.size(1)});
+  std::copy_n(ids_.ptr(), ids_.size(1), one.ptr());
+  const FloatTensor want = m.encode_texts(one);
+  for (int64_t n = 1; n <= 70; ++n) {
+    IdTensor many({n, ids_.size(1)});
+    for (int64_t r = 0; r < n; ++r)
+      std::copy_n(one.ptr(), one.size(1), many.ptr() + r * one.size(1));
+    const FloatTensor got = m.encode_texts(many);
+    FloatTensor last({1, got.size(1)});
+    std::copy_n(got.row(n - 1), got.size(1), last.ptr());
+    ASSERT_TRUE(near_all(last, want, 1e-5, "batch " + std::to_string(n)));
+  }
+}
+
 TEST_F(Inputs, BadPrecisionOptionsAreRefusedByName) {
   auto code_of = [&](const std::string& dir, ModelOptions o) {
     try {

@@ -43,6 +43,11 @@ namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
+// Primitives kept per layer (one per row count and team size): row counts come from the inputs
+// (texts' lengths, batch sizes), so a long-running process could otherwise collect thousands. A
+// full cache starts over; oneDNN's own primitive cache makes re-creating a recent one cheap.
+constexpr size_t kMaxPrimitives = 64;
+
 const dnnl::engine& cpu_engine() {
   static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
@@ -127,6 +132,7 @@ struct PackedLinear : torch::CustomClassHolder {
                                     dnnl::memory::desc({m, n}, dt::f32, tag::ab), 1.f, 0.f),
         cpu_engine());
     auto prim = std::make_shared<dnnl::eltwise_forward>(pd);
+    if (activations.size() >= kMaxPrimitives) activations.clear();
     activations.emplace(key, prim);
     return prim;
   }
@@ -138,6 +144,7 @@ struct PackedLinear : torch::CustomClassHolder {
     if (it != by_rows.end()) return it->second;
     const dnnl::matmul::primitive_desc pd = describe(m, weights_md);
     auto prim = std::make_shared<Prim>(Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
+    if (by_rows.size() >= kMaxPrimitives) by_rows.clear();
     by_rows.emplace(key, prim);
     return prim;
   }
@@ -316,7 +323,7 @@ at::Tensor onednn_bmm(const at::Tensor& a, const at::Tensor& b) {
                                             cpu_engine());
       prim = std::make_shared<BatchedMatmuls::Prim>(
           BatchedMatmuls::Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
-      if (shared.cache.size() > 4096) shared.cache.clear();  // bounded: shapes come from inputs
+      if (shared.cache.size() >= 16 * kMaxPrimitives) shared.cache.clear();
       shared.cache.emplace(key, prim);
     }
   }

@@ -122,8 +122,8 @@ torch::Tensor projection_tensor(torch::jit::Module& m, const std::string& path, 
 }
 
 // The module, leaving `m` empty. (torch::jit::Module declares a destructor and so has no move
-// constructor: std::move copies the handle, and the caller's copy would keep the loaded weights alive
-// through freezing and the linear-layer pass, doubling the peak memory of a load.)
+// constructor: std::move copies the handle, and the caller's copy would keep the loaded weights
+// alive through freezing and the linear-layer pass, doubling the peak memory of a load.)
 torch::jit::Module take(torch::jit::Module& m) {
   torch::jit::Module out = m;
   m = torch::jit::Module();
