@@ -111,6 +111,7 @@ TEST_F(Inputs, ASingleImageSpreadOverTheThreadsMatchesOneThread) {
     ModelOptions spread;
     spread.runtime = runtime_with(2);
     spread.linear_kernels = kernels;
+    spread.spread_min_mflop = 0;  // the tiny model is below the default threshold
     ModelOptions alone = spread;
     alone.spread_single = false;
     Model s = Model::load(dir_, spread), o = Model::load(dir_, alone);
@@ -143,6 +144,7 @@ TEST_F(Inputs, Bfloat16AgreesWithFloat32) {
   // Single image, spread over two threads, and the batch's rows agree.
   ModelOptions spread = bo;
   spread.runtime = runtime_with(2);
+  spread.spread_min_mflop = 0;
   Model bs = Model::load(dir_, spread);
   const FloatTensor one = first_image();
   FloatTensor row0({1, b.size(1)});
@@ -172,6 +174,7 @@ TEST_F(Inputs, Int8AgreesWithFloat32AndDoesNotDependOnTheBatch) {
   EXPECT_FALSE(near_all(t8, t32, 1e-7, "int8 text vs float32"));
   ModelOptions spread = qo;
   spread.runtime = runtime_with(2);
+  spread.spread_min_mflop = 0;
   Model qs = Model::load(dir_, spread);
   FloatTensor row0({1, b.size(1)});
   std::copy_n(b.ptr(), b.size(1), row0.ptr());

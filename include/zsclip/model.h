@@ -69,7 +69,12 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              made while the runtime is idle, holds all of its threads and
 //                              spreads over them (one OpenMP team); when other work is running or
 //                              queued on the runtime (a pipeline's decoding), or with false, it
-//                              runs on the calling thread alone
+//                              runs on the calling thread alone. On a machine busy with other
+//                              processes the team waits on descheduled threads: false is faster
+//   spread_min_mflop  (100)    ...and only when the call's linear layers are at least this much
+//                              work (estimated from config.json; ViT-B/32: 8500 per image, 680
+//                              per 9-token text): a team costs more than it gives on tiny calls
+//                              (the shipped shapes model: 44 per image). 0: always
 //   linear_kernels    ("auto") CPU, frozen float32 graphs: "auto"/"onednn" computes the linear
 //                              layers with oneDNN's matmul on weights packed at load, SiLU/GELU
 //                              fused, and attention's batched products with oneDNN, all in the
@@ -92,6 +97,7 @@ struct ModelOptions {
   std::shared_ptr<Runtime> runtime;
   int streams = 0;
   bool spread_single = true;
+  double spread_min_mflop = 100;
   std::string linear_kernels = "auto";
   bool int8_text = false;
   bool load_text_encoder = true;

@@ -85,6 +85,7 @@ OptionSpec verify_option();
 OptionSpec precision_option();       // --precision float32|bfloat16
 OptionSpec linear_kernels_option();  // --linear-kernels auto|onednn|aten
 OptionSpec int8_text_option();       // --int8-text
+OptionSpec spread_option();          // --no-spread-single
 // Sets dtype and linear_kernels from --precision / --linear-kernels (UsageError for bad values).
 void apply_precision_options(const Args& args, ModelOptions& o);
 // The model's precision_note() on standard error, when it has one.

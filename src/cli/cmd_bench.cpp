@@ -108,7 +108,6 @@ int run_bench(const Args& args) {
   mo.optimize = !args.has("--no-optimize");
   mo.verify_files = !args.has("--no-verify");
   apply_precision_options(args, mo);
-  mo.spread_single = !args.has("--no-spread-single");
   mo.optimize_for_inference = args.has("--optimize-for-inference");
   mo.load_text_encoder = text_classes > 0;
   const double rss_before = peak_rss_mib();
@@ -278,8 +277,6 @@ ZSCLIP_COMMAND(Command{
      {"--profile", "FILE",
       "also run the timed image batches under LibTorch's op profiler and write a Chrome trace "
       "(tools/profile_summary.py FILE sums it by op)"},
-     {"--no-spread-single", "",
-      "a batch smaller than --streams runs on one thread (ModelOptions::spread_single = false)"},
      {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},
      {"--features-out", "FILE",
       "write the encoder's features of the batch (float32 raw) for comparisons"},
@@ -288,7 +285,8 @@ ZSCLIP_COMMAND(Command{
      verify_option(),
      precision_option(),
      int8_text_option(),
-     linear_kernels_option()},
+     linear_kernels_option(),
+     spread_option()},
     run_bench});
 
 }  // namespace

@@ -268,7 +268,8 @@ ZSCLIP_COMMAND(Command{
      verify_option(),
      precision_option(),
      int8_text_option(),
-     linear_kernels_option()},
+     linear_kernels_option(),
+     spread_option()},
     run_index});
 
 ZSCLIP_COMMAND(Command{
@@ -299,7 +300,8 @@ ZSCLIP_COMMAND(Command{
      verify_option(),
      precision_option(),
      int8_text_option(),
-     linear_kernels_option()},
+     linear_kernels_option(),
+     spread_option()},
     run_search});
 
 }  // namespace

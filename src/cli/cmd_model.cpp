@@ -36,6 +36,7 @@ void apply_precision_options(const Args& args, ModelOptions& o) {
     throw UsageError("--precision " + p + ": expected float32, bfloat16 or int8");
   o.linear_kernels = args.get("--linear-kernels", "auto");
   o.int8_text = args.has("--int8-text");
+  o.spread_single = !args.has("--no-spread-single");
   if (o.linear_kernels != "auto" && o.linear_kernels != "onednn" && o.linear_kernels != "aten")
     throw UsageError("--linear-kernels " + o.linear_kernels + ": expected auto, onednn or aten");
 }
@@ -438,7 +439,8 @@ ZSCLIP_COMMAND(Command{
      verify_option(),
      precision_option(),
      int8_text_option(),
-     linear_kernels_option()},
+     linear_kernels_option(),
+     spread_option()},
     run_embed});
 
 ZSCLIP_COMMAND(Command{
@@ -460,7 +462,8 @@ ZSCLIP_COMMAND(Command{
      verify_option(),
      precision_option(),
      int8_text_option(),
-     linear_kernels_option()},
+     linear_kernels_option(),
+     spread_option()},
     run_head});
 
 ZSCLIP_COMMAND(Command{
@@ -507,16 +510,18 @@ ZSCLIP_COMMAND(Command{
      verify_option(),
      precision_option(),
      int8_text_option(),
-     linear_kernels_option()},
+     linear_kernels_option(),
+     spread_option()},
     run_classify});
 
-ZSCLIP_COMMAND(Command{"info",
-                       "[--model DIR]",
-                       "load a model and print what it is (JSON)",
-                       "",
-                       {model_option(), threads_option(), device_option(), verify_option(),
-                        precision_option(), int8_text_option(), linear_kernels_option()},
-                       run_info});
+ZSCLIP_COMMAND(Command{
+    "info",
+    "[--model DIR]",
+    "load a model and print what it is (JSON)",
+    "",
+    {model_option(), threads_option(), device_option(), verify_option(), precision_option(),
+     int8_text_option(), linear_kernels_option(), spread_option()},
+    run_info});
 
 }  // namespace
 }  // namespace zsclip::cli

@@ -87,6 +87,7 @@ int run_serve(const Args& args) {
     o.dtype = mo.dtype;
     o.linear_kernels = mo.linear_kernels;
     o.int8_text = mo.int8_text;
+    o.spread_single = mo.spread_single;
   }
 
   // SIGINT/SIGTERM: the handler (on whichever thread the kernel picks: LibTorch and OpenBLAS start
@@ -159,7 +160,8 @@ ZSCLIP_COMMAND(Command{
      device_option(),
      precision_option(),
      int8_text_option(),
-     linear_kernels_option()},
+     linear_kernels_option(),
+     spread_option()},
     run_serve});
 
 }  // namespace

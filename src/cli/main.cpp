@@ -166,6 +166,11 @@ OptionSpec precision_option() {
           "AVX512_BF16) or dynamic int8 (VNNI) on a float32 export; float32 elsewhere, with a "
           "note on standard error"};
 }
+OptionSpec spread_option() {
+  return {"--no-spread-single", "",
+          "one image or text runs on one thread (default: on every core when the runtime is idle; "
+          "faster on a machine busy with other processes)"};
+}
 OptionSpec int8_text_option() {
   return {"--int8-text", "",
           "with --precision int8: the text tower in int8 too (default: float32)"};

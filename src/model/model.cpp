@@ -76,6 +76,9 @@ void check_options(const ModelOptions& o) {
     throw Error(ErrorCode::kInvalidArgument,
                 "ModelOptions.streams must be >= 0 (0: the runtime's threads), got " +
                     std::to_string(o.streams));
+  if (!(o.spread_min_mflop >= 0))
+    throw Error(ErrorCode::kInvalidArgument, "ModelOptions.spread_min_mflop must be >= 0, got " +
+                                                 std::to_string(o.spread_min_mflop));
   if (o.linear_kernels != "auto" && o.linear_kernels != "onednn" && o.linear_kernels != "aten")
     throw Error(ErrorCode::kInvalidArgument, "ModelOptions.linear_kernels \"" + o.linear_kernels +
                                                  "\": expected auto, onednn or aten");
@@ -161,11 +164,20 @@ torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, bool t
 // after all have ended. A call with fewer rows than streams (one image) is one part that holds
 // every slot of the runtime and spreads over them through its OpenMP team (zsclip::linear and
 // LibTorch's kernels), unless ModelOptions::spread_single is off.
+// The linear layers' work of `rows` sequences of `tokens` tokens through tower t, in MFLOP (an
+// estimate: attention's four projections and a 4x MLP, 12 width^2 multiply-adds a token a layer).
+double linear_mflop(const TowerConfig& t, int64_t rows, int64_t tokens) {
+  return 2.0 * 12.0 * double(t.layers) * double(rows) * double(tokens) * double(t.width) *
+         double(t.width) / 1e6;
+}
+
 template <typename Fn>
-torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, Fn&& fn) {
+torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, double mflop,
+                        Fn&& fn) {
   const Runtime& runtime = *impl.runtime;
   const int64_t parts = std::min<int64_t>(impl.streams, x.size(0));
-  if (parts == 1 && x.size(0) < impl.streams && impl.spread_single && runtime.threads() > 1) {
+  if (parts == 1 && x.size(0) < impl.streams && impl.spread_single && runtime.threads() > 1 &&
+      mflop >= impl.options.spread_min_mflop) {
     torch::Tensor out;
     // Only when the runtime is idle: inside a pipeline (images decoded on the pool while this one
     // is encoded) waiting for every slot would stall the decoding it overlaps with.
@@ -196,7 +208,10 @@ bool cuda_available() {
 
 // `streams` is 1 off the CPU (Model::load), where run_split makes one call.
 torch::Tensor detail::ModelImpl::encode_images(const torch::Tensor& pixels) const {
-  return run_split(*this, pixels, [this](const torch::Tensor& x) { return encode_images_part(x); });
+  const TowerConfig& v = config.vision;
+  const int64_t grid = v.patch_size > 0 ? v.image_size / v.patch_size : 0;
+  return run_split(*this, pixels, linear_mflop(v, pixels.size(0), grid * grid + 1),
+                   [this](const torch::Tensor& x) { return encode_images_part(x); });
 }
 
 // The number of leading columns of `ids` that decide a causal text tower's pooled outputs, or
@@ -226,7 +241,8 @@ torch::Tensor detail::ModelImpl::encode_texts(const torch::Tensor& ids_in) const
   torch::Tensor ids = ids_in;
   const int64_t used = text_columns_needed(config.text, ids);
   if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
-  return run_split(*this, ids, [this](const torch::Tensor& x) { return encode_texts_part(x); });
+  return run_split(*this, ids, linear_mflop(config.text, ids.size(0), ids.size(1)),
+                   [this](const torch::Tensor& x) { return encode_texts_part(x); });
 }
 
 torch::Tensor detail::ModelImpl::encode_images_part(const torch::Tensor& pixels) const {

@@ -138,6 +138,7 @@ struct Server::Impl {
     mo.dtype = o.dtype;
     mo.linear_kernels = o.linear_kernels;
     mo.int8_text = o.int8_text;
+    mo.spread_single = o.spread_single;
     if (o.threads > 0) {
       RuntimeOptions ro;
       ro.threads = o.threads;

@@ -44,6 +44,7 @@ struct ServerOptions {
   std::string dtype = "auto";           // ModelOptions::dtype ("bfloat16": `--precision bfloat16`)
   std::string linear_kernels = "auto";  // ModelOptions::linear_kernels
   bool int8_text = false;               // ModelOptions::int8_text
+  bool spread_single = true;            // ModelOptions::spread_single
 };
 
 class Server {
