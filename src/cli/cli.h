@@ -82,10 +82,9 @@ OptionSpec model_option();
 OptionSpec threads_option();
 OptionSpec device_option();
 OptionSpec verify_option();
-OptionSpec precision_option();       // --precision float32|bfloat16
-OptionSpec linear_kernels_option();  // --linear-kernels auto|onednn|aten
-OptionSpec int8_text_option();       // --int8-text
-OptionSpec spread_option();          // --no-spread-single
+// `options` followed by --precision, --int8-text, --linear-kernels and --no-spread-single (read by
+// apply_precision_options): every subcommand that loads a model takes them.
+std::vector<OptionSpec> with_compute_options(std::vector<OptionSpec> options);
 // Sets dtype and linear_kernels from --precision / --linear-kernels (UsageError for bad values).
 void apply_precision_options(const Args& args, ModelOptions& o);
 // The model's precision_note() on standard error, when it has one.

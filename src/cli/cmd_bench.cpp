@@ -153,8 +153,9 @@ int run_bench(const Args& args) {
   const double enc_s = seconds_since(t0);
   const double enc_ips = batch * iterations / enc_s;
   if (args.has("--profile")) {  // after the timing: the profiler's own cost stays out of it
-    detail::ProfileScope profile(args.get("--profile"));
+    detail::ProfileScope profile;
     for (int it = 0; it < iterations; ++it) model.encode_images(pixels.data(), batch, feats.data());
+    profile.write(args.get("--profile"));
   }
 
   // Head: head_classes random unit class vectors, classified for every image's features.
@@ -260,33 +261,31 @@ ZSCLIP_COMMAND(Command{
     "(decode, preprocess, encode, a --head-classes head) over batch-size x iterations files. Text "
     "prompts/s is ZeroShotHead::build over 80 ImageNet templates x --text-classes classes (0 skips "
     "it and the text encoder). Peak RSS is VmHWM right after Model::load.",
-    {model_option(),
-     {"--batch-size", "N", "images per encoder call (default 16)"},
-     {"--iterations", "N", "batches timed (default 3)"},
-     {"--images", "FILE", "an image to use", true},
-     {"--text-classes", "N", "classes for the text figure, x80 templates (default 2; 0 = skip)"},
-     {"--head-classes", "N", "classes of the head (default 1000)"},
-     {"--json", "", "print JSON"},
-     {"--streams", "N",
-      "parallel parts per encoder call on CPU (default: --threads; 1 = one part, spread by "
-      "--blas-threads)"},
-     {"--intra-op-threads", "N", "LibTorch intra-op threads (default: see RuntimeOptions)"},
-     {"--blas-threads", "N", "OpenBLAS threads (default: see RuntimeOptions)"},
-     {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
-     {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
-     {"--profile", "FILE",
-      "also run the timed image batches under LibTorch's op profiler and write a Chrome trace "
-      "(tools/profile_summary.py FILE sums it by op)"},
-     {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},
-     {"--features-out", "FILE",
-      "write the encoder's features of the batch (float32 raw) for comparisons"},
-     threads_option(),
-     device_option(),
-     verify_option(),
-     precision_option(),
-     int8_text_option(),
-     linear_kernels_option(),
-     spread_option()},
+    with_compute_options(
+        {model_option(),
+         {"--batch-size", "N", "images per encoder call (default 16)"},
+         {"--iterations", "N", "batches timed (default 3)"},
+         {"--images", "FILE", "an image to use", true},
+         {"--text-classes", "N",
+          "classes for the text figure, x80 templates (default 2; 0 = skip)"},
+         {"--head-classes", "N", "classes of the head (default 1000)"},
+         {"--json", "", "print JSON"},
+         {"--streams", "N",
+          "parallel parts per encoder call on CPU (default: --threads; 1 = one part, spread by "
+          "--blas-threads)"},
+         {"--intra-op-threads", "N", "LibTorch intra-op threads (default: see RuntimeOptions)"},
+         {"--blas-threads", "N", "OpenBLAS threads (default: see RuntimeOptions)"},
+         {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
+         {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
+         {"--profile", "FILE",
+          "also run the timed image batches under LibTorch's op profiler and write a Chrome trace "
+          "(tools/profile_summary.py FILE sums it by op)"},
+         {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},
+         {"--features-out", "FILE",
+          "write the encoder's features of the batch (float32 raw) for comparisons"},
+         threads_option(),
+         device_option(),
+         verify_option()}),
     run_bench});
 
 }  // namespace

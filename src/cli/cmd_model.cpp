@@ -418,8 +418,7 @@ const char* kLabelsHelp =
     "template and its token count, unless --truncate (which then says how many it cut).";
 
 ZSCLIP_COMMAND(Command{
-    "embed",
-    "[--model DIR] [--image FILE]... [--text TEXT]... [--batch-size N] [--truncate]",
+    "embed", "[--model DIR] [--image FILE]... [--text TEXT]... [--batch-size N] [--truncate]",
     "print projected image/text features and logits as JSON",
     "Output: {\"images\":[{\"file\",\"features\"}], "
     "\"texts\":[{\"text\",\"tokens\",\"features\"}],\n"
@@ -429,18 +428,14 @@ ZSCLIP_COMMAND(Command{
     "the others are still embedded, and the exit status is 1. A file name that is not UTF-8\n"
     "is given with U+FFFD for its bad bytes in \"file\" and exactly, in hex, in \"file_hex\".\n"
     "A text longer than the model's context is an error unless --truncate.",
-    {model_option(),
-     {"--image", "FILE", "an image to embed", true},
-     {"--text", "TEXT", "a text to embed", true},
-     {"--batch-size", "N", "images/texts per encoder call (default 16)"},
-     truncate_option(),
-     threads_option(),
-     device_option(),
-     verify_option(),
-     precision_option(),
-     int8_text_option(),
-     linear_kernels_option(),
-     spread_option()},
+    with_compute_options({model_option(),
+                          {"--image", "FILE", "an image to embed", true},
+                          {"--text", "TEXT", "a text to embed", true},
+                          {"--batch-size", "N", "images/texts per encoder call (default 16)"},
+                          truncate_option(),
+                          threads_option(),
+                          device_option(),
+                          verify_option()}),
     run_embed});
 
 ZSCLIP_COMMAND(Command{
@@ -451,19 +446,15 @@ ZSCLIP_COMMAND(Command{
     std::string("The head records the model's fingerprint; classify --head refuses it for another "
                 "model.\n") +
         kLabelsHelp,
-    {model_option(),
-     {"--labels", "LIST", "comma-separated class labels"},
-     {"--labels-file", "FILE", "class labels, one a line"},
-     {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
-     {"--out", "HEAD", "output head file"},
-     truncate_option(),
-     threads_option(),
-     device_option(),
-     verify_option(),
-     precision_option(),
-     int8_text_option(),
-     linear_kernels_option(),
-     spread_option()},
+    with_compute_options({model_option(),
+                          {"--labels", "LIST", "comma-separated class labels"},
+                          {"--labels-file", "FILE", "class labels, one a line"},
+                          {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
+                          {"--out", "HEAD", "output head file"},
+                          truncate_option(),
+                          threads_option(),
+                          device_option(),
+                          verify_option()}),
     run_head});
 
 ZSCLIP_COMMAND(Command{
@@ -492,35 +483,29 @@ ZSCLIP_COMMAND(Command{
         "--index INDEX classifies every image of an index (`zsclip index build`) from its stored\n"
         "features, without decoding them; its failed images are reported as above.\n") +
         kLabelsHelp,
-    {model_option(),
-     {"--labels", "LIST", "comma-separated class labels"},
-     {"--labels-file", "FILE", "class labels, one a line"},
-     {"--head", "HEAD", "a head saved by `zsclip head` (the text encoder is not loaded)"},
-     {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
-     {"--top-k", "K", "labels shown per image (default 5)"},
-     {"--batch-size", "N", "images per encoder call (default 16)"},
-     {"--json", "", "JSON output"},
-     {"--index", "INDEX", "classify the images of an index from their stored features"},
-     {"--images-from", "FILE",
-      "image paths, one a line ('-': standard input), after any IMAGE given"},
-     {"--jsonl", "", "JSON lines: a labels header, then one object per image, flushed per batch"},
-     truncate_option(),
-     threads_option(),
-     device_option(),
-     verify_option(),
-     precision_option(),
-     int8_text_option(),
-     linear_kernels_option(),
-     spread_option()},
+    with_compute_options(
+        {model_option(),
+         {"--labels", "LIST", "comma-separated class labels"},
+         {"--labels-file", "FILE", "class labels, one a line"},
+         {"--head", "HEAD", "a head saved by `zsclip head` (the text encoder is not loaded)"},
+         {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
+         {"--top-k", "K", "labels shown per image (default 5)"},
+         {"--batch-size", "N", "images per encoder call (default 16)"},
+         {"--json", "", "JSON output"},
+         {"--index", "INDEX", "classify the images of an index from their stored features"},
+         {"--images-from", "FILE",
+          "image paths, one a line ('-': standard input), after any IMAGE given"},
+         {"--jsonl", "",
+          "JSON lines: a labels header, then one object per image, flushed per batch"},
+         truncate_option(),
+         threads_option(),
+         device_option(),
+         verify_option()}),
     run_classify});
 
 ZSCLIP_COMMAND(Command{
-    "info",
-    "[--model DIR]",
-    "load a model and print what it is (JSON)",
-    "",
-    {model_option(), threads_option(), device_option(), verify_option(), precision_option(),
-     int8_text_option(), linear_kernels_option(), spread_option()},
+    "info", "[--model DIR]", "load a model and print what it is (JSON)", "",
+    with_compute_options({model_option(), threads_option(), device_option(), verify_option()}),
     run_info});
 
 }  // namespace

@@ -160,6 +160,8 @@ void Progress::update(size_t done) {
   std::fflush(stderr);
 }
 
+namespace {
+
 OptionSpec precision_option() {
   return {"--precision", "P",
           "float32 (default), bfloat16 or int8: the linear layers in bf16 (CPUs with "
@@ -178,6 +180,15 @@ OptionSpec int8_text_option() {
 OptionSpec linear_kernels_option() {
   return {"--linear-kernels", "K",
           "auto (default: oneDNN where built in), onednn or aten (LibTorch's, OpenBLAS)"};
+}
+
+}  // namespace
+
+std::vector<OptionSpec> with_compute_options(std::vector<OptionSpec> options) {
+  for (OptionSpec o :
+       {precision_option(), int8_text_option(), linear_kernels_option(), spread_option()})
+    options.push_back(std::move(o));
+  return options;
 }
 
 OptionSpec verify_option() {

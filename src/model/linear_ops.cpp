@@ -418,7 +418,6 @@ struct Rewrite {
 
   // aten::silu / aten::gelu of a zsclip::packed_linear output used nowhere else: the activation
   // becomes part of that layer (oneDNN's swish with alpha 1 is SiLU; gelu_erf / gelu_tanh).
-  int fused = 0;
   void fuse_activations(torch::jit::Block* block) {
     for (auto it = block->nodes().begin(); it != block->nodes().end();) {
       torch::jit::Node* node = *it++;
@@ -445,7 +444,6 @@ struct Rewrite {
       packed->activation = alg;
       node->output()->replaceAllUsesWith(in);
       node->destroy();
-      ++fused;
     }
   }
 

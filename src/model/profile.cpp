@@ -2,18 +2,35 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
+#include <sstream>
+
+#include "core/io.h"
 #include "model/model_impl.h"
 
 namespace zsclip::detail {
 
 struct ProfileScope::Impl {
-  explicit Impl(const std::string& path) : guard(path) {}
-  torch::autograd::profiler::RecordProfile guard;
+  std::ostringstream trace;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> guard;
 };
 
-ProfileScope::ProfileScope(const std::string& path)
-    : impl_(translate_torch(ErrorCode::kIo, "profile " + path,
-                            [&] { return std::make_unique<Impl>(path); })) {}
+ProfileScope::ProfileScope() : impl_(std::make_unique<Impl>()) {
+  translate_torch(ErrorCode::kInternal, "profile", [&] {
+    impl_->guard = std::make_unique<torch::autograd::profiler::RecordProfile>(impl_->trace);
+    return 0;
+  });
+}
+
 ProfileScope::~ProfileScope() = default;
+
+void ProfileScope::write(const std::string& path) {
+  // Ending the recording writes the trace into the string stream.
+  translate_torch(ErrorCode::kInternal, "profile", [&] {
+    impl_->guard.reset();
+    return 0;
+  });
+  const std::string text = impl_->trace.str();
+  io::write_file_atomic(path, "profile trace", text.data(), text.size());
+}
 
 }  // namespace zsclip::detail

@@ -7,14 +7,16 @@
 
 namespace zsclip::detail {
 
-// Records every LibTorch op run on the constructing thread until destruction, then writes them to
-// `path` as a Chrome trace (chrome://tracing; tools/profile_summary.py sums it by op).
+// Records every LibTorch op run on the constructing thread from construction until write(), which
+// saves them to `path` as a Chrome trace (chrome://tracing; tools/profile_summary.py sums it by op)
+// through io::write_file_atomic: a path that cannot be written is a zsclip::Error naming it.
 class ProfileScope {
  public:
-  explicit ProfileScope(const std::string& path);
-  ~ProfileScope();
+  ProfileScope();
+  ~ProfileScope();  // without write(): the recording is dropped
   ProfileScope(const ProfileScope&) = delete;
   ProfileScope& operator=(const ProfileScope&) = delete;
+  void write(const std::string& path);
 
  private:
   struct Impl;
