@@ -158,12 +158,6 @@ torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, bool t
   });
 }
 
-// Runs fn on near-equal row ranges of x, one part per stream, on the runtime's threads (the
-// caller's included), and concatenates the results. Rows are independent in both encoders, so the
-// result is the same as one call's up to float rounding. The first part's exception is rethrown
-// after all have ended. A call with fewer rows than streams (one image) is one part that holds
-// every slot of the runtime and spreads over them through its OpenMP team (zsclip::linear and
-// LibTorch's kernels), unless ModelOptions::spread_single is off.
 // The linear layers' work of `rows` sequences of `tokens` tokens through tower t, in MFLOP (an
 // estimate: attention's four projections and a 4x MLP, 12 width^2 multiply-adds a token a layer).
 double linear_mflop(const TowerConfig& t, int64_t rows, int64_t tokens) {
@@ -171,13 +165,19 @@ double linear_mflop(const TowerConfig& t, int64_t rows, int64_t tokens) {
          double(t.width) / 1e6;
 }
 
+// Runs fn on near-equal row ranges of x, one part per stream, on the runtime's threads (the
+// caller's included), and concatenates the results. Rows are independent in both encoders, so the
+// result is the same as one call's up to float rounding. The first part's exception is rethrown
+// after all have ended. A call with fewer rows than streams (one image) is one part that holds
+// every slot of the runtime and spreads over them through its OpenMP team (zsclip::linear and
+// LibTorch's kernels), when ModelOptions::spread_single and spread_min_mflop allow it.
 template <typename Fn>
 torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, double mflop,
                         Fn&& fn) {
   const Runtime& runtime = *impl.runtime;
   const int64_t parts = std::min<int64_t>(impl.streams, x.size(0));
-  if (parts == 1 && x.size(0) < impl.streams && impl.spread_single && runtime.threads() > 1 &&
-      mflop >= impl.options.spread_min_mflop) {
+  if (parts == 1 && x.size(0) < impl.streams && impl.options.spread_single &&
+      runtime.threads() > 1 && mflop >= impl.options.spread_min_mflop) {
     torch::Tensor out;
     // Only when the runtime is idle: inside a pipeline (images decoded on the pool while this one
     // is encoded) waiting for every slot would stall the decoding it overlaps with.
@@ -329,7 +329,6 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   impl->streams = impl->device.is_cpu()
                       ? (options.streams > 0 ? options.streams : impl->runtime->threads())
                       : 1;
-  impl->spread_single = options.spread_single;
 
   if (options.verify_files) c.verify_files(options.load_text_encoder);
   // Check every file before the expensive loads so a missing one is reported at once.

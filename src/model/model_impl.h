@@ -33,7 +33,6 @@ struct ModelImpl {
   float logit_scale = 0.f;              // log value
   float logit_bias = 0.f;               // Scoring::kSigmoid only
   int streams = 1;                      // parallel parts an encoder call is split into (CPU)
-  bool spread_single = true;            // a call with fewer rows than streams uses every thread
   LinearPrecision linear_precision = LinearPrecision::kFloat32;  // of zsclip::linear (CPU)
   int routed_linears = 0;      // linear layers moved to zsclip::linear (both towers)
   std::string precision_note;  // why a requested precision is not in effect, or ""
