@@ -9,6 +9,7 @@ BUILD_DIR=${ZSCLIP_BUILD_DIR:-build}
 
 PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
+  ccache                                     # rebuilds and the sanitizer builds reuse objects
   libtorch-dev libopenblas0-pthread          # LibTorch; OpenBLAS or matrix products run ~40x slower
   libdnnl-dev                                # oneDNN's GEMMs for zsclip's linear kernels (the oneDNN LibTorch uses)
   libopencv-dev nlohmann-json3-dev libutf8proc-dev zlib1g-dev libxxhash-dev
