@@ -1,31 +1,46 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (clang, ASan+UBSan, zsclip::core only) and runs each for N seconds
-# (default 60) from its seed corpus in tests/fuzz/corpus/<name>/. New inputs go to a scratch
-# directory, never into the repo; a crash leaves its input in build-fuzz/ and fails the script.
+# Runs each libFuzzer target (clang, ASan+UBSan, zsclip::core only; built by tools/sanitize.sh in the
+# sanitizer build, which it builds if needed) for N seconds (default 60) from its seed corpus in
+# tests/fuzz/corpus/<name>/, up to $ZSCLIP_JOBS (default: the core count) targets at once. New inputs
+# go to a scratch directory, never into the repo; a crash leaves its input in the build folder and
+# fails the script.
 #   tools/fuzz.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 root=$PWD
-dir=$(realpath -m "${ZSCLIP_FUZZ_DIR:-build-fuzz}")
-cc=$(command -v clang-14 || command -v clang)
-cxx=$(command -v clang++-14 || command -v clang++)
-flags="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -g -O1"
-cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
-  -DZSCLIP_WITH_TORCH=OFF -DZSCLIP_BUILD_TESTS=OFF -DZSCLIP_BUILD_EXAMPLES=OFF -DZSCLIP_BUILD_FUZZERS=ON \
-  -DCMAKE_CXX_FLAGS="$flags" >/dev/null
-cmake --build "$dir" -j "${ZSCLIP_JOBS:-$(nproc)}"
+tools/sanitize.sh --build >/dev/null
+dir=$(realpath -m "${ZSCLIP_ASAN_DIR:-build-asan}")
 export ZSCLIP_VOCAB=${ZSCLIP_VOCAB:-$PWD/../shared/clip/bpe_simple_vocab_16e6.txt.gz}
-status=0
-for fuzzer in "$dir"/bin/*_fuzz; do
-  name=$(basename "$fuzzer" _fuzz)
+jobs=${ZSCLIP_JOBS:-$(nproc)}
+logs=$(mktemp -d)
+fuzz_one() {  # name: runs one target, its last lines and verdict into $logs/name.log
+  local name=$1 scratch
   scratch=$(mktemp -d)
-  seeds=tests/fuzz/corpus/$name
-  echo "== fuzzing $name for ${secs}s"
-  if ! (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 "$fuzzer" -max_total_time="$secs" -rss_limit_mb=2048 \
-        -timeout=10 -print_final_stats=1 "$scratch" "$root/$seeds" 2>&1 | tail -n 15); then
-    echo "fuzzer $name FAILED"; status=1
+  if (cd "$dir" && ASAN_OPTIONS=detect_leaks=1 "$dir/bin/${name}_fuzz" -max_total_time="$secs" -rss_limit_mb=2048 \
+      -timeout=10 -print_final_stats=1 "$scratch" "$root/tests/fuzz/corpus/$name" >"$logs/$name.out" 2>&1); then
+    echo passed >"$logs/$name.status"
+  else
+    echo FAILED >"$logs/$name.status"
   fi
   rm -rf "$scratch"
+}
+names=()
+for fuzzer in "$dir"/bin/*_fuzz; do names+=("$(basename "$fuzzer" _fuzz)"); done
+if ((${#names[@]} == 0)); then echo "tools/fuzz.sh: no fuzz targets in $dir/bin"; exit 1; fi
+echo "== fuzzing ${names[*]} for ${secs}s each, $jobs at once"
+running=0
+for name in "${names[@]}"; do
+  fuzz_one "$name" &
+  running=$((running + 1))
+  if ((running >= jobs)); then wait -n || true; running=$((running - 1)); fi
 done
+wait
+status=0
+for name in "${names[@]}"; do
+  echo "== $name: $(cat "$logs/$name.status" 2>/dev/null || echo 'FAILED (no status)')"
+  tail -n 15 "$logs/$name.out"
+  if [ "$(cat "$logs/$name.status" 2>/dev/null)" != passed ]; then status=1; fi
+done
+rm -rf "$logs"
 exit $status

@@ -10,8 +10,14 @@ agrees to the printed digits.
 
     python3 tools/parity_report.py                   # print the measurements and the table
     python3 tools/parity_report.py --update-readme   # rewrite the table in README.md
-    python3 tools/parity_report.py --check-readme    # exit 1 unless README.md's table is this one
-                                                     # (numbers within 20%: last digits vary by machine)
+    python3 tools/parity_report.py --check-readme    # exit 1 unless README.md's table has these rows
+                                                     # and every number in it, and every measured one,
+                                                     # is within the 1e-4 bound
+
+The digits themselves depend on the CPU's kernels and the thread count (the same code gave 6.0e-07
+on an AVX-512 machine and 4.7e-07 on an AVX2 one), so the table says where they were measured and the
+check holds on any CPU: it compares the promise (1e-4, same argmax, identical ids, bit-exact pixels),
+never the last digits.
 
 The exports are made by the export_fixtures test (tools/test.sh, or ctest) in build/fixtures/.
 Exit status: 0, or 1 when a quantity is out of tolerance (1e-4, or a different argmax) or the
@@ -94,6 +100,31 @@ def model_rows(zsclip, model, shared, ref):
     return tokens_same, [(name,) + worst(got, want) for name, got, want in rows]
 
 
+def cpu_description():
+    """'MODEL (ISA flags), N threads': where the table's digits were measured."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = " ".join(value.split())
+            elif key.strip() == "flags":
+                flags |= set(value.split())
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        isa = "AVX-512" + "".join(f", {name}" for flag, name in (("avx512_vnni", "VNNI"), ("avx512_bf16", "BF16"))
+                                  if flag in flags)
+    elif "avx2" in flags:
+        isa = "AVX2" + (", FMA" if "fma" in flags else "") + (", AVX-VNNI" if "avx_vnni" in flags else "")
+    else:
+        isa = "no AVX2"
+    return f"{model} ({isa}), {len(os.sched_getaffinity(0))} threads"
+
+
+CPU_PREFIX = "Measured on "
+
+
 def table(n_cases, tokens_ok, n_images, pixel_err, rows, same_for_both):
     lines = [BEGIN,
              "| quantity | max abs error / max abs reference | same argmax |",
@@ -106,29 +137,38 @@ def table(n_cases, tokens_ok, n_images, pixel_err, rows, same_for_both):
     lines.append("")
     lines.append("The numbers are " + ("the same" if same_for_both else "NOT the same") +
                  " for the exports of `jit_archive.pt` and `state_dict.pt`.")
+    lines.append("")
+    lines.append(CPU_PREFIX + cpu_description() + "; the last digits vary with the CPU and the thread count,")
+    lines.append("the bound (1e-4 of the largest magnitude, same argmax) holds on every CPU.")
     lines.append(END)
     return "\n".join(lines) + "\n"
 
 
+BOUND = 1e-4
+
+
 def tables_agree(old, new):
-    """Line by line the same, except that a number may differ by up to 20% (the last printed digit
-    moves with the machine's BLAS kernels and thread count; a stale table is off by more)."""
-    old_lines, new_lines = old.splitlines(), new.splitlines()
-    if len(old_lines) != len(new_lines):
+    """True when the README's table has the rows measured now and every error in it, old and new,
+    is within BOUND. Only the error cells and the measurement note may differ: the digits depend on
+    the CPU's kernels and the thread count, the promise does not."""
+    def rows(text):
+        return [line for line in text.splitlines() if line.startswith("|")]
+    old_rows, new_rows = rows(old), rows(new)
+    if len(old_rows) != len(new_rows):
         return False
-    for o, n in zip(old_lines, new_lines):
-        if o == n:
-            continue
+    for o, n in zip(old_rows, new_rows):
         oc, nc = o.split("|"), n.split("|")
         if len(oc) != len(nc) or [c for i, c in enumerate(oc) if i != 2] != [c for i, c in enumerate(nc) if i != 2]:
             return False
+        if oc[2] == nc[2]:
+            continue
         try:
             x, y = float(oc[2]), float(nc[2])
         except ValueError:
             return False
-        if x <= 0 or y <= 0 or max(x, y) > 1.2 * min(x, y):
+        if not (0 <= x <= BOUND and 0 <= y <= BOUND):
             return False
-    return True
+    return CPU_PREFIX in old
 
 
 def readme_parts(path):
@@ -168,7 +208,7 @@ def main():
         print(f"  token ids of the reference texts identical to OpenAI's: {ref_tokens_ok}")
         ok &= ref_tokens_ok
         for name, rel, same in rows:
-            ok &= rel <= 1e-4 and same
+            ok &= rel <= BOUND and same
             print(f"  {name:48s} max abs error / max |ref| = {rel:.2e}   same argmax: {same}")
     fmt = {kind: [(n, f"{r:.1e}", s) for n, r, s in rows] for kind, (_, rows) in results.items()}
     text = table(n_cases, tokens_ok, n_images, pixel_err, results["jit_archive"][1],

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs what zsclip needs on Debian 12 (only the packages that are missing), then configures and
-# builds it into build/ (Release). Run as root, or as a user with sudo.
-#   tools/setup.sh                 # deps + build
+# Installs what zsclip needs on Debian 12 (only the packages that are missing), then configures
+# build/ (Release) and builds the library and the command-line tool (build/bin/zsclip). The tests
+# and examples are configured too, and built by tools/test.sh (or `cmake --build build`).
+# Run as root, or as a user with sudo.
+#   tools/setup.sh                 # deps + library + CLI
+#   ZSCLIP_BUILD_TARGET=all tools/setup.sh                             # everything, tests included
 #   ZSCLIP_BUILD_DIR=out tools/setup.sh -DZSCLIP_BUILD_BENCHMARKS=ON   # extra CMake arguments
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +47,9 @@ fi
 
 JOBS=${ZSCLIP_JOBS:-$(nproc)}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release "$@"
-cmake --build "$BUILD_DIR" -j "$JOBS"
+TARGET=${ZSCLIP_BUILD_TARGET:-zsclip_cli}
+if [ "$TARGET" = all ]; then
+  cmake --build "$BUILD_DIR" -j "$JOBS"
+else
+  cmake --build "$BUILD_DIR" -j "$JOBS" --target "$TARGET"
+fi

@@ -1,13 +1,92 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, builds (tools/setup.sh), runs every test with ctest,
-# then the ASan/UBSan and ThreadSanitizer builds and the fuzzers of the LibTorch-free parts when
-# their scripts exist (ZSCLIP_SKIP_SANITIZERS=1, ZSCLIP_SKIP_TSAN=1, ZSCLIP_SKIP_FUZZ=1 skip them).
-# First, every C++ file must be clang-formatted (tools/format.sh --check; ZSCLIP_SKIP_FORMAT=1 skips).
-set -euo pipefail
+# The test command (README's command 2, and CI's .ci/run): installs what is missing and builds
+# everything (tools/setup.sh), then runs every stage and reports each one's result at the end; it
+# exits 1 when any stage failed, but a failed stage never stops the others (a build failure skips
+# only what needs that build). Stages:
+#   format     every C++ file clang-formatted (tools/format.sh --check)    ZSCLIP_SKIP_FORMAT=1 skips
+#   build      deps, library, CLI, tests and examples (tools/setup.sh)
+#   ctest      every test of build/, LibTorch ones included (skips are listed with their reason)
+#   asan       ASan+UBSan build of the LibTorch-free parts and its tests  ZSCLIP_SKIP_SANITIZERS=1
+#   tsan       ThreadSanitizer build and tests (tools/tsan.sh)            ZSCLIP_SKIP_TSAN=1
+#   fuzz       each libFuzzer target for 60 s, on the asan build          ZSCLIP_SKIP_FUZZ=1
+# ctest runs first, alone: its timing-sensitive tests (server, streaming) get both cores. Then the
+# sanitizer builds run side by side, and the fuzzers (one core each) after them.
+set -uo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
-if [ "${ZSCLIP_SKIP_FORMAT:-0}" != 1 ]; then tools/format.sh --check; fi
-ctest --test-dir "${ZSCLIP_BUILD_DIR:-build}" --output-on-failure -j "${ZSCLIP_JOBS:-$(nproc)}"
-if [ -x tools/sanitize.sh ] && [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then tools/sanitize.sh; fi
-if [ -x tools/tsan.sh ] && [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then tools/tsan.sh; fi
-if [ -x tools/fuzz.sh ] && [ "${ZSCLIP_SKIP_FUZZ:-0}" != 1 ]; then tools/fuzz.sh 60; fi
+BUILD_DIR=${ZSCLIP_BUILD_DIR:-build}
+JOBS=${ZSCLIP_JOBS:-$(nproc)}
+export ZSCLIP_JOBS=$JOBS
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/zsclip-test.XXXXXX")
+declare -A result seconds
+order=()
+
+stage() {  # name command...: runs a stage in the foreground, output to the terminal
+  local name=$1 start=$SECONDS rc
+  shift
+  order+=("$name")
+  echo "==== $name: $*"
+  "$@"
+  rc=$?
+  seconds[$name]=$((SECONDS - start))
+  if ((rc == 0)); then result[$name]=passed; else result[$name]="FAILED (exit $rc)"; fi
+  echo "==== $name: ${result[$name]} in ${seconds[$name]} s"
+  return $rc
+}
+
+skip() {  # name reason
+  order+=("$1")
+  result[$1]="not run: $2"
+  seconds[$1]=0
+}
+
+if [ "${ZSCLIP_SKIP_FORMAT:-0}" != 1 ]; then stage format tools/format.sh --check; else skip format ZSCLIP_SKIP_FORMAT=1; fi
+
+if stage build env ZSCLIP_BUILD_TARGET=all tools/setup.sh; then
+  stage ctest ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --output-junit ctest-junit.xml
+  # gtest's GTEST_SKIP and the scripts' exit 77 show as "Skipped": say why, from the tests' own output.
+  if [ -f "$BUILD_DIR/ctest-junit.xml" ]; then /usr/bin/python3 tools/ctest_skips.py "$BUILD_DIR/ctest-junit.xml" || true; fi
+else
+  skip ctest "the build failed"
+fi
+
+# The two sanitizer builds compile the same LibTorch-free sources with different runtimes: side by
+# side, each with one job, their compiles overlap the other's links and test runs.
+pids=()
+if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
+  (ZSCLIP_JOBS=$(((JOBS + 1) / 2)) stage asan tools/sanitize.sh >"$logdir/asan.log" 2>&1
+   echo "${result[asan]}|${seconds[asan]}" >"$logdir/asan.result") &
+  pids+=($!)
+fi
+if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
+  (ZSCLIP_JOBS=$(((JOBS + 1) / 2)) stage tsan tools/tsan.sh >"$logdir/tsan.log" 2>&1
+   echo "${result[tsan]}|${seconds[tsan]}" >"$logdir/tsan.result") &
+  pids+=($!)
+fi
+for pid in "${pids[@]}"; do wait "$pid"; done
+for name in asan tsan; do
+  if [ -f "$logdir/$name.result" ]; then
+    order+=("$name")
+    IFS='|' read -r result[$name] seconds[$name] <"$logdir/$name.result"
+    echo "==== $name output (${result[$name]}, ${seconds[$name]} s):"
+    if [ "${result[$name]}" = passed ]; then tail -n 5 "$logdir/$name.log"; else cat "$logdir/$name.log"; fi
+  fi
+done
+[ "${ZSCLIP_SKIP_SANITIZERS:-0}" = 1 ] && skip asan ZSCLIP_SKIP_SANITIZERS=1
+[ "${ZSCLIP_SKIP_TSAN:-0}" = 1 ] && skip tsan ZSCLIP_SKIP_TSAN=1
+
+if [ "${ZSCLIP_SKIP_FUZZ:-0}" != 1 ]; then stage fuzz tools/fuzz.sh 60; else skip fuzz ZSCLIP_SKIP_FUZZ=1; fi
+
+rm -rf "$logdir"
+echo
+echo "==== tools/test.sh summary"
+failed=0
+passed=0
+for name in "${order[@]}"; do
+  printf '  %-7s %-28s %5s s\n' "$name" "${result[$name]}" "${seconds[$name]}"
+  case "${result[$name]}" in
+    passed) passed=$((passed + 1)) ;;
+    FAILED*) failed=$((failed + 1)) ;;
+  esac
+done
+echo "stages: $passed passed, $failed failed"
+((failed == 0))
