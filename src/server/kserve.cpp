@@ -261,7 +261,8 @@ uint64_t parse_header_length(const std::string& value) {
 }
 
 InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t> header_length,
-                                 const std::string& model, const std::vector<TensorSpec>& specs) {
+                                 const std::string& model, const std::vector<TensorSpec>& specs,
+                                 uint64_t max_values) {
   size_t json_len = body.size();
   if (header_length) {
     if (*header_length == 0)
@@ -277,7 +278,17 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
   json j;
   try {
     const std::string text = strings.cut(body.data(), json_len);
-    j = json::parse(text);
+    uint64_t values = 0;
+    j = json::parse(text, [&](int, json::parse_event_t event, json&) {
+      if (event == json::parse_event_t::value || event == json::parse_event_t::array_start ||
+          event == json::parse_event_t::object_start) {
+        if (++values > max_values)
+          bad("the request holds more than " + std::to_string(max_values) +
+              " JSON values, more than model '" + model +
+              "' accepts at the server's --max-batch and --max-labels");
+      }
+      return true;
+    });
   } catch (const json::exception& e) {
     bad(std::string("malformed JSON in the request body: ") + e.what());
   }
@@ -339,6 +350,9 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
       if (count > kMaxDim)
         bad(where + ": field 'shape' " + shape->dump() + " holds too many elements");
     }
+    if (static_cast<uint64_t>(count) > max_values)
+      bad(where + ": field 'shape' " + shape->dump() + " holds more elements than model '" + model +
+          "' accepts at the server's --max-batch and --max-labels");
 
     std::optional<uint64_t> binary_data_size;
     if (auto p = in.find("parameters"); p != in.end()) {
