@@ -72,7 +72,8 @@ class LongStrings {
  public:
   static constexpr size_t kMinLength = 1024;
 
-  // Returns the JSON text with long plain strings replaced. Also refuses JSON nested deeper than
+  // Returns the JSON text with long plain strings replaced ("" when there were none: parse the
+  // original, no copy of the body is made). Also refuses JSON nested deeper than
   // kMaxJsonDepth (a body of a million '[' would otherwise cost recursion in the code that walks
   // it).
   std::string cut(const char* p, size_t n) {
@@ -123,7 +124,7 @@ class LongStrings {
       }
       i = j + 1;
     }
-    if (pieces_.empty()) return std::string(p, n);
+    if (pieces_.empty()) return std::string();
     out.append(p + copied, n - copied);
     return out;
   }
@@ -277,9 +278,11 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
   LongStrings strings;
   json j;
   try {
-    const std::string text = strings.cut(body.data(), json_len);
+    const std::string cut = strings.cut(body.data(), json_len);
+    const char* first = cut.empty() ? body.data() : cut.data();
+    const char* last = cut.empty() ? body.data() + json_len : cut.data() + cut.size();
     uint64_t values = 0;
-    j = json::parse(text, [&](int, json::parse_event_t event, json&) {
+    j = json::parse(first, last, [&](int, json::parse_event_t event, json&) {
       if (event == json::parse_event_t::value || event == json::parse_event_t::array_start ||
           event == json::parse_event_t::object_start) {
         if (++values > max_values)

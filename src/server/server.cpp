@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <malloc.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -380,6 +381,7 @@ struct Server::Impl {
     // not count against --body-seconds.
     Slot slot(inflight_mu, inflight_cv, inflight_slots);
     Front::restart_body_deadline();
+    size_t body_bytes = 0;
     if (!read_body(req, res, reader, body)) {
       status = res.status;
     } else {
@@ -389,6 +391,7 @@ struct Server::Impl {
         if (req.has_header("Inference-Header-Content-Length"))
           header_length =
               parse_header_length(req.get_header_value("Inference-Header-Content-Length"));
+        body_bytes = body.size();
         InferRequest r =
             parse_infer_request(body, header_length, spec.name, spec.inputs, max_values(spec));
         body.clear();
@@ -417,6 +420,8 @@ struct Server::Impl {
         send_error(res, status, std::string("internal error: ") + e.what());
       }
     }
+    // A large body leaves its pages with the allocator; give them back to the system.
+    if (body_bytes >= (size_t{8} << 20)) malloc_trim(0);
     --metrics.inflight;
     const std::string known =
         model_name == kImageEncoder || model_name == kTextEncoder || model_name == kZeroShot
