@@ -1324,6 +1324,11 @@ TEST(Server, ContentLengthIsStrictAndRefusedAtOnce) {
     EXPECT_EQ(count_of(res, "Connection: close"), 1u) << res;
     EXPECT_TRUE(r.closed_within(5s)) << c.headers;
   }
+  // A head over 16 KiB.
+  Raw big(s.port());
+  ASSERT_TRUE(big.send(head + "X-Big: " + std::string(20000, 'a') + "\r\n\r\n"));
+  EXPECT_EQ(status_of(big.response(5s)), 431);
+  EXPECT_EQ(metric(s, "zsclip_requests_total{model=\"text_encoder\",code=\"431\"}"), 1);
   // A GET carrying a body (httplib would read the body as the next request).
   Raw get_body(s.port());
   ASSERT_TRUE(get_body.send("GET /v2/health/live HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /"));

@@ -93,6 +93,15 @@ void ip_and_port(const sockaddr_storage& a, std::string& ip, int& port) {
   ip = buf;
 }
 
+// The target of a request line that has arrived ("" before that), for metrics.
+std::string target_of(const std::string& buf) {
+  const size_t eol = buf.find("\r\n");
+  if (eol == std::string::npos) return "";
+  const size_t sp1 = buf.find(' ');
+  const size_t sp2 = sp1 < eol ? buf.find(' ', sp1 + 1) : std::string::npos;
+  return sp2 < eol ? buf.substr(sp1 + 1, sp2 - sp1 - 1) : "";
+}
+
 }  // namespace
 
 HeadCheck check_request_head(const std::string& head, uint64_t max_body) {
@@ -105,8 +114,7 @@ HeadCheck check_request_head(const std::string& head, uint64_t max_body) {
   size_t eol = head.find("\r\n");
   const std::string line = head.substr(0, eol);
   const size_t sp1 = line.find(' ');
-  const size_t sp2 = sp1 == std::string::npos ? sp1 : line.find(' ', sp1 + 1);
-  if (sp2 != std::string::npos) out.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  out.target = target_of(head);
   if (head.find("\n\n") != std::string::npos || head.find("\r\r") != std::string::npos)
     return fail(400, "request head lines must end with CRLF");
   bool have_length = false, chunked = false;
@@ -394,12 +402,13 @@ void Front::run() {
     c.buf.clear();
     c.deadline = Clock::now() + seconds(kLingerSeconds);
   };
-  // A head complete in c.buf goes to a worker; a bad one is answered here. False: keep waiting.
+  // A head complete in c.buf goes to a worker, a bad one is answered here; else keep waiting.
   auto try_dispatch = [&](Conn& c) {
     const size_t end = c.buf.find("\r\n\r\n");
-    if (end == std::string::npos) {
+    if (end == std::string::npos || end + 4 > kMaxHead) {
       if (c.buf.size() > kMaxHead)
-        refuse(c, 431, "request head exceeds " + std::to_string(kMaxHead) + " bytes", "");
+        refuse(c, 431, "request head exceeds " + std::to_string(kMaxHead) + " bytes",
+               target_of(c.buf));
       else if (c.eof)
         close_conn(c.fd);
       return;
@@ -538,7 +547,7 @@ void Front::run() {
       if (after >= c.deadline) {
         if (c.started && !c.lingering) {
           if (events_.header_timeout) events_.header_timeout();
-          refuse(c, 408, "request head not received within --header-seconds", "");
+          refuse(c, 408, "request head not received within --header-seconds", target_of(c.buf));
         } else {
           close_conn(c.fd);
         }
