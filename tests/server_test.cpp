@@ -21,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <opencv2/imgcodecs.hpp>
 #include <thread>
 
 #include "model_util.h"
@@ -1414,6 +1415,26 @@ TEST(Server, BodiesOfTinyElementsAreCountedWhileParsing) {
   EXPECT_LT(after.first - std::max(before.first, before.second), 80ll << 20)
       << "VmHWM " << before.first << " -> " << after.first;
   EXPECT_EQ(post(s, "/v2/models/text_encoder/infer", text_body("a")).status, 200);
+}
+
+TEST(Server, ImageDecodesAtOnceAreBoundedByMaxDecodes) {
+  // Four 4000x4000 PNGs (48 MB each, decoded) sent at once: with --max-decodes 1 they are decoded
+  // one after another, so the peak grows by about one decoded image (60 MB measured), not four
+  // (196 MB measured with --max-decodes 4).
+  std::vector<uchar> png;
+  ASSERT_TRUE(cv::imencode(".png", cv::Mat(4000, 4000, CV_8UC3, cv::Scalar(30, 60, 200)), png));
+  const std::string body = infer_body(json::array(
+      {bytes_input("IMAGE", {server::base64_encode(std::string(png.begin(), png.end()))})}));
+  ServerProcess s({"--max-decodes", "1"});
+  const auto before = memory_of(s.pid());
+  std::vector<std::future<Reply>> replies;
+  for (int i = 0; i < 4; ++i)
+    replies.push_back(std::async(std::launch::async,
+                                 [&] { return post(s, "/v2/models/image_encoder/infer", body); }));
+  for (auto& r : replies) EXPECT_EQ(r.get().status, 200);
+  const auto after = memory_of(s.pid());
+  EXPECT_LT(after.first - std::max(before.first, before.second), 120ll << 20)
+      << "VmHWM " << before.first << " -> " << after.first;
 }
 
 TEST(Server, UsageErrors) {
