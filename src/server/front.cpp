@@ -355,8 +355,12 @@ void Front::handle(std::unique_ptr<Conn> c) {
   std::string rest;
   {
     ConnStream s(*c, Clock::now() + seconds(opt_.body_seconds), opt_.write_seconds);
-    ok = process_request(s, tl.close_after, closed, nullptr);
-    rest = s.unread();
+    try {
+      ok = process_request(s, tl.close_after, closed, nullptr);
+      rest = s.unread();
+    } catch (...) {  // outside the handlers (which httplib guards): drop the connection
+      ok = false;
+    }
   }
   if (!ok || closed || tl.close_after || draining_ || (c->eof && rest.empty())) {
     {
