@@ -7,8 +7,10 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,9 +21,11 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <opencv2/imgcodecs.hpp>
 #include <thread>
 
 #include "model_util.h"
+#include "process_util.h"
 #include "server/base64.h"
 #include "server/batcher.h"
 #include "server/kserve.h"
@@ -347,6 +351,105 @@ std::string hold_path(const std::string& name) {
   return dir + "/hold_" + name + "_" + std::to_string(getpid());
 }
 
+// A raw loopback connection, for what an HTTP client library will not send (bad heads, trickled
+// bytes, half-closes).
+class Raw {
+ public:
+  explicit Raw(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~Raw() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Raw(const Raw&) = delete;
+  Raw& operator=(const Raw&) = delete;
+  bool ok() const { return fd_ >= 0; }
+  bool send(const std::string& s) {
+    return fd_ >= 0 && ::send(fd_, s.data(), s.size(), MSG_NOSIGNAL) == ssize_t(s.size());
+  }
+  void half_close() { shutdown(fd_, SHUT_WR); }
+  // Reads one response (head, and a body of its Content-Length), waiting at most `limit`; "" when
+  // none came. eof() then says whether the server closed the connection.
+  std::string response(std::chrono::milliseconds limit = 10s) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      const size_t head = buf_.find("\r\n\r\n");
+      if (head != std::string::npos) {
+        size_t len = 0;
+        const size_t cl = buf_.find("Content-Length: ");
+        if (cl != std::string::npos && cl < head) len = std::stoul(buf_.substr(cl + 16));
+        if (buf_.size() >= head + 4 + len) {
+          std::string r = buf_.substr(0, head + 4 + len);
+          buf_.erase(0, head + 4 + len);
+          return r;
+        }
+      }
+      if (!fill(end)) return "";
+    }
+  }
+  // Whether the server closes the connection within `limit` (whatever it sends first is kept).
+  bool closed_within(std::chrono::milliseconds limit) {
+    const auto end = std::chrono::steady_clock::now() + limit;
+    while (!eof_)
+      if (!fill(end)) break;
+    return eof_;
+  }
+  bool eof() const { return eof_; }
+
+ private:
+  bool fill(std::chrono::steady_clock::time_point end) {
+    if (eof_ || fd_ < 0) return false;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          end - std::chrono::steady_clock::now())
+                          .count();
+    if (left <= 0) return false;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left)) <= 0) return false;
+    char b[4096];
+    const ssize_t n = recv(fd_, b, sizeof(b), 0);
+    if (n <= 0) {
+      eof_ = true;
+      return false;
+    }
+    buf_.append(b, static_cast<size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  std::string buf_;
+  bool eof_ = false;
+};
+
+int status_of(const std::string& response) {
+  if (response.rfind("HTTP/1.1 ", 0) != 0) return -1;
+  return std::stoi(response.substr(9, 3));
+}
+
+size_t count_of(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
+// A process's peak resident memory (VmHWM) and current (VmRSS), in bytes.
+std::pair<int64_t, int64_t> memory_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  int64_t hwm = -1, rss = -1;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) hwm = std::stoll(line.substr(6)) * 1024;
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::stoll(line.substr(6)) * 1024;
+  }
+  return {hwm, rss};
+}
+
 // ---------------------------------------------------------------- the protocol and batching parts
 
 TEST(ServerBase64, RoundTripsAndRefusesGarbage) {
@@ -471,6 +574,32 @@ TEST(ServerProtocol, MalformedRequestsNameTheField) {
       R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,2],"parameters":{"binary_data_size":4}}]})";
   EXPECT_NE(parse_error(f + "abcd", f.size()).find("does not match shape"), std::string::npos);
   EXPECT_THROW(server::parse_header_length("12a"), server::HttpError);
+}
+
+TEST(ServerProtocol, ValuesAndElementsAreCountedWhileParsing) {
+  std::string body = R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[2],"data":[)";
+  for (int i = 0; i < 1000; ++i) body += i ? ",\"\"" : "\"\"";
+  body += "]}]}";
+  try {
+    server::parse_infer_request(body, std::nullopt, "m", test_specs(), 100);
+    ADD_FAILURE() << "1000 values accepted under a limit of 100";
+  } catch (const server::HttpError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_NE(std::string(e.what()).find("more than 100 JSON values"), std::string::npos)
+        << e.what();
+  }
+  // Binary data: a shape beyond the limit is refused before its elements are read.
+  auto [bin, header] = triton_body(
+      {{"TEXT", "BYTES", {1000000}, serialize_bytes(std::vector<std::string>(1000, ""))}}, nullptr);
+  try {
+    server::parse_infer_request(bin, header, "m", test_specs(), 100);
+    ADD_FAILURE() << "shape [1000000] accepted under a limit of 100";
+  } catch (const server::HttpError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds more elements"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW(server::parse_infer_request(
+      R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[2],"data":["a","b"]}]})",
+      std::nullopt, "m", test_specs(), 100));
 }
 
 TEST(ServerProtocol, LongStringsSurviveTheFastPath) {
@@ -1077,10 +1206,249 @@ TEST(Server, SigtermFinishesInFlightRequestsAndExitsZero) {
   EXPECT_NE(s->stderr_text().find("SIGTERM"), std::string::npos);
 }
 
+// ------------------------------------------------------------- slow, idle and greedy clients
+
+std::string text_body(const std::string& text) {
+  return infer_body(json::array({bytes_input("TEXT", {text})}));
+}
+
+TEST(Server, SlowAndIdleConnectionsDoNotHoldTheWorkers) {
+  // Four workers, 60 connections trickling a request head and 40 idle ones: a server with a
+  // worker per connection answers nobody else until they time out.
+  ServerProcess s({"--http-threads", "4", "--header-seconds", "60"});
+  std::vector<std::unique_ptr<Raw>> held;
+  for (int i = 0; i < 100; ++i) {
+    held.push_back(std::make_unique<Raw>(s.port()));
+    ASSERT_TRUE(held.back()->ok());
+    if (i < 60) ASSERT_TRUE(held.back()->send("POST /v2/models/text_encoder/infer HTTP/1.1\r\n"));
+  }
+  std::vector<std::thread> clients;
+  std::atomic<int> answered{0};
+  for (int c = 0; c < 4; ++c)
+    clients.emplace_back([&] {
+      auto cli = s.client();
+      cli.set_read_timeout(10, 0);  // far below --header-seconds: no waiting for the slow ones
+      for (int i = 0; i < 5; ++i) {
+        auto r = cli.Post("/v2/models/text_encoder/infer", text_body("a cat"), "application/json");
+        if (r && r->status == 200) ++answered;
+      }
+    });
+  for (int i = 0; i < 60; ++i) held[static_cast<size_t>(i)]->send("H");  // a byte more each
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(answered.load(), 20);
+  // The slow and idle connections are still open (nothing was sent to them).
+  EXPECT_GE(metric(s, "zsclip_open_connections"), 100);
+  for (auto& h : held) EXPECT_FALSE(h->eof());
+}
+
+TEST(Server, ConnectionsBeyondTheCapAreRefusedAt503) {
+  ServerProcess s({"--max-connections", "8"});
+  const std::string live = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::vector<std::unique_ptr<Raw>> held;
+  for (int i = 0; i < 8; ++i) {  // each answered once, so each is surely open (kept alive)
+    held.push_back(std::make_unique<Raw>(s.port()));
+    ASSERT_TRUE(held.back()->send(live));
+    ASSERT_EQ(status_of(held.back()->response()), 200) << i;
+  }
+  Raw extra(s.port());
+  ASSERT_TRUE(extra.ok());
+  const std::string r = extra.response();
+  EXPECT_EQ(status_of(r), 503) << r;
+  EXPECT_NE(r.find("--max-connections 8"), std::string::npos) << r;
+  EXPECT_TRUE(extra.closed_within(10s));
+  // /metrics through a connection already open.
+  ASSERT_TRUE(held[0]->send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string m = held[0]->response();
+  EXPECT_NE(m.find("\nzsclip_connections_refused_total 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("\nzsclip_open_connections 8\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("zsclip_http_responses_total{code=\"503\"} 1\n"), std::string::npos) << m;
+  held.clear();  // room again
+  EXPECT_TRUE(wait_until(
+      [&] { return post(s, "/v2/models/text_encoder/infer", text_body("a")).status == 200; }));
+}
+
+TEST(Server, HeadsAndBodiesHaveDeadlinesWhateverTheTrickle) {
+  ServerProcess s({"--header-seconds", "1", "--body-seconds", "1"});
+  // A head trickled a byte every 100 ms: 408 after --header-seconds, though bytes keep coming.
+  Raw slow(s.port());
+  ASSERT_TRUE(slow.send("GET /v2/health/live HTTP/1.1\r\n"));
+  std::string r;
+  for (int i = 0; i < 100 && r.empty(); ++i) {
+    slow.send("x");
+    r = slow.response(100ms);
+  }
+  EXPECT_EQ(status_of(r), 408) << r;
+  EXPECT_EQ(count_of(r, "Connection: close"), 1u) << r;
+  EXPECT_TRUE(slow.closed_within(10s));
+  // A connection that sends nothing is closed.
+  Raw idle(s.port());
+  EXPECT_TRUE(idle.closed_within(10s));
+  // A body that stops short: 408 after --body-seconds (not the 30 s of a socket read timeout).
+  Raw body(s.port());
+  ASSERT_TRUE(
+      body.send("POST /v2/models/text_encoder/infer HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in"));
+  r = body.response(10s);
+  EXPECT_EQ(status_of(r), 408) << r;
+  EXPECT_NE(r.find("--body-seconds"), std::string::npos) << r;
+  EXPECT_EQ(count_of(r, "Connection: close"), 1u) << r;
+  EXPECT_EQ(metric(s, "zsclip_header_timeouts_total"), 1);
+  EXPECT_EQ(metric(s, "zsclip_http_responses_total{code=\"408\"}"), 2);
+  EXPECT_EQ(metric(s, "zsclip_requests_total{model=\"text_encoder\",code=\"408\"}"), 1);
+}
+
+TEST(Server, ContentLengthIsStrictAndRefusedAtOnce) {
+  ServerProcess s({"--max-request-bytes", "1M"});
+  const std::string head = "POST /v2/models/text_encoder/infer HTTP/1.1\r\nHost: x\r\n";
+  struct Case {
+    std::string headers;
+    int status;
+    std::string needle;
+  } cases[] = {
+      {"Content-Length: 70000000\r\n", 413, "--max-request-bytes"},
+      {"Content-Length: 99999999999999999999\r\n", 413, "--max-request-bytes"},
+      {"Content-Length: -5\r\n", 400, "Content-Length"},
+      {"Content-Length: +3\r\n", 400, "Content-Length"},
+      {"Content-Length: 3 5\r\n", 400, "Content-Length"},
+      {"Content-Length: 3\r\nContent-Length: 5\r\n", 400, "more than once"},
+      {"Content-Length: 3\r\nContent-Length: 3\r\n", 400, "more than once"},
+      {"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", 400, "both"},
+      {"Transfer-Encoding: gzip, chunked\r\n", 400, "Transfer-Encoding"},
+      {"Content-Length : 3\r\n", 400, "white space"},
+      {" folded\r\nContent-Length: 3\r\n", 400, "folded"},
+  };
+  for (const auto& c : cases) {
+    Raw r(s.port());
+    ASSERT_TRUE(r.send(head + c.headers + "\r\nabc"));
+    // At once: well before the 10 s of --header-seconds and the 60 s of --body-seconds.
+    const std::string res = r.response(5s);
+    EXPECT_EQ(status_of(res), c.status) << c.headers << " -> " << res;
+    EXPECT_NE(res.find(c.needle), std::string::npos) << c.headers << " -> " << res;
+    EXPECT_EQ(count_of(res, "Connection: close"), 1u) << res;
+    EXPECT_TRUE(r.closed_within(5s)) << c.headers;
+  }
+  // A head over 16 KiB.
+  Raw big(s.port());
+  ASSERT_TRUE(big.send(head + "X-Big: " + std::string(20000, 'a') + "\r\n\r\n"));
+  EXPECT_EQ(status_of(big.response(5s)), 431);
+  EXPECT_EQ(metric(s, "zsclip_requests_total{model=\"text_encoder\",code=\"431\"}"), 1);
+  // A GET carrying a body (httplib would read the body as the next request).
+  Raw get_body(s.port());
+  ASSERT_TRUE(get_body.send("GET /v2/health/live HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /"));
+  EXPECT_EQ(status_of(get_body.response(5s)), 400);
+  EXPECT_EQ(metric(s, "zsclip_requests_total{model=\"text_encoder\",code=\"413\"}"), 2);
+  EXPECT_EQ(metric(s, "zsclip_requests_total{model=\"text_encoder\",code=\"400\"}"), 9);
+  EXPECT_EQ(metric(s, "zsclip_http_responses_total{code=\"400\"}"), 10);
+  EXPECT_EQ(post(s, "/v2/models/text_encoder/infer", text_body("a")).status, 200);
+}
+
+TEST(Server, AClientThatHalfClosesGetsItsResponse) {
+  ServerProcess s({});
+  Raw get(s.port());
+  ASSERT_TRUE(get.send("GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"));
+  get.half_close();  // as `nc -N` does
+  EXPECT_EQ(status_of(get.response()), 200);
+  EXPECT_TRUE(get.closed_within(10s));
+  const std::string body = text_body("a cat");
+  Raw post_req(s.port());
+  ASSERT_TRUE(post_req.send("POST /v2/models/text_encoder/infer HTTP/1.1\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body));
+  post_req.half_close();
+  const std::string r = post_req.response();
+  EXPECT_EQ(status_of(r), 200) << r;
+  EXPECT_NE(r.find("TEXT_EMBEDDING"), std::string::npos) << r;
+}
+
+TEST(Server, SigtermClosesKeptAliveConnectionsAndTheDrainHasADeadline) {
+  auto s = std::make_unique<ServerProcess>(
+      std::vector<std::string>{"--header-seconds", "60", "--drain-seconds", "2"});
+  const std::string req = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  Raw idle(s->port());
+  Raw slow(s->port());
+  ASSERT_TRUE(slow.send("GET /v2/hea"));  // a head that would take --header-seconds (60 s)
+  Raw kept(s->port());
+  ASSERT_TRUE(kept.send(req));
+  const std::string first = kept.response();
+  ASSERT_EQ(status_of(first), 200) << first;
+  EXPECT_EQ(first.find("Connection: close"), std::string::npos) << first;
+  ASSERT_EQ(kill(s->pid(), SIGTERM), 0);
+  // The kept-alive client keeps sending: it is answered with "Connection: close" or closed while
+  // idle, within a few requests, not served on and on.
+  int after = 0;
+  for (; after < 100; ++after) {
+    if (!kept.send(req)) break;
+    const std::string r = kept.response(5s);
+    if (r.empty()) break;
+    if (r.find("Connection: close") != std::string::npos) {
+      ++after;
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_LT(after, 100);
+  EXPECT_TRUE(kept.closed_within(10s));
+  EXPECT_TRUE(idle.closed_within(10s));
+  // The slow head is cut at --drain-seconds; the server exits 0 well before --header-seconds.
+  EXPECT_TRUE(slow.closed_within(20s));
+  EXPECT_EQ(s->wait_exit(20s), 0) << s->stderr_text();
+}
+
+TEST(Server, BodiesOfTinyElementsAreCountedWhileParsing) {
+  ServerProcess s({"--max-batch", "4", "--max-request-bytes", "20M"});
+  auto before = memory_of(s.pid());
+  ASSERT_GT(before.first, 0);
+  // 16 MB of empty strings to text_encoder, and of zeros as PIXELS: refused by their count while
+  // parsed (a JSON document of them would take hundreds of MB).
+  std::string strings = R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[4],"data":[)";
+  std::string zeros =
+      R"({"inputs":[{"name":"PIXELS","datatype":"FP32","shape":[1,3,48,48],"data":[)";
+  for (int i = 0; i < 5'000'000; ++i) strings += i ? ",\"\"" : "\"\"";
+  for (int i = 0; i < 8'000'000; ++i) zeros += i ? ",0" : "0";
+  strings += "]}]}";
+  zeros += "]}]}";
+  Reply a = post(s, "/v2/models/text_encoder/infer", strings);
+  EXPECT_EQ(a.status, 400);
+  EXPECT_NE(a.body.find("JSON values"), std::string::npos) << a.body.substr(0, 300);
+  Reply b = post(s, "/v2/models/image_encoder/infer", zeros);
+  EXPECT_EQ(b.status, 400);
+  EXPECT_NE(b.body.find("JSON values"), std::string::npos) << b.body.substr(0, 300);
+  const auto after = memory_of(s.pid());
+  // The body and little more: 16 MB, under 80 MB of growth. (AddressSanitizer's quarantine holds
+  // freed memory: no bound to check there.)
+  if (!kAddressSanitizer)
+    EXPECT_LT(after.first - std::max(before.first, before.second), 80ll << 20)
+        << "VmHWM " << before.first << " -> " << after.first;
+  EXPECT_EQ(post(s, "/v2/models/text_encoder/infer", text_body("a")).status, 200);
+}
+
+TEST(Server, ImageDecodesAtOnceAreBoundedByMaxDecodes) {
+  // Four 4000x4000 PNGs (48 MB each, decoded) sent at once: with --max-decodes 1 they are decoded
+  // one after another, so the peak grows by about one decoded image (60 MB measured), not four
+  // (196 MB measured with --max-decodes 4).
+  std::vector<uchar> png;
+  ASSERT_TRUE(cv::imencode(".png", cv::Mat(4000, 4000, CV_8UC3, cv::Scalar(30, 60, 200)), png));
+  const std::string body = infer_body(json::array(
+      {bytes_input("IMAGE", {server::base64_encode(std::string(png.begin(), png.end()))})}));
+  ServerProcess s({"--max-decodes", "1"});
+  const auto before = memory_of(s.pid());
+  std::vector<std::future<Reply>> replies;
+  for (int i = 0; i < 4; ++i)
+    replies.push_back(std::async(std::launch::async,
+                                 [&] { return post(s, "/v2/models/image_encoder/infer", body); }));
+  for (auto& r : replies) EXPECT_EQ(r.get().status, 200);
+  const auto after = memory_of(s.pid());
+  if (!kAddressSanitizer)  // its quarantine holds freed memory
+    EXPECT_LT(after.first - std::max(before.first, before.second), 120ll << 20)
+        << "VmHWM " << before.first << " -> " << after.first;
+}
+
 TEST(Server, UsageErrors) {
   EXPECT_EQ(run_cli("serve --max-batch 0").status, 2);
   EXPECT_EQ(run_cli("serve --max-request-bytes 12X").status, 2);
   EXPECT_EQ(run_cli("serve --max-delay-ms -1").status, 2);
+  EXPECT_EQ(run_cli("serve --max-connections 0").status, 2);
+  EXPECT_EQ(run_cli("serve --header-seconds 0").status, 2);
+  EXPECT_EQ(run_cli("serve --drain-seconds -1").status, 2);
+  EXPECT_EQ(run_cli("serve --max-inflight 0").status, 2);
   CliResult h = run_cli("serve --help");
   EXPECT_EQ(h.status, 0);
   EXPECT_NE(h.out.find("--max-queue"), std::string::npos);

@@ -1,6 +1,7 @@
 // zsclip serve: the KServe v2 inference server (src/server/). Built when ZSCLIP_BUILD_SERVER is on.
 #ifdef ZSCLIP_WITH_SERVER
 #include <signal.h>
+#include <sys/select.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -78,6 +79,12 @@ int run_serve(const Args& args) {
   o.http_threads = args.get_int("--http-threads", o.http_threads, 1, 4096);
   o.head_cache = args.get_int("--head-cache", o.head_cache, 1, 1 << 20);
   o.max_labels = args.get_int("--max-labels", o.max_labels, 1, 1 << 20);
+  o.max_connections = args.get_int("--max-connections", o.max_connections, 1, FD_SETSIZE - 32);
+  o.header_seconds = get_double(args, "--header-seconds", o.header_seconds, 0.01, 3600);
+  o.body_seconds = get_double(args, "--body-seconds", o.body_seconds, 0.01, 3600);
+  o.drain_seconds = get_double(args, "--drain-seconds", o.drain_seconds, 0, 3600);
+  o.max_inflight = args.get_int("--max-inflight", o.max_inflight, 1, 4096);
+  o.max_decodes = args.get_int("--max-decodes", o.max_decodes, 1, 4096);
   o.device = args.get("--device", "cpu");
   o.truncate = args.has("--truncate");
   {
@@ -129,7 +136,8 @@ ZSCLIP_COMMAND(Command{
     "serve",
     "[--model DIR] [--host ADDR] [--port N] [--max-batch N] [--max-delay-ms T] [--max-queue Q] "
     "[--max-request-bytes B] [--threads N] [--http-threads N] [--head-cache N] [--max-labels N] "
-    "[--truncate]",
+    "[--max-connections N] [--header-seconds S] [--body-seconds S] [--drain-seconds S] "
+    "[--max-inflight N] [--max-decodes N] [--truncate]",
     "serve the model over HTTP: KServe v2 inference protocol with dynamic batching",
     "Endpoints: GET /v2/health/live, /v2/health/ready, /v2 (server metadata), /v2/models/NAME\n"
     "(model metadata), /v2/models/NAME/ready, /metrics (Prometheus); POST /v2/models/NAME/infer.\n"
@@ -142,7 +150,13 @@ ZSCLIP_COMMAND(Command{
     "--max-delay-ms; a full queue answers 503, a body over --max-request-bytes 413, a bad request "
     "400\n"
     "naming the field. --port 0 picks a free port; the bound address is printed on stdout.\n"
-    "SIGINT/SIGTERM: stop accepting, answer the requests in flight, exit 0.",
+    "Slow clients: a request head must arrive within --header-seconds and a body within\n"
+    "--body-seconds (else 408); connections beyond --max-connections are answered 503. Memory:\n"
+    "at most --max-inflight requests are read, parsed and run at once, --max-decodes images\n"
+    "decoded at once (README, \"Memory\").\n"
+    "SIGINT/SIGTERM: stop accepting, close idle connections, answer the requests in flight with\n"
+    "\"Connection: close\", and exit 0; connections still open after --drain-seconds are shut "
+    "down.",
     with_compute_options(
         {model_option(),
          {"--host", "ADDR",
@@ -154,7 +168,19 @@ ZSCLIP_COMMAND(Command{
          {"--max-queue", "Q", "requests waiting per encoder before 503 (default 256)"},
          {"--max-request-bytes", "B", "largest request body, e.g. 64M (default 64M)"},
          threads_option(),
-         {"--http-threads", "N", "HTTP worker threads, one per open connection (default 64)"},
+         {"--http-threads", "N",
+          "HTTP worker threads: requests whose head has arrived handled at once (default 64)"},
+         {"--max-connections", "N",
+          "client connections open at once; more are answered 503 and closed (default 512)"},
+         {"--header-seconds", "S",
+          "a request head must arrive within S seconds, else 408 and close (default 10)"},
+         {"--body-seconds", "S",
+          "a request body must arrive within S seconds of being read, else 408 (default 60)"},
+         {"--drain-seconds", "S",
+          "on SIGTERM, connections still open after S seconds are shut down (default 30)"},
+         {"--max-inflight", "N",
+          "inference requests read, parsed, decoded and run at once; others wait (default 16)"},
+         {"--max-decodes", "N", "images decoded at once (default 2)"},
          {"--head-cache", "N",
           "zero-shot heads (label sets) kept, least recently used evicted (default 64)"},
          {"--max-labels", "N",

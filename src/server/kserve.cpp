@@ -72,7 +72,8 @@ class LongStrings {
  public:
   static constexpr size_t kMinLength = 1024;
 
-  // Returns the JSON text with long plain strings replaced. Also refuses JSON nested deeper than
+  // Returns the JSON text with long plain strings replaced ("" when there were none: parse the
+  // original, no copy of the body is made). Also refuses JSON nested deeper than
   // kMaxJsonDepth (a body of a million '[' would otherwise cost recursion in the code that walks
   // it).
   std::string cut(const char* p, size_t n) {
@@ -123,7 +124,7 @@ class LongStrings {
       }
       i = j + 1;
     }
-    if (pieces_.empty()) return std::string(p, n);
+    if (pieces_.empty()) return std::string();
     out.append(p + copied, n - copied);
     return out;
   }
@@ -261,7 +262,8 @@ uint64_t parse_header_length(const std::string& value) {
 }
 
 InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t> header_length,
-                                 const std::string& model, const std::vector<TensorSpec>& specs) {
+                                 const std::string& model, const std::vector<TensorSpec>& specs,
+                                 uint64_t max_values) {
   size_t json_len = body.size();
   if (header_length) {
     if (*header_length == 0)
@@ -276,8 +278,20 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
   LongStrings strings;
   json j;
   try {
-    const std::string text = strings.cut(body.data(), json_len);
-    j = json::parse(text);
+    const std::string cut = strings.cut(body.data(), json_len);
+    const char* first = cut.empty() ? body.data() : cut.data();
+    const char* last = cut.empty() ? body.data() + json_len : cut.data() + cut.size();
+    uint64_t values = 0;
+    j = json::parse(first, last, [&](int, json::parse_event_t event, json&) {
+      if (event == json::parse_event_t::value || event == json::parse_event_t::array_start ||
+          event == json::parse_event_t::object_start) {
+        if (++values > max_values)
+          bad("the request holds more than " + std::to_string(max_values) +
+              " JSON values, more than model '" + model +
+              "' accepts at the server's --max-batch and --max-labels");
+      }
+      return true;
+    });
   } catch (const json::exception& e) {
     bad(std::string("malformed JSON in the request body: ") + e.what());
   }
@@ -339,6 +353,9 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
       if (count > kMaxDim)
         bad(where + ": field 'shape' " + shape->dump() + " holds too many elements");
     }
+    if (static_cast<uint64_t>(count) > max_values)
+      bad(where + ": field 'shape' " + shape->dump() + " holds more elements than model '" + model +
+          "' accepts at the server's --max-batch and --max-labels");
 
     std::optional<uint64_t> binary_data_size;
     if (auto p = in.find("parameters"); p != in.end()) {

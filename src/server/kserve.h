@@ -61,9 +61,12 @@ struct InferRequest {
 
 // Parses an inference request for `model`, whose inputs are `specs` (unknown input names, repeated
 // names and datatypes other than the spec's are refused). `header_length` is the value of the
-// Inference-Header-Content-Length header when present. Throws HttpError(400).
+// Inference-Header-Content-Length header when present. The JSON may hold at most `max_values`
+// values (scalars, arrays and objects), counted while it is parsed, so that a body of millions of
+// tiny elements is refused before it is held in memory. Throws HttpError(400).
 InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t> header_length,
-                                 const std::string& model, const std::vector<TensorSpec>& specs);
+                                 const std::string& model, const std::vector<TensorSpec>& specs,
+                                 uint64_t max_values = UINT64_MAX);
 
 // BYTES elements in the binary data extension's layout: each as a 4-byte little-endian length, then
 // its bytes.

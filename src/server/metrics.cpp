@@ -75,6 +75,21 @@ void Metrics::head_cache(bool hit, int64_t entries) {
   head_entries_ = entries;
 }
 
+void Metrics::connection_refused() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++refused_;
+}
+
+void Metrics::header_timeout() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++header_timeouts_;
+}
+
+void Metrics::open_connections(int64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  open_ = n;
+}
+
 std::string Metrics::render() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
@@ -118,6 +133,19 @@ std::string Metrics::render() const {
   out += "# HELP zsclip_head_cache_entries Zero-shot heads held by the LRU cache.\n";
   out += "# TYPE zsclip_head_cache_entries gauge\n";
   out += "zsclip_head_cache_entries " + std::to_string(head_entries_) + "\n";
+  out += "# HELP zsclip_open_connections Client connections open.\n";
+  out += "# TYPE zsclip_open_connections gauge\n";
+  out += "zsclip_open_connections " + std::to_string(open_) + "\n";
+  out +=
+      "# HELP zsclip_connections_refused_total Connections answered 503 and closed at once "
+      "(--max-connections).\n";
+  out += "# TYPE zsclip_connections_refused_total counter\n";
+  out += "zsclip_connections_refused_total " + std::to_string(refused_) + "\n";
+  out +=
+      "# HELP zsclip_header_timeouts_total Request heads not complete within --header-seconds "
+      "(answered 408).\n";
+  out += "# TYPE zsclip_header_timeouts_total counter\n";
+  out += "zsclip_header_timeouts_total " + std::to_string(header_timeouts_) + "\n";
   return out;
 }
 

@@ -8,6 +8,9 @@
 //   or queued) zsclip_batch_size{queue}                       histogram of the items (images,
 //   texts) per batch zsclip_inflight_requests                       inference requests being
 //   handled now zsclip_head_cache_{hits,builds}_total, zsclip_head_cache_entries   zero-shot heads
+//   zsclip_open_connections                        client connections open now
+//   zsclip_connections_refused_total               connections answered 503 (--max-connections)
+//   zsclip_header_timeouts_total                   request heads not complete in --header-seconds
 // Thread-safe.
 #pragma once
 
@@ -44,6 +47,9 @@ class Metrics {
   void batch(const std::string& queue, int64_t items);
   void queue_depth(const std::string& queue, int64_t depth, int64_t capacity);
   void head_cache(bool hit, int64_t entries);
+  void connection_refused();
+  void header_timeout();
+  void open_connections(int64_t n);
   std::atomic<int64_t> inflight{0};
   std::string render() const;
 
@@ -56,6 +62,8 @@ class Metrics {
   std::map<std::string, std::pair<int64_t, int64_t>> queues_;
   uint64_t head_hits_ = 0, head_builds_ = 0;
   int64_t head_entries_ = 0;
+  uint64_t refused_ = 0, header_timeouts_ = 0;
+  int64_t open_ = 0;
 };
 
 }  // namespace zsclip::server

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <httplib.h>
+#include <malloc.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -8,10 +9,13 @@
 #include <condition_variable>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
 #include <thread>
 
 #include "server/base64.h"
 #include "server/batcher.h"
+#include "server/front.h"
 #include "server/head_cache.h"
 #include "server/kserve.h"
 #include "server/metrics.h"
@@ -95,13 +99,16 @@ struct Server::Impl {
   std::unique_ptr<Batcher<int64_t>> texts;
   std::unique_ptr<HeadCache> heads;
   std::vector<ModelSpec> specs;
-  httplib::Server http;
+  std::unique_ptr<Front> front;
+  httplib::Server* http = nullptr;  // front's routes
   std::atomic<bool> stopping{false};
-  std::atomic<bool> listen_done{false};
-  std::mutex stop_mu;
-  std::condition_variable stop_cv;
   int port = -1;
-  int listen_fd = -1;
+  std::mutex inflight_mu;  // --max-inflight: requests reading, parsing, decoding or running
+  std::condition_variable inflight_cv;
+  int inflight_slots = 0;
+  std::mutex decode_mu;  // --max-decodes: images being decoded
+  std::condition_variable decode_cv;
+  int decode_slots = 0;
 
   explicit Impl(const ServerOptions& o)
       : opt(o), model(load(o)), tokenizer(model.load_tokenizer()), pre(model.config().preprocess) {
@@ -129,6 +136,32 @@ struct Server::Impl {
              {kZeroShot,
               {image, pixels, {"LABELS", "BYTES", {-1}}, {"TEMPLATES", "BYTES", {-1}}},
               {{"PROBS", "FP32", {-1, -1}}, {"TOP_LABEL", "BYTES", {-1}}}}};
+    FrontOptions fo;
+    fo.max_connections = opt.max_connections;
+    fo.workers = opt.http_threads;
+    fo.header_seconds = opt.header_seconds;
+    fo.body_seconds = opt.body_seconds;
+    fo.drain_seconds = opt.drain_seconds;
+    fo.max_request_bytes = opt.max_request_bytes;
+    FrontEvents ev;
+    ev.answered = [this](int status, const std::string& target) {
+      metrics.http_response(status);
+      std::smatch m;
+      const std::regex infer(kInferPattern);
+      if (std::regex_match(target, m, infer)) {
+        const std::string name = m[1];
+        metrics.request_done(
+            name == kImageEncoder || name == kTextEncoder || name == kZeroShot ? name : "unknown",
+            status, 0.0);
+      }
+    };
+    ev.refused = [this] { metrics.connection_refused(); };
+    ev.header_timeout = [this] { metrics.header_timeout(); };
+    ev.open = [this](int64_t n) { metrics.open_connections(n); };
+    front = std::make_unique<Front>(fo, std::move(ev));
+    http = front.get();
+    inflight_slots = opt.max_inflight;
+    decode_slots = opt.max_decodes;
     routes();
   }
 
@@ -164,10 +197,10 @@ struct Server::Impl {
   }
 
   void routes() {
-    http.set_logger([this](const httplib::Request&, const httplib::Response& res) {
+    http->set_logger([this](const httplib::Request&, const httplib::Response& res) {
       metrics.http_response(res.status);
     });
-    http.set_error_handler(httplib::Server::HandlerWithResponse(
+    http->set_error_handler(httplib::Server::HandlerWithResponse(
         [](const httplib::Request& req, httplib::Response& res) {
           if (res.body.empty()) {
             std::string msg = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
@@ -178,7 +211,7 @@ struct Server::Impl {
           }
           return httplib::Server::HandlerResponse::Handled;
         }));
-    http.set_exception_handler(
+    http->set_exception_handler(
         [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
           std::string msg = "internal error";
           try {
@@ -189,65 +222,55 @@ struct Server::Impl {
           }
           send_error(res, 500, msg);
         });
-    // Bodies are read only by handlers that bound them (chunked bodies are not bounded by httplib's
-    // payload limit): refuse a chunked body anywhere else before it is read.
-    http.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (req.has_header("Transfer-Encoding") && req.method != "POST" && req.method != "PUT" &&
-          req.method != "PATCH") {
-        res.set_header("Connection", "close");
-        send_error(res, 400, "a " + req.method + " request cannot carry a chunked body here");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      return httplib::Server::HandlerResponse::Unhandled;
-    });
+    // A body on a method without one (GET, ...) is refused by the front before any route runs.
 
-    http.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+    http->Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
       send_json(res, 200, {{"live", true}});
     });
-    http.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+    http->Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
       send_json(res, stopping ? 503 : 200, {{"ready", !stopping}});
     });
-    http.Get(R"(/v2/?)", [](const httplib::Request&, httplib::Response& res) {
+    http->Get(R"(/v2/?)", [](const httplib::Request&, httplib::Response& res) {
       send_json(
           res, 200,
           {{"name", "zsclip"}, {"version", version()}, {"extensions", {"binary_tensor_data"}}});
     });
-    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [this](
-                                                                      const httplib::Request& req,
-                                                                      httplib::Response& res) {
+    http->Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?/ready)", [this](
+                                                                       const httplib::Request& req,
+                                                                       httplib::Response& res) {
       try {
         send_json(res, stopping ? 503 : 200, {{"name", spec_of(req).name}, {"ready", !stopping}});
       } catch (const HttpError& e) {
         send_error(res, e.status, e.what());
       }
     });
-    http.Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)",
-             [this](const httplib::Request& req, httplib::Response& res) {
-               try {
-                 const ModelSpec& s = spec_of(req);
-                 auto tensors = [](const std::vector<TensorSpec>& v) {
-                   json a = json::array();
-                   for (const auto& t : v)
-                     a.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
-                   return a;
-                 };
-                 send_json(res, 200,
-                           {{"name", s.name},
-                            {"versions", {"1"}},
-                            {"platform", "pytorch_torchscript"},
-                            {"inputs", tensors(s.inputs)},
-                            {"outputs", tensors(s.outputs)}});
-               } catch (const HttpError& e) {
-                 send_error(res, e.status, e.what());
-               }
-             });
-    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    http->Get(R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)",
+              [this](const httplib::Request& req, httplib::Response& res) {
+                try {
+                  const ModelSpec& s = spec_of(req);
+                  auto tensors = [](const std::vector<TensorSpec>& v) {
+                    json a = json::array();
+                    for (const auto& t : v)
+                      a.push_back({{"name", t.name}, {"datatype", t.datatype}, {"shape", t.shape}});
+                    return a;
+                  };
+                  send_json(res, 200,
+                            {{"name", s.name},
+                             {"versions", {"1"}},
+                             {"platform", "pytorch_torchscript"},
+                             {"inputs", tensors(s.inputs)},
+                             {"outputs", tensors(s.outputs)}});
+                } catch (const HttpError& e) {
+                  send_error(res, e.status, e.what());
+                }
+              });
+    http->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.render(), "text/plain; version=0.0.4");
     });
-    http.Post(kInferPattern,
-              httplib::Server::HandlerWithContentReader(
-                  [this](const httplib::Request& req, httplib::Response& res,
-                         const httplib::ContentReader& reader) { infer(req, res, reader); }));
+    http->Post(kInferPattern,
+               httplib::Server::HandlerWithContentReader(
+                   [this](const httplib::Request& req, httplib::Response& res,
+                          const httplib::ContentReader& reader) { infer(req, res, reader); }));
     // Any other body-carrying request: read it (bounded) so the connection stays usable, then 404.
     auto other = httplib::Server::HandlerWithContentReader(
         [this](const httplib::Request& req, httplib::Response& res,
@@ -256,16 +279,18 @@ struct Server::Impl {
           if (!read_body(req, res, reader, body)) return;
           send_error(res, 404, "no such endpoint: " + req.method + " " + req.path);
         });
-    http.Post(".*", other);
-    http.Put(".*", other);
-    http.Patch(".*", other);
+    http->Post(".*", other);
+    http->Put(".*", other);
+    http->Patch(".*", other);
   }
 
-  // Reads the body up to --max-request-bytes; on failure answers 413 or 400 and returns false.
+  // Reads the body up to --max-request-bytes; on failure answers 413, 408 or 400 (the connection
+  // then closes: the rest of the body is not read) and returns false.
   bool read_body(const httplib::Request& req, httplib::Response& res,
                  const httplib::ContentReader& reader, std::string& body) {
     if (req.has_header("Content-Length") && !req.has_header("Content-Encoding")) {
-      // One allocation instead of doublings (a base64 image is often megabytes).
+      // One allocation instead of doublings (a base64 image is often megabytes). The front has
+      // checked the value: plain digits, at most --max-request-bytes.
       const std::string len = req.get_header_value("Content-Length");
       if (!len.empty() && len.size() < 19 &&
           len.find_first_not_of("0123456789") == std::string::npos)
@@ -282,16 +307,67 @@ struct Server::Impl {
       return true;
     });
     if (ok) return true;
-    res.set_header("Connection", "close");
+    Front::close_after_response();
+    body.clear();
+    body.shrink_to_fit();
     if (too_big || res.status == 413)
       send_error(
           res, 413,
           "request body exceeds --max-request-bytes " + std::to_string(opt.max_request_bytes));
+    else if (Front::body_timed_out())
+      send_error(res, 408,
+                 "request body not received within --body-seconds " + num(opt.body_seconds));
     else
       send_error(
           res, 400,
           "could not read the request body (truncated, or a bad chunked/compressed encoding)");
     return false;
+  }
+
+  // A counting semaphore's slot, held for a scope.
+  class Slot {
+   public:
+    Slot(std::mutex& mu, std::condition_variable& cv, int& free) : mu_(mu), cv_(cv), free_(free) {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return free_ > 0; });
+      --free_;
+    }
+    ~Slot() {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++free_;
+      cv_.notify_one();
+    }
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+
+   private:
+    std::mutex& mu_;
+    std::condition_variable& cv_;
+    int& free_;
+  };
+
+  static std::string num(double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  }
+
+  // The most JSON values a request for `spec` may hold: its largest inputs at --max-batch and
+  // --max-labels, and room for names, shapes and parameters. Counted while parsing.
+  uint64_t max_values(const ModelSpec& spec) const {
+    const uint64_t b = static_cast<uint64_t>(opt.max_batch), side = model.image_size();
+    uint64_t n = 1024;
+    for (const auto& in : spec.inputs) {
+      if (in.name == "PIXELS")
+        n += b * 3 * side * side;
+      else if (in.name == "LABELS")
+        n += static_cast<uint64_t>(opt.max_labels);
+      else if (in.name == "TEMPLATES")
+        n += kMaxTemplates;
+      else
+        n += b;
+    }
+    return n;
   }
 
   void infer(const httplib::Request& req, httplib::Response& res,
@@ -301,6 +377,11 @@ struct Server::Impl {
     std::string model_name = req.matches[1];
     std::string body;
     int status = 200;
+    // The slot bounds the memory of requests in flight (README: "Memory"). Waiting for it does
+    // not count against --body-seconds.
+    Slot slot(inflight_mu, inflight_cv, inflight_slots);
+    Front::restart_body_deadline();
+    size_t body_bytes = 0;
     if (!read_body(req, res, reader, body)) {
       status = res.status;
     } else {
@@ -310,7 +391,9 @@ struct Server::Impl {
         if (req.has_header("Inference-Header-Content-Length"))
           header_length =
               parse_header_length(req.get_header_value("Inference-Header-Content-Length"));
-        InferRequest r = parse_infer_request(body, header_length, spec.name, spec.inputs);
+        body_bytes = body.size();
+        InferRequest r =
+            parse_infer_request(body, header_length, spec.name, spec.inputs, max_values(spec));
         body.clear();
         body.shrink_to_fit();
         check_requested_outputs(r, spec.name, spec.outputs);
@@ -337,6 +420,8 @@ struct Server::Impl {
         send_error(res, status, std::string("internal error: ") + e.what());
       }
     }
+    // A large body leaves its pages with the allocator; give them back to the system.
+    if (body_bytes >= (size_t{8} << 20)) malloc_trim(0);
     --metrics.inflight;
     const std::string known =
         model_name == kImageEncoder || model_name == kTextEncoder || model_name == kZeroShot
@@ -393,6 +478,7 @@ struct Server::Impl {
             bytes = &decoded;
           }
           try {
+            Slot decoding(decode_mu, decode_cv, decode_slots);  // --max-decodes
             pre.from_buffer_into(bytes->data(), bytes->size(), where,
                                  job.input.data() + static_cast<size_t>(i) * per);
           } catch (const Error& e) {
@@ -491,23 +577,25 @@ Server::Server(const ServerOptions& options) {
     throw Error(ErrorCode::kInvalidArgument, "serve: max_labels must be >= 1");
   if (!(options.max_delay_ms >= 0))
     throw Error(ErrorCode::kInvalidArgument, "serve: max_delay_ms must be >= 0");
+  if (options.max_connections < 1)
+    throw Error(ErrorCode::kInvalidArgument, "serve: max_connections must be >= 1");
+  if (options.max_inflight < 1 || options.max_decodes < 1)
+    throw Error(ErrorCode::kInvalidArgument, "serve: max_inflight and max_decodes must be >= 1");
+  if (!(options.header_seconds > 0) || !(options.body_seconds > 0) || !(options.drain_seconds >= 0))
+    throw Error(ErrorCode::kInvalidArgument,
+                "serve: header_seconds and body_seconds must be > 0, drain_seconds >= 0");
   impl_ = std::make_unique<Impl>(options);
   const ServerOptions& o = impl_->opt;
-  const size_t http_threads = static_cast<size_t>(o.http_threads < 1 ? 1 : o.http_threads);
-  impl_->http.new_task_queue = [http_threads] { return new httplib::ThreadPool(http_threads); };
-  impl_->http.set_payload_max_length(static_cast<size_t>(o.max_request_bytes));
-  impl_->http.set_keep_alive_max_count(1000);
-  impl_->http.set_keep_alive_timeout(5);
-  impl_->http.set_read_timeout(30, 0);
-  impl_->http.set_write_timeout(30, 0);
-  impl_->http.set_tcp_nodelay(true);
+  httplib::Server& http = *impl_->http;
+  http.set_payload_max_length(static_cast<size_t>(o.max_request_bytes));
+  // What the Keep-Alive response header announces; the front enforces both.
+  http.set_keep_alive_max_count(1000);
+  http.set_keep_alive_timeout(5);
   // httplib's default options set SO_REUSEPORT, which would let a second server bind the same port;
-  // SO_REUSEADDR only allows a quick restart. The socket is kept to widen its backlog in bind().
-  Impl* impl = impl_.get();
-  impl_->http.set_socket_options([impl](int sock) {
+  // SO_REUSEADDR only allows a quick restart.
+  http.set_socket_options([](int sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    impl->listen_fd = sock;
   });
 }
 
@@ -515,16 +603,11 @@ Server::~Server() { stop(); }
 
 int Server::bind() {
   Impl& s = *impl_;
-  const int port = s.opt.port == 0
-                       ? s.http.bind_to_any_port(s.opt.host)
-                       : (s.http.bind_to_port(s.opt.host, s.opt.port) ? s.opt.port : -1);
+  const int port = s.front->bind(s.opt.host, s.opt.port);
   if (port < 0)
     throw Error(ErrorCode::kIo, "cannot listen on " + s.opt.host + ":" +
                                     std::to_string(s.opt.port) +
                                     " (address in use, or not an address of this machine)");
-  // libcpp-httplib listens with a backlog of 5: a burst of new connections (16 clients starting at
-  // once) then sees resets. Calling listen() again on the listening socket only raises the backlog.
-  if (s.listen_fd >= 0) ::listen(s.listen_fd, 1024);
   s.port = port;
   return port;
 }
@@ -532,24 +615,7 @@ int Server::bind() {
 void Server::serve() {
   Impl& s = *impl_;
   if (s.port < 0) bind();
-  // stop() only raises a flag: this watcher stops the listener once it runs (a stop that came
-  // before listen_after_bind started must not be lost).
-  std::thread watcher([&s] {
-    {
-      std::unique_lock<std::mutex> lock(s.stop_mu);
-      s.stop_cv.wait(lock, [&] { return s.stopping.load() || s.listen_done.load(); });
-    }
-    while (!s.listen_done && !s.http.is_running())
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    if (!s.listen_done) s.http.stop();
-  });
-  if (!s.stopping) s.http.listen_after_bind();  // returns after stop(), once the workers are done
-  {
-    std::lock_guard<std::mutex> lock(s.stop_mu);
-    s.listen_done = true;
-    s.stop_cv.notify_all();
-  }
-  watcher.join();
+  s.front->run();  // returns once drained: every connection closed, every handler returned
   // Every handler has returned, so no request waits in a batcher any more.
   s.images->stop();
   s.texts->stop();
@@ -557,9 +623,8 @@ void Server::serve() {
 
 void Server::stop() {
   if (!impl_) return;
-  std::lock_guard<std::mutex> lock(impl_->stop_mu);
   impl_->stopping = true;
-  impl_->stop_cv.notify_all();
+  impl_->front->drain();
 }
 
 }  // namespace zsclip::server

@@ -34,8 +34,20 @@ struct ServerOptions {
   int max_queue = 256;                       // requests admitted and waiting, per encoder; then 503
   uint64_t max_request_bytes = 64ull << 20;  // larger bodies: 413
   int threads = 0;                           // cores inference may use (ModelOptions::threads)
-  int http_threads = 64;                     // HTTP worker threads (one per open connection)
-  int head_cache = 64;                       // zero-shot heads kept
+  int http_threads = 64;  // HTTP worker threads: requests (heads complete) handled at once
+  // Connections: open at once (more: 503 and closed); a request head must arrive within
+  // header_seconds (of the accept, or of its first byte on a kept-alive connection) and a body
+  // within body_seconds, else 408; stop() closes idle connections, answers with "Connection:
+  // close" and shuts down what is still open after drain_seconds.
+  int max_connections = 512;
+  double header_seconds = 10;
+  double body_seconds = 60;
+  double drain_seconds = 30;
+  // Memory (README "Memory"): inference requests read, parsed, decoded and run at once (others
+  // wait, their bodies unread), and images decoded at once.
+  int max_inflight = 16;
+  int max_decodes = 2;
+  int head_cache = 64;    // zero-shot heads kept
   int max_labels = 1000;  // LABELS per zero_shot request (TEMPLATES: at most 100)
   // Texts and prompts longer than the context: false (default) answers 400 naming the text and its
   // token count; true cuts them as clip.tokenize(truncate=True) does (`zsclip serve --truncate`).
