@@ -52,6 +52,13 @@ add_test(NAME export_python
           --shared ${ZSCLIP_SHARED_DIR} --work ${PROJECT_BINARY_DIR}/tmp/export_test)
 set_tests_properties(export_python PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
 
+# A TorchScript checkpoint is code: the exporter reads its tensors without running it, or refuses it naming
+# --trust-code (a malicious archive's __setstate__ must not run; hand-made hostile pickles are refused).
+add_test(NAME export_torchscript_safety
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torchscript_safety_test.py --source ${PROJECT_SOURCE_DIR}
+          --shared ${ZSCLIP_SHARED_DIR} --work ${PROJECT_BINARY_DIR}/tmp/torchscript_safety)
+set_tests_properties(export_torchscript_safety PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
 # README.md's parity table is written by tools/parity_report.py --update-readme; this fails when the
 # code no longer gives its numbers (to within the last digit).
 add_test(NAME readme_parity_table
