@@ -120,9 +120,8 @@ TEST(ModelSecurity, CliWarnsOnceOnStandardError) {
 
 // A head file written by hand (the format of ZeroShotHead::save), recording `fingerprint`.
 void write_head(const std::string& path, const std::string& fingerprint, int64_t d) {
-  json h = {{"format_version", 1},       {"labels", {"a", "b"}},
-            {"model_fingerprint", fingerprint}, {"logit_scale_exp", 100.0},
-            {"num_classes", 2},          {"embed_dim", d}};
+  json h = {{"format_version", 1},      {"labels", {"a", "b"}}, {"model_fingerprint", fingerprint},
+            {"logit_scale_exp", 100.0}, {"num_classes", 2},     {"embed_dim", d}};
   const std::string text = h.dump();
   std::string bytes = "ZSHEAD01";
   for (int i = 0; i < 8; ++i) bytes += static_cast<char>((text.size() >> (8 * i)) & 0xFF);
