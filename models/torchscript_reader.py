@@ -155,8 +155,10 @@ class _Reader(pickle._Unpickler):  # the Python implementation: its BUILD can be
             self.refuse(f"the module class {full} defines __setstate__, code that torch.jit.load runs while "
                         "loading the file (it could do anything, e.g. write files) and that decides its weights; "
                         "refused. If you trust the file's author, pass --trust-code to load it with torch.jit.load")
-        if decl.parameters is None or decl.buffers is None:
-            self.refuse(f"code/ declares the module class {full} without __parameters__ / __buffers__")
+        if decl.parameters is None:
+            self.refuse(f"code/ declares the module class {full} without __parameters__")
+        if decl.buffers is None:  # archives of older torch versions may not list them: none then
+            decl.buffers = []
         cls = type("_Placeholder", (_ModulePlaceholder,), {"qualified_name": full})
         self.placeholders[full] = cls
         return cls
@@ -183,12 +185,22 @@ class _Reader(pickle._Unpickler):  # the Python implementation: its BUILD can be
         if info.file_size != size:
             self.refuse(f"{name} holds {info.file_size} bytes, but data.pkl says {numel} elements of "
                         f"{storage.name} ({size} bytes)")
+        raw = bytearray(size)  # filled in chunks: no second full-size copy of a large storage
+        view, done = memoryview(raw), 0
         try:
-            raw = bytearray(self.archive.read(name))
+            with self.archive.open(info) as f:
+                while done < size:
+                    chunk = f.read(min(size - done, 1 << 24))
+                    if not chunk:
+                        break
+                    view[done:done + len(chunk)] = chunk
+                    done += len(chunk)
+                extra = f.read(1)
+            view.release()
         except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as e:
             self.refuse(f"cannot read {name}: {e}")
-        if len(raw) != size:
-            self.refuse(f"{name} holds {len(raw)} bytes, expected {size}")
+        if done != size or extra:
+            self.refuse(f"{name} holds {'more' if extra else done} bytes, expected {size}")
         t = torch.frombuffer(raw, dtype=storage.dtype) if size else torch.empty(0, dtype=storage.dtype)
         self.storages[key] = t
         return t

@@ -125,14 +125,13 @@ class _Build:
         self.target, self.state = target, state
 
 
-def storage(key: str, numel: int, kind: str = "FloatStorage"):
-    return ("storage", _Global("torch", kind, "<class>"), key, "cpu", numel)
+def storage(key: str, numel: int, kind: str = "FloatStorage", location: str = "cpu"):
+    return ("storage", _Global("torch", kind, "<class>"), key, location, numel)
 
 
-def tensor(key: str, numel: int, offset: int, size, stride):
-    import collections  # noqa: F401 - named by the pickle
-    return _Global("torch._utils", "_rebuild_tensor_v2", storage(key, numel), offset, tuple(size), tuple(stride),
-                   False, _Global("collections", "OrderedDict"))
+def tensor(key: str, numel: int, offset: int, size, stride, kind: str = "FloatStorage", location: str = "cpu"):
+    return _Global("torch._utils", "_rebuild_tensor_v2", storage(key, numel, kind, location), offset, tuple(size),
+                   tuple(stride), False, _Global("collections", "OrderedDict"))
 
 
 LIN_CODE = ('class Lin(Module):\n  __parameters__ = ["weight", "bias", ]\n  __buffers__ = []\n  weight : Tensor\n'
@@ -165,6 +164,21 @@ def hand_made(work: str, reader) -> None:
         check(ok, f"hand-made archive read: {dict((k, v.tolist()) for k, v in sd.items())}")
     except TorchScriptReadError as e:
         check(False, f"hand-made well-formed archive refused: {e}")
+
+    # float16 on CUDA storages, as OpenAI's released archives (traced on a GPU): read on the CPU
+    half = np.array([1.5, -2.0, 0.25, 8.0], dtype="<f2")
+    path = os.path.join(work, "half_cuda.pt")
+    write_archive(path, _Module("__torch__", "Lin", {
+        "weight": tensor("0", 4, 0, (2, 2), (1, 2), "HalfStorage", "cuda:0"),
+        "bias": tensor("0", 4, 2, (2,), (1,), "HalfStorage", "cuda:0"), "training": False}),
+        {"0": half.tobytes()})
+    try:
+        sd = reader(path)
+        check(sd["weight"].dtype == torch.float16 and sd["weight"].tolist() == [[1.5, 0.25], [-2.0, 8.0]]
+              and sd["bias"].tolist() == [0.25, 8.0] and sd["weight"].device.type == "cpu",
+              "hand-made float16 archive with cuda:0 storages (transposed view) read on the CPU")
+    except TorchScriptReadError as e:
+        check(False, f"hand-made float16/cuda archive refused: {e}")
 
     marker = os.path.join(work, "os_system_ran")
     cases = [
