@@ -198,6 +198,14 @@ TEST(ModelSecurity, IndexesRefuseAnEmptyFingerprint) {
   FloatTensor w({2, 4}, {1, 0, 0, 0, 0, 1, 0, 0});
   EXPECT_THROW(index.check_compatible(ZeroShotHead::from_weights({"a", "b"}, w, 1.f, "")), Error);
   EXPECT_NO_THROW(index.check_compatible(ZeroShotHead::from_weights({"a", "b"}, w, 1.f, "fp-1")));
+  // `zsclip index build` with a model without a fingerprint: refused before anything is written.
+  const std::string bare = shapes_copy("index_bare", {"fingerprint"});
+  const std::string out = temp_dir("model_security/index") + "/idx";
+  CliResult r = run_cli("index build --model " + sh(bare) + " --out " + sh(out) + " " +
+                        sh(test_data("preprocess/bin_41x23.png")));
+  EXPECT_NE(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("has no fingerprint"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out + "/index.json"));
 }
 
 }  // namespace
