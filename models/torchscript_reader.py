@@ -215,7 +215,13 @@ class _Reader(pickle._Unpickler):  # the Python implementation: its BUILD can be
                         f"{str(stride)[:80]}: not non-negative integers of one rank")
         if (hooks is not None and not (isinstance(hooks, dict) and not hooks)) or rest:
             self.refuse("a tensor in data.pkl carries backward hooks or extra metadata")
-        if all(s > 0 for s in size):
+        numel = 1
+        for s in size:
+            numel *= s
+        if numel > storage.numel():  # stride-0 expansions: a checkpoint's tensors never outnumber their storage
+            self.refuse(f"a tensor in data.pkl of size {tuple(size)} has more elements than its storage "
+                        f"({storage.numel()})")
+        if numel > 0:
             last = offset + sum((s - 1) * st for s, st in zip(size, stride))
             if last >= storage.numel():
                 self.refuse(f"a tensor in data.pkl (offset {offset}, size {tuple(size)}, stride {tuple(stride)}) "
@@ -313,6 +319,10 @@ def read_torchscript_tensors(path: str) -> "OrderedDict[str, torch.Tensor]":
             except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as e:
                 raise TorchScriptReadError(f"{path}: cannot read {info.filename}: {e}") from e
             _parse_code(path, rel[len("code/"):-len(".py")].replace("/", "."), text, classes)
+        if root + "byteorder" in archive.namelist():  # newer torch records it; storages are read little-endian
+            order = archive.read(root + "byteorder")[:16]
+            if order.strip() != b"little":
+                raise TorchScriptReadError(f"{path}: byteorder {order!r}: only little-endian archives are read")
         try:
             pkl = archive.getinfo(root + "data.pkl")
         except KeyError:

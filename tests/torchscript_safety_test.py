@@ -188,6 +188,8 @@ def hand_made(work: str, reader) -> None:
         ("undeclared class", _Module("__torch__", "Other", {"training": False}), {}, ["__torch__.Other", "declare"]),
         ("view past its storage", _Module("__torch__", "Lin", dict(good, bias=tensor("0", 8, 7, (2,), (1,)))),
          {"0": values.tobytes()}, ["reaches element 8"]),
+        ("stride-0 expansion", _Module("__torch__", "Lin", dict(good, bias=tensor("0", 8, 0, (1000000,), (0,)))),
+         {"0": values.tobytes()}, ["more elements than its storage"]),
         ("storage of the wrong size", _Module("__torch__", "Lin", good), {"0": values.tobytes()[:-4]},
          ["28 bytes", "32 bytes"]),
         ("missing storage", _Module("__torch__", "Lin", good), {}, ["arch/data/0"]),
