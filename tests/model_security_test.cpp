@@ -112,6 +112,10 @@ TEST(ModelSecurity, CliWarnsOnceOnStandardError) {
               sh(test_data("preprocess/bin_41x23.png")));
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(count(r.err, "zsclip: warning:"), 1u) << r.err;
+  // bench makes a head of random class weights for the model: it still works.
+  r = run_cli("bench --model " + sh(bare) + " --batch-size 1 --iterations 1 --images " +
+              sh(test_data("preprocess/bin_41x23.png")));
+  EXPECT_EQ(r.status, 0) << r.err;
   // The shipped model records both: no warning.
   r = run_cli("info --model " + sh(source_path("models/shapes")));
   EXPECT_EQ(r.status, 0) << r.err;
@@ -149,6 +153,8 @@ TEST(ModelSecurity, EmptyFingerprintMatchesNoFingerprint) {
     }
   }
   EXPECT_NO_THROW(named.check_compatible(fp));
+  // Class weights given for this very encoder (zsclip bench's random head) are its own.
+  EXPECT_NO_THROW(ZeroShotHead::from_weights({"a", "b"}, w, 100.f, no_fp).check_compatible(no_fp));
   // A head without a fingerprint cannot be saved: it could never be matched again.
   const std::string dir = temp_dir("model_security/heads");
   try {

@@ -94,6 +94,13 @@ class ZeroShotHead {
                                    float logit_scale_exp, std::string model_fingerprint,
                                    std::vector<std::string> templates = {},
                                    Scoring scoring = Scoring::kSoftmax, float logit_bias = 0.f);
+  // The same for this encoder's model: records its fingerprint, and for a model without one (whose
+  // heads cannot be saved) the encoder itself, so that check_compatible accepts the head for that
+  // model in this process.
+  static ZeroShotHead from_weights(std::vector<std::string> labels, FloatTensor weights,
+                                   float logit_scale_exp, const ImageEncoder& encoder,
+                                   std::vector<std::string> templates = {},
+                                   Scoring scoring = Scoring::kSoftmax, float logit_bias = 0.f);
   static ZeroShotHead load(const std::string& path);
   // A head whose model has no fingerprint is refused (kInvalidModel): it could never be matched to
   // its model again. Writes atomically: a temporary file with a unique name in the target's folder,

@@ -121,6 +121,17 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const std::vector<s
   return build(encoder, encoder.tokenizer(), labels, templates, batch_size);
 }
 
+ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTensor weights,
+                                        float logit_scale_exp, const ImageEncoder& encoder,
+                                        std::vector<std::string> templates, Scoring scoring,
+                                        float logit_bias) {
+  ZeroShotHead head =
+      from_weights(std::move(labels), std::move(weights), logit_scale_exp, encoder.fingerprint(),
+                   std::move(templates), scoring, logit_bias);
+  if (encoder.fingerprint().empty()) head.built_for_ = encoder.describe();
+  return head;
+}
+
 void ZeroShotHead::check_compatible(const ImageEncoder& encoder, const std::string& origin) const {
   if (embed_dim() != encoder.embed_dim())
     throw Error(ErrorCode::kInvalidModel, origin + ": embed_dim " + std::to_string(embed_dim()) +
