@@ -26,6 +26,7 @@ mapped or refused with its name.
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import math
@@ -40,6 +41,7 @@ import torch
 from clip_model import CLIP, NON_PARAMETER_KEYS, CheckpointError, clean_state_dict
 from reference_forward import hf_clip_features, openai_layout_features
 from safetensors_io import SafetensorsError, is_safetensors, read_safetensors
+from torchscript_reader import TorchScriptReadError, read_torchscript_tensors
 
 __all__ = ["LoadedCheckpoint", "load_checkpoint", "build_model", "load_tensor_file", "tensors_sha256", "hash_tensors",
            "LAYOUTS", "OPENAI_MEAN", "OPENAI_STD", "ACTIVATION_HELP"]
@@ -103,8 +105,15 @@ def is_torchscript_archive(path: str) -> bool:
         return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
 
 
+# --trust-code: TorchScript archives are loaded with torch.jit.load, which runs their code. Set for the
+# duration of load_checkpoint(..., trust_code=True) only.
+_TRUST_CODE = contextvars.ContextVar("trust_code", default=False)
+
+
 def load_tensor_file(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
-    """(tensors, container) of a checkpoint file: "torchscript", "safetensors" or "torch_save"."""
+    """(tensors, container) of a checkpoint file: "torchscript", "safetensors" or "torch_save". A
+    TorchScript archive is read for its tensors only, without running its code (torchscript_reader.py),
+    unless load_checkpoint was given trust_code=True; a torch.save pickle is read with weights_only."""
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     if not os.path.isfile(path):
@@ -116,7 +125,15 @@ def load_tensor_file(path: str) -> Tuple[Dict[str, torch.Tensor], str]:
             raise CheckpointError(str(e)) from e
         return tensors, "safetensors"
     if is_torchscript_archive(path):
-        try:
+        if not _TRUST_CODE.get():
+            try:
+                return read_torchscript_tensors(path), "torchscript"
+            except TorchScriptReadError as e:
+                hint = "" if "--trust-code" in str(e) else (
+                    " (its tensors are read without running its code; --trust-code would load it with "
+                    "torch.jit.load, which runs the archive's code: only for files from an author you trust)")
+                raise CheckpointError(f"{e}{hint}") from e
+        try:  # --trust-code: torch.jit.load compiles and runs the archive's code (its __setstate__ methods)
             return dict(torch.jit.load(path, map_location="cpu").state_dict()), "torchscript"
         except Exception as e:  # noqa: BLE001 - any loader failure means "not a usable archive"
             raise CheckpointError(f"{path}: looks like a TorchScript archive but cannot be loaded: {e}") from e
@@ -255,7 +272,10 @@ def _load_openai(path: str, activation: Optional[str], notes: List[str]) -> Load
                         "contradicts that")
         activation = "quick_gelu"
         description = "OpenAI TorchScript archive (QuickGELU by construction)"
-        if all(v.dtype == torch.float32 for v in sd.values()):
+        if not _TRUST_CODE.get():
+            notes.append("the archive's tensors were read without running its code; its own encode_image/"
+                         "encode_text are not run as a further reference (that needs --trust-code)")
+        elif all(v.dtype == torch.float32 for v in sd.values()):
             archive: List[Any] = []
 
             def archive_reference(arch, pixels, ids, _path=path):
@@ -985,8 +1005,19 @@ def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> Loaded
 # ---- detection -----------------------------------------------------------------------------------
 
 def load_checkpoint(path: str, activation: Optional[str] = None, open_clip_config: Optional[str] = None,
-                    layout: Optional[str] = None) -> LoadedCheckpoint:
-    """Detects the layout of `path` (a file or a folder) and loads it; CheckpointError when refused."""
+                    layout: Optional[str] = None, trust_code: bool = False) -> LoadedCheckpoint:
+    """Detects the layout of `path` (a file or a folder) and loads it; CheckpointError when refused.
+    trust_code: load TorchScript archives with torch.jit.load, which runs their code (default: their
+    tensors are read without running anything, and an archive that needs its code is refused)."""
+    token = _TRUST_CODE.set(bool(trust_code))
+    try:
+        return _load_checkpoint(path, activation, open_clip_config, layout)
+    finally:
+        _TRUST_CODE.reset(token)
+
+
+def _load_checkpoint(path: str, activation: Optional[str], open_clip_config: Optional[str],
+                     layout: Optional[str]) -> LoadedCheckpoint:
     notes: List[str] = []
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint not found: {path}")

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 models/export_clip.py --checkpoint PATH --out DIR [--vocab FILE] [--name NAME] \
         [--activation quick_gelu|gelu] [--open-clip-config FILE] [--layout LAYOUT] \
-        [--dtype float32|float16] [--quantize none|int8] [--num-merges N] [--no-fold]
+        [--dtype float32|float16] [--quantize none|int8] [--num-merges N] [--no-fold] [--trust-code]
 
 --checkpoint is a file or a folder; the layout is detected and printed (models/checkpoint_layouts.py):
     openai_torchscript  OpenAI's TorchScript archive as released (ViT-B-32.pt): QuickGELU by construction
@@ -13,6 +13,11 @@
                         open_clip_pytorch_model.bin), or a checkpoint file + --open-clip-config FILE
     hf_clip             a HuggingFace CLIPModel folder (config.json, model.safetensors or pytorch_model.bin,
                         preprocessor_config.json, vocab.json + merges.txt)
+A TorchScript archive (OpenAI's released checkpoints are such archives, and so is a pytorch_model.bin
+that is a TorchScript zip) is code: torch.jit.load runs the __setstate__ methods stored in it. The
+exporter reads such an archive's tensors without running any of it (models/torchscript_reader.py) and
+refuses one that needs its code, unless --trust-code is given; torch.save pickles are read with
+weights_only=True.
 --vocab (the BPE merges, bpe_simple_vocab_16e6.txt.gz) is needed unless the folder carries its tokenizer
 (HF: vocab.json + merges.txt, copied). Any config key or tensor that is not implemented is refused with
 its name. Writes into --out:
@@ -283,6 +288,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="BPE merges to use; must be vocab_size - 514 (the default), which zsclip requires")
     p.add_argument("--quantize-text", action="store_true",
                    help="with --quantize int8, quantise the text tower too (default: the image tower only)")
+    p.add_argument("--trust-code", action="store_true",
+                   help="load a TorchScript archive with torch.jit.load, which RUNS CODE stored in the file (its "
+                        "__setstate__ methods); only for archives whose author you trust. Without it the "
+                        "archive's tensors are read without running anything, and an archive that needs its "
+                        "code is refused")
     p.add_argument("--no-fold", action="store_true",
                    help="export the towers as trained, without clip_model.fold_for_inference (SiLU-folded MLPs, "
                         "pre-scaled q, patch GEMM): for comparisons")
@@ -297,7 +307,8 @@ def read_inputs(args: argparse.Namespace) -> Inputs:
     tokenizer; a bad --vocab is refused before the weights are loaded."""
     if args.vocab:
         read_merges_count(args.vocab)  # cheap, and a common mistake: fail before loading the weights
-    ckpt = load_checkpoint(args.checkpoint, args.activation, args.open_clip_config, args.layout)
+    ckpt = load_checkpoint(args.checkpoint, args.activation, args.open_clip_config, args.layout,
+                           trust_code=args.trust_code)
     print(f"detected layout: {ckpt.layout}: {ckpt.description}")
     for note in ckpt.notes:
         print(f"note: {note}")

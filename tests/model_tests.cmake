@@ -52,6 +52,20 @@ add_test(NAME export_python
           --shared ${ZSCLIP_SHARED_DIR} --work ${PROJECT_BINARY_DIR}/tmp/export_test)
 set_tests_properties(export_python PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600)
 
+# A TorchScript checkpoint is code: the exporter reads its tensors without running it, or refuses it naming
+# --trust-code (a malicious archive's __setstate__ must not run; hand-made hostile pickles are refused).
+add_test(NAME export_torchscript_safety
+  COMMAND ${ZSCLIP_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/torchscript_safety_test.py --source ${PROJECT_SOURCE_DIR}
+          --shared ${ZSCLIP_SHARED_DIR} --work ${PROJECT_BINARY_DIR}/tmp/torchscript_safety)
+set_tests_properties(export_torchscript_safety PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# tools/model_digest.py (README.md, "Security"): the folder digest is the coreutils pipeline the README
+# gives; --expect refuses a changed, extra or missing file and a symbolic link.
+add_test(NAME tools_model_digest
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/model_digest_test.sh ${ZSCLIP_PYTHON} ${PROJECT_SOURCE_DIR}
+          ${PROJECT_BINARY_DIR}/tmp/model_digest)
+set_tests_properties(tools_model_digest PROPERTIES TIMEOUT 60)
+
 # README.md's parity table is written by tools/parity_report.py --update-readme; this fails when the
 # code no longer gives its numbers (to within the last digit).
 add_test(NAME readme_parity_table

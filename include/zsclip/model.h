@@ -90,7 +90,11 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              and tokenizer's only when the text encoder is loaded) before
 //                              loading: an edited or swapped file is refused (kInvalidModel) naming
 //                              the file. false (`--no-verify`) for people who edit exports on
-//                              purpose
+//                              purpose. A config.json without file_checks (or without an entry
+//                              for a file that is loaded) or without a fingerprint loads with one
+//                              warning on standard error per process and folder. The files are
+//                              TorchScript, i.e. code that loading runs: file_checks catch
+//                              accidents, not attackers (README.md, "Security")
 struct ModelOptions {
   std::string device = "cpu";
   std::string dtype = "auto";

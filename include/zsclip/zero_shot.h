@@ -94,15 +94,25 @@ class ZeroShotHead {
                                    float logit_scale_exp, std::string model_fingerprint,
                                    std::vector<std::string> templates = {},
                                    Scoring scoring = Scoring::kSoftmax, float logit_bias = 0.f);
+  // The same for this encoder's model: records its fingerprint, and for a model without one (whose
+  // heads cannot be saved) the encoder itself, so that check_compatible accepts the head for that
+  // model in this process.
+  static ZeroShotHead from_weights(std::vector<std::string> labels, FloatTensor weights,
+                                   float logit_scale_exp, const ImageEncoder& encoder,
+                                   std::vector<std::string> templates = {},
+                                   Scoring scoring = Scoring::kSoftmax, float logit_bias = 0.f);
   static ZeroShotHead load(const std::string& path);
-  // Writes atomically: a temporary file with a unique name in the target's folder, renamed onto
-  // the target (removed on any failure, the target then unchanged). A target that exists and is
-  // not a regular file (directory, device, FIFO) is refused; a symbolic link is written through
-  // (the file it points to is replaced, the link stays).
+  // A head whose model has no fingerprint is refused (kInvalidModel): it could never be matched to
+  // its model again. Writes atomically: a temporary file with a unique name in the target's folder,
+  // renamed onto the target (removed on any failure, the target then unchanged). A target that
+  // exists and is not a regular file (directory, device, FIFO) is refused; a symbolic link is
+  // written through (the file it points to is replaced, the link stays).
   void save(const std::string& path) const;
 
   // Throws zsclip::Error(kInvalidModel) unless the head was built with this encoder's model (same
-  // embed_dim and fingerprint).
+  // embed_dim and fingerprint). An empty fingerprint (a model whose config.json has none) matches
+  // no fingerprint, not even another empty one; only a head that build() made in this process from
+  // such a model is accepted for that same model (same describe()).
   void check_compatible(const ImageEncoder& encoder, const std::string& origin = "head") const;
 
   const std::vector<std::string>& labels() const { return labels_; }
@@ -134,6 +144,7 @@ class ZeroShotHead {
   Scoring scoring_ = Scoring::kSoftmax;
   float logit_bias_ = 0.f;
   std::string fingerprint_;
+  std::string built_for_;  // build() from a model without a fingerprint: encoder.describe()
   int64_t truncated_prompts_ = 0;
 };
 

@@ -166,7 +166,7 @@ int run_bench(const Args& args) {
   std::vector<std::string> labels;
   for (int i = 0; i < head_classes; ++i) labels.push_back("class " + std::to_string(i));
   ZeroShotHead head =
-      ZeroShotHead::from_weights(labels, std::move(w), model.logit_scale_exp(), c.fingerprint);
+      ZeroShotHead::from_weights(labels, std::move(w), model.logit_scale_exp(), model);
   FloatTensor f({batch, d}, std::vector<float>(feats));
   int head_reps = 0;
   t0 = Clock::now();

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "cli/cli.h"
+#include "core/fingerprint.h"
 #include "core/io.h"
 #include "core/utf8.h"
 #include "zsclip/classifier.h"
@@ -225,7 +226,8 @@ std::vector<Classification> classify_index(const Args& args, int top_k, Scoring*
   if (args.has("--head")) {
     head.emplace(ZeroShotHead::load(args.get("--head")));
     if (args.has("--model") &&
-        ModelConfig::load(model_dir(args)).fingerprint != index.model_fingerprint())
+        !zsclip::detail::fingerprints_match(ModelConfig::load(model_dir(args)).fingerprint,
+                                            index.model_fingerprint()))
       throw Error(ErrorCode::kInvalidModel,
                   "index " + dir + " was not built with the model " + model_dir(args));
   } else {

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/fingerprint.h"
 #include "core/utf8.h"
 #include "zsclip/encoder.h"
 #include "zsclip/error.h"
@@ -104,6 +105,11 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
       from_weights(labels, std::move(weights), encoder.logit_scale_exp(), encoder.fingerprint(),
                    templates, encoder.scoring(), encoder.logit_bias());
   head.truncated_prompts_ = truncated;
+  // A model without a fingerprint (Model is both encoders): remembered by its describe(), for
+  // check_compatible in this process only.
+  if (encoder.fingerprint().empty())
+    if (const auto* image = dynamic_cast<const ImageEncoder*>(&encoder))
+      head.built_for_ = image->describe();
   return head;
 }
 
@@ -115,16 +121,37 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const std::vector<s
   return build(encoder, encoder.tokenizer(), labels, templates, batch_size);
 }
 
+ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTensor weights,
+                                        float logit_scale_exp, const ImageEncoder& encoder,
+                                        std::vector<std::string> templates, Scoring scoring,
+                                        float logit_bias) {
+  ZeroShotHead head =
+      from_weights(std::move(labels), std::move(weights), logit_scale_exp, encoder.fingerprint(),
+                   std::move(templates), scoring, logit_bias);
+  if (encoder.fingerprint().empty()) head.built_for_ = encoder.describe();
+  return head;
+}
+
 void ZeroShotHead::check_compatible(const ImageEncoder& encoder, const std::string& origin) const {
   if (embed_dim() != encoder.embed_dim())
     throw Error(ErrorCode::kInvalidModel, origin + ": embed_dim " + std::to_string(embed_dim()) +
                                               " does not match " + encoder.describe() + " (" +
                                               std::to_string(encoder.embed_dim()) + ")");
-  if (fingerprint_ != encoder.fingerprint())
-    throw Error(ErrorCode::kInvalidModel, origin + ": built for the model with fingerprint \"" +
-                                              fingerprint_ + "\", not for " + encoder.describe() +
-                                              " (fingerprint \"" + encoder.fingerprint() +
-                                              "\"); rebuild the head with `zsclip head`");
+  // An empty fingerprint matches nothing. The one exception: a head that build() made in this
+  // process from a model without a fingerprint, used with that same model (its describe()); such a
+  // head cannot be saved.
+  if (fingerprint_.empty() && encoder.fingerprint().empty() && !built_for_.empty() &&
+      built_for_ == encoder.describe())
+    return;
+  if (!detail::fingerprints_match(fingerprint_, encoder.fingerprint()))
+    throw Error(ErrorCode::kInvalidModel,
+                origin + ": built for the model with " +
+                    detail::describe_fingerprint(fingerprint_) + ", not for " + encoder.describe() +
+                    " (" + detail::describe_fingerprint(encoder.fingerprint()) + ")" +
+                    (fingerprint_.empty() || encoder.fingerprint().empty()
+                         ? "; an empty fingerprint matches no model: export the model again "
+                           "(models/export_clip.py records one) and rebuild the head"
+                         : "; rebuild the head with `zsclip head`"));
 }
 
 }  // namespace zsclip

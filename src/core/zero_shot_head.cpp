@@ -196,6 +196,13 @@ ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTe
 }
 
 void ZeroShotHead::save(const std::string& path) const {
+  if (fingerprint_.empty())
+    throw Error(
+        ErrorCode::kInvalidModel,
+        "head file " + path +
+            ": the head's model has no fingerprint (its config.json lacks \"fingerprint\"), "
+            "so a saved head could never be matched to it; export the model again with "
+            "models/export_clip.py, which records one");
   std::string text;
   try {
     // Softmax heads stay format 1 (older zsclip reads them); a sigmoid head is format 2, which

@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "core/fingerprint.h"
 #include "index/ann.h"
 #include "index/index_impl.h"
 #include "index/kernels.h"
@@ -368,6 +369,12 @@ EmbeddingIndex EmbeddingIndex::create(const std::string& model_fingerprint, int6
   if (dim < 1 || dim > (1 << 20))
     throw Error(ErrorCode::kInvalidArgument,
                 "index: dimension " + std::to_string(dim) + " is out of range");
+  if (model_fingerprint.empty())
+    throw Error(ErrorCode::kInvalidModel,
+                "index: the model" + (model_name.empty() ? "" : " \"" + model_name + "\"") +
+                    " has no fingerprint (its config.json lacks \"fingerprint\"), so the index "
+                    "could never be matched to it; export the model again with "
+                    "models/export_clip.py, which records one");
   auto impl = std::make_unique<Impl>();
   impl->fingerprint = model_fingerprint;
   impl->model_name = model_name;
@@ -694,11 +701,13 @@ void EmbeddingIndex::merge_from(const EmbeddingIndex& other, bool replace) {
   Impl& x = *impl_;
   const Impl& o = *other.impl_;
   const std::string name = o.directory.empty() ? "the other index" : "index " + o.directory;
-  if (o.fingerprint != x.fingerprint)
+  if (!detail::fingerprints_match(o.fingerprint, x.fingerprint))
     throw Error(ErrorCode::kInvalidModel,
-                name + " was built with the model of fingerprint \"" + o.fingerprint +
-                    "\", not \"" + x.fingerprint + "\" (" +
-                    (x.directory.empty() ? std::string("this index") : x.directory) + ")");
+                name + " was built with the model of " +
+                    detail::describe_fingerprint(o.fingerprint) + ", not " +
+                    detail::describe_fingerprint(x.fingerprint) + " (" +
+                    (x.directory.empty() ? std::string("this index") : x.directory) +
+                    "); an empty fingerprint matches none");
   if (o.dim != x.dim)
     throw Error(ErrorCode::kInvalidModel, name + " has dimension " + std::to_string(o.dim) +
                                               ", not " + std::to_string(x.dim));
@@ -809,11 +818,13 @@ void EmbeddingIndex::check_compatible(const ZeroShotHead& head, const std::strin
     throw Error(ErrorCode::kInvalidModel,
                 origin + ": embed_dim " + std::to_string(head.embed_dim()) + " does not match " +
                     where + " (dim " + std::to_string(dim()) + ")");
-  if (head.model_fingerprint() != model_fingerprint())
-    throw Error(ErrorCode::kInvalidModel, origin + ": built for the model with fingerprint \"" +
-                                              head.model_fingerprint() + "\", but " + where +
-                                              " holds features of the model with fingerprint \"" +
-                                              model_fingerprint() + "\"");
+  if (!detail::fingerprints_match(head.model_fingerprint(), model_fingerprint()))
+    throw Error(ErrorCode::kInvalidModel,
+                origin + ": built for the model with " +
+                    detail::describe_fingerprint(head.model_fingerprint()) + ", but " + where +
+                    " holds features of the model with " +
+                    detail::describe_fingerprint(model_fingerprint()) +
+                    " (an empty fingerprint matches none)");
 }
 
 // ---------------------------------------------------------------------------------------------

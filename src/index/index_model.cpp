@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "core/fingerprint.h"
 #include "zsclip/index.h"
 #include "zsclip/model.h"
 #include "zsclip/preprocess.h"
@@ -32,7 +33,7 @@ EmbeddingIndex EmbeddingIndex::create(const Model& model, IndexDtype dtype) {
 
 void EmbeddingIndex::check_compatible(const Model& model, const std::string& origin) const {
   const ModelConfig& c = model.config();
-  if (c.fingerprint != model_fingerprint() || model.embed_dim() != dim())
+  if (!detail::fingerprints_match(c.fingerprint, model_fingerprint()) || model.embed_dim() != dim())
     throw Error(ErrorCode::kInvalidModel,
                 origin + " holds features of the model \"" + model_name() + "\" (fingerprint \"" +
                     model_fingerprint() + "\", dim " + std::to_string(dim()) + "), not of " +

@@ -6,7 +6,9 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <iostream>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "core/io.h"
@@ -69,6 +71,47 @@ std::string require_file(const ModelConfig& c, const std::string& name, const ch
     throw Error(e.code(), std::string(e.what()) + " (field '" + field + "')");
   }
   return path;
+}
+
+// A config.json that leaves its files unchecked (no "file_checks", or none for a file that is
+// loaded) or has no "fingerprint" loads, with one warning on standard error per process and model
+// folder. (file_checks find accidents, not attackers: whoever can swap a TorchScript file can
+// rewrite config.json too; see README.md, "Security".)
+void warn_unverified(const ModelConfig& c, const ModelOptions& o) {
+  std::vector<std::string> unchecked;
+  if (o.verify_files) {
+    std::vector<std::string> loaded = {c.image_encoder_file, c.projection_file};
+    if (o.load_text_encoder)
+      for (const std::string& f :
+           {c.text_encoder_file, c.tokenizer.vocab_file, c.tokenizer.merges_file})
+        loaded.push_back(f);
+    for (const std::string& f : loaded)
+      if (!f.empty() && !c.file_checks.count(f)) unchecked.push_back(f);
+  }
+  if (unchecked.empty() && !c.fingerprint.empty()) return;
+  static std::mutex mu;
+  static std::set<std::string> warned;
+  std::error_code ec;
+  std::string key = fs::weakly_canonical(fs::absolute(c.directory, ec), ec).string();
+  if (ec || key.empty()) key = c.directory;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!warned.insert(key).second) return;
+  }
+  std::string msg = "zsclip: warning: " + c.path_of("config.json");
+  if (!unchecked.empty()) {
+    msg += c.file_checks.empty() ? " has no \"file_checks\"" : " has no \"file_checks\" entry for";
+    msg += (c.file_checks.empty() ? ": loading " : " ");
+    for (size_t i = 0; i < unchecked.size(); ++i) msg += (i ? ", " : "") + unchecked[i];
+    msg += " unverified (an edited or truncated file is not detected)";
+  }
+  if (c.fingerprint.empty())
+    msg += std::string(unchecked.empty() ? "" : ";") +
+           " has no \"fingerprint\": saved heads and indexes cannot be matched to these weights "
+           "(they are refused)";
+  std::cerr << msg
+            << ". Re-export it with models/export_clip.py. A model folder is code (TorchScript): "
+               "load only folders from sources you trust (README.md, \"Security\")\n";
 }
 
 void check_options(const ModelOptions& o) {
@@ -330,6 +373,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
                       ? (options.streams > 0 ? options.streams : impl->runtime->threads())
                       : 1;
 
+  warn_unverified(c, options);
   if (options.verify_files) c.verify_files(options.load_text_encoder);
   // Check every file before the expensive loads so a missing one is reported at once.
   const std::string image_path = require_file(c, c.image_encoder_file, "files.image_encoder");
