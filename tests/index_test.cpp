@@ -582,7 +582,16 @@ TEST(IndexCli, ApproximatePartBelowTheMeasuredRecallIsNotKept) {
   const size_t note = ivf.err.find("fewer than 39 a cell");
   EXPECT_NE(note, std::string::npos) << ivf.err;
   EXPECT_EQ(ivf.err.find("fewer than 39 a cell", note + 1), std::string::npos) << ivf.err;
-  EXPECT_EQ(json::parse(read_file(idx + "/index.json"))["ann"]["kind"], "ivf");
+  json meta = json::parse(read_file(idx + "/index.json"));
+  EXPECT_EQ(meta["ann"]["kind"], "ivf");
+  EXPECT_EQ(meta["ann"]["recall_at_10"], 1.0);
+  // An approximate part written before recall was measured: search says so.
+  meta["ann"].erase("recall_at_10");
+  meta["ann"].erase("recall_queries");
+  std::ofstream(idx + "/index.json", std::ios::trunc) << meta.dump(2);
+  CliResult old = run_cli("search --text star --index " + sh(idx) + model_arg());
+  ASSERT_EQ(old.status, 0) << old.err;
+  EXPECT_NE(old.err.find("before zsclip measured its recall"), std::string::npos) << old.err;
 
   // One probed cell of twelve: a recall far below 0.9.
   CliResult ann = run_cli("index ann --ann ivf --ivf-lists 12 --ivf-probe 1 " + sh(idx));

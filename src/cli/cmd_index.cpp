@@ -235,6 +235,11 @@ int run_search(const Args& args) {
   } else {
     hits = index.search_image(model, args.get("--image"), top_k, so);
   }
+  if (!so.exact && index.has_ann() && ann_available() && index.ann_options().recall < 0)
+    std::cerr << "zsclip search: note: the approximate part of " << dir
+              << " was built before zsclip measured its recall (it can miss rows, most where "
+                 "images repeat); `zsclip index ann "
+              << dir << "` builds it again, measured; --exact scans every row\n";
   // Rows holding NaN or Inf (an index damaged from outside) are left out: say which.
   if (const std::string bad = index.nonfinite_report(); !bad.empty())
     std::cerr << "zsclip search: warning: " << bad << "; they are left out of the results\n";
