@@ -21,8 +21,14 @@
 //                    {"path", "error", "code"} for an image that failed (it has no row)
 //   index.json       {"format": "zsclip-embedding-index", "format_version": 1, "model_fingerprint",
 //                    "model_name", "dim", "dtype", "count", "failed", "ann": null | {"kind",
-//                    "file", "factory", "count", ...}}
-//   ann.faiss        optional approximate-search index (FAISS), rows numbered as embeddings.npy
+//                    "file", "factory", "count", "recall_at_10", "recall_queries", ...}}
+//                    (recall_*: measured when built; absent in indexes written before)
+//   ann.faiss        optional approximate-search index (FAISS), rows numbered as embeddings.npy;
+//                    an HNSW over rows with equal features has one node per distinct vector:
+//                    then ann gains "distinct" (nodes) and "rows_file": "ann_rows.bin"
+//   ann_rows.bin     with "distinct": one little-endian int64 a row, its node in ann.faiss
+//   .zsclip-build.lock  the build lock (see build_index); any file or folder here that is not a
+//                    regular file where one is expected (a FIFO, a device) is refused at once
 // Opening checks that the three files agree (dtype, shape, count, row numbers) and refuses a file
 // that does not with a zsclip::Error naming the file, the line or field and the value. Saving
 // writes a complete new folder beside the old one and swaps the two in one rename (renameat2
