@@ -820,13 +820,14 @@ EmbeddingIndex merge_indexes(const std::vector<std::string>& shard_dirs) {
     auto note = [&](const std::string& path) {
       auto [it, fresh] = owner.emplace(canonical_path(path), std::make_pair(i, path));
       if (!fresh)
-        throw Error(ErrorCode::kInvalidArgument,
-                    "index merge: path " + path + " is in both " + shard_dirs[it->second.first] +
-                        " and " + shard_dirs[i] +
-                        (it->second.second == path
-                             ? std::string()
-                             : " (there as " + it->second.second + ": the same file)") +
-                        " (duplicate paths)");
+        throw Error(
+            ErrorCode::kInvalidArgument,
+            "index merge: path " + path + " is in both " + shard_dirs[it->second.first] + " and " +
+                shard_dirs[i] +
+                (it->second.second == path ? std::string()
+                                           : " (in " + shard_dirs[it->second.first] + " as " +
+                                                 it->second.second + ": the same file)") +
+                " (duplicate paths)");
     };
     for (const auto& r : shards.back().rows()) note(r.path);
     for (const auto& f : shards.back().failures()) note(f.path);

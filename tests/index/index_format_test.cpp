@@ -887,8 +887,9 @@ TEST(Index, MergeKeysPathsByTheFileAndSaveFollowsLinks) {
       merge_indexes({base + "/a", base + "/b"});
       ADD_FAILURE() << alias << " merged beside " << base << "/x.png";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("(there as " + base + "/x.png: the same file)"),
-                std::string::npos)
+      EXPECT_NE(
+          std::string(e.what()).find("(in " + base + "/a as " + base + "/x.png: the same file)"),
+          std::string::npos)
           << e.what();
     }
   }
