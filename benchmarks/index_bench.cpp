@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
     EmbeddingIndex copy = EmbeddingIndex::open(dir);
     AnnOptions o;
     o.kind = kind;
+    o.min_recall = 0;  // kept whatever its recall: measured below, per setting
     if (kind == "hnsw") o.hnsw_m = std::stoi(arg(argc, argv, "--hnsw-m", "32"));
     if (kind == "hnsw")
       o.hnsw_ef_construction = std::stoi(arg(argc, argv, "--ef-construction", "80"));

@@ -130,7 +130,8 @@ def main(argv=None):
             cluster.close()
 
     shard_dirs = sorted(futures.values())
-    subprocess.run([args.zsclip, "index", "merge", "--out", out] + shard_dirs, check=True)
+    # --force: OUT is this script's product, made again from the (resumed) shards on every run.
+    subprocess.run([args.zsclip, "index", "merge", "--force", "--out", out] + shard_dirs, check=True)
     return 0
 
 

@@ -21,8 +21,14 @@
 //                    {"path", "error", "code"} for an image that failed (it has no row)
 //   index.json       {"format": "zsclip-embedding-index", "format_version": 1, "model_fingerprint",
 //                    "model_name", "dim", "dtype", "count", "failed", "ann": null | {"kind",
-//                    "file", "factory", "count", ...}}
-//   ann.faiss        optional approximate-search index (FAISS), rows numbered as embeddings.npy
+//                    "file", "factory", "count", "recall_at_10", "recall_queries", ...}}
+//                    (recall_*: measured when built; absent in indexes written before)
+//   ann.faiss        optional approximate-search index (FAISS), rows numbered as embeddings.npy;
+//                    an HNSW over rows with equal features has one node per distinct vector:
+//                    then ann gains "distinct" (nodes) and "rows_file": "ann_rows.bin"
+//   ann_rows.bin     with "distinct": one little-endian int64 a row, its node in ann.faiss
+//   .zsclip-build.lock  the build lock (see build_index); any file or folder here that is not a
+//                    regular file where one is expected (a FIFO, a device) is refused at once
 // Opening checks that the three files agree (dtype, shape, count, row numbers) and refuses a file
 // that does not with a zsclip::Error naming the file, the line or field and the value. Saving
 // writes a complete new folder beside the old one and swaps the two in one rename (renameat2
@@ -95,6 +101,11 @@ struct SearchOptions {
 //   hnsw_m (32), hnsw_ef_construction (80), hnsw_ef_search (96)
 //   ivf_lists (0 = sqrt(count), at least 1), ivf_probe (0 = lists / 16, at least 8),
 //   ivf_train_rows (0 = min(count, 64 * lists), spread evenly over the rows)
+//   min_recall (0.9) build_ann measures recall@10 against exact search on up to 100 sample queries
+//                  (normalised sums of two rows, deterministic) and refuses the part below it
+// After build_ann (or read from index.json): recall, recall_queries = what was measured; recall
+// is -1 for an approximate part written before zsclip measured it.
+// HNSW keeps one graph node per distinct vector (rows with equal features share it).
 struct AnnOptions {
   std::string kind = "hnsw";
   int hnsw_m = 32;
@@ -103,7 +114,13 @@ struct AnnOptions {
   int ivf_lists = 0;
   int ivf_probe = 0;
   int64_t ivf_train_rows = 0;
+  double min_recall = 0.9;
+  double recall = -1;
+  int recall_queries = 0;
 };
+// True when an IVF part was trained with fewer than 39 rows a cell (FAISS's own minimum): its
+// cells are coarse; the CLI says so once.
+bool ivf_sparse_training(const AnnOptions& options);
 // True when this build of zsclip has FAISS (CMake option ZSCLIP_WITH_FAISS).
 bool ann_available();
 
@@ -171,9 +188,21 @@ class EmbeddingIndex {
                                       const SearchOptions& options = {}) const;
   // Zero-shot classification of every row, in row order (then one failed entry per failure), as
   // ZeroShotClassifier::classify_files would give for the same files. The head must be the index's.
+  // A row holding NaN or Inf values gives a failed entry (kInvalidConfig, naming row and path).
   std::vector<Classification> classify(const ZeroShotHead& head, int top_k = 5) const;
 
+  // Rows whose stored values are not all finite (NaN or Inf: an index damaged from outside, or
+  // written before zsclip refused such rows), ascending. One pass over the rows, remembered; an
+  // exact search finds them on its way. Searches leave such rows out; build_ann and
+  // merge_indexes refuse an index that has any. nonfinite_report: "" or a message naming them (row
+  // and path); check_finite throws it as kInvalidConfig, "<action> refused: <report>".
+  std::vector<int64_t> nonfinite_rows() const;
+  std::string nonfinite_report() const;
+  void check_finite(const std::string& action) const;
+
   // The approximate part (needs FAISS): built over the current rows, saved as ann.faiss by save().
+  // Its recall@10 is measured against exact search (AnnOptions::min_recall): below the minimum it
+  // is refused (kUnsupported, with the figure) and the index keeps what it had.
   void build_ann(const AnnOptions& options);
   bool has_ann() const;
   std::string ann_description()
@@ -187,7 +216,9 @@ class EmbeddingIndex {
   std::unique_ptr<Impl> impl_;
 };
 
-// Merges shard indexes (same model and dim; a path in two shards is refused) in argument order.
+// Merges shard indexes (same model and dim) in argument order. Refused: a file in two shards (paths
+// compared after resolving them: "a.png" and "./a.png" are one file), and a shard with rows that
+// hold NaN or Inf values (named by row and path).
 EmbeddingIndex merge_indexes(const std::vector<std::string>& shard_dirs);
 
 // True when `path` belongs to shard k of n (0 <= k < n): a 64-bit FNV-1a hash of the path string,
@@ -219,6 +250,9 @@ struct IndexBuildReport {
   int64_t recovered = 0;  // rows of an interrupted earlier run picked up without embedding again
   int64_t total_rows = 0;
   std::vector<IndexFailure> failures;  // this run's
+  // Why the approximate part asked for was not built (its measured recall was below
+  // AnnOptions::min_recall, ...): the index is saved without it and searched exactly. "" otherwise.
+  std::string ann_refused;
 };
 
 // Embeds `paths` with `model` into the index folder `dir`, creating it or adding to it. Each batch
@@ -226,7 +260,10 @@ struct IndexBuildReport {
 // and the segments are folded into embeddings.npy/manifest.jsonl as they grow and at the end; an
 // interrupted run loses at most the batch in flight, the folder stays a valid index, and the next
 // run picks the segments up. Only one build may write a folder at a time: a second is refused
-// (flock on the file .NAME.lock beside the folder, which stays there).
+// (flock on the file .zsclip-build.lock inside the real folder, whatever path or symbolic link
+// names it). Rows are keyed by the canonical path of their file (absolute, links resolved): "imgs",
+// "./imgs", "$PWD/imgs" and a linked folder give one row a file, stored under that path; the shard
+// of a path (path_in_shard) is that of its canonical path.
 IndexBuildReport build_index(const std::string& dir, const Model& model,
                              const std::vector<std::string>& paths,
                              const IndexBuildOptions& options = {});

@@ -5,6 +5,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unordered_map>
+
+#include "core/io.h"
 
 #ifdef ZSCLIP_WITH_FAISS
 #include <faiss/IndexFlat.h>
@@ -75,10 +81,36 @@ void use_fast_storage(faiss::IndexHNSW* h) {
 
 class FaissAnn : public AnnIndex {
  public:
-  FaissAnn(std::unique_ptr<faiss::Index> index, const AnnOptions& o, std::string factory)
-      : index_(std::move(index)), options_(o), factory_(std::move(factory)) {}
+  // node_of_row: the stored vector of each row; empty when vector i is row i.
+  FaissAnn(std::unique_ptr<faiss::Index> index, const AnnOptions& o, std::string factory,
+           std::vector<int64_t> node_of_row = {})
+      : index_(std::move(index)),
+        options_(o),
+        factory_(std::move(factory)),
+        node_of_row_(std::move(node_of_row)) {
+    if (node_of_row_.empty()) return;
+    first_.assign(static_cast<size_t>(index_->ntotal) + 1, 0);  // rows of node v: first_[v]..
+    for (int64_t v : node_of_row_) ++first_[size_t(v) + 1];
+    for (size_t v = 1; v < first_.size(); ++v) first_[v] += first_[v - 1];
+    rows_.resize(node_of_row_.size());
+    std::vector<int64_t> at(first_.begin(), first_.end() - 1);
+    for (size_t r = 0; r < node_of_row_.size(); ++r)
+      rows_[size_t(at[size_t(node_of_row_[r])]++)] = static_cast<int64_t>(r);
+  }
+
+  int64_t distinct() const override { return index_->ntotal; }
 
   std::vector<int64_t> search(const float* query, int k) const override {
+    std::vector<int64_t> nodes = search_nodes(query, k);
+    if (node_of_row_.empty()) return nodes;
+    std::vector<int64_t> out;
+    for (int64_t v : nodes)
+      out.insert(out.end(), rows_.begin() + first_[size_t(v)],
+                 rows_.begin() + first_[size_t(v) + 1]);
+    return out;
+  }
+
+  std::vector<int64_t> search_nodes(const float* query, int k) const {
     k = static_cast<int>(std::min<int64_t>(k, index_->ntotal));
     if (k <= 0) return {};
     if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(index_.get()))
@@ -100,7 +132,7 @@ class FaissAnn : public AnnIndex {
     omp_set_num_threads(team);
     std::vector<int64_t> out;
     for (auto l : labels)
-      if (l >= 0) out.push_back(static_cast<int64_t>(l));
+      if (l >= 0 && l < index_->ntotal) out.push_back(static_cast<int64_t>(l));
     return out;
   }
 
@@ -110,6 +142,10 @@ class FaissAnn : public AnnIndex {
     } catch (const std::exception& e) {
       throw Error(ErrorCode::kIo, path + ": cannot write the approximate index (" + e.what() + ")");
     }
+    if (node_of_row_.empty()) return;
+    const std::string map = (std::filesystem::path(path).parent_path() / kRowsFile).string();
+    io::write_file_atomic(map, "approximate index row map", node_of_row_.data(),
+                          node_of_row_.size() * sizeof(int64_t));
   }
   std::string factory() const override { return factory_; }
 
@@ -157,6 +193,7 @@ class FaissAnn : public AnnIndex {
   std::unique_ptr<faiss::Index> index_;
   AnnOptions options_;
   std::string factory_;
+  std::vector<int64_t> node_of_row_, first_, rows_;
 };
 
 // An IVF index this code can scan: flat centroids, float16 codes of the rows themselves.
@@ -169,9 +206,18 @@ bool scannable_ivf(const faiss::Index* index) {
 
 }  // namespace
 
-nlohmann::json ann_to_json(const AnnOptions& o, const std::string& factory, int64_t count) {
+nlohmann::json ann_to_json(const AnnOptions& o, const std::string& factory, int64_t count,
+                           int64_t distinct) {
   nlohmann::json j = {
       {"kind", o.kind}, {"file", "ann.faiss"}, {"factory", factory}, {"count", count}};
+  if (distinct != count) {
+    j["distinct"] = distinct;
+    j["rows_file"] = kRowsFile;
+  }
+  if (o.recall >= 0) {
+    j["recall_at_10"] = o.recall;
+    j["recall_queries"] = o.recall_queries;
+  }
   if (o.kind == "hnsw") {
     j["hnsw_m"] = o.hnsw_m;
     j["hnsw_ef_construction"] = o.hnsw_ef_construction;
@@ -184,8 +230,16 @@ nlohmann::json ann_to_json(const AnnOptions& o, const std::string& factory, int6
   return j;
 }
 
-AnnOptions ann_from_json(const nlohmann::json& j, const std::string& origin) {
+AnnOptions ann_from_json(const nlohmann::json& j, const std::string& origin, int64_t* distinct) {
   AnnOptions o;
+  *distinct = j.contains("distinct") ? j.at("distinct").get<int64_t>() : 0;
+  if (*distinct != 0 && j.value("rows_file", std::string()) != kRowsFile)
+    throw Error(ErrorCode::kInvalidConfig,
+                origin + ": ann.rows_file must be \"" + std::string(kRowsFile) + "\"");
+  if (j.contains("recall_at_10")) {
+    o.recall = j.at("recall_at_10").get<double>();
+    o.recall_queries = j.at("recall_queries").get<int>();
+  }
   o.kind = j.at("kind").get<std::string>();
   check_kind(o.kind, origin);
   if (o.kind == "hnsw") {
@@ -242,18 +296,57 @@ std::shared_ptr<const AnnIndex> build_ann_index(const RowReader& rows, int64_t c
       std::vector<float> sample(static_cast<size_t>(t * dim));
       for (int64_t i = 0; i < t; ++i) rows(i * count / t, 1, sample.data() + i * dim);
       ivf->cp.seed = 1234;
+      // FAISS warns on standard error below 39 training rows a cell; zsclip says it once in its
+      // own words (ivf_sparse_training).
+      ivf->cp.min_points_per_centroid = 1;
       ivf->train(t, sample.data());
       ivf->nprobe = static_cast<size_t>(o.ivf_probe);
     }
     constexpr int64_t kChunk = 65536;
     std::vector<float> buf;
+    auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(index.get());
+    if (!hnsw) {
+      for (int64_t b = 0; b < count; b += kChunk) {
+        const int64_t m = std::min(kChunk, count - b);
+        buf.resize(static_cast<size_t>(m * dim));
+        rows(b, m, buf.data());
+        index->add(m, buf.data());
+      }
+      return std::make_shared<FaissAnn>(std::move(index), o, factory);
+    }
+    // HNSW: one node per distinct vector (bitwise equal rows share one).
+    std::vector<int64_t> node_of_row(static_cast<size_t>(count));
+    std::unordered_multimap<size_t, int64_t> by_hash;  // hash of the bytes -> node
+    std::vector<float> fresh;                          // nodes not yet added to the graph
+    const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
     for (int64_t b = 0; b < count; b += kChunk) {
       const int64_t m = std::min(kChunk, count - b);
       buf.resize(static_cast<size_t>(m * dim));
       rows(b, m, buf.data());
-      index->add(m, buf.data());
+      const int64_t added = index->ntotal;
+      const float* stored = dynamic_cast<const faiss::IndexFlat*>(hnsw->storage)->get_xb();
+      fresh.clear();
+      for (int64_t i = 0; i < m; ++i) {
+        const float* v = buf.data() + i * dim;
+        const size_t h = std::hash<std::string_view>{}(
+            std::string_view(reinterpret_cast<const char*>(v), row_bytes));
+        int64_t node = -1;
+        for (auto [it, end] = by_hash.equal_range(h); it != end && node < 0; ++it) {
+          const float* w = it->second < added ? stored + it->second * dim
+                                              : fresh.data() + (it->second - added) * dim;
+          if (std::memcmp(v, w, row_bytes) == 0) node = it->second;
+        }
+        if (node < 0) {
+          node = added + static_cast<int64_t>(fresh.size()) / dim;
+          fresh.insert(fresh.end(), v, v + dim);
+          by_hash.emplace(h, node);
+        }
+        node_of_row[size_t(b + i)] = node;
+      }
+      if (!fresh.empty()) index->add(static_cast<int64_t>(fresh.size()) / dim, fresh.data());
     }
-    return std::make_shared<FaissAnn>(std::move(index), o, factory);
+    if (index->ntotal == count) node_of_row.clear();
+    return std::make_shared<FaissAnn>(std::move(index), o, factory, std::move(node_of_row));
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -262,20 +355,61 @@ std::shared_ptr<const AnnIndex> build_ann_index(const RowReader& rows, int64_t c
 }
 
 std::shared_ptr<const AnnIndex> read_ann_index(const std::string& path, const AnnOptions& o,
-                                               int64_t count, int64_t dim) {
+                                               int64_t count, int64_t dim, int64_t distinct) {
   std::unique_ptr<faiss::Index> index;
-  try {
-    index.reset(faiss::read_index(path.c_str(), faiss::IO_FLAG_READ_ONLY));
-  } catch (const std::exception& e) {
-    throw Error(ErrorCode::kInvalidConfig,
-                path + ": not a readable FAISS index (" + e.what() + ")");
+  {
+    // Opened as every other input (a FIFO or device is refused at once), read through the stream.
+    io::Fd fd = io::open_regular_file(path, "approximate index",
+                                      {uint64_t(1) << 40, ErrorCode::kIo}, nullptr);
+    FILE* f = ::fdopen(fd.get(), "rb");
+    if (!f) throw Error(ErrorCode::kIo, path + ": cannot be read (" + std::strerror(errno) + ")");
+    fd.release();
+    try {
+      index.reset(faiss::read_index(f, faiss::IO_FLAG_READ_ONLY));
+    } catch (const std::exception& e) {
+      std::fclose(f);
+      throw Error(ErrorCode::kInvalidConfig,
+                  path + ": not a readable FAISS index (" + e.what() + ")");
+    }
+    std::fclose(f);
   }
-  if (index->d != dim || index->ntotal != count ||
+  const bool mapped = distinct != 0;
+  if (mapped && (o.kind != "hnsw" || distinct < 1 || distinct >= count))
+    throw Error(ErrorCode::kInvalidConfig, path + ": ann.distinct " + std::to_string(distinct) +
+                                               " is not a node count below the " +
+                                               std::to_string(count) + " rows of an hnsw index");
+  std::vector<int64_t> node_of_row;
+  if (mapped) {
+    const std::string map = (std::filesystem::path(path).parent_path() / kRowsFile).string();
+    std::vector<uint8_t> bytes;
+    io::read_file(map, "approximate index row map",
+                  {uint64_t(count) * sizeof(int64_t), ErrorCode::kInvalidConfig}, &bytes);
+    if (bytes.size() != uint64_t(count) * sizeof(int64_t))
+      throw Error(ErrorCode::kInvalidConfig, map + ": " + std::to_string(bytes.size()) +
+                                                 " bytes, not 8 for each of the " +
+                                                 std::to_string(count) + " rows");
+    node_of_row.resize(static_cast<size_t>(count));
+    std::memcpy(node_of_row.data(), bytes.data(), bytes.size());
+    std::vector<char> used(static_cast<size_t>(distinct), 0);
+    for (size_t r = 0; r < node_of_row.size(); ++r) {
+      if (node_of_row[r] < 0 || node_of_row[r] >= distinct)
+        throw Error(ErrorCode::kInvalidConfig, map + ": row " + std::to_string(r) + " has node " +
+                                                   std::to_string(node_of_row[r]) +
+                                                   ", not in [0, " + std::to_string(distinct) +
+                                                   ")");
+      used[size_t(node_of_row[r])] = 1;
+    }
+    if (std::find(used.begin(), used.end(), 0) != used.end())
+      throw Error(ErrorCode::kInvalidConfig, map + ": some node has no row");
+  }
+  const int64_t nodes = mapped ? distinct : count;
+  if (index->d != dim || index->ntotal != nodes ||
       index->metric_type != faiss::METRIC_INNER_PRODUCT)
     throw Error(ErrorCode::kInvalidConfig,
                 path + ": holds " + std::to_string(index->ntotal) + " vectors of dimension " +
                     std::to_string(index->d) + ", but the index has " + std::to_string(count) +
-                    " rows of dimension " + std::to_string(dim) + " (stale or foreign file)");
+                    " rows (" + std::to_string(nodes) + " distinct) of dimension " +
+                    std::to_string(dim) + " (stale or foreign file)");
   auto* h = dynamic_cast<faiss::IndexHNSWFlat*>(index.get());
   if (h) use_fast_storage(h);
   const bool hnsw = h != nullptr && dynamic_cast<FastIPStorage*>(h->storage) != nullptr;
@@ -285,7 +419,7 @@ std::shared_ptr<const AnnIndex> read_ann_index(const std::string& path, const An
                 path + ": is not the " + o.kind + " index that index.json describes");
   const std::string factory = o.kind == "hnsw" ? "HNSW" + std::to_string(o.hnsw_m) + ",Flat"
                                                : "IVF" + std::to_string(o.ivf_lists) + ",SQfp16";
-  return std::make_shared<FaissAnn>(std::move(index), o, factory);
+  return std::make_shared<FaissAnn>(std::move(index), o, factory, std::move(node_of_row));
 }
 
 bool ann_built_in() { return true; }
@@ -305,7 +439,7 @@ std::shared_ptr<const AnnIndex> build_ann_index(const RowReader&, int64_t, int64
   no_faiss("--ann " + o.kind);
 }
 std::shared_ptr<const AnnIndex> read_ann_index(const std::string& path, const AnnOptions&, int64_t,
-                                               int64_t) {
+                                               int64_t, int64_t) {
   no_faiss(path + " (approximate index; search with --exact)");
 }
 bool ann_built_in() { return false; }

@@ -17,11 +17,13 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <thread>
 #include <unordered_map>
 
 #include "core/fingerprint.h"
+#include "core/io.h"
 #include "index/ann.h"
 #include "index/index_impl.h"
 #include "index/kernels.h"
@@ -72,16 +74,10 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    throw Error(fs::exists(path, ec) ? ErrorCode::kPermissionDenied : ErrorCode::kNotFound,
-                path + (fs::exists(path, ec) ? " cannot be read" : " does not exist"));
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// index.json and manifest.jsonl: regular files only (a FIFO or device is refused at once, never
+// waited on), bounded.
+std::string read_text(const std::string& path, uint64_t max_bytes) {
+  return io::read_file(path, "index file", {max_bytes, ErrorCode::kInvalidConfig});
 }
 
 // The row lines this writer produces, {"row":N,"path":"...","bytes":N,"mtime":X} with no escapes in
@@ -169,6 +165,37 @@ void normalise_into(const float* in, int64_t d, float* out, const char* what) {
 
 std::atomic<int> g_tmp_counter{0};
 
+// "row 5 (a.png), row 9 (b.png)" for the first few of `rows`, and how many more.
+std::string describe_rows(const EmbeddingIndex& index, const std::vector<int64_t>& rows) {
+  std::string s;
+  for (size_t i = 0; i < rows.size() && i < 5; ++i)
+    s += (i ? ", row " : "row ") + std::to_string(rows[i]) + " (" +
+         index.rows()[size_t(rows[i])].path + ")";
+  if (rows.size() > 5) s += " and " + std::to_string(rows.size() - 5) + " more";
+  return s;
+}
+
+std::string index_name(const EmbeddingIndex& index) {
+  return index.directory().empty() ? std::string("the index") : "index " + index.directory();
+}
+
+// The ANN's candidates for one normalised query, rescored exactly; rows whose stored values are not
+// finite are left out.
+std::vector<SearchHit> ann_search(const EmbeddingIndex::Impl& x, const AnnIndex& ann,
+                                  const float* q, size_t k, int candidates) {
+  const int64_t n = static_cast<int64_t>(x.rows.size());
+  TopK top(k);
+  for (int64_t r : ann.search(q, candidates)) {
+    if (r < 0 || r >= n) continue;
+    IndexDtype dt;
+    const uint8_t* p = x.row_ptr(r, &dt);
+    float s;
+    dot_rows(p, dt, 1, x.dim, q, &s);
+    if (std::isfinite(s)) top.push(r, s);
+  }
+  return std::move(top).sorted();
+}
+
 // Swaps the folder `from` into place at `to` (which exists): one renameat2(RENAME_EXCHANGE) where
 // the file system has it, else two renames (a reader may then briefly find no folder).
 void exchange_dirs(const fs::path& from, const fs::path& to) {
@@ -218,6 +245,17 @@ FileStamp stamp_of(const std::string& path) {
   return {static_cast<uint64_t>(st.st_size),
           double(st.st_mtim.tv_sec) + double(st.st_mtim.tv_nsec) * 1e-9};
 }
+
+namespace index_detail {
+std::string canonical_path(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec);
+  if (ec) return path;
+  p = p.lexically_normal();
+  fs::path real = fs::weakly_canonical(p, ec);
+  return (ec ? p : real).string();
+}
+}  // namespace index_detail
 
 bool path_in_shard(const std::string& path, int k, int n) {
   if (n < 1 || k < 0 || k >= n)
@@ -325,12 +363,17 @@ void EmbeddingIndex::Impl::invalidate() {
   ann_loaded = false;
   ann_file.clear();
   has_ann_json = false;
+  ann_distinct = 0;
+  std::lock_guard<std::mutex> lock(bad_mu);
+  bad_known = false;
+  bad_rows.clear();
 }
 
 std::shared_ptr<const AnnIndex> EmbeddingIndex::Impl::ann_index() const {
   std::lock_guard<std::mutex> lock(ann_mu);
   if (!ann_loaded && has_ann_json && ann_built_in()) {  // without FAISS: exact search
-    ann = read_ann_index(ann_file, ann_options, static_cast<int64_t>(rows.size()), dim);
+    ann =
+        read_ann_index(ann_file, ann_options, static_cast<int64_t>(rows.size()), dim, ann_distinct);
     ann_loaded = true;
   }
   return ann;
@@ -359,6 +402,12 @@ EmbeddingIndex::EmbeddingIndex(const EmbeddingIndex& o) : impl_(std::make_unique
   d.ann_options = s.ann_options;
   d.has_ann_json = s.has_ann_json;
   d.ann_file = s.ann_file;
+  d.ann_distinct = s.ann_distinct;
+  {
+    std::lock_guard<std::mutex> lock(s.bad_mu);
+    d.bad_known = s.bad_known;
+    d.bad_rows = s.bad_rows;
+  }
   std::lock_guard<std::mutex> lock(s.ann_mu);
   d.ann = s.ann;
   d.ann_loaded = s.ann_loaded;
@@ -385,7 +434,8 @@ EmbeddingIndex EmbeddingIndex::create(const std::string& model_fingerprint, int6
 
 bool EmbeddingIndex::exists(const std::string& dir) {
   std::error_code ec;
-  return fs::is_regular_file(fs::path(dir) / "index.json", ec);
+  // Any entry named index.json counts (a FIFO too, which open() then refuses by name).
+  return fs::exists(fs::symlink_status(fs::path(dir) / "index.json", ec));
 }
 
 EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
@@ -394,7 +444,7 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
     throw Error(fs::exists(dir, ec) ? ErrorCode::kInvalidArgument : ErrorCode::kNotFound,
                 "index " + dir + (fs::exists(dir, ec) ? " is not a folder" : " does not exist"));
   const std::string meta_path = (fs::path(dir) / "index.json").string();
-  if (!fs::exists(meta_path, ec))
+  if (!fs::exists(fs::symlink_status(meta_path, ec)))
     throw Error(ErrorCode::kNotFound,
                 "index " + dir + ": no index.json (not a zsclip index folder)");
   auto impl = std::make_unique<Impl>();
@@ -403,7 +453,7 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
   int64_t count = 0, failed = -1;
   json meta;
   try {
-    meta = json::parse(read_text(meta_path));
+    meta = json::parse(read_text(meta_path, uint64_t(1) << 24));
     if (!meta.is_object())
       throw Error(ErrorCode::kInvalidConfig, meta_path + ": not a JSON object");
     if (meta.value("format", std::string()) != kFormatName)
@@ -420,7 +470,7 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
     count = meta.at("count").get<int64_t>();
     if (meta.contains("failed")) failed = meta.at("failed").get<int64_t>();
     if (meta.contains("ann") && !meta["ann"].is_null()) {
-      x.ann_options = ann_from_json(meta["ann"], meta_path);
+      x.ann_options = ann_from_json(meta["ann"], meta_path, &x.ann_distinct);
       x.ann_file = (fs::path(dir) / meta["ann"].at("file").get<std::string>()).string();
       x.has_ann_json = true;
       if (meta["ann"].at("count").get<int64_t>() != count)
@@ -465,7 +515,7 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
 
   // manifest.jsonl: rows in order, failures anywhere.
   const std::string man_path = (fs::path(dir) / "manifest.jsonl").string();
-  const std::string text = read_text(man_path);
+  const std::string text = read_text(man_path, uint64_t(1) << 36);
   x.rows.reserve(static_cast<size_t>(count));
   size_t pos = 0;
   int64_t line_no = 0;
@@ -549,13 +599,18 @@ void EmbeddingIndex::save(const std::string& dir) const {
   const Impl& x = *impl_;
   fs::path target = fs::absolute(dir).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();
-  const fs::path parent = target.parent_path();
   std::error_code ec;
+  // Through symbolic links: the real folder is replaced, and a link to it stays a link.
+  if (fs::path real = fs::weakly_canonical(target, ec); !ec) target = real;
+  const fs::path parent = target.parent_path();
   fs::create_directories(parent, ec);
   if (fs::exists(target, ec)) {
     if (!fs::is_directory(target, ec))
       throw Error(ErrorCode::kInvalidArgument, "index " + dir + " exists and is not a folder");
-    if (!fs::is_empty(target, ec) && !exists(target.string()))
+    bool empty = true;  // but for the build lock
+    for (const auto& e : fs::directory_iterator(target, ec))
+      if (e.path().filename() != kLockFile) empty = false;
+    if (!empty && !exists(target.string()))
       throw Error(ErrorCode::kInvalidArgument,
                   "index " + dir +
                       " exists, is not empty and is not a zsclip index "
@@ -633,7 +688,7 @@ void EmbeddingIndex::save(const std::string& dir) const {
                          {"written_by", std::string("zsclip ") + version()}};
     if (auto ann = x.ann_index()) {
       ann->write((tmp / "ann.faiss").string());
-      meta["ann"] = ann_to_json(x.ann_options, ann->factory(), n);
+      meta["ann"] = ann_to_json(x.ann_options, ann->factory(), n, ann->distinct());
     }
     std::ofstream out(tmp / "index.json", std::ios::binary);
     out << meta.dump(2) << '\n';
@@ -653,6 +708,11 @@ void EmbeddingIndex::save(const std::string& dir) const {
     return;
   }
   try {
+    const fs::path lock = target / kLockFile;
+    if (::link(lock.c_str(), (tmp / kLockFile).c_str()) != 0 && errno != ENOENT)
+      throw Error(ErrorCode::kIo, "index " + dir + ": cannot carry the build lock " +
+                                      lock.string() + " into the new version (" +
+                                      std::strerror(errno) + ")");
     exchange_dirs(tmp, target);
   } catch (...) {
     fs::remove_all(tmp, ec);
@@ -761,15 +821,22 @@ void EmbeddingIndex::merge_from(const EmbeddingIndex& other, bool replace) {
 EmbeddingIndex merge_indexes(const std::vector<std::string>& shard_dirs) {
   if (shard_dirs.empty()) throw Error(ErrorCode::kInvalidArgument, "index merge: no shard given");
   std::vector<EmbeddingIndex> shards;
-  std::unordered_map<std::string, size_t> owner;  // path -> shard, to name both in an error
+  // canonical path -> (shard, path as written), to name both in an error
+  std::unordered_map<std::string, std::pair<size_t, std::string>> owner;
   for (size_t i = 0; i < shard_dirs.size(); ++i) {
     shards.push_back(EmbeddingIndex::open(shard_dirs[i]));
+    shards.back().check_finite("index merge");
     auto note = [&](const std::string& path) {
-      auto [it, fresh] = owner.emplace(path, i);
+      auto [it, fresh] = owner.emplace(canonical_path(path), std::make_pair(i, path));
       if (!fresh)
-        throw Error(ErrorCode::kInvalidArgument, "index merge: path " + path + " is in both " +
-                                                     shard_dirs[it->second] + " and " +
-                                                     shard_dirs[i] + " (duplicate paths)");
+        throw Error(
+            ErrorCode::kInvalidArgument,
+            "index merge: path " + path + " is in both " + shard_dirs[it->second.first] + " and " +
+                shard_dirs[i] +
+                (it->second.second == path ? std::string()
+                                           : " (in " + shard_dirs[it->second.first] + " as " +
+                                                 it->second.second + ": the same file)") +
+                " (duplicate paths)");
     };
     for (const auto& r : shards.back().rows()) note(r.path);
     for (const auto& f : shards.back().failures()) note(f.path);
@@ -848,19 +915,8 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
   std::shared_ptr<const AnnIndex> ann = options.exact ? nullptr : x.ann_index();
   if (ann) {
     const int cand = options.ann_candidates > 0 ? options.ann_candidates : std::max(4 * top_k, 64);
-    std::vector<float> buf(static_cast<size_t>(d));
-    for (int64_t j = 0; j < nq; ++j) {
-      TopK top(k);
-      for (int64_t r : ann->search(q.data() + j * d, cand)) {
-        if (r < 0 || r >= n) continue;
-        IndexDtype dt;
-        const uint8_t* p = x.row_ptr(r, &dt);
-        float s;
-        dot_rows(p, dt, 1, d, q.data() + j * d, &s);
-        top.push(r, s);
-      }
-      results[size_t(j)] = std::move(top).sorted();
-    }
+    for (int64_t j = 0; j < nq; ++j)
+      results[size_t(j)] = ann_search(x, *ann, q.data() + j * d, k, cand);
   } else {
     // Exact: the rows are cut into one contiguous range per thread; each keeps its own top-k.
     int threads = options.threads > 0 ? options.threads : usable_cores();
@@ -869,6 +925,8 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
     const auto spans = x.all_spans();
     std::vector<std::vector<TopK>> tops(static_cast<size_t>(threads),
                                         std::vector<TopK>(size_t(nq), TopK(k)));
+    // Rows whose score is not finite hold NaN or Inf: left out, and remembered (nonfinite_rows).
+    std::vector<std::vector<int64_t>> bad(static_cast<size_t>(threads));
     auto scan = [&](int t) {
       const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
       constexpr int64_t kBlock = 1024;
@@ -884,12 +942,14 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
             dot_rows(p, s.dtype, m, d, q.data(), scores.data());
           else
             dot_rows_multi(p, s.dtype, m, d, q.data(), nq, scores.data());
+          for (int64_t i = 0; i < m; ++i)
+            if (!std::isfinite(scores[size_t(i * nq)])) bad[size_t(t)].push_back(r + i);
           for (int64_t j = 0; j < nq; ++j) {
             TopK& top = mine[size_t(j)];
             float thr = top.threshold();
             for (int64_t i = 0; i < m; ++i) {
               const float sc = scores[size_t(i * nq + j)];
-              if (sc >= thr) {
+              if (sc >= thr && std::isfinite(sc)) {
                 top.push(r + i, sc);
                 thr = top.threshold();
               }
@@ -903,6 +963,15 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
     for (int t = 1; t < threads; ++t) pool.emplace_back(scan, t);
     scan(0);
     for (auto& th : pool) th.join();
+    {
+      std::lock_guard<std::mutex> lock(x.bad_mu);
+      if (!x.bad_known) {
+        x.bad_rows.clear();
+        for (const auto& b : bad) x.bad_rows.insert(x.bad_rows.end(), b.begin(), b.end());
+        std::sort(x.bad_rows.begin(), x.bad_rows.end());
+        x.bad_known = true;
+      }
+    }
     for (int64_t j = 0; j < nq; ++j) {
       for (int t = 1; t < threads; ++t) tops[0][size_t(j)].merge(tops[size_t(t)][size_t(j)]);
       results[size_t(j)] = std::move(tops[0][size_t(j)]).sorted();
@@ -929,12 +998,35 @@ std::vector<Classification> EmbeddingIndex::classify(const ZeroShotHead& head, i
     const int64_t m = std::min(kBlock, n - r);
     FloatTensor feats({m, d});
     impl_->read_rows(r, m, feats.ptr());
-    std::vector<Prediction> preds = head.classify(feats, top_k);
+    // A row holding NaN or Inf fails alone; the others are classified.
+    std::vector<char> finite(static_cast<size_t>(m), 1);
+    int64_t good = 0;
     for (int64_t i = 0; i < m; ++i) {
+      const float* f = feats.ptr() + i * d;
+      for (int64_t k = 0; k < d && finite[size_t(i)]; ++k) finite[size_t(i)] = std::isfinite(f[k]);
+      if (finite[size_t(i)]) {
+        if (good != i) std::copy_n(f, d, feats.ptr() + good * d);
+        ++good;
+      }
+    }
+    std::vector<Prediction> preds;
+    if (good > 0) {
+      FloatTensor kept({good, d}, std::vector<float>(feats.ptr(), feats.ptr() + good * d));
+      preds = head.classify(kept, top_k);
+    }
+    for (int64_t i = 0, g = 0; i < m; ++i) {
       Classification c;
       c.source = impl_->rows[size_t(r + i)].path;
-      c.top = std::move(preds[size_t(i)].top);
-      c.probs = std::move(preds[size_t(i)].probs);
+      if (finite[size_t(i)]) {
+        c.top = std::move(preds[size_t(g)].top);
+        c.probs = std::move(preds[size_t(g)].probs);
+        ++g;
+      } else {
+        c.ok = false;
+        c.code = ErrorCode::kInvalidConfig;
+        c.error = index_name(*this) + ": row " + std::to_string(r + i) + " (" + c.source +
+                  ") holds NaN or Inf values; `zsclip index build` with this image embeds it again";
+      }
       out.push_back(std::move(c));
     }
   }
@@ -952,12 +1044,104 @@ std::vector<Classification> EmbeddingIndex::classify(const ZeroShotHead& head, i
 // ---------------------------------------------------------------------------------------------
 // ANN
 
+std::vector<int64_t> EmbeddingIndex::nonfinite_rows() const {
+  const Impl& x = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(x.bad_mu);
+    if (x.bad_known) return x.bad_rows;
+  }
+  std::vector<int64_t> bad;
+  constexpr int64_t kBlock = 4096;
+  std::vector<float> buf;
+  const int64_t n = size(), d = x.dim;
+  for (int64_t r = 0; r < n; r += kBlock) {
+    const int64_t m = std::min(kBlock, n - r);
+    buf.resize(static_cast<size_t>(m * d));
+    x.read_rows(r, m, buf.data());
+    for (int64_t i = 0; i < m; ++i)
+      if (!std::all_of(buf.begin() + i * d, buf.begin() + (i + 1) * d,
+                       [](float v) { return std::isfinite(v); }))
+        bad.push_back(r + i);
+  }
+  std::lock_guard<std::mutex> lock(x.bad_mu);
+  x.bad_known = true;
+  x.bad_rows = bad;
+  return bad;
+}
+
+std::string EmbeddingIndex::nonfinite_report() const {
+  const std::vector<int64_t> bad = nonfinite_rows();
+  if (bad.empty()) return "";
+  return index_name(*this) + ": " + std::to_string(bad.size()) +
+         " row(s) hold NaN or Inf values: " + describe_rows(*this, bad) +
+         " (`zsclip index build` with those images embeds them again)";
+}
+
+void EmbeddingIndex::check_finite(const std::string& action) const {
+  const std::string report = nonfinite_report();
+  if (!report.empty()) throw Error(ErrorCode::kInvalidConfig, action + " refused: " + report);
+}
+
+bool ivf_sparse_training(const AnnOptions& o) {
+  return o.kind == "ivf" && o.ivf_lists > 0 && o.ivf_train_rows < int64_t(39) * o.ivf_lists;
+}
+
 void EmbeddingIndex::build_ann(const AnnOptions& options) {
   Impl& x = *impl_;
+  if (!(options.min_recall >= 0 && options.min_recall <= 1))
+    throw Error(ErrorCode::kInvalidArgument,
+                "approximate index: min_recall must be in [0, 1], got " +
+                    std::to_string(options.min_recall));
+  check_finite("approximate index");
   AnnOptions o = options;
   const Impl* self = &x;
   auto built = build_ann_index(
       [self](int64_t b, int64_t n, float* out) { self->read_rows(b, n, out); }, size(), x.dim, o);
+
+  // recall@10 against exact search, on up to 100 queries between two rows (deterministic).
+  const int64_t n = size(), d = x.dim;
+  const int64_t nq = std::min<int64_t>(100, n);
+  const size_t k = static_cast<size_t>(std::min<int64_t>(10, n));
+  FloatTensor queries({nq, d});
+  std::mt19937_64 rng(20240607);
+  std::vector<float> a(static_cast<size_t>(d)), b(static_cast<size_t>(d));
+  for (int64_t j = 0; j < nq; ++j) {
+    x.read_rows(static_cast<int64_t>(rng() % uint64_t(n)), 1, a.data());
+    x.read_rows(static_cast<int64_t>(rng() % uint64_t(n)), 1, b.data());
+    double norm = 0;
+    for (int64_t i = 0; i < d; ++i)
+      norm += double(a[size_t(i)] + b[size_t(i)]) * (a[size_t(i)] + b[size_t(i)]);
+    for (int64_t i = 0; i < d; ++i)
+      queries.ptr()[j * d + i] =
+          norm > 1e-12 ? static_cast<float>((a[size_t(i)] + b[size_t(i)]) / std::sqrt(norm))
+                       : a[size_t(i)];
+  }
+  SearchOptions exact;
+  exact.exact = true;
+  const auto want = search(queries, static_cast<int>(k), exact);
+  int64_t found = 0, total = 0;
+  for (int64_t j = 0; j < nq; ++j) {
+    const auto got =
+        ann_search(x, *built, queries.row(j), k, std::max(4 * static_cast<int>(k), 64));
+    const auto& w = want[size_t(j)];
+    if (w.empty()) continue;
+    // Scores, not rows: rows with equal scores (equal vectors) are interchangeable.
+    const float kth = w.back().score;
+    int64_t hit = 0;
+    for (const auto& g : got) hit += g.score >= kth - 1e-6f;
+    found += std::min<int64_t>(hit, static_cast<int64_t>(w.size()));
+    total += static_cast<int64_t>(w.size());
+  }
+  o.recall = total > 0 ? double(found) / double(total) : 1.0;
+  o.recall_queries = static_cast<int>(nq);
+  if (o.recall < o.min_recall) {
+    char msg[256];
+    std::snprintf(msg, sizeof(msg),
+                  "approximate index (%s): recall@10 %.3f against exact search on %d sample "
+                  "queries is below the minimum %.3f; not built (searches stay exact)",
+                  o.kind.c_str(), o.recall, o.recall_queries, o.min_recall);
+    throw Error(ErrorCode::kUnsupported, msg);
+  }
   std::lock_guard<std::mutex> lock(x.ann_mu);
   x.ann = std::move(built);
   x.ann_loaded = true;
@@ -970,11 +1154,17 @@ bool EmbeddingIndex::has_ann() const { return impl_->has_ann_json || impl_->ann 
 std::string EmbeddingIndex::ann_description() const {
   if (!has_ann()) return "";
   const AnnOptions& o = impl_->ann_options;
+  std::string recall;
+  if (o.recall >= 0) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), ", recall@10 %.3f on %d queries", o.recall, o.recall_queries);
+    recall = buf;
+  }
   if (o.kind == "hnsw")
     return "hnsw (M " + std::to_string(o.hnsw_m) + ", ef_search " +
-           std::to_string(o.hnsw_ef_search) + ")";
+           std::to_string(o.hnsw_ef_search) + recall + ")";
   return "ivf (" + std::to_string(o.ivf_lists) + " lists, probe " + std::to_string(o.ivf_probe) +
-         ")";
+         recall + ")";
 }
 
 const AnnOptions& EmbeddingIndex::ann_options() const { return impl_->ann_options; }

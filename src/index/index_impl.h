@@ -15,6 +15,14 @@
 namespace zsclip {
 namespace index_detail {
 
+// The lock file of index builds, inside the index folder. save() carries it (a hard link) into
+// each new version of the folder, so that the lock held on it survives the folder swap.
+constexpr const char* kLockFile = ".zsclip-build.lock";
+
+// The key of an image path: absolute, with symbolic links, "." and ".." resolved as far as the path
+// exists (so that "imgs/a.png", "./imgs/a.png", "$PWD/imgs/a.png" and a linked folder agree).
+std::string canonical_path(const std::string& path);
+
 struct Span {
   std::shared_ptr<const void> owner;  // keeps the mapping or buffer alive; null for Impl::tail
   const uint8_t* data = nullptr;
@@ -41,11 +49,18 @@ struct EmbeddingIndex::Impl {
 
   // The ANN part: described by index.json and read from ann_file on first use, or built in memory.
   AnnOptions ann_options;
+  int64_t ann_distinct = 0;  // index.json's ann.distinct (0: one vector a row)
   bool has_ann_json = false;
   std::string ann_file;
   mutable std::mutex ann_mu;
   mutable bool ann_loaded = false;
   mutable std::shared_ptr<const index_detail::AnnIndex> ann;
+
+  // Rows whose stored values are not all finite (an index damaged from outside, or written before
+  // zsclip refused such rows), found by a full scan (nonfinite_rows, or an exact search).
+  mutable std::mutex bad_mu;
+  mutable bool bad_known = false;
+  mutable std::vector<int64_t> bad_rows;
 
   void freeze_tail();
   std::vector<index_detail::Span> all_spans() const;  // spans + the tail

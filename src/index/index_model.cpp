@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "core/fingerprint.h"
+#include "index/index_impl.h"
 #include "zsclip/index.h"
 #include "zsclip/model.h"
 #include "zsclip/preprocess.h"
@@ -73,13 +74,14 @@ std::vector<SearchHit> EmbeddingIndex::search_image(const Model& model,
 
 namespace {
 
-// An exclusive lock on DIR's sibling file .NAME.lock, held while a build writes DIR (the folder
-// itself is swapped on each commit, so it cannot carry the lock).
+// An exclusive lock on the file index_detail::kLockFile inside the real index folder, held while a
+// build writes it. The folder is swapped on each commit; save() hard-links the lock file into each
+// new version, so every build, whatever path leads it to the folder, locks the same file.
 class BuildLock {
  public:
   explicit BuildLock(const fs::path& target) {
-    const fs::path lock = target.parent_path() / ("." + target.filename().string() + ".lock");
-    fd_ = ::open(lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    const fs::path lock = target / index_detail::kLockFile;
+    fd_ = ::open(lock.c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd_ < 0)
       throw Error(ErrorCode::kIo, "index " + target.string() + ": cannot create the lock file " +
                                       lock.string() + " (" + std::strerror(errno) + ")");
@@ -124,7 +126,14 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
   fs::path target = fs::absolute(dir).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();
   std::error_code ec;
-  fs::create_directories(target.parent_path(), ec);
+  if (fs::exists(target, ec) && !fs::is_directory(target, ec))
+    throw Error(ErrorCode::kInvalidArgument, "index " + dir + " exists and is not a folder");
+  fs::create_directories(target, ec);
+  // The real folder (a symbolic link to it, or any spelling of it, takes the same lock).
+  target = fs::canonical(target, ec);
+  if (ec)
+    throw Error(ErrorCode::kIo,
+                "index " + dir + ": cannot create the folder (" + ec.message() + ")");
   BuildLock lock(target);
 
   // Leftovers of interrupted saves: .NAME.tmp-* beside the folder.
@@ -161,11 +170,25 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
   int64_t next_segment = pending.empty() ? 1 : pending.back().number + 1;
 
   IndexBuildReport report;
-  std::unordered_map<std::string, FileStamp> known;
-  for (const auto& r : main.rows()) known[r.path] = r.stamp;
+  // Rows are keyed by the canonical path of their file (index_detail::canonical_path), which is
+  // what this build stores for a new row; a row of an older index written as typed ("imgs/a.png")
+  // keeps its spelling, found through its canonical form.
+  struct Known {
+    std::string stored;
+    FileStamp stamp;
+  };
+  std::unordered_map<std::string, Known> known;
+  auto key_of_stored = [](const std::string& p) {
+    const fs::path q(p);
+    return q.is_absolute() && q.lexically_normal() == q ? p : index_detail::canonical_path(p);
+  };
+  for (const auto& r : main.rows()) known[key_of_stored(r.path)] = {r.path, r.stamp};
+  // A row holding NaN or Inf (damaged from outside) is embedded again when its file is given.
+  for (int64_t r : main.nonfinite_rows())
+    known[key_of_stored(main.rows()[size_t(r)].path)].stamp.bytes = UINT64_MAX;
   for (const auto& p : pending) {
     report.recovered += p.index.size();
-    for (const auto& r : p.index.rows()) known[r.path] = r.stamp;
+    for (const auto& r : p.index.rows()) known[key_of_stored(r.path)] = {r.path, r.stamp};
   }
 
   // What to embed: new paths, and paths whose size or mtime changed (failed ones are tried again).
@@ -176,7 +199,8 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
   };
   std::vector<Item> todo;
   std::unordered_set<std::string> seen;
-  for (const auto& p : paths) {
+  for (const auto& given : paths) {
+    const std::string p = index_detail::canonical_path(given);
     if (!seen.insert(p).second || !path_in_shard(p, options.shard_k, options.shard_n)) continue;
     ++report.inputs;
     Item item{p, {}, false};
@@ -185,10 +209,11 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
     } catch (const Error&) {  // preprocessing reports it as the image's error
     }
     auto it = known.find(p);
-    if (it != known.end() && it->second == item.stamp) {
+    if (it != known.end() && it->second.stamp == item.stamp) {
       ++report.unchanged;
       continue;
     }
+    if (it != known.end()) item.path = it->second.stored;
     item.replaces = it != known.end();
     todo.push_back(std::move(item));
   }
@@ -196,7 +221,14 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
   auto commit = [&](bool final_commit) {
     EmbeddingIndex merged(main);
     for (const auto& p : pending) merged.merge_from(p.index, /*replace=*/true);
-    if (final_commit && want_ann && merged.size() > 0) merged.build_ann(ann_options);
+    if (final_commit && want_ann && merged.size() > 0) {
+      try {
+        merged.build_ann(ann_options);
+      } catch (const Error& e) {  // recall below the minimum, NaN rows: the rows are kept, exact
+        if (e.code() != ErrorCode::kUnsupported && e.code() != ErrorCode::kInvalidConfig) throw;
+        report.ann_refused = e.what();
+      }
+    }
     merged.save(target.string());  // the old folder, pending/ included, goes away
     main = EmbeddingIndex::open(target.string());
     pending.clear();

@@ -1,5 +1,7 @@
 #include "index/npy.h"
 
+#include "core/io.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -207,31 +209,17 @@ std::string npy_header(IndexDtype dtype, int64_t rows, int64_t cols) {
 }
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    const int e = errno;
-    throw Error(e == ENOENT   ? ErrorCode::kNotFound
-                : e == EACCES ? ErrorCode::kPermissionDenied
-                              : ErrorCode::kIo,
-                path + ": cannot be opened (" + std::strerror(e) + ")");
-  }
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(ErrorCode::kInvalidArgument, path + ": not a regular file");
-  }
+  // A FIFO or device is refused at once (opened without blocking, never read).
+  uint64_t size = 0;
+  io::Fd fd = io::open_regular_file(path, "index file", {uint64_t(1) << 44, ErrorCode::kIo}, &size);
   std::shared_ptr<MappedFile> m(new MappedFile());
-  m->size_ = static_cast<size_t>(st.st_size);
+  m->size_ = static_cast<size_t>(size);
   if (m->size_ > 0) {
-    void* p = mmap(nullptr, m->size_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
-    if (p == MAP_FAILED) {
-      const int e = errno;
-      ::close(fd);
-      throw Error(ErrorCode::kIo, path + ": cannot be mapped (" + std::strerror(e) + ")");
-    }
+    void* p = mmap(nullptr, m->size_, PROT_READ, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
+    if (p == MAP_FAILED)
+      throw Error(ErrorCode::kIo, path + ": cannot be mapped (" + std::strerror(errno) + ")");
     m->data_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);
   return m;
 }
 

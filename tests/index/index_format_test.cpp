@@ -1,12 +1,18 @@
 // The embedding index without a model: float16, the search kernels, the .npy reader, the folder
 // format and its checks, merging, exact search against brute force, and the FAISS part.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
@@ -687,6 +693,212 @@ TEST(Ann, RecallAgainstExactSearchAndSavedWithTheIndex) {
     exact.exact = true;
     EXPECT_EQ(stale.search(queries.data(), 5, exact).size(), 5u);
   }
+}
+
+// Many rows with equal features (copies of a photo, bursts): HNSW keeps one node per distinct
+// vector, and the approximate search gives what the exact search gives.
+TEST(Ann, DuplicateVectorsGiveWhatExactSearchGives) {
+  if (!ann_available()) GTEST_SKIP() << "built without FAISS";
+  const int64_t d = 32, distinct = 250, copies = 20;
+  const auto base = clustered(distinct, d, 25, 31);
+  std::vector<float> v;
+  for (int64_t i = 0; i < distinct * copies; ++i)  // row i holds vector i % distinct
+    v.insert(v.end(), base.begin() + (i % distinct) * d, base.begin() + (i % distinct + 1) * d);
+  const auto queries = clustered(40, d, 40, 32, 0.8f);
+  EmbeddingIndex index = make_index(v, d, IndexDtype::kFloat16);
+  AnnOptions o;
+  o.kind = "hnsw";
+  index.build_ann(o);
+  ASSERT_TRUE(index.has_ann());
+  EXPECT_GE(index.ann_options().recall, 0.9);
+  EXPECT_EQ(index.ann_options().recall_queries, 100);
+  const std::string dir = temp_dir("index_ann_dups") + "/idx";
+  index.save(dir);
+  const nlohmann::json meta = nlohmann::json::parse(read_file(dir + "/index.json"));
+  EXPECT_EQ(meta["ann"]["count"], distinct * copies);
+  EXPECT_EQ(meta["ann"]["distinct"], distinct);
+  EXPECT_EQ(fs::file_size(dir + "/ann_rows.bin"), uint64_t(distinct * copies * 8));
+  EXPECT_GE(meta["ann"]["recall_at_10"].get<double>(), 0.9);
+  EmbeddingIndex back = EmbeddingIndex::open(dir);
+  ASSERT_TRUE(back.has_ann());
+  for (const EmbeddingIndex* idx : {&index, &back})
+    for (int top_k : {10, 65}) {
+      for (int j = 0; j < 40; ++j) {
+        SearchOptions exact;
+        exact.exact = true;
+        const auto want = idx->search(queries.data() + j * d, top_k, exact);
+        const auto got = idx->search(queries.data() + j * d, top_k);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t i = 0; i < want.size(); ++i) {
+          EXPECT_EQ(got[i].path, want[i].path) << "query " << j << " rank " << i;
+          EXPECT_NEAR(got[i].score, want[i].score, 1e-5) << "query " << j << " rank " << i;
+        }
+      }
+    }
+  // A damaged row map is refused by name when the approximate part is used.
+  write_file(dir + "/ann_rows.bin", std::string(16, '\0'));
+  EmbeddingIndex damaged = EmbeddingIndex::open(dir);
+  try {
+    damaged.search(queries.data(), 5);
+    ADD_FAILURE() << "a truncated ann_rows.bin was used";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ann_rows.bin"), std::string::npos) << e.what();
+  }
+}
+
+// Below the minimum recall the approximate part is refused with the figure, and the index keeps
+// what it had (here: none).
+TEST(Ann, MeasuredRecallBelowTheMinimumIsRefused) {
+  if (!ann_available()) GTEST_SKIP() << "built without FAISS";
+  const int64_t d = 32;
+  EmbeddingIndex index = make_index(clustered(3000, d, 300, 33, 1.0f), d, IndexDtype::kFloat16);
+  AnnOptions o;
+  o.kind = "ivf";
+  o.ivf_lists = 64;
+  o.ivf_probe = 1;  // one cell of 64: most true neighbours are elsewhere
+  try {
+    index.build_ann(o);
+    ADD_FAILURE() << "an approximate part of poor recall was kept";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("recall@10"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("below the minimum 0.900"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(index.has_ann());
+  o.min_recall = 0;  // accepted when asked for, with its figure
+  index.build_ann(o);
+  EXPECT_TRUE(index.has_ann());
+  EXPECT_LT(index.ann_options().recall, 0.9);
+  EXPECT_NE(index.ann_description().find("recall@10"), std::string::npos);
+  o.min_recall = 1.5;
+  EXPECT_THROW(index.build_ann(o), Error);
+}
+
+// One rule for rows holding NaN or Inf: reported by row and path, left out of searches, a failed
+// entry in classify (the other rows classified), refused by merge and build_ann.
+TEST(Index, NonFiniteRowsAreReportedAndNeverLoseTheGoodRows) {
+  const int64_t d = 8, n = 20;
+  const auto v = clustered(n, d, 4, 41);
+  const std::string dir = temp_dir("index_nonfinite") + "/idx";
+  make_index(v, d, IndexDtype::kFloat32).save(dir);
+  std::string npy = read_file(dir + "/embeddings.npy");
+  const size_t off = parse(npy).data_offset;
+  const float nan = NAN, inf = INFINITY;
+  std::memcpy(&npy[off + (3 * d + 1) * 4], &nan, 4);
+  int64_t pos = 0;  // row 7: +Inf where row 7 itself is positive, so its score with itself is +Inf
+  while (v[size_t(7 * d + pos)] <= 0) ++pos;
+  std::memcpy(&npy[off + size_t(7 * d + pos) * 4], &inf, 4);
+  write_file(dir + "/embeddings.npy", npy);
+  EmbeddingIndex index = EmbeddingIndex::open(dir);
+  EXPECT_EQ(index.nonfinite_rows(), (std::vector<int64_t>{3, 7}));
+  const std::string report = index.nonfinite_report();
+  EXPECT_NE(report.find("row 3 (img3.png), row 7 (img7.png)"), std::string::npos) << report;
+  const auto hits = index.search(v.data() + 7 * d, int(n));
+  EXPECT_EQ(hits.size(), size_t(n - 2));
+  for (const auto& h : hits) {
+    EXPECT_TRUE(std::isfinite(h.score)) << h.path;
+    EXPECT_NE(h.row, 3);
+    EXPECT_NE(h.row, 7);
+  }
+  // An exact search finds them on its way (a fresh copy of the index, nothing remembered yet).
+  EmbeddingIndex fresh = EmbeddingIndex::open(dir);
+  fresh.search(v.data(), 3);
+  EXPECT_EQ(fresh.nonfinite_rows(), (std::vector<int64_t>{3, 7}));
+  // classify: 18 rows classified, rows 3 and 7 failed by name.
+  ZeroShotHead head = ZeroShotHead::from_weights(
+      {"a", "b"}, FloatTensor({2, d}, std::vector<float>(v.begin(), v.begin() + 2 * d)), 50.f,
+      index.model_fingerprint());
+  const auto c = index.classify(head, 1);
+  ASSERT_EQ(c.size(), size_t(n));
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_EQ(c[size_t(i)].source, "img" + std::to_string(i) + ".png");
+    EXPECT_EQ(c[size_t(i)].ok, i != 3 && i != 7) << i;
+    if (i == 3 || i == 7) {
+      EXPECT_EQ(c[size_t(i)].code, ErrorCode::kInvalidConfig);
+      EXPECT_NE(c[size_t(i)].error.find("row " + std::to_string(i)), std::string::npos);
+    } else {
+      EXPECT_EQ(c[size_t(i)].top.size(), 1u);
+    }
+  }
+  try {
+    merge_indexes({dir});
+    ADD_FAILURE() << "merge copied NaN rows";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 3 (img3.png)"), std::string::npos) << e.what();
+  }
+  if (ann_available()) {
+    try {
+      index.build_ann({});
+      ADD_FAILURE() << "an approximate part over NaN rows";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("row 7 (img7.png)"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// index.json, manifest.jsonl, embeddings.npy or ann.faiss as a FIFO: refused at once, not waited
+// on (a writer is opened after 10 s so that a failing check ends instead of hanging).
+TEST(Index, AFifoInPlaceOfAFileIsRefusedAtOnce) {
+  for (const char* name : {"index.json", "manifest.jsonl", "embeddings.npy", "ann.faiss"}) {
+    const std::string dir = temp_dir("index_fifo") + "/idx";
+    EmbeddingIndex index = make_index(clustered(30, 8, 3, 51), 8, IndexDtype::kFloat32);
+    if (std::string(name) == "ann.faiss") {
+      if (!ann_available()) continue;
+      index.build_ann({});
+    }
+    index.save(dir);
+    const std::string fifo = dir + "/" + name;
+    fs::remove(fifo);
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0644), 0);
+    auto attempt = std::async(std::launch::async, [&] {
+      EmbeddingIndex opened = EmbeddingIndex::open(dir);
+      opened.search(clustered(1, 8, 1, 52).data(), 3);
+    });
+    if (attempt.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << name << " as a FIFO: still waiting after 10 s";
+      const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (w >= 0) ::close(w);
+    }
+    try {
+      attempt.get();
+      ADD_FAILURE() << name << " as a FIFO was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("regular file"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// One file under two spellings is one file: merge refuses it; save through a symbolic link
+// replaces the real folder and keeps the link.
+TEST(Index, MergeKeysPathsByTheFileAndSaveFollowsLinks) {
+  const std::string base = temp_dir("index_alias");
+  const auto v = clustered(4, 8, 2, 61);
+  EmbeddingIndex a = EmbeddingIndex::create("fp", 8, IndexDtype::kFloat32);
+  a.add({base + "/x.png", {}}, v.data());
+  a.save(base + "/a");
+  for (const std::string alias : {base + "/./x.png", base + "/sub/../x.png"}) {
+    fs::create_directories(base + "/sub");
+    EmbeddingIndex b = EmbeddingIndex::create("fp", 8, IndexDtype::kFloat32);
+    b.add({alias, {}}, v.data() + 8);
+    fs::remove_all(base + "/b");
+    b.save(base + "/b");
+    try {
+      merge_indexes({base + "/a", base + "/b"});
+      ADD_FAILURE() << alias << " merged beside " << base << "/x.png";
+    } catch (const Error& e) {
+      EXPECT_NE(
+          std::string(e.what()).find("(in " + base + "/a as " + base + "/x.png: the same file)"),
+          std::string::npos)
+          << e.what();
+    }
+  }
+  fs::create_directory_symlink(base + "/a", base + "/link");
+  EmbeddingIndex c = EmbeddingIndex::create("fp", 8, IndexDtype::kFloat32);
+  c.add({base + "/y.png", {}}, v.data() + 16);
+  c.save(base + "/link");
+  EXPECT_TRUE(fs::is_symlink(base + "/link"));
+  EXPECT_EQ(EmbeddingIndex::open(base + "/a").rows()[0].path, base + "/y.png");
 }
 
 }  // namespace
