@@ -121,6 +121,10 @@ struct ModelConfig {
   int format_version = 1;
   std::string name;
   std::string fingerprint;
+  // clip-vit: OpenAI's ViT image tower + projection. siglip-vit (SigLIP / SigLIP2, exported with a
+  // SentencePiece tokenizer): timm's ViT with the attention-pooling head, no class token, patch
+  // bias; the pooled output is the image feature (projection.pt's image_projection is the
+  // identity), and patch_size need not divide image_size (the top-left grid is read, as timm).
   std::string architecture = "clip-vit";
   std::string dtype = "float32";
   std::string quantization = "none";

@@ -149,7 +149,10 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.name = get_string_or(j, origin, "", "name", "");
   c.fingerprint = get_string_or(j, origin, "", "fingerprint", "");
   c.architecture = get_string_or(j, origin, "", "architecture", "clip-vit");
-  check_choice(origin, "architecture", c.architecture, {"clip-vit"});
+  // siglip-vit: timm's ViT with the attention-pooling (MAP) head as SigLIP uses it; its image
+  // features are the pooled output (projection.pt holds the identity), so nothing differs here
+  // but the patch grid below.
+  check_choice(origin, "architecture", c.architecture, {"clip-vit", "siglip-vit"});
   c.dtype = get_string_or(j, origin, "", "dtype", "float32");
   check_choice(origin, "dtype", c.dtype, {"float32", "float16"});
   c.quantization = get_string_or(j, origin, "", "quantization", "none");
@@ -162,9 +165,13 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.vision.width = get_int(v, origin, "vision.", "width", 1);
   c.vision.layers = get_int(v, origin, "vision.", "layers", 1);
   c.vision.heads = get_int(v, origin, "vision.", "heads", 1);
-  if (c.vision.image_size % c.vision.patch_size != 0)
+  // siglip-vit reads the top-left (image_size / patch_size)^2 patches, as timm's PatchEmbed does
+  // (SigLIP So400m/14 at 384 px: 27 x 27 patches, the last 6 rows and columns unread).
+  if (c.architecture == "siglip-vit" ? c.vision.patch_size > c.vision.image_size
+                                     : c.vision.image_size % c.vision.patch_size != 0)
     fail(origin, "vision.patch_size",
-         "must divide vision.image_size (" + std::to_string(c.vision.image_size) + "), got " +
+         std::string(c.architecture == "siglip-vit" ? "must not exceed" : "must divide") +
+             " vision.image_size (" + std::to_string(c.vision.image_size) + "), got " +
              std::to_string(c.vision.patch_size));
   if (c.vision.width % c.vision.heads != 0)
     fail(origin, "vision.heads", "must divide vision.width");
@@ -267,7 +274,7 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
              " = 512 byte symbols + merges + 2 special tokens)");
 
   c.activation = get_string_or(j, origin, "", "activation", "quick_gelu");
-  check_choice(origin, "activation", c.activation, {"quick_gelu", "gelu"});
+  check_choice(origin, "activation", c.activation, {"quick_gelu", "gelu", "gelu_tanh"});
   c.source_layout = get_string_or(j, origin, "", "source_layout", "");
   c.scoring = get_enum<Scoring>(j, origin, "", "scoring",
                                 {{"softmax", Scoring::kSoftmax}, {"sigmoid", Scoring::kSigmoid}},
