@@ -274,16 +274,19 @@ def read_spm_model(path: str) -> Dict[str, Any]:
     try:
         with open(path, "rb") as f:
             buf = f.read()
-        pieces, model_type = [], 1
+        pieces, types, model_type = [], [], 1
         for field, wire, value in _fields(buf):
             if field == 1 and wire == 2:
-                piece = None
+                piece, kind = None, 1  # SentencePiece.Type: 1 NORMAL, 2 UNKNOWN, 3 CONTROL, 4 USER_DEFINED, ...
                 for f2, w2, v2 in _fields(value):
                     if f2 == 1 and w2 == 2:
                         piece = v2.decode("utf-8")
+                    elif f2 == 3 and w2 == 0:
+                        kind = v2
                 if piece is None:
                     raise ValueError("a piece without text")
                 pieces.append(piece)
+                types.append(kind)
             elif field == 2 and wire == 2:
                 for f2, w2, v2 in _fields(value):
                     if f2 == 3 and w2 == 0:
@@ -292,7 +295,7 @@ def read_spm_model(path: str) -> Dict[str, Any]:
         raise CheckpointError(f"{path}: not a SentencePiece model ({e})") from e
     if not pieces:
         _fail(path, "not a SentencePiece model (no pieces)")
-    return {"pieces": pieces, "model_type": SPM_TYPES.get(model_type, str(model_type))}
+    return {"pieces": pieces, "types": types, "model_type": SPM_TYPES.get(model_type, str(model_type))}
 
 
 def read_tokenizer_json(path: str) -> Dict[str, Any]:
@@ -351,8 +354,7 @@ def sentencepiece_tokenizer(folder: str, vocab_size: int, context_length: int, l
     if cls not in _SPM_CLASSES:
         _fail(where, f"tokenizer_class {cls!r} is not supported for SigLIP ({', '.join(_SPM_CLASSES)})")
     kind = _SPM_CLASSES[cls]
-    if cfg.get("additional_special_tokens"):
-        _fail(where, "additional_special_tokens are not supported")
+    extra_specials = cfg.get("additional_special_tokens") or []
     if kind == "t5" and cfg.get("extra_ids", 0) not in (0, None):
         _fail(where, f"extra_ids {cfg['extra_ids']} (T5 sentinel tokens) are not supported")
     mml = cfg.get("model_max_length")
@@ -378,6 +380,14 @@ def sentencepiece_tokenizer(folder: str, vocab_size: int, context_length: int, l
             _fail(vocab_path, f"a tokenizer.json of type {info['model_type']!r} (byte_fallback "
                               f"{info['byte_fallback']}) is not supported: only the Gemma kind (BPE with byte "
                               "fallback) is read when no SentencePiece .model is present")
+    for tok in extra_specials:
+        content = _token_content(tok)
+        if content not in ids:
+            _fail(where, f"additional special token {content!r} is not a piece of {vocab_file}")
+        # HF matches these strings in the text; SentencePiece does so itself only for user-defined pieces.
+        if spm and info["types"][ids[content]] != 4:
+            _fail(where, f"additional special token {content!r} is not a user-defined piece of {vocab_file}: HF "
+                         "would match it in the text and SentencePiece would not")
     if count > vocab_size:
         _fail(vocab_path, f"{count} pieces, more than the model's token embedding has rows ({vocab_size})")
     if count < vocab_size:
