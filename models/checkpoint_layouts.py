@@ -38,8 +38,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from clip_model import CLIP, NON_PARAMETER_KEYS, CheckpointError, clean_state_dict
-from layouts_siglip import (hf_siglip_features, hf_siglip_tensors, open_clip_siglip_features, parse_hf_siglip_config,
-                            sentencepiece_tokenizer, timm_vision_options, timm_vision_tensors)
 from reference_forward import hf_clip_features, openai_layout_features
 from safetensors_io import SafetensorsError, is_safetensors, read_safetensors
 
@@ -459,6 +457,7 @@ def parse_open_clip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
 
     # vision
     if siglip:
+        from layouts_siglip import timm_vision_options  # imports this module: loaded on use
         opts.update(timm_vision_options(where, model_cfg, vc, notes))
     else:
         _native_vision(where, vc, opts)
@@ -607,6 +606,7 @@ def _open_clip_tensors(where: str, raw: Dict[str, torch.Tensor], opts: Dict[str,
             _fail(where, f"tensor {key} appears both at the top level and under text.")
         sd[key] = t
     if opts.get("vision_type") == "siglip":
+        from layouts_siglip import timm_vision_tensors
         sd = timm_vision_tensors(where, sd)
     if not opts.get("text_proj", True):
         if any(k.startswith("text_projection") for k in sd):
@@ -660,6 +660,7 @@ def _load_open_clip(where: str, weights: str, cfg_path: str, activation: Optiona
     if opts["text_eos_id"] is None:
         opts["text_eos_id"] = opts["vocab_size"] - 1
     if siglip:
+        from layouts_siglip import open_clip_siglip_features, sentencepiece_tokenizer
         folder = os.path.dirname(os.path.abspath(weights)) if os.path.isfile(where) else where
         tokenizer = sentencepiece_tokenizer(folder, opts["vocab_size"], opts["context_length"], "open_clip", clean,
                                             notes)
@@ -1023,11 +1024,8 @@ def _hf_tokenizer(folder: str, vocab_size: int, context_length: int, pool: str, 
             "merges_available": len(merges)}
 
 
-def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> LoadedCheckpoint:
-    cfg_path = os.path.join(folder, "config.json")
-    opts = parse_hf_config(cfg_path, _read_json(cfg_path), notes)
-    if activation is not None and activation != opts["activation"]:
-        _fail(cfg_path, f"--activation {activation} contradicts hidden_act {opts['activation']!r}")
+def _hf_files(folder: str, what: str) -> Tuple[str, str]:
+    """(weights file, preprocessor_config.json) of an HF folder; a missing one is refused by name."""
     weights = None
     for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json"):
@@ -1035,11 +1033,20 @@ def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> Loaded
             weights = os.path.join(folder, name)
             break
     if weights is None:
-        _fail(folder, "a HuggingFace CLIP folder needs model.safetensors or pytorch_model.bin (or a sharded "
+        _fail(folder, f"a HuggingFace {what} folder needs model.safetensors or pytorch_model.bin (or a sharded "
                       "checkpoint's *.index.json)")
     pp_path = os.path.join(folder, "preprocessor_config.json")
     if not os.path.isfile(pp_path):
         _fail(folder, "preprocessor_config.json is missing (the image processor settings are read from it)")
+    return weights, pp_path
+
+
+def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> LoadedCheckpoint:
+    cfg_path = os.path.join(folder, "config.json")
+    opts = parse_hf_config(cfg_path, _read_json(cfg_path), notes)
+    if activation is not None and activation != opts["activation"]:
+        _fail(cfg_path, f"--activation {activation} contradicts hidden_act {opts['activation']!r}")
+    weights, pp_path = _hf_files(folder, "CLIP")
     preprocess = parse_hf_preprocessor(pp_path, _read_json(pp_path), opts["image_resolution"])
     raw, container = load_sharded(weights) if weights.endswith(".index.json") else load_tensor_file(weights)
     sd = hf_to_openai(weights, raw, notes)
@@ -1064,22 +1071,12 @@ def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> Loaded
 
 def _load_hf_siglip(folder: str, cfg: Dict[str, Any], activation: Optional[str], notes: List[str]) -> LoadedCheckpoint:
     """A HuggingFace SiglipModel folder (layouts_siglip.py): HF's semantics, activations as its config says."""
+    from layouts_siglip import hf_siglip_features, hf_siglip_tensors, parse_hf_siglip_config, sentencepiece_tokenizer
     cfg_path = os.path.join(folder, "config.json")
     opts = parse_hf_siglip_config(cfg_path, cfg, notes)
     if activation is not None:
         _fail(cfg_path, "--activation does not apply: config.json's hidden_act gives each tower's activation")
-    weights = None
-    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json"):
-        if os.path.isfile(os.path.join(folder, name)):
-            weights = os.path.join(folder, name)
-            break
-    if weights is None:
-        _fail(folder, "a HuggingFace SigLIP folder needs model.safetensors or pytorch_model.bin (or a sharded "
-                      "checkpoint's *.index.json)")
-    pp_path = os.path.join(folder, "preprocessor_config.json")
-    if not os.path.isfile(pp_path):
-        _fail(folder, "preprocessor_config.json is missing (the image processor settings are read from it)")
+    weights, pp_path = _hf_files(folder, "SigLIP")
     pp = _read_json(pp_path)
     if not isinstance(pp, dict):
         _fail(pp_path, "not a JSON object")

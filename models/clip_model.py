@@ -203,6 +203,17 @@ class Transformer(nn.Module):
         return x
 
 
+def check_pixels(pixels: torch.Tensor, size: int) -> None:
+    """Refuses image-encoder input that is not float [N, 3, size, size] (a TorchScript-compiled check)."""
+    if pixels.dim() != 4 or pixels.size(1) != 3 or pixels.size(2) != size or pixels.size(3) != size:
+        raise RuntimeError(
+            "zsclip image encoder: expected pixels of shape [N, 3, " + str(size) + ", " + str(size) + "], got "
+            + str(pixels.shape)
+        )
+    if not pixels.is_floating_point():
+        raise RuntimeError("zsclip image encoder: pixels must be a floating-point tensor")
+
+
 class VisionTower(nn.Module):
     """ViT image encoder without its projection: pixels [N, 3, S, S] -> pooled [N, width].
 
@@ -238,13 +249,7 @@ class VisionTower(nn.Module):
         self.patch_gemm = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if pixels.dim() != 4 or pixels.size(1) != 3 or pixels.size(2) != self.image_resolution or pixels.size(3) != self.image_resolution:
-            raise RuntimeError(
-                "zsclip image encoder: expected pixels of shape [N, 3, " + str(self.image_resolution) + ", "
-                + str(self.image_resolution) + "], got " + str(pixels.shape)
-            )
-        if not pixels.is_floating_point():
-            raise RuntimeError("zsclip image encoder: pixels must be a floating-point tensor")
+        check_pixels(pixels, self.image_resolution)
         dtype = self.conv1.weight.dtype
         if self.patch_gemm:
             # stride == kernel: the convolution is a product of the weights with non-overlapping patches
@@ -341,13 +346,7 @@ class SiglipVisionTower(nn.Module):
         self.patch_gemm = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if pixels.dim() != 4 or pixels.size(1) != 3 or pixels.size(2) != self.image_resolution or pixels.size(3) != self.image_resolution:
-            raise RuntimeError(
-                "zsclip image encoder: expected pixels of shape [N, 3, " + str(self.image_resolution) + ", "
-                + str(self.image_resolution) + "], got " + str(pixels.shape)
-            )
-        if not pixels.is_floating_point():
-            raise RuntimeError("zsclip image encoder: pixels must be a floating-point tensor")
+        check_pixels(pixels, self.image_resolution)
         dtype = self.conv1.weight.dtype
         n, g, p = pixels.size(0), self.grid, self.patch_size
         if self.patch_gemm:

@@ -21,6 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from checkpoint_layouts import (HF_GENERIC_KEYS, _HF_LAYER, _HF_POSITION_IDS, _fail, _float, _int, _read_json,
+                                hf_to_openai)
 from clip_model import CheckpointError
 from reference_forward import _hf_blocks, _openai_blocks
 
@@ -58,16 +60,6 @@ _TIMM_FIXED = {"class_token": False, "global_pool": "map", "qkv_bias": True, "qk
                "init_values": None, "pre_norm": False, "final_norm": True, "fc_norm": None, "no_embed_class": False,
                "reg_tokens": 0, "dynamic_img_size": False, "dynamic_img_pad": False, "pos_embed": "learn",
                "in_chans": 3}
-
-
-def _fail(where: str, msg: str) -> None:
-    raise CheckpointError(f"{where}: {msg}")
-
-
-def _int(where: str, key: str, value: Any, minimum: int = 1) -> int:
-    if type(value) is not int or value < minimum:
-        _fail(where, f"{key} is {value!r}, not an integer >= {minimum}")
-    return value
 
 
 def _square(where: str, key: str, value: Any) -> int:
@@ -338,10 +330,7 @@ def sentencepiece_tokenizer(folder: str, vocab_size: int, context_length: int, l
     for name in ("special_tokens_map.json", "tokenizer_config.json"):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
-            try:
-                c = json.load(open(path, encoding="utf-8"))
-            except ValueError as e:
-                raise CheckpointError(f"{path}: not valid JSON: {e}") from e
+            c = _read_json(path)
             if not isinstance(c, dict):
                 _fail(path, "not a JSON object")
             for key in c:
@@ -451,6 +440,13 @@ def _patches(pixels: Tensor, w: Tensor, b: Tensor, pos: Tensor) -> Tensor:
     return F.conv2d(pixels.float(), w, b, stride=w.shape[-1]).flatten(2).transpose(1, 2) + pos
 
 
+def _mlp_residual(sd: Dict[str, Tensor], prefix: str, norm: str, y: Tensor, act, eps: float) -> Tensor:
+    """The MAP head's end: y + mlp(norm(y)) (mlp.fc1, act, mlp.fc2)."""
+    h = F.layer_norm(y, (y.shape[-1],), sd[prefix + norm + ".weight"], sd[prefix + norm + ".bias"], eps)
+    return y + F.linear(act(F.linear(h, sd[prefix + "mlp.fc1.weight"], sd[prefix + "mlp.fc1.bias"])),
+                        sd[prefix + "mlp.fc2.weight"], sd[prefix + "mlp.fc2.bias"])
+
+
 @torch.no_grad()
 def open_clip_siglip_features(raw: Dict[str, Tensor], arch: Dict, pixels: Tensor, ids: Tensor) -> Tuple[Tensor, Tensor]:
     """timm VisionTransformer (MAP) + open_clip text tower, from open_clip's own keys, written from timm's
@@ -481,10 +477,7 @@ def open_clip_siglip_features(raw: Dict[str, Tensor], arch: Dict, pixels: Tensor
         2, 0, 3, 1, 4).unbind(0)
     a = (((q * hd ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ val).transpose(1, 2).reshape(n, 1, width)
     y = F.linear(a, sd[ap + "proj.weight"], sd[ap + "proj.bias"])
-    y = y + F.linear(act(F.linear(F.layer_norm(y, (width,), sd[ap + "norm.weight"], sd[ap + "norm.bias"], eps),
-                                  sd[ap + "mlp.fc1.weight"], sd[ap + "mlp.fc1.bias"])),
-                     sd[ap + "mlp.fc2.weight"], sd[ap + "mlp.fc2.bias"])
-    image = y[:, 0]
+    image = _mlp_residual(sd, ap, "norm", y, act, eps)[:, 0]
     # text (CustomTextCLIP: text.*), bidirectional, pooled at the last position
     t = "text."
     teps = arch["text_layer_norm_eps"]
@@ -521,11 +514,7 @@ def hf_siglip_features(raw: Dict[str, Tensor], arch: Dict, pixels: Tensor, ids: 
         probe.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), width, arch["vision_heads"],
         sd[h + "attention.in_proj_weight"], sd[h + "attention.in_proj_bias"], None, None, False, 0.0,
         sd[h + "attention.out_proj.weight"], sd[h + "attention.out_proj.bias"], training=False, need_weights=False)
-    y = a.transpose(0, 1)
-    y = y + F.linear(act(F.linear(F.layer_norm(y, (width,), sd[h + "layernorm.weight"], sd[h + "layernorm.bias"], eps),
-                                  sd[h + "mlp.fc1.weight"], sd[h + "mlp.fc1.bias"])),
-                     sd[h + "mlp.fc2.weight"], sd[h + "mlp.fc2.bias"])
-    image = y[:, 0]
+    image = _mlp_residual(sd, h, "layernorm", a.transpose(0, 1), act, eps)[:, 0]
     t = "text_model."
     teps = arch["text_layer_norm_eps"]
     x = F.embedding(ids, sd[t + "embeddings.token_embedding.weight"])
@@ -549,7 +538,6 @@ HF_SIGLIP_ACT = {"gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
 
 
 def parse_hf_siglip_config(where: str, cfg: Dict[str, Any], notes: List[str]) -> Dict[str, Any]:
-    from checkpoint_layouts import HF_GENERIC_KEYS, _float
     if not isinstance(cfg, dict):
         _fail(where, "not a JSON object")
     if cfg.get("model_type") == "siglip2":
@@ -653,7 +641,6 @@ _HF_SIGLIP_PLAIN = {
 def hf_siglip_tensors(where: str, raw: Dict[str, Tensor], notes: List[str]) -> "OrderedDict[str, Tensor]":
     """HF SiglipModel keys -> clip_model's: encoder layers as for CLIP (q/k/v fused), the head's packed
     in_proj split into q (rows [0, W)) and kv (rows [W, 3W): k then v), the text head transposed."""
-    from checkpoint_layouts import _HF_LAYER, _HF_POSITION_IDS, hf_to_openai
     layers, sd = OrderedDict(), OrderedDict()
     for key, t in raw.items():
         if _HF_LAYER.match(key):

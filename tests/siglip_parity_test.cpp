@@ -14,6 +14,7 @@
 
 #include "model/model_impl.h"
 #include "model_util.h"
+#include "zoo_fixture.h"
 #include "zsclip/model.h"
 #include "zsclip/preprocess.h"
 #include "zsclip/tokenizer.h"
@@ -25,45 +26,12 @@ namespace {
 using namespace ::zsclip::testing;
 constexpr double kTol = 1e-4;  // of the largest magnitude, as for the CLIP folders
 
-std::string siglip_export(const std::string& name) {
-  return std::string(ZSCLIP_FIXTURE_DIR) + "/" + name;
-}
-
 std::vector<float> row_of(const FloatTensor& t, int64_t i) {
   return std::vector<float>(t.row(i), t.row(i) + t.size(1));
 }
 
-class SiglipParity : public ::testing::TestWithParam<std::string> {
+class SiglipParity : public ReferenceFolderTest {
  protected:
-  void SetUp() override {
-    ZSCLIP_REQUIRE_SHARED("clip/" + GetParam() + "/reference.json");
-    ASSERT_TRUE(std::filesystem::exists(siglip_export(GetParam()) + "/config.json"))
-        << "run the export_fixtures test first (ctest runs it as a fixture)";
-    ref_ = nlohmann::json::parse(read_file(shared_path("clip/" + GetParam() + "/reference.json")));
-    model_ = std::make_unique<Model>(Model::load(siglip_export(GetParam())));
-  }
-  std::vector<std::string> image_paths() const {
-    std::vector<std::string> paths;
-    for (const auto& im : ref_["images"])
-      paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
-    return paths;
-  }
-  FloatTensor image_pixels() const {
-    Preprocessor pre(model_->config().preprocess);
-    std::vector<Preprocessor::ItemStatus> status;
-    FloatTensor pixels = pre.batch_files(image_paths(), &status);
-    for (size_t i = 0; i < status.size(); ++i) EXPECT_TRUE(status[i].ok) << status[i].error;
-    return pixels;
-  }
-  std::vector<std::string> texts() const {
-    std::vector<std::string> t;
-    for (const auto& x : ref_["texts"]) t.push_back(x["text"].get<std::string>());
-    return t;
-  }
-  FloatTensor text_features() const {
-    return model_->encode_texts(
-        model_->load_tokenizer().tokenize(texts(), model_->context_length()));
-  }
   // logit_scale_exp * cos(image i, text j) + logit_bias, from the C++ features.
   std::vector<std::vector<float>> biased_logits(const FloatTensor& img,
                                                 const FloatTensor& txt) const {
@@ -78,24 +46,9 @@ class SiglipParity : public ::testing::TestWithParam<std::string> {
     }
     return out;
   }
-
-  nlohmann::json ref_;
-  std::unique_ptr<Model> model_;
 };
 
-TEST_P(SiglipParity, PixelsFromFilesAreBitExact) {
-  FloatTensor pixels = image_pixels();
-  const std::string dir = shared_path("clip/" + GetParam());
-  ASSERT_EQ(pixels.size(0), static_cast<int64_t>(ref_["images"].size()));
-  for (size_t i = 0; i < ref_["images"].size(); ++i) {
-    const auto& im = ref_["images"][i];
-    const std::string want = read_file(dir + "/" + im["pixels"].get<std::string>());
-    const size_t per = static_cast<size_t>(pixels.numel() / pixels.size(0));
-    ASSERT_EQ(want.size(), per * sizeof(float)) << im["file"];
-    const float* got = pixels.ptr() + i * per;
-    EXPECT_EQ(std::memcmp(want.data(), got, want.size()), 0) << im["file"] << ": pixels differ";
-  }
-}
+TEST_P(SiglipParity, PixelsFromFilesAreBitExact) { expect_pixels_bit_exact(); }
 
 TEST_P(SiglipParity, TokenIdsAreIdentical) {
   Tokenizer tok = model_->load_tokenizer();
@@ -189,7 +142,7 @@ TEST_P(SiglipParity, ConfigRecordsTheArchitecture) {
 TEST_P(SiglipParity, CliEmbedGivesLogitsWithBias) {
   const std::string image = image_paths()[1];
   const auto t = texts();
-  CliResult r = run_cli("embed --model " + sh(siglip_export(GetParam())) + " --image " + sh(image) +
+  CliResult r = run_cli("embed --model " + sh(zoo_export(GetParam())) + " --image " + sh(image) +
                         " --text " + sh(t[0]) + " --text " + sh(t[2]));
   ASSERT_EQ(r.status, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
@@ -229,12 +182,7 @@ TEST_P(SiglipParity, ImageTowerLinearLayersGoThroughOneDnn) {
 
 INSTANTIATE_TEST_SUITE_P(Folders, SiglipParity,
                          ::testing::Values("siglip-tiny", "siglip2-tiny", "hf-siglip-tiny"),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string s = p.param;
-                           for (char& c : s)
-                             if (c == '-') c = '_';
-                           return s;
-                         });
+                         folder_test_name);
 
 }  // namespace
 }  // namespace zsclip
