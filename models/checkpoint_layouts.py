@@ -760,6 +760,17 @@ def _hf_section(where: str, cfg: Dict[str, Any], name: str, defaults: Dict[str, 
     return merged
 
 
+def hf_tower_widths(where: str, vc: Dict[str, Any], tc: Dict[str, Any]) -> Tuple[int, int, int, int]:
+    """(vision width, heads, text width, heads) of an HF config's towers; each width a multiple of its heads."""
+    width, heads = _int(where, "vision_config.hidden_size", vc["hidden_size"]), \
+        _int(where, "vision_config.num_attention_heads", vc["num_attention_heads"])
+    twidth, theads = _int(where, "text_config.hidden_size", tc["hidden_size"]), \
+        _int(where, "text_config.num_attention_heads", tc["num_attention_heads"])
+    if width % heads or twidth % theads:
+        _fail(where, "hidden_size is not a multiple of num_attention_heads")
+    return width, heads, twidth, theads
+
+
 def parse_hf_config(where: str, cfg: Dict[str, Any], notes: List[str]) -> Dict[str, Any]:
     if not isinstance(cfg, dict):
         _fail(where, "not a JSON object")
@@ -795,12 +806,7 @@ def parse_hf_config(where: str, cfg: Dict[str, Any], notes: List[str]) -> Dict[s
                      "transformers pools at the largest id)")
     else:
         pool = "eos"
-    width, heads = _int(where, "vision_config.hidden_size", vc["hidden_size"]), \
-        _int(where, "vision_config.num_attention_heads", vc["num_attention_heads"])
-    twidth, theads = _int(where, "text_config.hidden_size", tc["hidden_size"]), \
-        _int(where, "text_config.num_attention_heads", tc["num_attention_heads"])
-    if width % heads or twidth % theads:
-        _fail(where, "hidden_size is not a multiple of num_attention_heads")
+    width, heads, twidth, theads = hf_tower_widths(where, vc, tc)
     return {
         "embed_dim": _int(where, "projection_dim", cfg.get("projection_dim", 512)),
         "image_resolution": _int(where, "vision_config.image_size", vc["image_size"]),

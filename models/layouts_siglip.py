@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from checkpoint_layouts import (HF_GENERIC_KEYS, _HF_LAYER, _HF_POSITION_IDS, _fail, _float, _int, _read_json,
-                                hf_to_openai)
+                                hf_to_openai, hf_tower_widths)
 from clip_model import CheckpointError
 from reference_forward import _hf_blocks, _openai_blocks
 
@@ -580,12 +580,7 @@ def parse_hf_siglip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
         _fail(where, "vision_config.vision_use_head false (no attention-pooling head) is not supported")
     if vc["num_channels"] != 3:
         _fail(where, f"vision_config.num_channels {vc['num_channels']} is not supported (3)")
-    width, heads = _int(where, "vision_config.hidden_size", vc["hidden_size"]), \
-        _int(where, "vision_config.num_attention_heads", vc["num_attention_heads"])
-    twidth, theads = _int(where, "text_config.hidden_size", tc["hidden_size"]), \
-        _int(where, "text_config.num_attention_heads", tc["num_attention_heads"])
-    if width % heads or twidth % theads:
-        _fail(where, "hidden_size is not a multiple of num_attention_heads")
+    width, heads, twidth, theads = hf_tower_widths(where, vc, tc)
     proj = tc["projection_size"] if tc["projection_size"] is not None else twidth
     if proj != width:
         _fail(where, f"text_config.projection_size {proj} differs from vision_config.hidden_size {width}: SigLIP "
