@@ -6,6 +6,7 @@
 // and that the image tower's linear layers (the MAP head's included) go through zsclip's oneDNN
 // linear-layer pass.
 #include <gtest/gtest.h>
+#include <torch/csrc/jit/ir/ir.h>
 #include <torch/script.h>
 
 #include <cmath>
