@@ -181,6 +181,32 @@ TEST_P(SiglipParity, ImageTowerLinearLayersGoThroughOneDnn) {
   EXPECT_EQ(packed, routed);
 }
 
+// siglip-vit reads the top-left (image_size / patch_size)^2 patches as timm does (So400m/14 at
+// 384 px), so its config may have a patch size that does not divide the image size; clip-vit not.
+TEST(SiglipConfig, PatchSizeNeedNotDivideTheImageSize) {
+  ZSCLIP_REQUIRE_SHARED("clip/siglip-tiny/reference.json");
+  const std::string path = zoo_export("siglip-tiny") + "/config.json";
+  ASSERT_TRUE(std::filesystem::exists(path)) << "run the export_fixtures test first";
+  nlohmann::json j = nlohmann::json::parse(read_file(path));
+  j["vision"]["image_size"] = 75;
+  j["vision"]["patch_size"] = 14;
+  j["preprocess"]["image_size"] = 75;
+  ModelConfig c = ModelConfig::parse(j.dump(), "odd.json");
+  EXPECT_EQ(c.vision.image_size, 75);
+  EXPECT_EQ(c.architecture, "siglip-vit");
+  j["architecture"] = "clip-vit";
+  try {
+    ModelConfig::parse(j.dump(), "odd.json");
+    ADD_FAILURE() << "a clip-vit config with patch 14 on 75 px was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
+    EXPECT_NE(std::string(e.what()).find("vision.patch_size"), std::string::npos) << e.what();
+  }
+  j["architecture"] = "siglip-vit";
+  j["vision"]["patch_size"] = 80;  // larger than the image: no patch at all
+  EXPECT_THROW(ModelConfig::parse(j.dump(), "odd.json"), Error);
+}
+
 INSTANTIATE_TEST_SUITE_P(Folders, SiglipParity,
                          ::testing::Values("siglip-tiny", "siglip2-tiny", "hf-siglip-tiny"),
                          folder_test_name);
