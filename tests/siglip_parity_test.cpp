@@ -78,7 +78,8 @@ TEST_P(SiglipParity, TextFeaturesMatch) {
   const auto t = texts();
   for (size_t j = 0; j < t.size(); ++j)
     EXPECT_TRUE(close_rel(row_of(feats, int64_t(j)),
-                          ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol, t[j]));
+                          ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol,
+                          t[j]));
   // One text at a time: the bidirectional tower sees every padding column, so nothing may change.
   for (size_t j = 0; j < t.size(); j += 3) {
     FloatTensor one =
