@@ -20,6 +20,15 @@ else()
   target_link_libraries(zsclip_utf8proc INTERFACE ${UTF8PROC_LIBRARY})
 endif()
 
+# SentencePiece (Debian: libsentencepiece-dev) runs SigLIP's .model files; simdjson
+# (libsimdjson-dev) parses the 30 MB tokenizer.json of Gemma vocabularies.
+find_path(ZSCLIP_SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED)
+find_library(ZSCLIP_SENTENCEPIECE_LIBRARY sentencepiece REQUIRED)
+add_library(zsclip_sentencepiece INTERFACE)
+target_include_directories(zsclip_sentencepiece INTERFACE ${ZSCLIP_SENTENCEPIECE_INCLUDE_DIR})
+target_link_libraries(zsclip_sentencepiece INTERFACE ${ZSCLIP_SENTENCEPIECE_LIBRARY})
+find_package(simdjson REQUIRED)
+
 set(ZSCLIP_TORCH_HAS_CUDA OFF)
 if(ZSCLIP_WITH_TORCH)
   find_package(Torch REQUIRED)
