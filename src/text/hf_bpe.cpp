@@ -13,7 +13,10 @@
 
 #include <simdjson.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <functional>
 #include <queue>
 
@@ -34,6 +37,25 @@ using simdjson::dom::element_type;
 
 size_t hash_piece(std::string_view s) { return std::hash<std::string_view>{}(s); }
 
+// The file, read into simdjson's padded buffer (parsed in place, not copied again).
+simdjson::padded_string read_padded(const std::string& path) {
+  uint64_t size = 0;
+  io::Fd fd = io::open_regular_file(path, "tokenizer.json",
+                                    {kMaxJsonBytes, ErrorCode::kInvalidConfig}, &size);
+  simdjson::padded_string data(static_cast<size_t>(size));
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd.get(), data.data() + got, static_cast<size_t>(size) - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) io::throw_errno(errno, "tokenizer.json", path, "cannot read");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got != size)
+    throw Error(ErrorCode::kIo, "tokenizer.json '" + path + "': shrank while being read");
+  return data;
+}
+
 uint64_t mix(uint64_t x) {  // splitmix64's finalizer
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ULL;
@@ -52,8 +74,8 @@ size_t table_size(size_t n) {
 // JavaScript's String.prototype.trim whitespace (WhiteSpace and LineTerminator).
 bool is_js_space(char32_t c) {
   return c == 0x09 || c == 0x0A || c == 0x0B || c == 0x0C || c == 0x0D || c == 0x20 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
-         c == 0x202F || c == 0x205F || c == 0x3000 || c == 0xFEFF;
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000 || c == 0xFEFF;
 }
 
 std::string trim_js(std::string_view s, bool left, bool right) {
@@ -81,9 +103,7 @@ class Reader {
     throw Error(ErrorCode::kUnsupported, origin_ + ": " + field + " " + what + kKind);
   }
   // The member `key` of `obj`, or a null element when absent.
-  bool get(element obj, const char* key, element& out) const {
-    return !obj.at_key(key).get(out);
-  }
+  bool get(element obj, const char* key, element& out) const { return !obj.at_key(key).get(out); }
   element need(element obj, const std::string& path, const char* key) const {
     element out;
     if (!get(obj, key, out)) corrupt(path + key, "is missing");
@@ -129,12 +149,11 @@ std::string show(std::string_view s) {
 }  // namespace
 
 HfBpe::HfBpe(const std::string& path) : path_(path) {
-  const std::string data =
-      io::read_file(path, "tokenizer.json", {kMaxJsonBytes, ErrorCode::kInvalidConfig});
+  const simdjson::padded_string data = read_padded(path);
   const Reader r(path);
   simdjson::dom::parser parser;
   element doc;
-  if (const auto err = parser.parse(data.data(), data.size()).get(doc))
+  if (const auto err = parser.parse(data).get(doc))
     throw Error(ErrorCode::kInvalidConfig,
                 r.origin() + ": not valid JSON (" + simdjson::error_message(err) + ")");
   if (!doc.is_object()) throw Error(ErrorCode::kInvalidConfig, r.origin() + ": not a JSON object");
@@ -169,7 +188,10 @@ HfBpe::HfBpe(const std::string& path) : path_(path) {
   entries.reserve(vocab_obj.size());
   int64_t max_id = -1;
   for (auto field : vocab_obj) {
-    const int32_t id = r.id(field.value, "model.vocab." + std::string(field.key));
+    int64_t v = -1;
+    if (field.value.get_int64().get(v) || v < 0 || v >= INT32_MAX)
+      r.corrupt("model.vocab." + std::string(field.key), "must be an id (a non-negative integer)");
+    const auto id = static_cast<int32_t>(v);
     entries.emplace_back(field.key, id);
     max_id = std::max<int64_t>(max_id, id);
   }
@@ -251,18 +273,19 @@ HfBpe::HfBpe(const std::string& path) : path_(path) {
   int32_t rank = 0;
   std::string joined;
   for (element m : merges_arr) {
-    const std::string field = "model.merges[" + std::to_string(rank) + "]";
+    const auto field = [&] { return "model.merges[" + std::to_string(rank) + "]"; };
     std::string_view a, b;
     simdjson::dom::array pair;
     if (!m.get_array().get(pair)) {
-      if (pair.size() != 2) r.corrupt(field, "must be a pair of pieces");
-      a = r.string(pair.at(0).value_unsafe(), field);
-      b = r.string(pair.at(1).value_unsafe(), field);
+      auto it = pair.begin();
+      if (pair.size() != 2 || (*it).get_string().get(a) || (*++it).get_string().get(b))
+        r.corrupt(field(), "must be a pair of pieces");
     } else {
-      const std::string_view s = r.string(m, field);
+      if (m.get_string().get(a)) r.corrupt(field(), "must be a pair or a string");
+      const std::string_view s = a;
       const size_t space = s.find(' ');
       if (space == std::string_view::npos || s.find(' ', space + 1) != std::string_view::npos)
-        r.corrupt(field, "must be two pieces separated by one space, got " + show(s));
+        r.corrupt(field(), "must be two pieces separated by one space, got " + show(s));
       a = s.substr(0, space);
       b = s.substr(space + 1);
     }
@@ -270,7 +293,7 @@ HfBpe::HfBpe(const std::string& path) : path_(path) {
     joined.assign(a).append(b);
     const int32_t result = find(joined);
     if (ia < 0 || ib < 0 || result < 0)
-      r.corrupt(field, "(" + show(a) + " " + show(b) + ") uses a piece not in model.vocab");
+      r.corrupt(field(), "(" + show(a) + " " + show(b) + ") uses a piece not in model.vocab");
     add_merge(ia, ib, rank, result);
     ++rank;
   }
@@ -286,7 +309,8 @@ HfBpe::HfBpe(const std::string& path) : path_(path) {
       if (r.need(norm, "normalizer.", "normalizers").get_array().get(list))
         r.corrupt("normalizer.normalizers", "must be an array");
       size_t i = 0;
-      for (element s : list) steps.emplace_back(s, "normalizer.normalizers[" + std::to_string(i++) + "]");
+      for (element s : list)
+        steps.emplace_back(s, "normalizer.normalizers[" + std::to_string(i++) + "]");
     } else {
       steps.emplace_back(norm, "normalizer");
     }
@@ -329,15 +353,14 @@ HfBpe::HfBpe(const std::string& path) : path_(path) {
     // normalized text holds no split_on: the Split leaves each part whole.
     bool removed = false;
     for (const NormStep& n : norm_) {
-      if (!n.prepend && n.pattern == split_on &&
-          n.content.find(split_on) == std::string::npos)
+      if (!n.prepend && n.pattern == split_on && n.content.find(split_on) == std::string::npos)
         removed = true;
       else if (n.content.find(split_on) != std::string::npos)
         removed = false;
     }
     if (!removed || split_on.empty())
-      r.unsupported("pre_tokenizer", "splits on " + show(split_on) +
-                                         ", which the normalizer does not replace");
+      r.unsupported("pre_tokenizer",
+                    "splits on " + show(split_on) + ", which the normalizer does not replace");
   }
 
   // ---- the added tokens' trie ----
@@ -379,27 +402,31 @@ HfBpe::HfBpe(const std::string& path) : path_(path) {
 }
 
 void HfBpe::index_pieces() {
-  table_.assign(table_size(size()), -1);
+  table_.assign(table_size(size()), Slot{-1, 0});
   const size_t mask = table_.size() - 1;
   for (int32_t id = 0; id < size(); ++id) {
     const std::string_view p = piece(id);
     if (p.empty()) continue;  // an id no token has
-    size_t i = hash_piece(p) & mask;
-    while (table_[i] >= 0) {
-      if (piece(table_[i]) == p) break;  // a repeat keeps the first id; the caller refuses it
+    const size_t h = hash_piece(p);
+    const auto tag = static_cast<uint32_t>(h >> 32);
+    size_t i = h & mask;
+    while (table_[i].id >= 0) {
+      if (table_[i].tag == tag && piece(table_[i].id) == p) break;  // a repeat: the first id
       i = (i + 1) & mask;
     }
-    if (table_[i] < 0) table_[i] = id;
+    if (table_[i].id < 0) table_[i] = Slot{id, tag};
   }
 }
 
 int32_t HfBpe::find(std::string_view p) const {
   if (p.empty()) return -1;
   const size_t mask = table_.size() - 1;
-  for (size_t i = hash_piece(p) & mask;; i = (i + 1) & mask) {
-    const int32_t id = table_[i];
-    if (id < 0) return -1;
-    if (piece(id) == p) return id;
+  const size_t h = hash_piece(p);
+  const auto tag = static_cast<uint32_t>(h >> 32);
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    const Slot& slot = table_[i];
+    if (slot.id < 0) return -1;
+    if (slot.tag == tag && piece(slot.id) == p) return slot.id;
   }
 }
 

@@ -24,9 +24,9 @@ class HfBpe {
   int64_t num_merges() const { return num_merges_; }
   // The piece of an id ("" for an id no token has); id must be in [0, size()).
   std::string_view piece(int32_t id) const {
-    return std::string_view(arena_).substr(offsets_[static_cast<size_t>(id)],
-                                           offsets_[static_cast<size_t>(id) + 1] -
-                                               offsets_[static_cast<size_t>(id)]);
+    return std::string_view(arena_).substr(
+        offsets_[static_cast<size_t>(id)],
+        offsets_[static_cast<size_t>(id) + 1] - offsets_[static_cast<size_t>(id)]);
   }
   // The id of a piece (vocabulary or added token), or -1.
   int32_t find(std::string_view piece) const;
@@ -58,7 +58,11 @@ class HfBpe {
   // Pieces by id: arena_[offsets_[id], offsets_[id + 1]).
   std::string arena_;
   std::vector<uint32_t> offsets_;
-  std::vector<int32_t> table_;  // open addressing: piece -> id (-1 empty)
+  struct Slot {
+    int32_t id;    // -1: empty
+    uint32_t tag;  // high half of the piece's hash
+  };
+  std::vector<Slot> table_;  // open addressing: piece -> id
   std::vector<uint64_t> merge_keys_;
   std::vector<Merge> merge_values_;
   int64_t num_merges_ = 0;

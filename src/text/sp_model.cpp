@@ -27,9 +27,9 @@ SpModel::SpModel(const std::string& path, bool no_dummy_prefix)
   if (no_dummy_prefix) bytes.append(kNoDummyPrefix, sizeof kNoDummyPrefix);
   const sentencepiece::util::Status status = sp_->LoadFromSerializedProto(bytes);
   if (!status.ok())
-    throw Error(ErrorCode::kInvalidConfig, "SentencePiece model '" + path +
-                                               "' is corrupt or not a SentencePiece model: " +
-                                               status.ToString());
+    throw Error(ErrorCode::kInvalidConfig,
+                "SentencePiece model '" + path +
+                    "' is corrupt or not a SentencePiece model: " + status.ToString());
   if (sp_->GetPieceSize() <= 0)
     throw Error(ErrorCode::kInvalidConfig, "SentencePiece model '" + path + "' has no pieces");
 }

@@ -15,7 +15,8 @@ namespace {
 constexpr char32_t kUnderline = 0x2581;  // SentencePiece's "\u2581" (SPIECE_UNDERLINE)
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 class SentencePiece final : public Tokenizer::Impl {

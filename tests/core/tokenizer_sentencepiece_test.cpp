@@ -70,8 +70,8 @@ std::string gemma3_json() {
 // uncleaned text (kNone).
 void check_cases(const std::string& vocab, int32_t pad_id, const char* field,
                  const char* raw_field) {
-  const Tokenizer clean = Tokenizer::from_sentencepiece(
-      vocab, options(TextCleaning::kCanonicalize, pad_id));
+  const Tokenizer clean =
+      Tokenizer::from_sentencepiece(vocab, options(TextCleaning::kCanonicalize, pad_id));
   const Tokenizer raw = Tokenizer::from_sentencepiece(vocab, options(TextCleaning::kNone, pad_id));
   size_t n = 0, failures = 0;
   for (const nlohmann::json& c : read_cases()) {
@@ -373,15 +373,31 @@ TEST(SentencePieceConfig, FromConfigDispatchesOnType) {
   nlohmann::json cfg = {
       {"format_version", 3},
       {"embed_dim", 64},
-      {"vision", {{"image_size", 64}, {"patch_size", 16}, {"width", 64}, {"layers", 2},
-                  {"heads", 2}}},
-      {"text", {{"context_length", 64}, {"vocab_size", 4000}, {"width", 64}, {"layers", 2},
-                {"heads", 2}, {"causal_mask", false}, {"pool", "last"}}},
-      {"preprocess", {{"image_size", 64}, {"mean", {0.5, 0.5, 0.5}}, {"std", {0.5, 0.5, 0.5}},
-                      {"resize", "stretch"}, {"crop", "none"}}},
-      {"tokenizer", {{"type", "sentencepiece"}, {"vocab_file", "spiece.model"},
-                     {"context_length", 64}, {"clean", "canonicalize"}, {"pad_id", 1},
-                     {"eos_id", 1}, {"bos_id", -1}, {"add_eos", true}}},
+      {"vision",
+       {{"image_size", 64}, {"patch_size", 16}, {"width", 64}, {"layers", 2}, {"heads", 2}}},
+      {"text",
+       {{"context_length", 64},
+        {"vocab_size", 4000},
+        {"width", 64},
+        {"layers", 2},
+        {"heads", 2},
+        {"causal_mask", false},
+        {"pool", "last"}}},
+      {"preprocess",
+       {{"image_size", 64},
+        {"mean", {0.5, 0.5, 0.5}},
+        {"std", {0.5, 0.5, 0.5}},
+        {"resize", "stretch"},
+        {"crop", "none"}}},
+      {"tokenizer",
+       {{"type", "sentencepiece"},
+        {"vocab_file", "spiece.model"},
+        {"context_length", 64},
+        {"clean", "canonicalize"},
+        {"pad_id", 1},
+        {"eos_id", 1},
+        {"bos_id", -1},
+        {"add_eos", true}}},
       {"scoring", "sigmoid"},
       {"logit_bias", -1.7},
       {"files", {{"image_encoder", "image_encoder.pt"}, {"projection", "projection.pt"}}}};
