@@ -39,10 +39,9 @@ std::string gemma3_json() {
   std::string json(size_t{40} << 20, '\0');
   size_t in_pos = 0, out_pos = 0;
   uint64_t memlimit = uint64_t{1} << 30;
-  if (lzma_stream_buffer_decode(&memlimit, 0, nullptr,
-                                reinterpret_cast<const uint8_t*>(packed.data()), &in_pos,
-                                packed.size(), reinterpret_cast<uint8_t*>(json.data()), &out_pos,
-                                json.size()) != LZMA_OK)
+  if (lzma_stream_buffer_decode(
+          &memlimit, 0, nullptr, reinterpret_cast<const uint8_t*>(packed.data()), &in_pos,
+          packed.size(), reinterpret_cast<uint8_t*>(json.data()), &out_pos, json.size()) != LZMA_OK)
     return "";
   json.resize(out_pos);
   std::filesystem::create_directories(out.parent_path());

@@ -65,9 +65,10 @@ uint64_t mix(uint64_t x) {  // splitmix64's finalizer
   return x;
 }
 
+// Open-addressing tables are at most 3/4 full.
 size_t table_size(size_t n) {
   size_t cap = 16;
-  while (cap < n * 2) cap <<= 1;
+  while (cap / 4 * 3 < n + 1) cap <<= 1;
   return cap;
 }
 

@@ -33,7 +33,10 @@ class SpModel {
   int32_t unk_id() const;
 
  private:
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  struct Deleter {
+    void operator()(sentencepiece::SentencePieceProcessor* sp) const;
+  };
+  std::unique_ptr<sentencepiece::SentencePieceProcessor, Deleter> sp_;
   std::string path_;
 };
 

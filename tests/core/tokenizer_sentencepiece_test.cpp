@@ -9,6 +9,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "sentencepiece_util.h"
 #include "test_util.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
@@ -370,37 +371,7 @@ TEST(SentencePieceConfig, FromConfigDispatchesOnType) {
   ZSCLIP_REQUIRE_SHARED(kUnigram);
   const std::string dir = temp_dir("sp_config");
   std::filesystem::copy_file(shared_path(kUnigram), dir + "/spiece.model");
-  nlohmann::json cfg = {
-      {"format_version", 3},
-      {"embed_dim", 64},
-      {"vision",
-       {{"image_size", 64}, {"patch_size", 16}, {"width", 64}, {"layers", 2}, {"heads", 2}}},
-      {"text",
-       {{"context_length", 64},
-        {"vocab_size", 4000},
-        {"width", 64},
-        {"layers", 2},
-        {"heads", 2},
-        {"causal_mask", false},
-        {"pool", "last"}}},
-      {"preprocess",
-       {{"image_size", 64},
-        {"mean", {0.5, 0.5, 0.5}},
-        {"std", {0.5, 0.5, 0.5}},
-        {"resize", "stretch"},
-        {"crop", "none"}}},
-      {"tokenizer",
-       {{"type", "sentencepiece"},
-        {"vocab_file", "spiece.model"},
-        {"context_length", 64},
-        {"clean", "canonicalize"},
-        {"pad_id", 1},
-        {"eos_id", 1},
-        {"bos_id", -1},
-        {"add_eos", true}}},
-      {"scoring", "sigmoid"},
-      {"logit_bias", -1.7},
-      {"files", {{"image_encoder", "image_encoder.pt"}, {"projection", "projection.pt"}}}};
+  nlohmann::json cfg = siglip_tiny_tokenizer_config();
   write(dir, "config.json", cfg.dump());
   const ModelConfig c = ModelConfig::load(dir);
   EXPECT_EQ(c.tokenizer.type, "sentencepiece");
