@@ -20,6 +20,18 @@ else()
   target_link_libraries(zsclip_utf8proc INTERFACE ${UTF8PROC_LIBRARY})
 endif()
 
+# SentencePiece (Debian: libsentencepiece-dev) runs SigLIP's .model files. Only its header is used
+# at build time: src/text/sp_model.cpp loads the library with dlopen (it exports its own protobuf,
+# which must not meet LibTorch's). simdjson (libsimdjson-dev) parses Gemma's 30 MB tokenizer.json.
+find_path(ZSCLIP_SENTENCEPIECE_INCLUDE_DIR sentencepiece_processor.h REQUIRED)
+set(ZSCLIP_SENTENCEPIECE_SONAME "libsentencepiece.so.0" CACHE STRING
+    "The SentencePiece library zsclip loads at run time (dlopen)")
+add_library(zsclip_sentencepiece INTERFACE)
+target_include_directories(zsclip_sentencepiece INTERFACE
+  $<BUILD_INTERFACE:${ZSCLIP_SENTENCEPIECE_INCLUDE_DIR}>)
+target_link_libraries(zsclip_sentencepiece INTERFACE ${CMAKE_DL_LIBS})
+find_package(simdjson REQUIRED)
+
 set(ZSCLIP_TORCH_HAS_CUDA OFF)
 if(ZSCLIP_WITH_TORCH)
   find_package(Torch REQUIRED)

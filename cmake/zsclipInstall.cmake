@@ -7,7 +7,7 @@ install(TARGETS ${ZSCLIP_INSTALL_TARGETS} EXPORT zsclipTargets
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/zsclip DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(FILES ${PROJECT_BINARY_DIR}/include/zsclip/version.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/zsclip)
 # zsclip_utf8proc is a private link dependency of a static library: export it too.
-install(TARGETS zsclip_utf8proc EXPORT zsclipTargets)
+install(TARGETS zsclip_utf8proc zsclip_sentencepiece EXPORT zsclipTargets)
 install(EXPORT zsclipTargets NAMESPACE zsclip:: DESTINATION ${ZSCLIP_CMAKE_DIR})
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/zsclipConfig.cmake.in
   ${PROJECT_BINARY_DIR}/zsclipConfig.cmake INSTALL_DESTINATION ${ZSCLIP_CMAKE_DIR})

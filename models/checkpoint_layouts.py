@@ -46,7 +46,7 @@ from torchscript_reader import TorchScriptReadError, read_torchscript_tensors
 __all__ = ["LoadedCheckpoint", "load_checkpoint", "build_model", "load_tensor_file", "tensors_sha256", "hash_tensors",
            "LAYOUTS", "OPENAI_MEAN", "OPENAI_STD", "ACTIVATION_HELP"]
 
-LAYOUTS = ("openai_torchscript", "openai_state_dict", "open_clip", "hf_clip")
+LAYOUTS = ("openai_torchscript", "openai_state_dict", "open_clip", "hf_clip", "hf_siglip")
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 OPENAI_SPECIALS = ("<|startoftext|>", "<|endoftext|>")
@@ -444,10 +444,8 @@ def parse_open_clip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
     vc, tc = model_cfg["vision_cfg"], model_cfg["text_cfg"]
     if not isinstance(vc, dict) or not isinstance(tc, dict):
         _fail(where, "model_cfg.vision_cfg and model_cfg.text_cfg must be objects")
-    if vc.get("timm_model_name"):
-        _fail(where, f"vision_cfg.timm_model_name {vc['timm_model_name']!r}: timm image towers are not supported "
-                     "(open_clip's native ViT only)")
-    if isinstance(vc.get("layers"), (list, tuple)):
+    siglip = bool(vc.get("timm_model_name"))  # a timm SigLIP image tower (layouts_siglip.py)
+    if isinstance(vc.get("layers"), (list, tuple)) and not siglip:
         _fail(where, "vision_cfg.layers is a list: a ResNet image tower, not supported (ViT only)")
     if vc.get("attentional_pool"):
         _fail(where, "vision_cfg.attentional_pool: attentional pooling (CoCa) is not supported")
@@ -456,8 +454,18 @@ def parse_open_clip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
     if tc.get("text_arch", "clip") != "clip":
         _fail(where, f"text_cfg.text_arch {tc['text_arch']!r} is not supported (open_clip's native CLIP text tower "
                      "only)")
-    _check_keys(where, "vision_cfg", vc, OPEN_CLIP_VISION_KEYS, notes)
-    _check_keys(where, "text_cfg", tc, OPEN_CLIP_TEXT_KEYS, notes)
+    if not siglip:
+        _check_keys(where, "vision_cfg", vc, OPEN_CLIP_VISION_KEYS, notes)
+    text_extra = {k: tc[k] for k in _OPEN_CLIP_TEXT_EXTRA if k in tc}
+    if siglip:
+        _check_keys(where, "text_cfg", {k: v for k, v in tc.items() if k not in text_extra}, OPEN_CLIP_TEXT_KEYS, notes)
+    else:
+        _check_keys(where, "text_cfg", {k: v for k, v in tc.items() if k not in ("act_kwargs", "proj_type")},
+                    OPEN_CLIP_TEXT_KEYS, notes)
+        for key in ("hf_tokenizer_name", "tokenizer_kwargs"):
+            if key in tc and tc[key] not in (None, {}, {"clean": "lower"}):
+                _fail(where, f"text_cfg.{key} = {json.dumps(tc[key])} is not supported (only open_clip's default "
+                             "null is implemented for CLIP's BPE tokenizer)")
 
     quick_gelu = _bool(where, "model_cfg.quick_gelu", model_cfg.get("quick_gelu", False))
     opts: Dict[str, Any] = {"activation": "quick_gelu" if quick_gelu else "gelu"}
@@ -468,6 +476,36 @@ def parse_open_clip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
     opts["logit_bias"] = logit_bias is not None
 
     # vision
+    if siglip:
+        from layouts_siglip import timm_vision_options  # imports this module: loaded on use
+        opts.update(timm_vision_options(where, model_cfg, vc, notes))
+    else:
+        _native_vision(where, vc, opts)
+    _open_clip_text(where, tc, opts, siglip)
+    preprocess = _open_clip_preprocess(where, pp_cfg, opts)
+    if siglip:
+        opts["_tokenizer_clean"] = _tokenizer_clean(where, tc)
+    return opts, preprocess
+
+
+# text_cfg keys handled by _open_clip_text / the SigLIP tokenizer (not in OPEN_CLIP_TEXT_KEYS' defaults table).
+_OPEN_CLIP_TEXT_EXTRA = ("act_kwargs", "proj_type", "hf_tokenizer_name", "tokenizer_kwargs")
+
+
+def _tokenizer_clean(where: str, tc: Dict[str, Any]) -> Optional[str]:
+    kwargs = tc.get("tokenizer_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        _fail(where, f"text_cfg.tokenizer_kwargs is {kwargs!r}, not an object")
+    unknown = [k for k in kwargs if k != "clean"]
+    if unknown:
+        _fail(where, f"text_cfg.tokenizer_kwargs.{unknown[0]} is not supported (only clean)")
+    if "hf_tokenizer_name" not in tc:
+        _fail(where, "text_cfg.hf_tokenizer_name is missing: a SigLIP model's tokenizer is an HF SentencePiece one")
+    return kwargs.get("clean")
+
+
+def _native_vision(where: str, vc: Dict[str, Any], opts: Dict[str, Any]) -> None:
+    """The options of open_clip's native ViT image tower."""
     width = _int(where, "vision_cfg.width", vc.get("width", 768))
     head_width = _int(where, "vision_cfg.head_width", vc.get("head_width", 64))
     if width % head_width:
@@ -496,7 +534,25 @@ def parse_open_clip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
         vision_final_ln_after_pool=_bool(where, "vision_cfg.final_ln_after_pool", vc.get("final_ln_after_pool", False)),
         vision_layer_norm_eps=_norm_eps(where, "vision_cfg", vc),
     )
-    # text
+
+
+def _open_clip_text(where: str, tc: Dict[str, Any], opts: Dict[str, Any], siglip: bool) -> None:
+    """The options of open_clip's native text tower (act_kwargs and proj_type included)."""
+    act_kwargs = tc.get("act_kwargs") or {}
+    if act_kwargs not in ({}, {"approximate": "tanh"}, {"approximate": "none"}):
+        _fail(where, f"text_cfg.act_kwargs = {json.dumps(act_kwargs)} is not supported (only {{\"approximate\": "
+                     "\"tanh\"}})")
+    if act_kwargs.get("approximate") == "tanh":
+        if opts["activation"] == "quick_gelu":
+            _fail(where, "text_cfg.act_kwargs approximate tanh with quick_gelu: open_clip's QuickGELU takes no such "
+                         "argument")
+        opts["text_activation"] = "gelu_tanh"
+    else:
+        opts["text_activation"] = opts["activation"]
+    proj_type = tc.get("proj_type", "linear")
+    if proj_type not in ("linear", "none"):
+        _fail(where, f"text_cfg.proj_type {proj_type!r} is not supported (linear, none)")
+    opts["text_proj"] = proj_type == "linear"
     twidth = _int(where, "text_cfg.width", tc.get("width", 512))
     tmlp = _float(where, "text_cfg.mlp_ratio", tc.get("mlp_ratio", 4.0))
     tpool = tc.get("pool_type", "argmax")
@@ -520,8 +576,11 @@ def parse_open_clip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
     )
     if twidth % opts["transformer_heads"]:
         _fail(where, f"text_cfg.width {twidth} is not a multiple of heads {opts['transformer_heads']}")
+    if not opts["text_proj"] and opts["text_proj_bias"]:
+        _fail(where, "text_cfg.proj_type none with proj_bias true: there is no projection to have a bias")
 
-    # preprocess
+
+def _open_clip_preprocess(where: str, pp_cfg: Any, opts: Dict[str, Any]) -> Dict[str, Any]:
     if not isinstance(pp_cfg, dict):
         _fail(where, "preprocess_cfg is not an object")
     unknown = [k for k in pp_cfg if k not in OPEN_CLIP_PREPROCESS_KEYS]
@@ -553,7 +612,7 @@ def parse_open_clip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
                   "std": _triple(where, "preprocess_cfg.std", pp_cfg.get("std", OPENAI_STD))}
     if any(s <= 0 for s in preprocess["std"]):
         _fail(where, f"preprocess_cfg.std {preprocess['std']} has a value <= 0")
-    return opts, preprocess
+    return preprocess
 
 
 def _open_clip_tensors(where: str, raw: Dict[str, torch.Tensor], opts: Dict[str, Any]) -> "OrderedDict[str, torch.Tensor]":
@@ -566,7 +625,13 @@ def _open_clip_tensors(where: str, raw: Dict[str, torch.Tensor], opts: Dict[str,
         if key in sd:
             _fail(where, f"tensor {key} appears both at the top level and under text.")
         sd[key] = t
-    if opts["text_proj_bias"]:
+    if opts.get("vision_type") == "siglip":
+        from layouts_siglip import timm_vision_tensors
+        sd = timm_vision_tensors(where, sd)
+    if not opts.get("text_proj", True):
+        if any(k.startswith("text_projection") for k in sd):
+            _fail(where, "text_cfg.proj_type is none but the checkpoint has a text_projection")
+    elif opts["text_proj_bias"]:
         if "text_projection.weight" not in sd or "text_projection.bias" not in sd:
             _fail(where, "text_cfg.proj_bias is true but text_projection.weight / text_projection.bias are missing")
         sd["text_projection"] = sd.pop("text_projection.weight").t().contiguous()  # nn.Linear [E, W] -> [W, E]
@@ -605,19 +670,35 @@ def _load_open_clip(where: str, weights: str, cfg_path: str, activation: Optiona
     if activation is not None and activation != opts["activation"]:
         _fail(cfg_path, f"--activation {activation} contradicts the config (quick_gelu "
                         f"{'true' if opts['activation'] == 'quick_gelu' else 'false/absent'}: {opts['activation']})")
+    siglip = opts.get("vision_type") == "siglip"
+    clean = opts.pop("_tokenizer_clean", None)
     raw, container = load_tensor_file(weights)
     sd = _open_clip_tensors(weights, raw, opts)
-    _check_open_clip_dims(weights, sd, opts)
+    if not siglip:
+        _check_open_clip_dims(weights, sd, opts)
     source = OrderedDict((k, v) for k, v in raw.items())
     if opts["text_eos_id"] is None:
         opts["text_eos_id"] = opts["vocab_size"] - 1
+    if siglip:
+        from layouts_siglip import open_clip_siglip_features, sentencepiece_tokenizer
+        folder = os.path.dirname(os.path.abspath(weights)) if os.path.isfile(where) else where
+        tokenizer = sentencepiece_tokenizer(folder, opts["vocab_size"], opts["context_length"], "open_clip", clean,
+                                            notes)
+        opts["text_pad_id"] = tokenizer["pad_id"]
+        reference = lambda arch, pixels, ids: open_clip_siglip_features(source, arch, pixels, ids)  # noqa: E731
+        reference_name = "functional timm + open_clip forward (SigLIP, attention by hand)"
+        what = "open_clip's SigLIP (timm image tower) with this config"
+    else:
+        tokenizer = {"format": "openai", "sot_token": OPEN_CLIP_SPECIALS[0], "eot_token": OPEN_CLIP_SPECIALS[1]}
+        reference = _open_clip_reference(source)
+        reference_name = "functional open_clip-layout forward (torch MHA)"
+        what = "open_clip's CLIP with this config"
     return LoadedCheckpoint(
         layout="open_clip", description=description.replace("<container>", container),
         state_dict=OrderedDict((k, v.float()) for k, v in sd.items()), options=opts, preprocess=preprocess,
-        tokenizer={"format": "openai", "sot_token": OPEN_CLIP_SPECIALS[0], "eot_token": OPEN_CLIP_SPECIALS[1]},
-        reference=_open_clip_reference(source), reference_name="functional open_clip-layout forward (torch MHA)",
+        tokenizer=tokenizer, reference=reference, reference_name=reference_name,
         source_sha256=tensors_sha256(raw), default_name=default_name, notes=notes,
-        weights_path=weights, what="open_clip's CLIP with this config")
+        weights_path=weights, what=what)
 
 
 def _open_clip_reference(source: Dict[str, torch.Tensor]) -> Callable:
@@ -699,6 +780,17 @@ def _hf_section(where: str, cfg: Dict[str, Any], name: str, defaults: Dict[str, 
     return merged
 
 
+def hf_tower_widths(where: str, vc: Dict[str, Any], tc: Dict[str, Any]) -> Tuple[int, int, int, int]:
+    """(vision width, heads, text width, heads) of an HF config's towers; each width a multiple of its heads."""
+    width, heads = _int(where, "vision_config.hidden_size", vc["hidden_size"]), \
+        _int(where, "vision_config.num_attention_heads", vc["num_attention_heads"])
+    twidth, theads = _int(where, "text_config.hidden_size", tc["hidden_size"]), \
+        _int(where, "text_config.num_attention_heads", tc["num_attention_heads"])
+    if width % heads or twidth % theads:
+        _fail(where, "hidden_size is not a multiple of num_attention_heads")
+    return width, heads, twidth, theads
+
+
 def parse_hf_config(where: str, cfg: Dict[str, Any], notes: List[str]) -> Dict[str, Any]:
     if not isinstance(cfg, dict):
         _fail(where, "not a JSON object")
@@ -734,12 +826,7 @@ def parse_hf_config(where: str, cfg: Dict[str, Any], notes: List[str]) -> Dict[s
                      "transformers pools at the largest id)")
     else:
         pool = "eos"
-    width, heads = _int(where, "vision_config.hidden_size", vc["hidden_size"]), \
-        _int(where, "vision_config.num_attention_heads", vc["num_attention_heads"])
-    twidth, theads = _int(where, "text_config.hidden_size", tc["hidden_size"]), \
-        _int(where, "text_config.num_attention_heads", tc["num_attention_heads"])
-    if width % heads or twidth % theads:
-        _fail(where, "hidden_size is not a multiple of num_attention_heads")
+    width, heads, twidth, theads = hf_tower_widths(where, vc, tc)
     return {
         "embed_dim": _int(where, "projection_dim", cfg.get("projection_dim", 512)),
         "image_resolution": _int(where, "vision_config.image_size", vc["image_size"]),
@@ -963,11 +1050,8 @@ def _hf_tokenizer(folder: str, vocab_size: int, context_length: int, pool: str, 
             "merges_available": len(merges)}
 
 
-def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> LoadedCheckpoint:
-    cfg_path = os.path.join(folder, "config.json")
-    opts = parse_hf_config(cfg_path, _read_json(cfg_path), notes)
-    if activation is not None and activation != opts["activation"]:
-        _fail(cfg_path, f"--activation {activation} contradicts hidden_act {opts['activation']!r}")
+def _hf_files(folder: str, what: str) -> Tuple[str, str]:
+    """(weights file, preprocessor_config.json) of an HF folder; a missing one is refused by name."""
     weights = None
     for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json"):
@@ -975,11 +1059,20 @@ def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> Loaded
             weights = os.path.join(folder, name)
             break
     if weights is None:
-        _fail(folder, "a HuggingFace CLIP folder needs model.safetensors or pytorch_model.bin (or a sharded "
+        _fail(folder, f"a HuggingFace {what} folder needs model.safetensors or pytorch_model.bin (or a sharded "
                       "checkpoint's *.index.json)")
     pp_path = os.path.join(folder, "preprocessor_config.json")
     if not os.path.isfile(pp_path):
         _fail(folder, "preprocessor_config.json is missing (the image processor settings are read from it)")
+    return weights, pp_path
+
+
+def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> LoadedCheckpoint:
+    cfg_path = os.path.join(folder, "config.json")
+    opts = parse_hf_config(cfg_path, _read_json(cfg_path), notes)
+    if activation is not None and activation != opts["activation"]:
+        _fail(cfg_path, f"--activation {activation} contradicts hidden_act {opts['activation']!r}")
+    weights, pp_path = _hf_files(folder, "CLIP")
     preprocess = parse_hf_preprocessor(pp_path, _read_json(pp_path), opts["image_resolution"])
     raw, container = load_sharded(weights) if weights.endswith(".index.json") else load_tensor_file(weights)
     sd = hf_to_openai(weights, raw, notes)
@@ -1000,6 +1093,45 @@ def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> Loaded
         reference_name="functional HF-layout forward (separate q/k/v)", source_sha256=tensors_sha256(raw),
         default_name=os.path.basename(os.path.abspath(folder)), notes=notes,
         weights_path=weights, what="HuggingFace's CLIPModel")
+
+
+def _load_hf_siglip(folder: str, cfg: Dict[str, Any], activation: Optional[str], notes: List[str]) -> LoadedCheckpoint:
+    """A HuggingFace SiglipModel folder (layouts_siglip.py): HF's semantics, activations as its config says."""
+    from layouts_siglip import hf_siglip_features, hf_siglip_tensors, parse_hf_siglip_config, sentencepiece_tokenizer
+    cfg_path = os.path.join(folder, "config.json")
+    opts = parse_hf_siglip_config(cfg_path, cfg, notes)
+    if activation is not None:
+        _fail(cfg_path, "--activation does not apply: config.json's hidden_act gives each tower's activation")
+    weights, pp_path = _hf_files(folder, "SigLIP")
+    pp = _read_json(pp_path)
+    if not isinstance(pp, dict):
+        _fail(pp_path, "not a JSON object")
+    for key in ("image_processor_type", "feature_extractor_type"):
+        if key in pp and pp[key] not in ("SiglipImageProcessor", "SiglipImageProcessorFast"):
+            _fail(pp_path, f"{key} {pp[key]!r} is not supported (SiglipImageProcessor)")
+    pp = dict(pp)
+    pp.setdefault("do_center_crop", False)  # SiglipImageProcessor resizes to size, it never crops
+    pp.setdefault("size", {"height": opts["image_resolution"], "width": opts["image_resolution"]})
+    pp.setdefault("image_mean", [0.5, 0.5, 0.5])
+    pp.setdefault("image_std", [0.5, 0.5, 0.5])
+    pp.setdefault("resample", 3)
+    for key in ("image_processor_type", "feature_extractor_type"):
+        pp.pop(key, None)
+    preprocess = parse_hf_preprocessor(pp_path, pp, opts["image_resolution"])
+    raw, container = load_sharded(weights) if weights.endswith(".index.json") else load_tensor_file(weights)
+    sd = hf_siglip_tensors(weights, raw, notes)
+    tokenizer = sentencepiece_tokenizer(folder, opts["vocab_size"], opts["context_length"], "hf_siglip", None, notes)
+    opts["text_pad_id"] = tokenizer["pad_id"]
+    opts["text_eos_id"] = opts["vocab_size"] - 1
+    source = {k: v for k, v in raw.items() if k not in _HF_POSITION_IDS}
+    return LoadedCheckpoint(
+        layout="hf_siglip", description=f"HuggingFace SiglipModel folder (config.json + {os.path.basename(weights)})",
+        state_dict=OrderedDict((k, v.float()) for k, v in sd.items()), options=opts, preprocess=preprocess,
+        tokenizer=tokenizer,
+        reference=lambda arch, pixels, ids: hf_siglip_features(source, arch, pixels, ids),
+        reference_name="functional HF SiglipModel forward (separate q/k/v, torch MHA head)",
+        source_sha256=tensors_sha256(raw), default_name=os.path.basename(os.path.abspath(folder)), notes=notes,
+        weights_path=weights, what="HuggingFace's SiglipModel")
 
 
 # ---- detection -----------------------------------------------------------------------------------
@@ -1043,16 +1175,18 @@ def _load_checkpoint(path: str, activation: Optional[str], open_clip_config: Opt
             return _load_open_clip(path, weights, os.path.join(path, "open_clip_config.json"), activation, notes,
                                    f"open_clip hub folder (open_clip_config.json + {os.path.basename(weights)})",
                                    os.path.basename(os.path.abspath(path)))
-        if layout == "hf_clip":
+        if layout in ("hf_clip", "hf_siglip"):
             if not has_hf:
                 _fail(path, "no config.json in this folder")
             cfg = _read_json(os.path.join(path, "config.json"))
+            if isinstance(cfg, dict) and cfg.get("model_type") in ("siglip", "siglip2"):
+                return _load_hf_siglip(path, cfg, activation, notes)
             if isinstance(cfg, dict) and cfg.get("model_type") != "clip":
                 _fail(os.path.join(path, "config.json"), f"model_type {cfg.get('model_type')!r} is not supported (only "
                       "HuggingFace CLIPModel, model_type \"clip\"; e.g. SigLIP is a different architecture)")
             return _load_hf(path, activation, notes)
         if layout is not None:
-            _fail(path, f"--layout {layout} does not apply to a folder (open_clip, hf_clip)")
+            _fail(path, f"--layout {layout} does not apply to a folder (open_clip, hf_clip, hf_siglip)")
         _fail(path, "a folder must hold an open_clip model (open_clip_config.json + open_clip_model.safetensors or "
                     "open_clip_pytorch_model.bin) or a HuggingFace CLIPModel (config.json + model.safetensors or "
                     "pytorch_model.bin)")

@@ -51,6 +51,8 @@ __all__ = [
     "ResidualAttentionBlock",
     "Transformer",
     "VisionTower",
+    "MAPHead",
+    "SiglipVisionTower",
     "TextTower",
     "Projection",
     "CLIP",
@@ -102,15 +104,19 @@ class QuickGELU(nn.Module):
         return x * torch.sigmoid(1.702 * x)
 
 
-ACTIVATIONS = ("quick_gelu", "gelu")
+ACTIVATIONS = ("quick_gelu", "gelu", "gelu_tanh")
 
 
 def make_activation(name: str) -> nn.Module:
-    """QuickGELU (OpenAI's CLIP, open_clip `quick_gelu: true`) or exact GELU (nn.GELU, erf-based)."""
+    """QuickGELU (OpenAI's CLIP, open_clip `quick_gelu: true`), exact GELU (nn.GELU, erf-based) or the
+    tanh approximation of GELU (nn.GELU(approximate="tanh"): timm's gelu_tanh, open_clip's
+    act_kwargs {"approximate": "tanh"}, HF's gelu_pytorch_tanh)."""
     if name == "quick_gelu":
         return QuickGELU()
     if name == "gelu":
         return nn.GELU()
+    if name == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
     raise ValueError(f"unknown activation {name!r} (expected one of {', '.join(ACTIVATIONS)})")
 
 
@@ -197,6 +203,17 @@ class Transformer(nn.Module):
         return x
 
 
+def check_pixels(pixels: torch.Tensor, size: int) -> None:
+    """Refuses image-encoder input that is not float [N, 3, size, size] (a TorchScript-compiled check)."""
+    if pixels.dim() != 4 or pixels.size(1) != 3 or pixels.size(2) != size or pixels.size(3) != size:
+        raise RuntimeError(
+            "zsclip image encoder: expected pixels of shape [N, 3, " + str(size) + ", " + str(size) + "], got "
+            + str(pixels.shape)
+        )
+    if not pixels.is_floating_point():
+        raise RuntimeError("zsclip image encoder: pixels must be a floating-point tensor")
+
+
 class VisionTower(nn.Module):
     """ViT image encoder without its projection: pixels [N, 3, S, S] -> pooled [N, width].
 
@@ -232,13 +249,7 @@ class VisionTower(nn.Module):
         self.patch_gemm = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        if pixels.dim() != 4 or pixels.size(1) != 3 or pixels.size(2) != self.image_resolution or pixels.size(3) != self.image_resolution:
-            raise RuntimeError(
-                "zsclip image encoder: expected pixels of shape [N, 3, " + str(self.image_resolution) + ", "
-                + str(self.image_resolution) + "], got " + str(pixels.shape)
-            )
-        if not pixels.is_floating_point():
-            raise RuntimeError("zsclip image encoder: pixels must be a floating-point tensor")
+        check_pixels(pixels, self.image_resolution)
         dtype = self.conv1.weight.dtype
         if self.patch_gemm:
             # stride == kernel: the convolution is a product of the weights with non-overlapping patches
@@ -263,6 +274,97 @@ class VisionTower(nn.Module):
         return x.float()
 
 
+class MAPHead(nn.Module):
+    """Multihead attention pooling (timm's AttentionPoolLatent with one latent, HF's
+    SiglipMultiheadAttentionPoolingHead): tokens [N, L, width] -> [N, width].
+
+    A learned probe `latent` [1, 1, width] is the only query: q = q(latent), k and v = kv(tokens) (rows
+    [0, width) k, [width, 2 width) v), softmax(q k^T / sqrt(head_dim)) v over the L tokens, `out_proj`;
+    then x + mlp(ln(x)) with the tower's activation. Every projection is an nn.Linear (F.linear in the
+    graph), so zsclip's linear-layer pass and dynamic quantisation reach them as they reach the blocks'.
+    """
+
+    def __init__(self, width: int, heads: int, mlp_width: int, activation: str, eps: float):
+        super().__init__()
+        if heads <= 0 or width % heads != 0:
+            raise ValueError(f"attention pooling width {width} is not divisible by heads {heads}")
+        self.width = width
+        self.heads = heads
+        self.head_dim = width // heads
+        self.scale = float(self.head_dim) ** -0.5
+        self.latent = nn.Parameter(torch.zeros(1, 1, width))
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out_proj = nn.Linear(width, width)
+        self.ln = LayerNorm(width, eps=eps)
+        self.mlp = nn.Sequential(
+            OrderedDict([("c_fc", nn.Linear(width, mlp_width)), ("gelu", make_activation(activation)),
+                         ("c_proj", nn.Linear(mlp_width, width))])
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, width = x.shape
+        # The query does not depend on the input: [heads, 1, head_dim], shared by every image.
+        q = (self.q(self.latent.to(x.dtype)) * self.scale).reshape(self.heads, 1, self.head_dim)
+        q = q.unsqueeze(0).expand(n, self.heads, 1, self.head_dim).reshape(n * self.heads, 1, self.head_dim)
+        kv = self.kv(x).reshape(n, length, 2, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        kv = kv.reshape(2, n * self.heads, length, self.head_dim)
+        k, v = kv[0], kv[1]
+        weights = torch.softmax(torch.bmm(q, k.transpose(1, 2)), dim=-1)  # [N * heads, 1, L]
+        out = self.out_proj(torch.bmm(weights, v).reshape(n, width))  # heads concatenated, as timm's
+        return out + self.mlp(self.ln(out))
+
+
+class SiglipVisionTower(nn.Module):
+    """timm's VisionTransformer as SigLIP uses it (class_token False, global_pool "map", no pre-norm) and
+    HF's SiglipVisionTransformer: pixels [N, 3, S, S] -> MAP output [N, width] (the image feature; the
+    model has no image projection).
+
+    The patch embedding is a convolution with bias, kernel = stride = patch_size, over the top-left
+    grid x patch_size pixels (grid = S // patch_size: as timm's PatchEmbed, any remainder rows and
+    columns are not read); positional_embedding has grid^2 rows (no class token); pre-norm blocks with
+    LayerNorm eps (timm and HF: 1e-6); the final LayerNorm `ln_post` over every token; then MAPHead,
+    whose MLP has the blocks' width and activation. Output float32.
+    """
+
+    def __init__(self, image_resolution: int, patch_size: int, width: int, layers: int, heads: int,
+                 mlp_width: Optional[int] = None, activation: str = "gelu", eps: float = 1e-6):
+        super().__init__()
+        if patch_size <= 0 or image_resolution < patch_size:
+            raise ValueError(f"image_resolution {image_resolution} is smaller than patch_size {patch_size}")
+        mlp_width = 4 * width if mlp_width is None else mlp_width
+        self.image_resolution = image_resolution
+        self.patch_size = patch_size
+        self.width = width
+        self.grid = image_resolution // patch_size
+        self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=True)
+        self.positional_embedding = nn.Parameter(torch.zeros(self.grid * self.grid, width))
+        self.transformer = Transformer(width, layers, heads, mlp_width, activation, eps)
+        self.ln_post = LayerNorm(width, eps=eps)
+        self.attn_pool = MAPHead(width, heads, mlp_width, activation, eps)
+        # True once fold_for_inference chose the patch embedding as a GEMM over unfolded patches.
+        self.patch_gemm = False
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        check_pixels(pixels, self.image_resolution)
+        dtype = self.conv1.weight.dtype
+        n, g, p = pixels.size(0), self.grid, self.patch_size
+        if self.patch_gemm:
+            # stride == kernel: a product of the weights with the non-overlapping patches of the covered area
+            used = pixels.to(dtype)[:, :, : g * p, : g * p]
+            patches = used.reshape(n, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(n, g * g, 3 * p * p)
+            bias = self.conv1.bias
+            if bias is None:
+                raise RuntimeError("zsclip image encoder: the patch embedding has no bias")
+            x = torch.matmul(patches, self.conv1.weight.reshape(self.width, 3 * p * p).t()) + bias
+        else:
+            x = self.conv1(pixels.to(dtype)).flatten(2).permute(0, 2, 1)  # [N, grid*grid, width]
+        x = x + self.positional_embedding.to(dtype)
+        x = self.transformer(x)
+        x = self.ln_post(x)
+        return self.attn_pool(x).float()
+
+
 class TextTower(nn.Module):
     """Text transformer without its projection: ids [N, L] -> ln_final output at the pooled position [N, width].
 
@@ -271,13 +373,14 @@ class TextTower(nn.Module):
     open_clip); "first": position 0; "last": position context_length - 1. causal_mask=False attends
     over every position (open_clip `no_causal_mask`). L may be shorter than context_length: with a
     causal mask and pool argmax / eos / first the pooled token does not depend on later padding;
-    otherwise (bidirectional, or "last") the ids are padded with zeros to context_length first, as the
-    tokenizer would, so the result never depends on L. The output is float32.
+    otherwise (bidirectional, or "last") the ids are padded with pad_id (CLIP: 0; SigLIP's tokenizers:
+    their pad token) to context_length first, as the tokenizer would, so the result never depends on L.
+    The output is float32.
     """
 
     def __init__(self, context_length: int, vocab_size: int, width: int, layers: int, heads: int,
                  mlp_width: Optional[int] = None, activation: str = "quick_gelu", causal_mask: bool = True,
-                 pool: str = "argmax", eos_id: int = -1, eps: float = 1e-5):
+                 pool: str = "argmax", eos_id: int = -1, eps: float = 1e-5, pad_id: int = 0):
         super().__init__()
         if pool not in ("argmax", "eos", "first", "last"):
             raise ValueError(f"text pool {pool!r} is not one of argmax, eos, first, last")
@@ -287,6 +390,9 @@ class TextTower(nn.Module):
         self.causal_mask = causal_mask
         self.pool = pool
         self.eos_id = vocab_size - 1 if eos_id < 0 else eos_id
+        if not 0 <= pad_id < vocab_size:
+            raise ValueError(f"text pad_id {pad_id} is outside the vocabulary (0..{vocab_size - 1})")
+        self.pad_id = pad_id
         # Pad to context_length when the pooled output would otherwise depend on the input length.
         self.pad_to_context = (not causal_mask) or pool == "last"
         self.token_embedding = nn.Embedding(vocab_size, width)
@@ -317,7 +423,8 @@ class TextTower(nn.Module):
                 )
         ids = ids.long()
         if self.pad_to_context and length < self.context_length:
-            pad = torch.zeros(ids.size(0), self.context_length - length, dtype=ids.dtype, device=ids.device)
+            pad = torch.full([ids.size(0), self.context_length - length], self.pad_id, dtype=ids.dtype,
+                             device=ids.device)
             ids = torch.cat([ids, pad], dim=1)
             length = self.context_length
         dtype = self.token_embedding.weight.dtype
@@ -426,8 +533,23 @@ class CLIP(nn.Module):
         text_layer_norm_eps: float = 1e-5,
         text_proj_bias: bool = False,
         logit_bias: bool = False,
+        vision_type: str = "clip",
+        vision_activation: Optional[str] = None,
+        text_activation: Optional[str] = None,
+        text_pad_id: int = 0,
+        text_proj: bool = True,
     ):
         super().__init__()
+        if vision_type not in ("clip", "siglip"):
+            raise ValueError(f"vision_type {vision_type!r} is not one of clip, siglip")
+        vision_activation = activation if vision_activation is None else vision_activation
+        text_activation = activation if text_activation is None else text_activation
+        if vision_type == "siglip" and embed_dim != vision_width:
+            raise ValueError(f"a SigLIP image tower has no projection: embed_dim {embed_dim} must equal its width "
+                             f"{vision_width}")
+        if not text_proj and embed_dim != transformer_width:
+            raise ValueError(f"a text tower without projection needs embed_dim {embed_dim} == its width "
+                             f"{transformer_width}")
         if isinstance(vision_layers, (tuple, list)):
             raise CheckpointError("ResNet image towers (vision_layers given as a tuple) are not supported; use a ViT CLIP")
         vision_heads = max(vision_width // 64, 1) if vision_heads is None else vision_heads
@@ -444,17 +566,33 @@ class CLIP(nn.Module):
             vision_final_ln_after_pool=vision_final_ln_after_pool, vision_layer_norm_eps=vision_layer_norm_eps,
             text_causal_mask=text_causal_mask, text_pool=text_pool, text_eos_id=text_eos_id,
             text_layer_norm_eps=text_layer_norm_eps, text_proj_bias=text_proj_bias, logit_bias=logit_bias,
+            vision_type=vision_type, vision_activation=vision_activation, text_activation=text_activation,
+            text_pad_id=text_pad_id, text_proj=text_proj,
         )
         self.vision_heads = vision_heads
         self.embed_dim = embed_dim
         self.context_length = context_length
-        self.visual = VisionTower(image_resolution, vision_patch_size, vision_width, vision_layers, vision_heads,
-                                  vision_mlp_width, activation, vision_ln_pre, vision_pool, vision_final_ln_after_pool,
-                                  vision_layer_norm_eps)
+        self.visual: nn.Module
+        if vision_type == "siglip":
+            self.visual = SiglipVisionTower(image_resolution, vision_patch_size, vision_width, vision_layers,
+                                            vision_heads, vision_mlp_width, vision_activation, vision_layer_norm_eps)
+        else:
+            self.visual = VisionTower(image_resolution, vision_patch_size, vision_width, vision_layers, vision_heads,
+                                      vision_mlp_width, vision_activation, vision_ln_pre, vision_pool,
+                                      vision_final_ln_after_pool, vision_layer_norm_eps)
         self.text = TextTower(context_length, vocab_size, transformer_width, transformer_layers, transformer_heads,
-                              text_mlp_width, activation, text_causal_mask, text_pool, text_eos_id, text_layer_norm_eps)
-        self.image_projection = nn.Parameter(torch.empty(vision_width, embed_dim))
-        self.text_projection = nn.Parameter(torch.empty(transformer_width, embed_dim))
+                              text_mlp_width, text_activation, text_causal_mask, text_pool, text_eos_id,
+                              text_layer_norm_eps, text_pad_id)
+        # A tower without a projection (SigLIP's image tower, open_clip's text proj_type "none") gets the
+        # identity, kept out of the state dict: x @ I is exact, and projection.pt keeps one format.
+        if vision_type == "siglip":
+            self.register_buffer("image_projection", torch.eye(vision_width), persistent=False)
+        else:
+            self.image_projection = nn.Parameter(torch.empty(vision_width, embed_dim))
+        if text_proj:
+            self.text_projection = nn.Parameter(torch.empty(transformer_width, embed_dim))
+        else:
+            self.register_buffer("text_projection", torch.eye(transformer_width), persistent=False)
         self.logit_scale = nn.Parameter(torch.ones([]) * math.log(1 / 0.07))
         # Registered only when the model has them, so OpenAI-architecture state dicts keep their keys.
         self.text_projection_bias: Optional[nn.Parameter] = (
@@ -493,8 +631,10 @@ class CLIP(nn.Module):
                 nn.init.zeros_(block.attn.out_proj.bias)
                 nn.init.normal_(block.mlp.c_fc.weight, std=fc_std)
                 nn.init.normal_(block.mlp.c_proj.weight, std=proj_std)
-        nn.init.normal_(self.image_projection, std=self.visual.width ** -0.5)
-        nn.init.normal_(self.text_projection, std=self.text.width ** -0.5)
+        if isinstance(self.image_projection, nn.Parameter):
+            nn.init.normal_(self.image_projection, std=self.visual.width ** -0.5)
+        if isinstance(self.text_projection, nn.Parameter):
+            nn.init.normal_(self.text_projection, std=self.text.width ** -0.5)
 
     # -- inference ----------------------------------------------------------------------------
     def project_image(self, pooled: torch.Tensor) -> torch.Tensor:
@@ -562,7 +702,7 @@ def fold_for_inference(tower: nn.Module) -> nn.Module:
             attn.in_proj.weight[: attn.width].mul_(attn.scale)
             attn.in_proj.bias[: attn.width].mul_(attn.scale)
             attn.q_prescaled = True
-    if isinstance(tower, VisionTower):
+    if isinstance(tower, (VisionTower, SiglipVisionTower)):
         tower.patch_gemm = True
     return tower
 

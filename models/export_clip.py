@@ -67,6 +67,7 @@ BYTE_SYMBOLS = 512  # 256 byte symbols + the same with </w>
 SPECIAL_TOKENS = 2  # <|startoftext|>, <|endoftext|>
 REL_TOLERANCE = 1e-5
 FORMAT_VERSION = 2
+FORMAT_VERSION_SENTENCEPIECE = 3  # SigLIP / SigLIP2: the SentencePiece tokenizer section needs a newer reader
 
 
 class ExportError(Exception):
@@ -114,7 +115,9 @@ def _knob_defaults(shape: Dict[str, Any]) -> Dict[str, Any]:
     return {"activation": "quick_gelu", "vision_heads": max(shape["vision_width"] // 64, 1),
             "transformer_heads": max(shape["transformer_width"] // 64, 1), "vision_pool": "tok",
             "vision_final_ln_after_pool": False, "vision_layer_norm_eps": 1e-5, "text_causal_mask": True,
-            "text_pool": "argmax", "text_eos_id": shape["vocab_size"] - 1, "text_layer_norm_eps": 1e-5}
+            "text_pool": "argmax", "text_eos_id": shape["vocab_size"] - 1, "text_layer_norm_eps": 1e-5,
+            "vision_type": "clip", "vision_activation": shape["activation"], "text_activation": shape["activation"],
+            "text_pad_id": 0, "text_proj": True}
 
 
 def fingerprint(sd: Dict[str, torch.Tensor], quantization: str, shape: Dict[str, Any],
@@ -142,7 +145,7 @@ def test_inputs(model: CLIP, batch: int, seed: int) -> Tuple[torch.Tensor, torch
     pixels = torch.randn(batch, 3, size, size, generator=g)
     ctx, vocab = model.text.context_length, model.text.vocab_size
     eot = model.text.eos_id if model.text.pool == "eos" else vocab - 1
-    ids = torch.zeros(batch, ctx, dtype=torch.long)
+    ids = torch.full((batch, ctx), model.text.pad_id, dtype=torch.long)
     for i in range(batch):
         n = int(torch.randint(1, ctx - 1, (1,), generator=g))
         ids[i, 0] = vocab - 2
@@ -176,6 +179,16 @@ def resolve_tokenizer(ckpt, args, shape: Dict[str, Any]) -> Tuple[Dict[str, Any]
     """(config.json "tokenizer", {destination name: source path} of the files to copy)."""
     tok = ckpt.tokenizer
     vocab_size, ctx = shape["vocab_size"], shape["context_length"]
+    if tok.get("format") == "sentencepiece":
+        if args.vocab:
+            raise ExportError(f"{args.checkpoint} carries its SentencePiece tokenizer ({tok['vocab_file']}); --vocab "
+                              "is for CLIP's BPE merges, leave it out")
+        if args.num_merges is not None:
+            raise ExportError("--num-merges is for CLIP's BPE tokenizer; this model's tokenizer is SentencePiece")
+        config = {"type": "sentencepiece", "vocab_file": tok["vocab_file"], "context_length": ctx,
+                  "clean": tok["clean"], "pad_id": tok["pad_id"], "eos_id": tok["eos_id"], "bos_id": tok["bos_id"],
+                  "add_eos": tok["add_eos"]}
+        return config, {tok["vocab_file"]: tok["vocab_path"]}
     num_merges = vocab_size - BYTE_SYMBOLS - SPECIAL_TOKENS
     if num_merges < 0:
         raise ExportError(f"vocab_size {vocab_size} is smaller than the {BYTE_SYMBOLS + SPECIAL_TOKENS} byte and "
@@ -435,7 +448,7 @@ def batch_checks(ckpt: LoadedCheckpoint, built: StoredModel, loaded: Reloaded, e
         # dynamic-int8 text tower (--quantize-text) is left out: its activation scales are taken over
         # the whole input, padding included, so it is not column-exact (its quality is measured
         # against float32 below instead).
-        used = int((ids != 0).nonzero()[:, 1].max()) + 1
+        used = int((ids != fp32_model.text.pad_id).nonzero()[:, 1].max()) + 1
         checks["text_encoder_short_ids"] = rel_diff(loaded.text_run(ids[:, :used]), pt_s)
     if exact:
         checks["encode_image_vs_clip"] = rel_diff(fi_s, fp32_model.encode_image(pixels))
@@ -507,27 +520,30 @@ def write_config(args: argparse.Namespace, inputs: Inputs, built: StoredModel, v
     ckpt, shape, fp32_model = inputs.ckpt, built.fp32.shape, built.fp32
     pp = ckpt.preprocess
     sigmoid = fp32_model.logit_bias is not None
+    siglip = shape["vision_type"] == "siglip"
     config = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION_SENTENCEPIECE if inputs.tokenizer["type"] == "sentencepiece" else FORMAT_VERSION,
         "name": args.name if args.name else ckpt.default_name,
         "fingerprint": fingerprint(built.stored.state_dict(), args.quantize, shape, args.quantize_text),
-        "architecture": "clip-vit",
+        # siglip-vit: timm's ViT with the MAP head and no image projection (projection.pt holds the identity)
+        "architecture": "siglip-vit" if siglip else "clip-vit",
         "dtype": args.dtype,
         "quantization": args.quantize,
-        "activation": shape["activation"],
+        "activation": shape["vision_activation"],
         "source_layout": ckpt.layout,
         "embed_dim": shape["embed_dim"],
         "vision": {"image_size": shape["image_resolution"], "patch_size": shape["vision_patch_size"],
                    "width": shape["vision_width"], "layers": shape["vision_layers"], "heads": shape["vision_heads"],
                    "mlp_width": shape["vision_mlp_width"], "ln_pre": shape["vision_ln_pre"],
                    "pool": shape["vision_pool"], "final_ln_after_pool": shape["vision_final_ln_after_pool"],
-                   "layer_norm_eps": shape["vision_layer_norm_eps"]},
+                   "layer_norm_eps": shape["vision_layer_norm_eps"], "activation": shape["vision_activation"]},
         "text": {"context_length": shape["context_length"], "vocab_size": shape["vocab_size"],
                  "width": shape["transformer_width"], "layers": shape["transformer_layers"],
                  "heads": shape["transformer_heads"], "mlp_width": shape["text_mlp_width"],
                  "causal_mask": shape["text_causal_mask"], "pool": shape["text_pool"],
                  "eos_id": shape["text_eos_id"], "layer_norm_eps": shape["text_layer_norm_eps"],
-                 "proj_bias": shape["text_proj_bias"]},
+                 "proj_bias": shape["text_proj_bias"], "proj": shape["text_proj"],
+                 "activation": shape["text_activation"], "pad_id": shape["text_pad_id"]},
         "preprocess": {"image_size": shape["image_resolution"], "resize": pp["resize"],
                        "interpolation": pp["interpolation"], "crop": pp["crop"], "fill": pp["fill"],
                        "mean": pp["mean"], "std": pp["std"]},

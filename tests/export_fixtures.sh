@@ -4,6 +4,8 @@
 #                                                   --activation quick_gelu, and again with --quantize int8)
 #   $out/openclip-gelu, openclip-knobs, openclip-longest   open_clip hub folders (with --vocab)
 #   $out/hf-tiny                                    a HuggingFace CLIPModel folder (carries its tokenizer)
+#   $out/siglip-tiny, siglip2-tiny, hf-siglip-tiny  SigLIP / SigLIP2 (open_clip + timm, HF SiglipModel): their
+#                                                   SentencePiece files travel with them
 # An export is redone when the exporter's Python files are newer than it. Exit 77 (skipped) when ../shared
 # is absent.
 set -euo pipefail
@@ -16,7 +18,7 @@ if [ ! -f "$tiny/jit_archive.pt" ] || [ ! -f "$vocab" ]; then
   exit 77
 fi
 mkdir -p "$out"
-exporter_files=("$src"/models/{export_clip,clip_model,checkpoint_layouts,safetensors_io,reference_forward}.py)
+exporter_files=("$src"/models/{export_clip,clip_model,checkpoint_layouts,layouts_siglip,safetensors_io,reference_forward}.py)
 
 export_one() {  # NAME ARGS...: export into $out/NAME unless an up-to-date export is there
   local name=$1
@@ -49,3 +51,10 @@ if [ -f "$clip/hf-tiny/config.json" ]; then
 else
   echo "$clip/hf-tiny is absent: not exported"
 fi
+for name in siglip-tiny siglip2-tiny hf-siglip-tiny; do
+  if [ -f "$clip/$name/reference.json" ]; then
+    export_one "$name" --checkpoint "$clip/$name"
+  else
+    echo "$clip/$name is absent: not exported"
+  fi
+done

@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import struct
@@ -107,23 +108,28 @@ def parity(model_dir: str, folder: str, label: str, rows: list) -> None:
     for im in ref["images"]:
         raw = np.fromfile(os.path.join(folder, im["pixels"]), dtype="<f4")
         pixels.append(raw.reshape(3, size, size))
-    ids = torch.zeros(len(ref["texts"]), ctx, dtype=torch.long)
+    pad = cfg["tokenizer"].get("pad_id", 0)  # SigLIP: the tokenizer's pad id (1 or 0); CLIP: 0
+    ids = torch.full((len(ref["texts"]), ctx), pad, dtype=torch.long)
     for j, t in enumerate(ref["texts"]):
-        ids[j, :len(t["tokens"])] = torch.tensor(t["tokens"])
+        tokens = t.get("tokens_padded", t["tokens"])
+        ids[j, :len(tokens)] = torch.tensor(tokens)
     with torch.no_grad():
         fi = prj.project_image(img(torch.from_numpy(np.stack(pixels)))).numpy()
         ft = prj.project_text(txt(ids)).numpy()
         # zsclip drops trailing padding columns where the config allows it; the result must not change.
-        used = int((ids != 0).nonzero()[:, 1].max()) + 1
+        used = int((ids != pad).nonzero()[:, 1].max()) + 1
         ft_short = prj.project_text(txt(ids[:, :used])).numpy()
     a = fi / np.linalg.norm(fi, axis=1, keepdims=True)
     b = ft / np.linalg.norm(ft, axis=1, keepdims=True)
     scale = float(prj.logit_scale.exp())
     logits = scale * a @ b.T
     ri, rt = np.array([x["image_features"] for x in ref["images"]]), np.array([x["text_features"] for x in ref["texts"]])
-    rl = np.array(ref["logits_per_image"])
-    errs = {"image_features": rel_err(fi, ri), "text_features": rel_err(ft, rt), "logits_per_image": rel_err(logits, rl)}
-    argmax_ok = same_argmax(fi, ri) and same_argmax(ft, rt) and same_argmax(logits, rl)
+    errs = {"image_features": rel_err(fi, ri), "text_features": rel_err(ft, rt)}
+    argmax_ok = same_argmax(fi, ri) and same_argmax(ft, rt)
+    if "logits_per_image" in ref:  # hf-siglip-tiny gives the biased logits only
+        rl = np.array(ref["logits_per_image"])
+        errs["logits_per_image"] = rel_err(logits, rl)
+        argmax_ok = argmax_ok and same_argmax(logits, rl)
     check(abs(scale - ref["logit_scale_exp"]) <= TOL * ref["logit_scale_exp"], f"{label}: logit_scale_exp {scale}")
     check(rel_err(ft_short, ft) <= 1e-6, f"{label}: text features depend on trailing padding columns")
     if "logit_bias" in ref:
@@ -242,7 +248,8 @@ def run(source: str, clip: str, vocab: str, work: str) -> None:
     print("| --- | --- | --- | --- | --- | --- |")
     for label, e, ok in rows:
         bias = f"{e['logits_with_bias']:.1e} / {e['sigmoid']:.1e}" if "sigmoid" in e else "—"
-        print(f"| {label} | {e['image_features']:.1e} | {e['text_features']:.1e} | {e['logits_per_image']:.1e} | "
+        plain = f"{e['logits_per_image']:.1e}" if "logits_per_image" in e else "—"
+        print(f"| {label} | {e['image_features']:.1e} | {e['text_features']:.1e} | {plain} | "
               f"{bias} | {'yes' if ok else 'NO'} |")
     print()
     # The two OpenAI forms are the same model: same tensors, same config apart from the source.
@@ -346,7 +353,7 @@ def run(source: str, clip: str, vocab: str, work: str) -> None:
                    ["visual.ln_pre.weight"], "missing tensor")
     expect_refusal(["--checkpoint", variant("siglip", lambda c: c.update(model_type="siglip"), cfg_file="config.json",
                                             weights="model.safetensors", src_name="hf-tiny"), "--out", out],
-                   ["siglip"], "HF model_type siglip")
+                   ["CLIPModel", "SiglipModel"], "HF CLIPModel config with model_type siglip")
     expect_refusal(["--checkpoint", variant("hf-unknown", lambda c: c["vision_config"].update(use_rope=True),
                                             cfg_file="config.json", weights="model.safetensors", src_name="hf-tiny"),
                     "--out", out], ["vision_config.use_rope"], "unknown HF config key")
@@ -479,6 +486,220 @@ def run(source: str, clip: str, vocab: str, work: str) -> None:
     bad = os.path.join(work, "bad_truncated.safetensors")
     expect_refusal(["--checkpoint", bad, "--vocab", vocab, "--out", out, "--activation", "gelu"], [bad, "truncated"],
                    "truncated safetensors through the exporter")
+    run_siglip(source, clip, work)
+
+
+SIGLIP_FOLDERS = ["siglip-tiny", "siglip2-tiny", "hf-siglip-tiny"]
+
+
+def copy_folder(src: str, dst: str, skip=("pixels", "reference.json")) -> str:
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    for f in os.listdir(src):
+        if f not in skip and not os.path.isdir(os.path.join(src, f)):
+            shutil.copyfile(os.path.join(src, f), os.path.join(dst, f))
+    return dst
+
+
+def random_siglip(src: str, dst: str, edit_cfg, seed: int) -> str:
+    """siglip-tiny's folder with its config edited and random tensors of the shapes the edited config
+    gives (taken from the exporter's own model, then checked by the exporter against its independent
+    timm + open_clip forward)."""
+    from checkpoint_layouts import build_model, parse_open_clip_config
+    from safetensors_io import write_safetensors
+    copy_folder(src, dst, skip=("pixels", "reference.json", "open_clip_model.safetensors",
+                                "open_clip_pytorch_model.bin"))
+    cfg = json.load(open(os.path.join(src, "open_clip_config.json")))
+    edit_cfg(cfg)
+    json.dump(cfg, open(os.path.join(dst, "open_clip_config.json"), "w"), indent=1)
+    opts, _ = parse_open_clip_config(dst, cfg, [])
+    opts.pop("_tokenizer_clean", None)
+    opts["text_eos_id"] = opts["vocab_size"] - 1
+    from clip_model import CLIP
+    model = CLIP(**opts)
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for k, v in model.state_dict().items():
+        layer_norm = v.dim() == 1 and k.endswith(".weight") and k.split(".")[-2].startswith("ln")
+        out[k] = torch.randn(v.shape, generator=g) * (0.1 if v.dim() > 1 else 0.05) + (1.0 if layer_norm else 0.0)
+    # clip_model's names -> open_clip's (CustomTextCLIP + timm trunk), the inverse of layouts_siglip's mapping
+    back = {"visual.conv1.": "visual.trunk.patch_embed.proj.", "visual.ln_post.": "visual.trunk.norm.",
+            "visual.attn_pool.out_proj.": "visual.trunk.attn_pool.proj.", "visual.attn_pool.ln.": "visual.trunk.attn_pool.norm.",
+            "visual.attn_pool.mlp.c_fc.": "visual.trunk.attn_pool.mlp.fc1.",
+            "visual.attn_pool.mlp.c_proj.": "visual.trunk.attn_pool.mlp.fc2.",
+            "visual.attn_pool.": "visual.trunk.attn_pool."}
+    tensors = {}
+    for k, v in out.items():
+        if k == "visual.positional_embedding":
+            tensors["visual.trunk.pos_embed"] = v.unsqueeze(0)
+            continue
+        if k.startswith("visual.transformer.resblocks."):
+            i, rest = k[len("visual.transformer.resblocks."):].split(".", 1)
+            for a, b in (("ln_1", "norm1"), ("ln_2", "norm2"), ("attn.in_proj_weight", "attn.qkv.weight"),
+                         ("attn.in_proj_bias", "attn.qkv.bias"), ("attn.out_proj", "attn.proj"), ("mlp.c_fc", "mlp.fc1"),
+                         ("mlp.c_proj", "mlp.fc2")):
+                if rest.startswith(a):
+                    rest = b + rest[len(a):]
+                    break
+            tensors[f"visual.trunk.blocks.{i}.{rest}"] = v
+            continue
+        for a, b in back.items():
+            if k.startswith(a):
+                k = b + k[len(a):]
+                break
+        else:
+            if k == "text_projection":
+                tensors["text.text_projection.weight"] = v.t().contiguous()
+                continue
+            if k == "text_projection_bias":
+                tensors["text.text_projection.bias"] = v
+                continue
+            if not k.startswith(("visual.", "logit_")):
+                k = "text." + k
+        tensors[k] = v
+    tensors["logit_scale"] = torch.tensor(math.log(20.0))
+    tensors["logit_bias"] = torch.tensor(-2.0)
+    write_safetensors(os.path.join(dst, "open_clip_model.safetensors"), tensors)
+    return dst
+
+
+def run_siglip(source: str, clip: str, work: str) -> None:
+    """SigLIP / SigLIP2: parity of the three shared folders, other shapes through the exporter's own checks,
+    the HF layout's semantics, refusals by name."""
+    missing = [f for f in SIGLIP_FOLDERS if not os.path.isfile(os.path.join(clip, f, "reference.json"))]
+    if missing:  # an older ../shared: the CLIP checks above still ran
+        print(f"SigLIP reference folders absent ({', '.join(missing)}): SigLIP export tests are skipped")
+        return
+    rows = []
+    layouts = {"siglip-tiny": "open_clip", "siglip2-tiny": "open_clip", "hf-siglip-tiny": "hf_siglip"}
+    tokenizers = {"siglip-tiny": ("spiece.model", "canonicalize", 1), "siglip2-tiny": ("tokenizer.model", "canonicalize", 0),
+                  "hf-siglip-tiny": ("spiece.model", "siglip_hf", 1)}
+    for name in SIGLIP_FOLDERS:
+        dst = os.path.join(work, name)
+        rc, log = export_cli(source, ["--checkpoint", os.path.join(clip, name), "--out", dst])
+        if rc != 0:
+            check(False, f"export of {name} failed:\n{log}")
+            continue
+        check(f"detected layout: {layouts[name]}" in log, f"{name}: layout not {layouts[name]}")
+        cfg = json.load(open(os.path.join(dst, "config.json")))
+        tok = cfg["tokenizer"]
+        vocab_file, clean, pad = tokenizers[name]
+        check(cfg["format_version"] == 3 and cfg["architecture"] == "siglip-vit" and cfg["scoring"] == "sigmoid",
+              f"{name}: config header {cfg['format_version']} {cfg['architecture']} {cfg['scoring']}")
+        check(tok["type"] == "sentencepiece" and tok["vocab_file"] == vocab_file and tok["clean"] == clean
+              and tok["pad_id"] == pad and tok["eos_id"] == 1 and tok["bos_id"] == -1 and tok["add_eos"] is True
+              and tok["context_length"] == 64, f"{name}: tokenizer section {tok}")
+        check(os.path.isfile(os.path.join(dst, vocab_file)), f"{name}: {vocab_file} not copied")
+        pp = cfg["preprocess"]
+        check(pp["resize"] == "stretch" and pp["crop"] == "none" and pp["interpolation"] == "bicubic"
+              and pp["mean"] == [0.5] * 3 and pp["std"] == [0.5] * 3, f"{name}: preprocess {pp}")
+        want_act = {"siglip-tiny": ("gelu", "gelu"), "siglip2-tiny": ("gelu_tanh", "gelu_tanh"),
+                    "hf-siglip-tiny": ("gelu_tanh", "gelu_tanh")}[name]
+        check((cfg["vision"]["activation"], cfg["text"]["activation"]) == want_act,
+              f"{name}: activations {cfg['vision']['activation']}, {cfg['text']['activation']}, want {want_act}")
+        parity(dst, os.path.join(clip, name), name, rows)
+    print("\n| reference | image features | text features | logits_per_image | logits + logit_bias / sigmoid "
+          "| same argmax |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for label, e, ok in rows:
+        plain = f"{e['logits_per_image']:.1e}" if "logits_per_image" in e else "—"
+        print(f"| {label} | {e['image_features']:.1e} | {e['text_features']:.1e} | {plain} | "
+              f"{e['logits_with_bias']:.1e} / {e['sigmoid']:.1e} | {'yes' if ok else 'NO'} |")
+    print()
+
+    # The HF layout follows HF's config: the same weights with hidden_act "gelu" are siglip-tiny's model
+    # (open_clip/timm use exact GELU there), and gelu_pytorch_tanh is a different function.
+    hf_gelu = copy_folder(os.path.join(clip, "hf-siglip-tiny"), os.path.join(work, "variants", "hf-siglip-gelu"))
+    c = json.load(open(os.path.join(hf_gelu, "config.json")))
+    for sec in ("text_config", "vision_config"):
+        c[sec]["hidden_act"] = "gelu"
+    json.dump(c, open(os.path.join(hf_gelu, "config.json"), "w"))
+    err, _ = export_inprocess(["--checkpoint", hf_gelu, "--out", os.path.join(work, "hf-siglip-gelu")])
+    check(err is None, f"HF SigLIP with hidden_act gelu: {err}")
+    if err is None:
+        parity(os.path.join(work, "hf-siglip-gelu"), os.path.join(clip, "siglip-tiny"),
+               "hf-siglip-tiny with hidden_act gelu vs siglip-tiny", [])
+        fps = [json.load(open(os.path.join(work, d, "config.json")))["fingerprint"]
+               for d in ("siglip-tiny", "hf-siglip-tiny")]
+        check(fps[0] != fps[1], "exact-GELU and tanh-GELU exports of the same weights share a fingerprint")
+
+    # Other shapes the shared folders do not have, through the exporter's own checks (exported files vs
+    # eager model vs the independent timm + open_clip forward, 1e-5): an odd image size that the patch
+    # does not divide, 3 heads, So400m's MLP ratio and exact GELU; giant-opt's tanh GELU, 5 x 5 patches.
+    sig = os.path.join(clip, "siglip-tiny")
+
+    def shape_variant(timm_name, kwargs, image_size, embed):
+        def edit(c):
+            v = c["model_cfg"]["vision_cfg"]
+            v.update(timm_model_name=timm_name, image_size=image_size, timm_model_kwargs=kwargs)
+            c["model_cfg"]["embed_dim"] = embed
+            c["preprocess_cfg"] = dict(c.get("preprocess_cfg") or {})
+        return edit
+
+    for label, name, kw, size, seed, act, mlp in (
+            ("so400m/14, 75 px (5x5 patches, 5 px unread), 3 heads", "vit_so400m_patch14_siglip_224",
+             {"img_size": 75, "embed_dim": 48, "depth": 2, "num_heads": 3}, 75, 41, "gelu", int(48 * 3.7362)),
+            ("giant-opt/16, 80 px, 3 heads", "vit_giantopt_patch16_siglip_256",
+             {"img_size": 80, "embed_dim": 48, "depth": 1, "num_heads": 3}, 80, 42, "gelu_tanh", 192)):
+        d = random_siglip(sig, os.path.join(work, "variants", f"shape{seed}"), shape_variant(name, kw, size, 48), seed)
+        dst = os.path.join(work, f"shape{seed}")
+        err, log = export_inprocess(["--checkpoint", d, "--out", dst])
+        check(err is None, f"SigLIP {label}: {err}\n{log[-2000:]}")
+        if err is None:
+            v = json.load(open(os.path.join(dst, "config.json")))["vision"]
+            check(v["heads"] == 3 and v["mlp_width"] == mlp and v["activation"] == act and v["image_size"] == size,
+                  f"SigLIP {label}: vision {v}")
+            check("image_features_vs_source" in log, f"SigLIP {label}: no independent-forward check ran")
+            print(f"ok   SigLIP {label}: exported and verified ({v['mlp_width']} MLP, {act})")
+
+    # Refusals by name.
+    def oc_variant(tag, edit, src="siglip-tiny", edit_tensors=None):
+        d = copy_folder(os.path.join(clip, src), os.path.join(work, "variants", tag))
+        c = json.load(open(os.path.join(d, "open_clip_config.json")))
+        edit(c)
+        json.dump(c, open(os.path.join(d, "open_clip_config.json"), "w"))
+        if edit_tensors:
+            from safetensors_io import read_safetensors, write_safetensors
+            t, meta = read_safetensors(os.path.join(d, "open_clip_model.safetensors"))
+            edit_tensors(t)
+            write_safetensors(os.path.join(d, "open_clip_model.safetensors"), t, meta)
+            os.remove(os.path.join(d, "open_clip_pytorch_model.bin"))
+        return ["--checkpoint", d, "--out", os.path.join(work, "scratch")]
+
+    vcfg = lambda **kw: (lambda c: c["model_cfg"]["vision_cfg"].update(**kw))  # noqa: E731
+    expect_refusal(oc_variant("naflex", vcfg(timm_model_name="naflexvit_base_patch16_siglip", image_seq_len=576)),
+                   ["naflexvit_base_patch16_siglip", "NaFlex"], "open_clip ViT-B-16-SigLIP2-naflex")
+    expect_refusal(oc_variant("unknown-timm", vcfg(timm_model_name="vit_base_patch16_clip_224")),
+                   ["vit_base_patch16_clip_224", "timm"], "unknown timm entry")
+    expect_refusal(oc_variant("gap-timm", vcfg(timm_model_name="vit_base_patch16_siglip_gap_224")),
+                   ["vit_base_patch16_siglip_gap_224", "GAP"], "timm SigLIP GAP entry")
+    expect_refusal(oc_variant("pool-avg", vcfg(timm_pool="avg")), ["timm_pool", "avg"], "timm_pool avg")
+    expect_refusal(oc_variant("proj-linear", vcfg(timm_proj="linear")), ["timm_proj", "linear"], "timm_proj linear")
+    expect_refusal(oc_variant("kw-unknown", lambda c: c["model_cfg"]["vision_cfg"]["timm_model_kwargs"].update(
+        reg_tokens=4)), ["reg_tokens"], "timm_model_kwargs reg_tokens")
+    expect_refusal(oc_variant("kw-foo", lambda c: c["model_cfg"]["vision_cfg"]["timm_model_kwargs"].update(foo=1)),
+                   ["timm_model_kwargs.foo"], "unknown timm_model_kwargs key")
+    expect_refusal(oc_variant("size", vcfg(image_size=80)), ["image_size 80", "img_size 64"],
+                   "vision_cfg.image_size differing from the timm img_size")
+    expect_refusal(oc_variant("cls-token", lambda c: None, edit_tensors=lambda t: t.update(
+        {"visual.trunk.cls_token": torch.zeros(1, 1, 64)})), ["visual.trunk.cls_token"], "timm tensor not in SigLIP")
+    expect_refusal(oc_variant("clean", lambda c: c["model_cfg"]["text_cfg"]["tokenizer_kwargs"].update(clean="lower")),
+                   ["clean", "lower"], "open_clip tokenizer clean lower")
+    hf2 = copy_folder(os.path.join(clip, "hf-siglip-tiny"), os.path.join(work, "variants", "hf-siglip2"))
+    c = json.load(open(os.path.join(hf2, "config.json")))
+    c.update(model_type="siglip2", architectures=["Siglip2Model"])
+    json.dump(c, open(os.path.join(hf2, "config.json"), "w"))
+    expect_refusal(["--checkpoint", hf2, "--out", os.path.join(work, "scratch")], ["siglip2", "NaFlex"],
+                   "HF model_type siglip2 (NaFlex)")
+    hfa = copy_folder(os.path.join(clip, "hf-siglip-tiny"), os.path.join(work, "variants", "hf-siglip-act"))
+    c = json.load(open(os.path.join(hfa, "config.json")))
+    c["vision_config"]["hidden_act"] = "gelu_new"
+    json.dump(c, open(os.path.join(hfa, "config.json"), "w"))
+    expect_refusal(["--checkpoint", hfa, "--out", os.path.join(work, "scratch")], ["vision_config.hidden_act",
+                                                                                    "gelu_new"], "HF SigLIP gelu_new")
+    expect_refusal(["--checkpoint", os.path.join(clip, "siglip-tiny"), "--out", os.path.join(work, "scratch"),
+                    "--vocab", os.path.join(clip, "bpe_simple_vocab_16e6.txt.gz")], ["--vocab", "spiece.model"],
+                   "--vocab for a SentencePiece model")
 
 
 if __name__ == "__main__":

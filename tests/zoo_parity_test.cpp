@@ -12,6 +12,7 @@
 #include <functional>
 
 #include "model_util.h"
+#include "zoo_fixture.h"
 #include "zsclip/classifier.h"
 #include "zsclip/model.h"
 #include "zsclip/preprocess.h"
@@ -24,65 +25,12 @@ namespace {
 using namespace ::zsclip::testing;
 constexpr double kTol = 1e-4;  // of the largest magnitude, as for openai-tiny
 
-std::string zoo_export(const std::string& name) {
-  return std::string(ZSCLIP_FIXTURE_DIR) + "/" + name;
-}
-
-class ZooParity : public ::testing::TestWithParam<std::string> {
+class ZooParity : public ReferenceFolderTest {
  protected:
-  void SetUp() override {
-    ZSCLIP_REQUIRE_SHARED("clip/" + GetParam() + "/reference.json");
-    ASSERT_TRUE(std::filesystem::exists(zoo_export(GetParam()) + "/config.json"))
-        << "run the export_fixtures test first (ctest runs it as a fixture)";
-    ref_ = nlohmann::json::parse(read_file(shared_path("clip/" + GetParam() + "/reference.json")));
-    model_ = std::make_unique<Model>(Model::load(zoo_export(GetParam())));
-  }
-  std::vector<std::string> image_paths() const {
-    std::vector<std::string> paths;
-    for (const auto& im : ref_["images"])
-      paths.push_back(shared_path("images/" + im["file"].get<std::string>()));
-    return paths;
-  }
-  FloatTensor image_pixels() const {
-    Preprocessor pre(model_->config().preprocess);
-    std::vector<Preprocessor::ItemStatus> status;
-    FloatTensor pixels = pre.batch_files(image_paths(), &status);
-    for (size_t i = 0; i < status.size(); ++i) EXPECT_TRUE(status[i].ok) << status[i].error;
-    return pixels;
-  }
-  std::vector<std::string> texts() const {
-    std::vector<std::string> t;
-    for (const auto& x : ref_["texts"]) t.push_back(x["text"].get<std::string>());
-    return t;
-  }
-  FloatTensor text_features() const {
-    return model_->encode_texts(
-        model_->load_tokenizer().tokenize(texts(), model_->context_length()));
-  }
   bool sigmoid() const { return ref_.contains("logit_bias"); }
-
-  nlohmann::json ref_;
-  std::unique_ptr<Model> model_;
 };
 
-TEST_P(ZooParity, PixelsFromFilesAreBitExact) {
-  FloatTensor pixels = image_pixels();
-  const std::string dir = shared_path("clip/" + GetParam());
-  for (size_t i = 0; i < ref_["images"].size(); ++i) {
-    const auto& im = ref_["images"][i];
-    const std::string want = read_file(dir + "/" + im["pixels"].get<std::string>());
-    const size_t per = static_cast<size_t>(pixels.numel() / pixels.size(0));
-    ASSERT_EQ(want.size(), per * sizeof(float)) << im["file"];
-    const float* got = pixels.ptr() + i * per;
-    size_t differ = 0;
-    for (size_t k = 0; k < per; ++k) {
-      float w;
-      std::memcpy(&w, want.data() + k * sizeof(float), sizeof(float));
-      differ += std::memcmp(&w, got + k, sizeof(float)) != 0;
-    }
-    EXPECT_EQ(differ, 0u) << im["file"] << ": " << differ << " of " << per << " floats differ";
-  }
-}
+TEST_P(ZooParity, PixelsFromFilesAreBitExact) { expect_pixels_bit_exact(); }
 
 TEST_P(ZooParity, TokenIdsAreIdentical) {
   Tokenizer tok = model_->load_tokenizer();
@@ -270,12 +218,7 @@ TEST(ZooScoring, ConfigMustAgreeWithTheWeights) {
 INSTANTIATE_TEST_SUITE_P(Folders, ZooParity,
                          ::testing::Values("openclip-gelu", "openclip-knobs", "openclip-longest",
                                            "hf-tiny"),
-                         [](const ::testing::TestParamInfo<std::string>& p) {
-                           std::string s = p.param;
-                           for (char& c : s)
-                             if (c == '-') c = '_';
-                           return s;
-                         });
+                         folder_test_name);
 
 }  // namespace
 }  // namespace zsclip

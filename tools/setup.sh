@@ -17,6 +17,9 @@ PACKAGES=(
   libdnnl-dev                                # oneDNN's GEMMs for zsclip's linear kernels (the oneDNN LibTorch uses)
   libopencv-dev nlohmann-json3-dev libutf8proc-dev zlib1g-dev libxxhash-dev
   libcpp-httplib-dev                         # zsclip serve (HTTP/1.1 server and the tests' client)
+  libsentencepiece-dev                       # SigLIP / SigLIP2 tokenizers: .model files run by SentencePiece itself
+  libsimdjson-dev                            # fast parse of Gemma's 30 MB tokenizer.json
+  liblzma-dev                                # tests: reading the shared Gemma 3 tokenizer.json.xz
   libgtest-dev libgmock-dev libbenchmark-dev
   libfaiss-dev python3-distributed           # approximate index search (FAISS); Dask scale-out (examples/dask_index.py)
   python3-torch python3-torchvision python3-pil python3-numpy python3-regex python3-xxhash   # export scripts and the Python reference

@@ -41,6 +41,46 @@
 //                   "context_length": 77, "truncate_end": "eot"},
 //     "scoring": "softmax" | "sigmoid", "logit_bias": -10.0   // sigmoid: models with a logit_bias
 //     "file_checks": {"image_encoder.pt": {"bytes": 6310912, "xxh3_64": "0123456789abcdef"}, ...}
+// format_version 3 (SigLIP / SigLIP2) adds SentencePiece tokenizers; v1/v2 files load unchanged:
+//     "activation": ... | "gelu_tanh",                  // informational, as above
+//     "tokenizer": {
+//       "type": "sentencepiece",
+//       "vocab_file": "spiece.model" | "tokenizer.model" | "tokenizer.json",
+//           // a file in the model directory. *.model: a SentencePiece ModelProto, run by the
+//           // SentencePiece library itself (libsentencepiece; unigram or BPE, its own normalizer).
+//           // *.json: a HuggingFace tokenizer.json of the Gemma kind only (model BPE with
+//           // byte_fallback, normalizer Replace(" " -> "▁"), pre-tokenizer none or Split on
+//           // " "), run by zsclip's own BPE with HF tokenizers' semantics; any other kind
+//           // (WordPiece, Unigram, byte-level BPE, ...) is refused naming the field.
+//           // An exporter copies the .model when the checkpoint has one, else the tokenizer.json.
+//       "context_length": 64,          // optional; must equal text.context_length
+//       "clean": "canonicalize" | "siglip_hf" | "none",   // required: whose text cleaning
+//           // canonicalize: open_clip's _clean_canonicalize (open_clip folders: HFTokenizer with
+//           //   tokenizer_kwargs {"clean": "canonicalize"}): html.unescape twice, strip, "_" ->
+//           //   space, ASCII string.punctuation deleted, str.lower(), whitespace runs -> one
+//           space,
+//           //   strip; then the vocabulary's encode. ftfy.fix_text, which open_clip runs first,
+//           //   only with "ftfy": true (the reference data was made with ftfy as the identity).
+//           // siglip_hf: transformers' SiglipTokenizer (HF SiglipModel folders; .model only): text
+//           //   lower-cased a character at a time, split at the special-token strings (the pieces
+//           of
+//           //   eos_id, pad_id and <unk>), each part with ASCII punctuation deleted ("_" too, NOT
+//           //   turned into a space), whitespace runs -> one space, "▁" prefixed, encoded with
+//           //   the model's add_dummy_prefix off; eos added unless the ids already end with it.
+//           // none: the text as given (HF Gemma tokenizers, e.g. HF SigLIP2 folders).
+//           // The same checkpoint in open_clip and HF layouts may therefore tokenize differently
+//           // ("sea_waves", "Tom &amp; Jerry").
+//       "ftfy": false,                 // optional, canonicalize only: zsclip's character-level
+//                                      // ftfy (zsclip/tokenizer.h) before html.unescape
+//       "pad_id": 1,                   // required: fills each row after the ids
+//       "eos_id": 1,                   // required: -1 none; appended when add_eos
+//       "bos_id": -1,                  // optional (-1: none); >= 0 is prepended
+//       "add_eos": true                // required
+//     }
+//   Ids: [bos] + pieces[:context_length - specials] + [eos], then pad_id up to context_length
+//   (open_clip: pieces[:63] + [eos], padded with 1 for SigLIP, 0 for SigLIP2). pad_id, eos_id and
+//   bos_id must be < text.vocab_size, and the vocabulary's size <= text.vocab_size.
+//   num_merges, format, merges_file, sot_token and eot_token belong to clip_bpe and are refused.
 // Unknown fields are ignored, so newer writers may add informational fields without a format bump;
 // anything that changes the numbers comes with a format bump, so an older zsclip refuses it.
 #pragma once
@@ -81,7 +121,7 @@ enum class TokenizerFormat {
 };
 
 struct TokenizerConfig {
-  std::string type = "clip_bpe";
+  std::string type = "clip_bpe";  // clip_bpe | sentencepiece
   TokenizerFormat format = TokenizerFormat::kOpenAI;
   std::string vocab_file;   // path relative to the model directory (kHF: vocab.json)
   std::string merges_file;  // kHF only: merges.txt
@@ -90,6 +130,13 @@ struct TokenizerConfig {
   // open_clip "<start_of_text>"/"<end_of_text>" (a literal "<|endoftext|>" is plain text there).
   std::string sot_token = "<|startoftext|>";
   std::string eot_token = "<|endoftext|>";
+  // type "sentencepiece" only (format_version 3; see the table above).
+  std::string clean = "none";  // canonicalize | siglip_hf | none
+  bool ftfy = false;
+  int64_t pad_id = 0;
+  int64_t eos_id = -1;  // -1: none
+  int64_t bos_id = -1;  // -1: none
+  bool add_eos = false;
 };
 
 enum class Scoring {
@@ -121,6 +168,10 @@ struct ModelConfig {
   int format_version = 1;
   std::string name;
   std::string fingerprint;
+  // clip-vit: OpenAI's ViT image tower + projection. siglip-vit (SigLIP / SigLIP2, exported with a
+  // SentencePiece tokenizer): timm's ViT with the attention-pooling head, no class token, patch
+  // bias; the pooled output is the image feature (projection.pt's image_projection is the
+  // identity), and patch_size need not divide image_size (the top-left grid is read, as timm).
   std::string architecture = "clip-vit";
   std::string dtype = "float32";
   std::string quantization = "none";

@@ -104,7 +104,11 @@ int run_embed(const Args& args) {
               {"texts", json::array()},
               {"logits_per_image", json::array()},
               {"scoring", scoring_name(model.scoring())}};
-  if (model.scoring() == Scoring::kSigmoid) out["logit_bias"] = model.logit_bias();
+  const bool has_bias = model.scoring() == Scoring::kSigmoid;
+  if (has_bias) {
+    out["logit_bias"] = model.logit_bias();
+    out["logits_per_image_with_bias"] = json::array();  // SigLIP's logits: sigmoid of these
+  }
 
   // Images: preprocess a batch (bad files reported, others kept), encode the good ones.
   Preprocessor pre(model.config().preprocess);
@@ -179,16 +183,19 @@ int run_embed(const Args& args) {
     for (const auto& fi : image_feats) {
       if (fi.empty()) {
         out["logits_per_image"].push_back(nullptr);
+        if (has_bias) out["logits_per_image_with_bias"].push_back(nullptr);
         continue;
       }
-      json row = json::array();
+      json row = json::array(), biased = json::array();
       const double ni = norm(fi);
       for (const auto& ft : text_feats) {
         double dot = 0;
         for (int64_t k = 0; k < d; ++k) dot += double(fi[k]) * ft[k];
         row.push_back(scale * dot / (ni * norm(ft)));
+        biased.push_back(scale * dot / (ni * norm(ft)) + double(model.logit_bias()));
       }
       out["logits_per_image"].push_back(row);
+      if (has_bias) out["logits_per_image_with_bias"].push_back(biased);
     }
   }
   std::cout << dump_json(out) << "\n";
@@ -425,7 +432,9 @@ ZSCLIP_COMMAND(Command{
     "Output: {\"images\":[{\"file\",\"features\"}], "
     "\"texts\":[{\"text\",\"tokens\",\"features\"}],\n"
     "\"logits_per_image\":[[...]]}; features are projected, not normalised; logits are\n"
-    "logit_scale_exp * cosine. An unreadable image gets an \"error\" field (and a null logits "
+    "logit_scale_exp * cosine; models with a logit_bias (SigLIP, scoring \"sigmoid\") add\n"
+    "\"logit_bias\" and \"logits_per_image_with_bias\" (their sigmoid is the per-pair "
+    "probability). An unreadable image gets an \"error\" field (and a null logits "
     "row),\n"
     "the others are still embedded, and the exit status is 1. A file name that is not UTF-8\n"
     "is given with U+FFFD for its bad bytes in \"file\" and exactly, in hex, in \"file_hex\".\n"

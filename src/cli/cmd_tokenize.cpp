@@ -1,4 +1,5 @@
-// zsclip tokenize: CLIP BPE token ids of texts, as OpenAI's clip.tokenize gives them.
+// zsclip tokenize: token ids of texts, as OpenAI's clip.tokenize gives them (CLIP BPE), or as the
+// model's own tokenizer does (SentencePiece: SigLIP, SigLIP2; see zsclip/tokenizer.h).
 #include <unistd.h>
 
 #include <iostream>
@@ -70,9 +71,12 @@ int run_tokenize(const Args& args) {
 ZSCLIP_COMMAND(Command{
     "tokenize",
     "[--vocab FILE | --model DIR] [--context-length N] [--no-truncate] [--bpe-only] TEXT...",
-    "print CLIP BPE token ids of each TEXT, one JSON array a line",
-    "Ids include the start and end tokens and no padding (as clip.tokenize, without its zeros),\n"
-    "unless --bpe-only, which prints SimpleTokenizer.encode(TEXT). With - as the only TEXT, texts\n"
+    "print the token ids of each TEXT (CLIP BPE, or the model's SentencePiece), one JSON array a "
+    "line",
+    "Ids include the start and end tokens and no padding (as clip.tokenize, without its zeros;\n"
+    "SigLIP/SigLIP2 models: the pieces and the end token, as open_clip or HF tokenize them,\n"
+    "without the padding), unless --bpe-only, which prints the vocabulary's ids alone\n"
+    "(SimpleTokenizer.encode(TEXT); SentencePiece: the pieces). With - as the only TEXT, texts\n"
     "are read from standard input (at most 256 MiB), one JSON string a line, so any text can be\n"
     "passed. Without --vocab, the vocabulary and context length are the model's (--model, whose\n"
     "default is $ZSCLIP_MODEL, else the shipped models/shapes).",
@@ -82,7 +86,8 @@ ZSCLIP_COMMAND(Command{
       "models/shapes)"},
      {"--context-length", "N", "context length (default 77, or the model's)"},
      {"--no-truncate", "", "fail on texts longer than the context instead of truncating"},
-     {"--bpe-only", "", "print the BPE ids alone: no start/end tokens, no truncation"}},
+     {"--bpe-only", "",
+      "print the BPE (or SentencePiece) ids alone: no start/end tokens, no truncation"}},
     run_tokenize});
 
 }  // namespace

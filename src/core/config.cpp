@@ -127,6 +127,99 @@ void check_file_name(const std::string& origin, const std::string& field, const 
     fail(origin, field, "must be a file name inside the model directory, got \"" + name + "\"");
 }
 
+// tokenizer.type "clip_bpe": OpenAI's merges file or HF's vocab.json + merges.txt.
+void parse_clip_tokenizer(const json& tok, const std::string& origin, ModelConfig& c) {
+  c.tokenizer.format = get_enum<TokenizerFormat>(
+      tok, origin, "tokenizer.", "format",
+      {{"openai", TokenizerFormat::kOpenAI}, {"hf", TokenizerFormat::kHF}},
+      TokenizerFormat::kOpenAI);
+  if (c.tokenizer.format == TokenizerFormat::kHF) {
+    c.tokenizer.merges_file = get_string(tok, origin, "tokenizer.", "merges_file");
+    check_file_name(origin, "tokenizer.merges_file", c.tokenizer.merges_file);
+  } else if (tok.contains("merges_file")) {
+    fail(origin, "tokenizer.merges_file", "is only used with tokenizer.format \"hf\"");
+  }
+  for (const char* key : {"clean", "ftfy", "pad_id", "eos_id", "bos_id", "add_eos"})
+    if (tok.contains(key))
+      fail(origin, std::string("tokenizer.") + key,
+           "is only used with tokenizer.type \"sentencepiece\"");
+  c.tokenizer.sot_token =
+      get_string_or(tok, origin, "tokenizer.", "sot_token", c.tokenizer.sot_token);
+  c.tokenizer.eot_token =
+      get_string_or(tok, origin, "tokenizer.", "eot_token", c.tokenizer.eot_token);
+  for (const auto* special : {&c.tokenizer.sot_token, &c.tokenizer.eot_token})
+    if (special->size() < 2 || special->size() > 64 || (*special)[0] != '<' ||
+        special->back() != '>' || special->find_first_of(" \t\r\n") != std::string::npos)
+      fail(origin,
+           special == &c.tokenizer.sot_token ? "tokenizer.sot_token" : "tokenizer.eot_token",
+           "must look like <...> without spaces (2-64 bytes), got \"" + *special + "\"");
+  if (c.tokenizer.sot_token == c.tokenizer.eot_token)
+    fail(origin, "tokenizer.eot_token", "must differ from tokenizer.sot_token");
+  if (get_string_or(tok, origin, "tokenizer.", "truncate_end", "eot") != "eot")
+    fail(origin, "tokenizer.truncate_end",
+         "has unknown value \"" + tok.at("truncate_end").get<std::string>() +
+             "\" (expected: eot, the last kept id replaced by the end token)");
+  c.tokenizer.num_merges = get_int(tok, origin, "tokenizer.", "num_merges", 1);
+  if (c.tokenizer.num_merges + 514 != c.text.vocab_size)
+    fail(origin, "tokenizer.num_merges",
+         "(" + std::to_string(c.tokenizer.num_merges) + ") disagrees with text.vocab_size (" +
+             std::to_string(c.text.vocab_size) +
+             " = 512 byte symbols + merges + 2 special tokens)");
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// tokenizer.type "sentencepiece" (format_version 3): see the table in zsclip/config.h.
+void parse_sentencepiece_tokenizer(const json& tok, const std::string& origin, ModelConfig& c) {
+  TokenizerConfig& t = c.tokenizer;
+  for (const char* key :
+       {"format", "merges_file", "num_merges", "sot_token", "eot_token", "truncate_end"})
+    if (tok.contains(key))
+      fail(origin, std::string("tokenizer.") + key,
+           "is only used with tokenizer.type \"clip_bpe\", not \"sentencepiece\"");
+  const bool is_json = ends_with(t.vocab_file, ".json");
+  if (!is_json && !ends_with(t.vocab_file, ".model"))
+    fail(origin, "tokenizer.vocab_file",
+         "must name a SentencePiece .model or a HuggingFace tokenizer.json, got \"" + t.vocab_file +
+             "\"");
+  t.clean = get_string(tok, origin, "tokenizer.", "clean");
+  check_choice(origin, "tokenizer.clean", t.clean, {"canonicalize", "siglip_hf", "none"});
+  if (t.clean == "siglip_hf" && is_json)
+    fail(origin, "tokenizer.clean",
+         "\"siglip_hf\" (transformers' SiglipTokenizer) needs a SentencePiece .model, not \"" +
+             t.vocab_file + "\"");
+  t.ftfy = get_bool_or(tok, origin, "tokenizer.", "ftfy", false);
+  if (t.ftfy && t.clean != "canonicalize")
+    fail(origin, "tokenizer.ftfy", "is only used with tokenizer.clean \"canonicalize\"");
+  t.pad_id = get_int(tok, origin, "tokenizer.", "pad_id", 0);
+  t.eos_id = get_int(tok, origin, "tokenizer.", "eos_id", -1);
+  t.bos_id = tok.contains("bos_id") ? get_int(tok, origin, "tokenizer.", "bos_id", -1) : -1;
+  const json& add_eos = member(tok, origin, "tokenizer.", "add_eos");
+  if (!add_eos.is_boolean())
+    fail(origin, "tokenizer.add_eos", "must be true or false, got " + add_eos.dump());
+  t.add_eos = add_eos.get<bool>();
+  if (t.add_eos && t.eos_id < 0)
+    fail(origin, "tokenizer.eos_id", "must name a token (>= 0) when tokenizer.add_eos is true");
+  if (t.clean == "siglip_hf" && (!t.add_eos || t.bos_id >= 0))
+    fail(origin, "tokenizer.clean",
+         "\"siglip_hf\" appends eos and no bos (add_eos true, bos_id -1), as SiglipTokenizer");
+  const int64_t specials = (t.bos_id >= 0 ? 1 : 0) + (t.add_eos ? 1 : 0);
+  if (c.text.context_length <= specials)
+    fail(origin, "text.context_length",
+         "(" + std::to_string(c.text.context_length) + ") leaves no room for a token besides " +
+             std::to_string(specials) + " special token(s)");
+  for (const auto& [key, id] : {std::pair<const char*, int64_t>{"pad_id", t.pad_id},
+                                {"eos_id", t.eos_id},
+                                {"bos_id", t.bos_id}})
+    if (id >= c.text.vocab_size)
+      fail(origin, std::string("tokenizer.") + key,
+           "(" + std::to_string(id) + ") is outside text.vocab_size (" +
+               std::to_string(c.text.vocab_size) + ")");
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::parse(const std::string& text, const std::string& origin) {
@@ -149,7 +242,10 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.name = get_string_or(j, origin, "", "name", "");
   c.fingerprint = get_string_or(j, origin, "", "fingerprint", "");
   c.architecture = get_string_or(j, origin, "", "architecture", "clip-vit");
-  check_choice(origin, "architecture", c.architecture, {"clip-vit"});
+  // siglip-vit: timm's ViT with the attention-pooling (MAP) head as SigLIP uses it; its image
+  // features are the pooled output (projection.pt holds the identity), so nothing differs here
+  // but the patch grid below.
+  check_choice(origin, "architecture", c.architecture, {"clip-vit", "siglip-vit"});
   c.dtype = get_string_or(j, origin, "", "dtype", "float32");
   check_choice(origin, "dtype", c.dtype, {"float32", "float16"});
   c.quantization = get_string_or(j, origin, "", "quantization", "none");
@@ -162,9 +258,13 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   c.vision.width = get_int(v, origin, "vision.", "width", 1);
   c.vision.layers = get_int(v, origin, "vision.", "layers", 1);
   c.vision.heads = get_int(v, origin, "vision.", "heads", 1);
-  if (c.vision.image_size % c.vision.patch_size != 0)
+  // siglip-vit reads the top-left (image_size / patch_size)^2 patches, as timm's PatchEmbed does
+  // (SigLIP So400m/14 at 384 px: 27 x 27 patches, the last 6 rows and columns unread).
+  if (c.architecture == "siglip-vit" ? c.vision.patch_size > c.vision.image_size
+                                     : c.vision.image_size % c.vision.patch_size != 0)
     fail(origin, "vision.patch_size",
-         "must divide vision.image_size (" + std::to_string(c.vision.image_size) + "), got " +
+         std::string(c.architecture == "siglip-vit" ? "must not exceed" : "must divide") +
+             " vision.image_size (" + std::to_string(c.vision.image_size) + "), got " +
              std::to_string(c.vision.patch_size));
   if (c.vision.width % c.vision.heads != 0)
     fail(origin, "vision.heads", "must divide vision.width");
@@ -226,48 +326,20 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
 
   const json& tok = get_object(j, origin, "", "tokenizer");
   c.tokenizer.type = get_string_or(tok, origin, "tokenizer.", "type", "clip_bpe");
-  check_choice(origin, "tokenizer.type", c.tokenizer.type, {"clip_bpe"});
-  c.tokenizer.format = get_enum<TokenizerFormat>(
-      tok, origin, "tokenizer.", "format",
-      {{"openai", TokenizerFormat::kOpenAI}, {"hf", TokenizerFormat::kHF}},
-      TokenizerFormat::kOpenAI);
+  check_choice(origin, "tokenizer.type", c.tokenizer.type, {"clip_bpe", "sentencepiece"});
   c.tokenizer.vocab_file = get_string(tok, origin, "tokenizer.", "vocab_file");
   check_file_name(origin, "tokenizer.vocab_file", c.tokenizer.vocab_file);
-  if (c.tokenizer.format == TokenizerFormat::kHF) {
-    c.tokenizer.merges_file = get_string(tok, origin, "tokenizer.", "merges_file");
-    check_file_name(origin, "tokenizer.merges_file", c.tokenizer.merges_file);
-  } else if (tok.contains("merges_file")) {
-    fail(origin, "tokenizer.merges_file", "is only used with tokenizer.format \"hf\"");
-  }
-  c.tokenizer.sot_token =
-      get_string_or(tok, origin, "tokenizer.", "sot_token", c.tokenizer.sot_token);
-  c.tokenizer.eot_token =
-      get_string_or(tok, origin, "tokenizer.", "eot_token", c.tokenizer.eot_token);
-  for (const auto* special : {&c.tokenizer.sot_token, &c.tokenizer.eot_token})
-    if (special->size() < 2 || special->size() > 64 || (*special)[0] != '<' ||
-        special->back() != '>' || special->find_first_of(" \t\r\n") != std::string::npos)
-      fail(origin,
-           special == &c.tokenizer.sot_token ? "tokenizer.sot_token" : "tokenizer.eot_token",
-           "must look like <...> without spaces (2-64 bytes), got \"" + *special + "\"");
-  if (c.tokenizer.sot_token == c.tokenizer.eot_token)
-    fail(origin, "tokenizer.eot_token", "must differ from tokenizer.sot_token");
   if (tok.contains("context_length") &&
       get_int(tok, origin, "tokenizer.", "context_length", 2) != c.text.context_length)
     fail(origin, "tokenizer.context_length",
          "disagrees with text.context_length (" + std::to_string(c.text.context_length) + ")");
-  if (get_string_or(tok, origin, "tokenizer.", "truncate_end", "eot") != "eot")
-    fail(origin, "tokenizer.truncate_end",
-         "has unknown value \"" + tok.at("truncate_end").get<std::string>() +
-             "\" (expected: eot, the last kept id replaced by the end token)");
-  c.tokenizer.num_merges = get_int(tok, origin, "tokenizer.", "num_merges", 1);
-  if (c.tokenizer.num_merges + 514 != c.text.vocab_size)
-    fail(origin, "tokenizer.num_merges",
-         "(" + std::to_string(c.tokenizer.num_merges) + ") disagrees with text.vocab_size (" +
-             std::to_string(c.text.vocab_size) +
-             " = 512 byte symbols + merges + 2 special tokens)");
+  if (c.tokenizer.type == "sentencepiece")
+    parse_sentencepiece_tokenizer(tok, origin, c);
+  else
+    parse_clip_tokenizer(tok, origin, c);
 
   c.activation = get_string_or(j, origin, "", "activation", "quick_gelu");
-  check_choice(origin, "activation", c.activation, {"quick_gelu", "gelu"});
+  check_choice(origin, "activation", c.activation, {"quick_gelu", "gelu", "gelu_tanh"});
   c.source_layout = get_string_or(j, origin, "", "source_layout", "");
   c.scoring = get_enum<Scoring>(j, origin, "", "scoring",
                                 {{"softmax", Scoring::kSoftmax}, {"sigmoid", Scoring::kSigmoid}},

@@ -13,14 +13,15 @@ namespace zsclip {
 
 namespace {
 
-// Writes one prompt's ids into a zeroed row of `context` as clip.tokenize gives them: [sot, bpe...,
-// eot], cut as clip.tokenize(truncate=True) when `truncate`, else an error naming the label and the
-// template. Returns whether it was cut.
+// Writes one prompt's ids into a row of `context` (already filled with the tokenizer's pad id) as
+// the tokenizer's tokenize gives them (CLIP: [sot, bpe..., eot]), cut as
+// clip.tokenize(truncate=True) when `truncate`, else an error naming the label and the template.
+// Returns whether it was cut.
 bool tokenize_prompt(const Tokenizer& tokenizer, const std::string& prompt,
                      const std::string& label, const std::string& templ, bool truncate,
                      int64_t* row, int64_t context) {
-  const std::vector<int32_t> bpe = tokenizer.encode(prompt);
-  const int64_t count = static_cast<int64_t>(bpe.size()) + 2;
+  int64_t count = 0;
+  const std::vector<int32_t> ids = tokenizer.encode_with_specials(prompt, context, true, &count);
   if (count > context && !truncate)
     throw Error(
         ErrorCode::kInvalidText,
@@ -29,10 +30,7 @@ bool tokenize_prompt(const Tokenizer& tokenizer, const std::string& prompt,
             " tokens, more than the model's context length " + std::to_string(context) +
             " (shorten the label or template, or allow truncation: HeadBuildOptions::truncate, "
             "zsclip --truncate)");
-  const int64_t kept = std::min(count, context);
-  row[0] = tokenizer.sot_id();
-  for (int64_t k = 1; k + 1 < kept; ++k) row[k] = bpe[static_cast<size_t>(k - 1)];
-  row[kept - 1] = tokenizer.eot_id();
+  std::copy(ids.begin(), ids.end(), row);
   return count > context;
 }
 
@@ -58,7 +56,7 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
   const int64_t d = encoder.embed_dim(), t = static_cast<int64_t>(templates.size());
   const int64_t context = encoder.context_length();
   if (!options.truncate) {  // a prompt too long fails before any is embedded, not minutes later
-    std::vector<int64_t> scratch(static_cast<size_t>(context));
+    std::vector<int64_t> scratch(static_cast<size_t>(context), tokenizer.pad_id());
     for (const auto& label : labels)
       for (const auto& templ : templates)
         tokenize_prompt(tokenizer, fill_template(templ, label), label, templ, false, scratch.data(),
@@ -66,7 +64,7 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
   }
   FloatTensor weights({static_cast<int64_t>(labels.size()), d});
   const int64_t rows = std::min<int64_t>(batch_size, static_cast<int64_t>(labels.size()) * t);
-  IdTensor ids({rows, context}, 0);
+  IdTensor ids({rows, context}, tokenizer.pad_id());
   int64_t pending = 0, truncated = 0, embedded = 0;
   const int64_t total = static_cast<int64_t>(labels.size()) * t;
   std::vector<int64_t> owner;  // class index of each pending prompt
@@ -91,7 +89,7 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
     if (options.progress) options.progress(embedded, total);
     pending = 0;
     owner.clear();
-    ids = IdTensor({rows, context}, 0);
+    ids = IdTensor({rows, context}, tokenizer.pad_id());
   };
   for (size_t c = 0; c < labels.size(); ++c)
     for (const auto& templ : templates) {

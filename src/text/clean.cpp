@@ -170,16 +170,12 @@ std::u32string ftfy_fix(std::u32string_view in) {
   return s;
 }
 
-namespace {
-
 std::u32string_view py_strip(std::u32string_view s) {
   size_t b = 0, e = s.size();
   while (b < e && is_py_space(s[b])) ++b;
   while (e > b && is_py_space(s[e - 1])) --e;
   return s.substr(b, e - b);
 }
-
-}  // namespace
 
 std::u32string basic_clean(std::u32string_view text) {
   std::u32string s = ftfy_fix(text);
@@ -205,6 +201,33 @@ std::u32string whitespace_clean(std::u32string_view text) {
 
 std::u32string normalize_text(std::string_view utf8) {
   return py_lower(whitespace_clean(basic_clean(decode_utf8_replace(utf8))));
+}
+
+bool is_ascii_punctuation(char32_t c) {
+  return (c >= '!' && c <= '/') || (c >= ':' && c <= '@') || (c >= '[' && c <= '`') ||
+         (c >= '{' && c <= '~');
+}
+
+std::u32string canonicalize(std::u32string_view text, bool ftfy) {
+  std::u32string s = ftfy ? ftfy_fix(text) : std::u32string(text);
+  s = html_unescape(html_unescape(s));
+  std::u32string kept;
+  kept.reserve(s.size());
+  for (char32_t c : py_strip(s)) {
+    if (c == '_')
+      kept.push_back(' ');
+    else if (!is_ascii_punctuation(c))
+      kept.push_back(c);
+  }
+  return whitespace_clean(py_lower(kept));
+}
+
+std::u32string siglip_canonicalize(std::u32string_view text) {
+  std::u32string kept;
+  kept.reserve(text.size());
+  for (char32_t c : text)
+    if (!is_ascii_punctuation(c)) kept.push_back(c);
+  return whitespace_clean(kept);
 }
 
 namespace {

@@ -16,6 +16,17 @@ std::u32string whitespace_clean(std::u32string_view text);
 // whitespace_clean(basic_clean(decode(bytes))).lower()
 std::u32string normalize_text(std::string_view utf8);
 
+// Python's string.punctuation: the 32 ASCII characters !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~.
+bool is_ascii_punctuation(char32_t c);
+// str.strip(): Python whitespace removed at both ends.
+std::u32string_view py_strip(std::u32string_view s);
+// open_clip's _clean_canonicalize (SigLIP folders): [ftfy_fix when `ftfy`], html_unescape twice,
+// strip; canonicalize_text: "_" -> " ", string.punctuation deleted, str.lower(), whitespace_clean.
+std::u32string canonicalize(std::u32string_view text, bool ftfy);
+// transformers' SiglipTokenizer.canonicalize_text: string.punctuation deleted ("_" included),
+// re.sub(r"\s+", " "), strip.
+std::u32string siglip_canonicalize(std::u32string_view text);
+
 // A piece of CLIP's pattern match: [begin, end) in the normalized text.
 struct Piece {
   size_t begin;

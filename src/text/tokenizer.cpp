@@ -15,6 +15,7 @@
 #include "core/io.h"
 #include "text/bpe.h"
 #include "text/clean.h"
+#include "text/tokenizer_impl.h"
 #include "text/unicode.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
@@ -115,13 +116,16 @@ std::string shorten(std::string_view s, size_t max_bytes = 80) {
 
 }  // namespace
 
+namespace {
+
 // A vocabulary given as {token: id} (HuggingFace's vocab.json), instead of derived from the merges.
 using ExplicitVocab = std::unordered_map<std::string, int32_t>;
 
-class Tokenizer::Impl {
+// CLIP's byte-level BPE (type "clip_bpe").
+class ClipBpe final : public Tokenizer::Impl {
  public:
-  Impl(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source,
-       const TokenizerOptions& options, const ExplicitVocab* explicit_vocab = nullptr)
+  ClipBpe(const std::vector<std::pair<std::string, std::string>>& merges, const std::string& source,
+          const TokenizerOptions& options, const ExplicitVocab* explicit_vocab = nullptr)
       : sot_token_(options.sot_token),
         eot_token_(options.eot_token),
         cache_(options.cache_capacity) {
@@ -139,8 +143,22 @@ class Tokenizer::Impl {
     }
     if (explicit_vocab != nullptr) {
       init_explicit(merges, source, *explicit_vocab);
-      return;
+    } else {
+      init_derived(merges, source);
     }
+    type = "clip_bpe";
+    sot_token = sot_token_;
+    eot_token = eot_token_;
+    sot = sot_;
+    eot = eot_;
+    pad = 0;
+    vocab_size = static_cast<int64_t>(vocab_.size());
+    num_merges = num_merges_;
+  }
+
+  // OpenAI's vocabulary: byte symbols, the same with </w>, one token per merge, the specials.
+  void init_derived(const std::vector<std::pair<std::string, std::string>>& merges,
+                    const std::string& source) {
     const ByteAlphabet& ab = alphabet();
     vocab_.reserve(512 + merges.size() + 2);
     for (int i = 0; i < 256; ++i) vocab_.push_back(byte_symbol(ab.order[i]));
@@ -241,7 +259,7 @@ class Tokenizer::Impl {
     }
   }
 
-  std::vector<int32_t> encode(std::string_view input) const {
+  std::vector<int32_t> encode(std::string_view input) const override {
     std::vector<int32_t> ids;
     std::string piece;
     std::vector<int32_t> word;
@@ -299,7 +317,7 @@ class Tokenizer::Impl {
     ids.insert(ids.end(), word.begin(), word.end());
   }
 
-  std::string decode(const std::vector<int32_t>& ids) const {
+  std::string decode(const std::vector<int32_t>& ids) const override {
     std::string raw;
     for (int32_t id : ids) raw += bytes_of(id);
     std::string text = text::encode_utf8(text::decode_utf8_replace(raw));
@@ -320,7 +338,7 @@ class Tokenizer::Impl {
     check_id(id);
     return bytes_[static_cast<size_t>(id)];
   }
-  const std::string& token(int32_t id) const {
+  std::string token(int32_t id) const override {
     check_id(id);
     return vocab_[static_cast<size_t>(id)];
   }
@@ -346,8 +364,6 @@ class Tokenizer::Impl {
   text::MergeTable merges_;
   BpeCache cache_;
 };
-
-namespace {
 
 std::string read_vocab_file(const std::string& path) {
   io::Fd fd = io::open_regular_file(path, "BPE vocabulary file",
@@ -468,8 +484,8 @@ void check_options(const TokenizerOptions& options) {
 Tokenizer Tokenizer::from_file(const std::string& path, const TokenizerOptions& options) {
   check_options(options);
   const std::string data = read_vocab_file(path);
-  return Tokenizer(std::make_shared<const Impl>(parse_merges(data, path, options.num_merges),
-                                                "BPE vocabulary file '" + path + "'", options),
+  return Tokenizer(std::make_shared<const ClipBpe>(parse_merges(data, path, options.num_merges),
+                                                   "BPE vocabulary file '" + path + "'", options),
                    options.context_length);
 }
 
@@ -497,12 +513,32 @@ Tokenizer Tokenizer::from_hf_files(const std::string& vocab_json, const std::str
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kInvalidConfig, origin + ": not valid JSON (" + e.what() + ")");
   }
-  return Tokenizer(std::make_shared<const Impl>(
+  return Tokenizer(std::make_shared<const ClipBpe>(
                        merges, "'" + vocab_json + "' + '" + merges_txt + "'", options, &vocab),
                    options.context_length);
 }
 
 Tokenizer Tokenizer::from_config(const ModelConfig& c, int64_t cache_capacity) {
+  if (c.tokenizer.type == "sentencepiece") {
+    SentencePieceOptions o;
+    o.clean = c.tokenizer.clean == "canonicalize" ? TextCleaning::kCanonicalize
+              : c.tokenizer.clean == "siglip_hf"  ? TextCleaning::kSiglipHF
+                                                  : TextCleaning::kNone;
+    o.ftfy = c.tokenizer.ftfy;
+    o.context_length = c.text.context_length;
+    o.pad_id = static_cast<int32_t>(c.tokenizer.pad_id);
+    o.eos_id = static_cast<int32_t>(c.tokenizer.eos_id);
+    o.bos_id = static_cast<int32_t>(c.tokenizer.bos_id);
+    o.add_eos = c.tokenizer.add_eos;
+    Tokenizer tok = from_sentencepiece(c.tokenizer_path(), o);
+    // The embedding may have more rows than the vocabulary has pieces, never fewer.
+    if (c.text.vocab_size > 0 && tok.vocab_size() > c.text.vocab_size)
+      throw Error(ErrorCode::kInvalidModel,
+                  c.tokenizer_path() + ": vocabulary has " + std::to_string(tok.vocab_size()) +
+                      " tokens, more than " + c.path_of("config.json") +
+                      " field 'text.vocab_size' (" + std::to_string(c.text.vocab_size) + ")");
+    return tok;
+  }
   TokenizerOptions o;
   o.num_merges = c.tokenizer.num_merges;
   o.cache_capacity = cache_capacity;
@@ -523,48 +559,64 @@ Tokenizer Tokenizer::from_config(const ModelConfig& c, int64_t cache_capacity) {
 Tokenizer Tokenizer::from_merges(const std::vector<std::pair<std::string, std::string>>& merges,
                                  const TokenizerOptions& options) {
   check_options(options);
-  return Tokenizer(std::make_shared<const Impl>(merges, "merges", options), options.context_length);
+  return Tokenizer(std::make_shared<const ClipBpe>(merges, "merges", options),
+                   options.context_length);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const { return impl_->encode(text); }
 
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return impl_->decode(ids); }
 
+namespace {
+
+int64_t special_count(const Tokenizer::Impl& impl) {
+  return (impl.sot >= 0 ? 1 : 0) + (impl.eot >= 0 ? 1 : 0);
+}
+
+void check_context(const Tokenizer::Impl& impl, int64_t context_length) {
+  const int64_t least = std::max<int64_t>(1, special_count(impl));
+  if (context_length < least)
+    throw Error(ErrorCode::kInvalidArgument,
+                "context_length must be at least " + std::to_string(least) +
+                    (impl.sot >= 0 && impl.eot >= 0 ? " (sot and eot)" : "") + ", got " +
+                    std::to_string(context_length));
+}
+
+}  // namespace
+
 std::vector<int32_t> Tokenizer::encode_with_specials(std::string_view text, int64_t context_length,
-                                                     bool truncate) const {
+                                                     bool truncate, int64_t* full_length) const {
   if (context_length == 0) context_length = context_length_;
-  if (context_length < 2) {
-    throw Error(
-        ErrorCode::kInvalidArgument,
-        "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
+  check_context(*impl_, context_length);
+  std::vector<int32_t> body = impl_->encode(text);
+  // [sot] + body + [eot], cut to the context by dropping body ids: clip.tokenize(truncate=True)
+  // (keep context_length ids, the last replaced by eot) and HF's truncation (body[:context -
+  // specials], then the specials) give the same ids.
+  const int64_t specials = special_count(*impl_);
+  const int64_t full = static_cast<int64_t>(body.size()) + specials;
+  if (full_length != nullptr) *full_length = full;
+  if (full > context_length) {
+    if (!truncate) {
+      throw Error(ErrorCode::kInvalidText,
+                  "Input '" + shorten(text) + "' is too long for context length " +
+                      std::to_string(context_length) + ": " + std::to_string(full) + " tokens");
+    }
+    body.resize(static_cast<size_t>(context_length - specials));
   }
   std::vector<int32_t> ids;
-  ids.push_back(impl_->sot_);
-  const std::vector<int32_t> bpe = impl_->encode(text);
-  ids.insert(ids.end(), bpe.begin(), bpe.end());
-  ids.push_back(impl_->eot_);
-  if (static_cast<int64_t>(ids.size()) > context_length) {
-    if (!truncate) {
-      throw Error(ErrorCode::kInvalidText, "Input '" + shorten(text) +
-                                               "' is too long for context length " +
-                                               std::to_string(context_length) + ": " +
-                                               std::to_string(ids.size()) + " tokens");
-    }
-    ids.resize(static_cast<size_t>(context_length));
-    ids.back() = impl_->eot_;
-  }
+  ids.reserve(body.size() + 2);
+  if (impl_->sot >= 0) ids.push_back(impl_->sot);
+  ids.insert(ids.end(), body.begin(), body.end());
+  if (impl_->eot >= 0 && !(impl_->eot_if_absent && !body.empty() && body.back() == impl_->eot))
+    ids.push_back(impl_->eot);
   return ids;
 }
 
 IdTensor Tokenizer::tokenize(const std::vector<std::string>& texts, int64_t context_length,
                              bool truncate) const {
   if (context_length == 0) context_length = context_length_;
-  if (context_length < 2) {
-    throw Error(
-        ErrorCode::kInvalidArgument,
-        "context_length must be at least 2 (sot and eot), got " + std::to_string(context_length));
-  }
-  IdTensor out({static_cast<int64_t>(texts.size()), context_length}, 0);
+  check_context(*impl_, context_length);
+  IdTensor out({static_cast<int64_t>(texts.size()), context_length}, impl_->pad);
   for (size_t i = 0; i < texts.size(); ++i) {
     const std::vector<int32_t> ids = encode_with_specials(texts[i], context_length, truncate);
     int64_t* row = out.row(static_cast<int64_t>(i));
@@ -573,12 +625,14 @@ IdTensor Tokenizer::tokenize(const std::vector<std::string>& texts, int64_t cont
   return out;
 }
 
-const std::string& Tokenizer::sot_token() const { return impl_->sot_token_; }
-const std::string& Tokenizer::eot_token() const { return impl_->eot_token_; }
-int32_t Tokenizer::sot_id() const { return impl_->sot_; }
-int32_t Tokenizer::eot_id() const { return impl_->eot_; }
-int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(impl_->vocab_.size()); }
-int64_t Tokenizer::num_merges() const { return impl_->num_merges_; }
+const std::string& Tokenizer::type() const { return impl_->type; }
+const std::string& Tokenizer::sot_token() const { return impl_->sot_token; }
+const std::string& Tokenizer::eot_token() const { return impl_->eot_token; }
+int32_t Tokenizer::sot_id() const { return impl_->sot; }
+int32_t Tokenizer::eot_id() const { return impl_->eot; }
+int32_t Tokenizer::pad_id() const { return impl_->pad; }
+int64_t Tokenizer::vocab_size() const { return impl_->vocab_size; }
+int64_t Tokenizer::num_merges() const { return impl_->num_merges; }
 std::string Tokenizer::token(int32_t id) const { return impl_->token(id); }
 
 }  // namespace zsclip

@@ -5,6 +5,7 @@
 
 #include "zsclip/config.h"
 #include "zsclip/error.h"
+#include "zsclip/version.h"
 
 namespace zsclip {
 namespace {
@@ -170,10 +171,10 @@ TEST(ConfigV2, VersionOneKeepsTodaysMeaning) {
 
 TEST(ConfigV2, NewerVersionIsRefused) {
   nlohmann::json j = valid_v2();
-  j["format_version"] = 3;
+  j["format_version"] = kConfigFormatVersion + 1;
   try {
     ModelConfig::parse(j.dump(), "dir/config.json");
-    ADD_FAILURE() << "format_version 3 accepted";
+    ADD_FAILURE() << "format_version " << kConfigFormatVersion + 1 << " accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
   }
