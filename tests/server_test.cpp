@@ -428,6 +428,14 @@ TEST(ServerProtocol, MalformedRequestsNameTheField) {
       parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[-1],"data":["a"]}]})")
           .find("'shape'"),
       std::string::npos);
+  // An element count past int64 (2^32 x 2^32 = 2^64, which wrapped to 0 and passed as empty).
+  for (const char* shape :
+       {"[4294967296,4294967296]", "[1099511627776,1099511627776]", "[65536,65536,65536,65536]"})
+    EXPECT_NE(parse_error(std::string(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":)") +
+                          shape + R"(,"data":[]}]})")
+                  .find("too many elements"),
+              std::string::npos)
+        << shape;
   EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":[3]}]})")
                 .find("not a string"),
             std::string::npos);

@@ -172,6 +172,11 @@ class EmbeddingIndex {
   // Zero-shot classification of every row, in row order (then one failed entry per failure), as
   // ZeroShotClassifier::classify_files would give for the same files. The head must be the index's.
   std::vector<Classification> classify(const ZeroShotHead& head, int top_k = 5) const;
+  // The same, streamed: on_results(results, n) gets the next n of them (about 256 rows at a time,
+  // then the failures) and keeps nothing after it returns, so memory does not grow with the rows.
+  void classify(
+      const ZeroShotHead& head, int top_k,
+      const std::function<void(const Classification* results, size_t n)>& on_results) const;
 
   // The approximate part (needs FAISS): built over the current rows, saved as ann.faiss by save().
   void build_ann(const AnnOptions& options);
