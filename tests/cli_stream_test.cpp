@@ -13,6 +13,7 @@
 #include <cmath>
 #include <csignal>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -136,54 +137,49 @@ std::string index_of(const std::string& dir, int rows) {
   return out;
 }
 
-// A 5,000-class head over 16 and then 256 images: --json's peak memory must not grow with the
-// images (it held every element until the end: about 0.4 MB an image here, 24 GB seen for 3,000
-// rows x 100,000 classes), and its output must be what one dump of the whole array gives.
-TEST(CliStream, JsonMemoryDoesNotGrowWithTheImages) {
-  const std::string dir = temp_dir("cli_stream_json_memory");
-  const std::string head = big_head(dir, 5000);
+// Runs `args_for(n)` for the two counts: each --json output must be n elements, byte for byte
+// what one dump of the whole array gives, and the peak RSS must not grow by 30 MB from the first
+// count to the second.
+void expect_flat_json_memory(const std::string& dir, int small, int large,
+                             const std::function<std::vector<std::string>(int)>& args_for) {
   long peak[2] = {0, 0};
-  const int counts[2] = {16, 256};
+  const int counts[2] = {small, large};
   for (int k = 0; k < 2; ++k) {
-    std::ofstream list(dir + "/list.txt");
-    for (int i = 0; i < counts[k]; ++i)
-      list << example(i % 2 ? "red_circle.png" : "blue_star.png") << "\n";
-    list.close();
-    const auto [status, rss] = run_cli_peak(
-        {"classify", "--head", head, "--json", "--top-k", "2", "--images-from", dir + "/list.txt"},
-        dir + "/out.json", dir + "/err.txt");
-    ASSERT_EQ(status, 0) << read_file(dir + "/err.txt");
+    const auto [status, rss] = run_cli_peak(args_for(counts[k]), dir + "/out.json", dir + "/err");
+    ASSERT_EQ(status, 0) << read_file(dir + "/err");
     peak[k] = rss;
     const std::string out = read_file(dir + "/out.json");
     const json j = json::parse(out);
     ASSERT_EQ(j.size(), size_t(counts[k]));
     EXPECT_EQ(j[1]["labels"].size(), 5000u);
-    EXPECT_EQ(out, j.dump(2) + "\n");  // byte for byte what the whole array gave
+    EXPECT_EQ(out, j.dump(2) + "\n");  // what the whole array gave
   }
   EXPECT_LT(peak[1] - peak[0], 30 * 1024)
-      << "peak RSS " << peak[0] << " kB for 16 images, " << peak[1] << " kB for 256";
+      << "peak RSS " << peak[0] << " kB for " << small << ", " << peak[1] << " kB for " << large;
+}
+
+// A 5,000-class head over 16 and then 256 images: --json's peak memory must not grow with the
+// images (it held every element until the end: about 0.4 MB an image here, 24 GB seen for 3,000
+// rows x 100,000 classes).
+TEST(CliStream, JsonMemoryDoesNotGrowWithTheImages) {
+  const std::string dir = temp_dir("cli_stream_json_memory");
+  const std::string head = big_head(dir, 5000);
+  expect_flat_json_memory(dir, 16, 256, [&](int n) {
+    std::ofstream list(dir + "/list.txt");
+    for (int i = 0; i < n; ++i) list << example(i % 2 ? "red_circle.png" : "blue_star.png") << "\n";
+    return std::vector<std::string>{
+        "classify", "--head", head, "--json", "--top-k", "2", "--images-from", dir + "/list.txt"};
+  });
 }
 
 // The same for classify --index (every row's result was held, then the whole array).
 TEST(CliStream, IndexJsonMemoryDoesNotGrowWithTheRows) {
   const std::string dir = temp_dir("cli_stream_index_memory");
   const std::string head = big_head(dir, 5000);
-  long peak[2] = {0, 0};
-  const int counts[2] = {16, 512};
-  for (int k = 0; k < 2; ++k) {
-    const std::string index = index_of(dir, counts[k]);
-    const auto [status, rss] =
-        run_cli_peak({"classify", "--index", index, "--head", head, "--json", "--top-k", "2"},
-                     dir + "/out.json", dir + "/err.txt");
-    ASSERT_EQ(status, 0) << read_file(dir + "/err.txt");
-    peak[k] = rss;
-    const std::string out = read_file(dir + "/out.json");
-    const json j = json::parse(out);
-    ASSERT_EQ(j.size(), size_t(counts[k]));
-    EXPECT_EQ(out, j.dump(2) + "\n");
-  }
-  EXPECT_LT(peak[1] - peak[0], 30 * 1024)
-      << "peak RSS " << peak[0] << " kB for 16 rows, " << peak[1] << " kB for 512";
+  expect_flat_json_memory(dir, 16, 512, [&](int n) {
+    return std::vector<std::string>{"classify", "--index", index_of(dir, n), "--head",
+                                    head,       "--json",  "--top-k",        "2"};
+  });
 }
 
 // --images-from a pipe: the first element of --json's array is written while the list is still

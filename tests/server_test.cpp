@@ -877,6 +877,20 @@ TEST(Server, BadRequestsAnswer400NamingTheFieldAnd413WhenTooLarge) {
       {"zero_shot",
        infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", ""})})),
        400, "LABELS"},
+      // Equal once the tokenizer has cleaned them (they split every score 0.5/0.5), and a label
+      // that is only a no-break space (empty once cleaned).
+      {"zero_shot",
+       infer_body(json::array(
+           {bytes_input("IMAGE", {img}), bytes_input("LABELS", {"cat", " cat", "dog"})})),
+       400, "labels 1 \"cat\" and 2 \" cat\" are the same"},
+      {"zero_shot",
+       infer_body(
+           json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"Cat", "cat "})})),
+       400, "labels 1 \"Cat\" and 2 \"cat \" are the same"},
+      {"zero_shot",
+       infer_body(
+           json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", "\xC2\xA0"})})),
+       400, "label 2 is empty"},
       {"zero_shot",
        infer_body(json::array(
            {bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", {"no braces", "x"})})),
