@@ -231,3 +231,27 @@ TEST(Cli, LabelsAreDistinctAfterCleaning) {
 
 }  // namespace
 }  // namespace zsclip
+
+namespace zsclip {
+namespace {
+
+using namespace ::zsclip::testing;
+
+// README.md's C++ examples (examples/readme_*.cpp, which readme_examples_test keeps equal to the
+// README) run on the shipped model from the source folder, as the README says.
+TEST(Cli, ReadmeExamplesRun) {
+  for (const std::string name : {"readme_api", "readme_runtime"}) {
+    const std::string exe = std::string(ZSCLIP_BINARY_DIR) + "/bin/" + name;
+    if (!std::filesystem::exists(exe)) GTEST_SKIP() << exe << " is not built (the examples)";
+    const std::string out = temp_dir("cli_readme") + "/" + name + ".out";
+    const std::string cmd = "cd " + sh(ZSCLIP_SOURCE_DIR) + " && " + sh(exe) + " > " + sh(out) +
+                            " 2> /dev/null < /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << name;
+    const std::string text = read_file(out);
+    EXPECT_EQ(text.rfind(name == "readme_api" ? "red circle " : "blue star\n", 0), 0u)
+        << name << ": " << text;
+  }
+}
+
+}  // namespace
+}  // namespace zsclip
