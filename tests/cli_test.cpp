@@ -157,3 +157,101 @@ TEST(Cli, ClassifyReportsABadImageAndClassifiesTheOthers) {
 
 }  // namespace
 }  // namespace zsclip
+
+namespace zsclip {
+namespace {
+
+using namespace ::zsclip::testing;
+using json = nlohmann::json;
+
+std::string shipped_image(const std::string& name) {
+  return source_path("examples/images/" + name + ".png");
+}
+
+// A sigmoid-scored model's table (issue 23): every label printed as 0.0000 and no word of
+// "sigmoid". The table now says which scoring it shows and gives each score with enough digits to
+// read it back.
+TEST(Cli, SigmoidTableSaysSoAndShowsTheScores) {
+  const std::string model = std::string(ZSCLIP_FIXTURE_DIR) + "/openclip-knobs";
+  if (!std::filesystem::exists(model + "/config.json"))
+    GTEST_SKIP() << model << " is absent (../shared/clip/openclip-knobs; export_fixtures makes it)";
+  const std::string args = "classify --model " + sh(model) +
+                           " --labels 'red circle,blue star,green triangle' --top-k 3 " +
+                           sh(shipped_image("red_circle"));
+  CliResult table = run_cli(args);
+  ASSERT_EQ(table.status, 0) << table.err;
+  CliResult lines = run_cli(args + " --jsonl");
+  ASSERT_EQ(lines.status, 0) << lines.err;
+  std::istringstream in(lines.out);
+  std::string header, row;
+  ASSERT_TRUE(std::getline(in, header) && std::getline(in, row));
+  ASSERT_EQ(json::parse(header)["scoring"], "sigmoid");
+  const json top = json::parse(row)["top"];
+  EXPECT_NE(table.out.find("sigmoid"), std::string::npos) << table.out;
+  // Each "  SCORE  LABEL" line reads back as the JSON's score, to 4 significant digits.
+  std::istringstream t(table.out);
+  size_t seen = 0;
+  for (std::string line; std::getline(t, line);) {
+    for (const auto& s : top) {
+      const std::string label = s["label"].get<std::string>();
+      if (line.size() < label.size() + 2 ||
+          line.compare(line.size() - label.size(), label.size(), label) != 0 ||
+          line.rfind("  ", 0) != 0)
+        continue;
+      const double printed = std::stod(line.substr(2, line.size() - label.size() - 4));
+      const double want = s["prob"].get<double>();
+      EXPECT_NEAR(printed, want, 1e-3 * std::abs(want)) << line;
+      EXPECT_GT(printed, 0.0) << line;
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 3u) << table.out;
+}
+
+// Labels that are one label once cleaned (case, spaces, HTML entities) are refused, naming both;
+// a label that is only a no-break space is empty; a labels file's byte-order mark is stripped.
+TEST(Cli, LabelsAreDistinctAfterCleaning) {
+  const std::string img = sh(shipped_image("red_circle"));
+  CliResult r = run_cli("classify --labels 'red circle,Red Circle' " + img);
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("labels 1 \"red circle\" and 2 \"Red Circle\""), std::string::npos) << r.err;
+  r = run_cli("head --labels " + sh("blue star,\xC2\xA0") + " --out " +
+              sh(temp_dir("cli_labels") + "/h.zshead"));
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_NE(r.err.find("label 2 is empty"), std::string::npos) << r.err;
+  const std::string file = temp_dir("cli_labels") + "/labels.txt";
+  std::ofstream(file, std::ios::binary) << "\xEF\xBB\xBFred circle\nblue star\n";
+  r = run_cli("classify --jsonl --labels-file " + sh(file) + " " + img);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream in(r.out);
+  std::string header;
+  ASSERT_TRUE(std::getline(in, header));
+  EXPECT_EQ(json::parse(header)["labels"], json::array({"red circle", "blue star"}));
+}
+
+}  // namespace
+}  // namespace zsclip
+
+namespace zsclip {
+namespace {
+
+using namespace ::zsclip::testing;
+
+// README.md's C++ examples (examples/readme_*.cpp, which readme_examples_test keeps equal to the
+// README) run on the shipped model from the source folder, as the README says.
+TEST(Cli, ReadmeExamplesRun) {
+  for (const std::string name : {"readme_api", "readme_runtime"}) {
+    const std::string exe = std::string(ZSCLIP_BINARY_DIR) + "/bin/" + name;
+    if (!std::filesystem::exists(exe)) GTEST_SKIP() << exe << " is not built (the examples)";
+    const std::string out = temp_dir("cli_readme") + "/" + name + ".out";
+    const std::string cmd = "cd " + sh(ZSCLIP_SOURCE_DIR) + " && " + sh(exe) + " > " + sh(out) +
+                            " 2> /dev/null < /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << name;
+    const std::string text = read_file(out);
+    EXPECT_EQ(text.rfind(name == "readme_api" ? "red circle " : "blue star\n", 0), 0u)
+        << name << ": " << text;
+  }
+}
+
+}  // namespace
+}  // namespace zsclip

@@ -406,13 +406,16 @@ TEST(OutputLost, AFailedWriteIsExitStatusOne) {
   const std::string img = sh(image("red_circle"));
   for (const std::string& args : std::vector<std::string>{
            "classify --labels " + sh(kLabels) + " " + img,
-           "classify --json --labels " + sh(kLabels) + " " + img, "embed --image " + img,
+           "classify --json --labels " + sh(kLabels) + " " + img,
+           "classify --jsonl --labels " + sh(kLabels) + " " + img, "embed --image " + img,
            "tokenize " + sh("a red circle"), "info", "--help", "classify --help"}) {
     const CliResult r = run("", args, "/dev/full");
     EXPECT_EQ(r.status, 1) << args << "\n" << r.err;
     EXPECT_TRUE(has(r.err, "standard output: write failed: No space left on device"))
         << args << "\n"
         << r.err;
+    // Once (a streamed write that failed was reported again by the final check).
+    EXPECT_EQ(r.err.find("write failed"), r.err.rfind("write failed")) << args << "\n" << r.err;
   }
   // --out onto a device is refused rather than written "successfully".
   const CliResult p = run("", "preprocess --image-size 32 --out /dev/full " + img);

@@ -531,6 +531,14 @@ TEST(ServerProtocol, MalformedRequestsNameTheField) {
       parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[-1],"data":["a"]}]})")
           .find("'shape'"),
       std::string::npos);
+  // An element count past int64 (2^32 x 2^32 = 2^64, which wrapped to 0 and passed as empty).
+  for (const char* shape :
+       {"[4294967296,4294967296]", "[1099511627776,1099511627776]", "[65536,65536,65536,65536]"})
+    EXPECT_NE(parse_error(std::string(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":)") +
+                          shape + R"(,"data":[]}]})")
+                  .find("too many elements"),
+              std::string::npos)
+        << shape;
   EXPECT_NE(parse_error(R"({"inputs":[{"name":"TEXT","datatype":"BYTES","shape":[1],"data":[3]}]})")
                 .find("not a string"),
             std::string::npos);
@@ -998,6 +1006,20 @@ TEST(Server, BadRequestsAnswer400NamingTheFieldAnd413WhenTooLarge) {
       {"zero_shot",
        infer_body(json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", ""})})),
        400, "LABELS"},
+      // Equal once the tokenizer has cleaned them (they split every score 0.5/0.5), and a label
+      // that is only a no-break space (empty once cleaned).
+      {"zero_shot",
+       infer_body(json::array(
+           {bytes_input("IMAGE", {img}), bytes_input("LABELS", {"cat", " cat", "dog"})})),
+       400, "labels 1 \"cat\" and 2 \" cat\" are the same"},
+      {"zero_shot",
+       infer_body(
+           json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"Cat", "cat "})})),
+       400, "labels 1 \"Cat\" and 2 \"cat \" are the same"},
+      {"zero_shot",
+       infer_body(
+           json::array({bytes_input("IMAGE", {img}), bytes_input("LABELS", {"a", "\xC2\xA0"})})),
+       400, "label 2 is empty"},
       {"zero_shot",
        infer_body(json::array(
            {bytes_input("IMAGE", {img}), labels, bytes_input("TEMPLATES", {"no braces", "x"})})),

@@ -190,6 +190,11 @@ class EmbeddingIndex {
   // ZeroShotClassifier::classify_files would give for the same files. The head must be the index's.
   // A row holding NaN or Inf values gives a failed entry (kInvalidConfig, naming row and path).
   std::vector<Classification> classify(const ZeroShotHead& head, int top_k = 5) const;
+  // The same, streamed: on_results(results, n) gets the next n of them (about 256 rows at a time,
+  // then the failures) and keeps nothing after it returns, so memory does not grow with the rows.
+  void classify(
+      const ZeroShotHead& head, int top_k,
+      const std::function<void(const Classification* results, size_t n)>& on_results) const;
 
   // Rows whose stored values are not all finite (NaN or Inf: an index damaged from outside, or
   // written before zsclip refused such rows), ascending. One pass over the rows, remembered; an

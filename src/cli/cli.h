@@ -99,10 +99,14 @@ ModelOptions model_options(const Args& args, bool text_encoder);
 
 // "what: done / total units, units/s, ETA" on standard error, redrawn in place; only when standard
 // error is a terminal (nothing extra in pipes and logs).
+// total kUnknown (a list still being read): "what: done units, units/s", and finish() ends the
+// line.
 class Progress {
  public:
+  static constexpr size_t kUnknown = static_cast<size_t>(-1);
   Progress(const char* what, size_t total, const char* unit);
   void update(size_t done);
+  void finish(size_t done);
 
  private:
   const char* what_;

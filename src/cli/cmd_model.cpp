@@ -1,8 +1,13 @@
 // zsclip embed / head / classify / info: the subcommands that load a model.
+#include <poll.h>
 #include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -89,6 +94,24 @@ void report_truncation(const char* command, const ZeroShotHead& head) {
               << " prompts were longer than the model's context and were cut\n";
 }
 
+// Writes, one element at a time, exactly what dump_json(array, 2) writes for the whole array, so
+// that a long output is never held in memory.
+class JsonArrayWriter {
+ public:
+  void add(json item) {
+    json one = json::array();
+    one.push_back(std::move(item));
+    const std::string text = dump_json(one, 2);  // "[\n  ITEM\n]"
+    std::cout << (any_ ? ",\n" : "[\n");
+    std::cout.write(text.data() + 2, static_cast<std::streamsize>(text.size() - 4));
+    any_ = true;
+  }
+  void finish() { std::cout << (any_ ? "\n]" : "[]") << "\n"; }
+
+ private:
+  bool any_ = false;
+};
+
 int run_embed(const Args& args) {
   const auto images = args.all("--image");
   const auto texts = args.all("--text");
@@ -100,19 +123,64 @@ int run_embed(const Args& args) {
   report_precision(model);
   const int64_t d = model.embed_dim();
   int status = 0;
-  json out = {{"images", json::array()},
-              {"texts", json::array()},
-              {"logits_per_image", json::array()},
-              {"scoring", scoring_name(model.scoring())}};
+  // Everything but "images", which is written as each batch is done (the keys come out in this
+  // order: "images" first, the rest after it).
+  json rest = {{"texts", json::array()},
+               {"logits_per_image", json::array()},
+               {"scoring", scoring_name(model.scoring())}};
   const bool has_bias = model.scoring() == Scoring::kSigmoid;
   if (has_bias) {
-    out["logit_bias"] = model.logit_bias();
-    out["logits_per_image_with_bias"] = json::array();  // SigLIP's logits: sigmoid of these
+    rest["logit_bias"] = model.logit_bias();
+    rest["logits_per_image_with_bias"] = json::array();  // SigLIP's logits: sigmoid of these
   }
 
-  // Images: preprocess a batch (bad files reported, others kept), encode the good ones.
+  // Texts first (few, from the command line), so that each image's logits row is computed as soon
+  // as its features are, and its features need not be kept.
+  std::vector<std::vector<float>> text_feats;
+  const bool truncate = args.has("--truncate");
+  if (!texts.empty()) {
+    Tokenizer tok = model.load_tokenizer();
+    for (size_t begin = 0; begin < texts.size(); begin += static_cast<size_t>(batch)) {
+      std::vector<std::string> chunk(
+          texts.begin() + static_cast<std::ptrdiff_t>(begin),
+          texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), begin + batch)));
+      IdTensor ids;
+      try {
+        ids = tok.tokenize(chunk, model.context_length(), truncate);
+      } catch (const Error& e) {
+        throw Error(e.code(), std::string(e.what()) + " (--truncate cuts it)");
+      }
+      FloatTensor feats = model.encode_texts(ids);
+      for (size_t i = 0; i < chunk.size(); ++i) {
+        text_feats.emplace_back(feats.row(static_cast<int64_t>(i)),
+                                feats.row(static_cast<int64_t>(i)) + d);
+        rest["texts"].push_back(
+            {{"text", chunk[i]},
+             {"tokens", tok.encode_with_specials(chunk[i], model.context_length(), truncate)},
+             {"features", text_feats.back()}});
+      }
+    }
+  }
+  auto norm = [&](const std::vector<float>& v) {
+    double s = 0;
+    for (float x : v) s += double(x) * x;
+    return std::sqrt(s);
+  };
+  const double scale = model.logit_scale_exp();
+  auto logits_row = [&](const std::vector<float>& fi) {
+    json row = json::array();
+    const double ni = norm(fi);
+    for (const auto& ft : text_feats) {
+      double dot = 0;
+      for (int64_t k = 0; k < d; ++k) dot += double(fi[k]) * ft[k];
+      row.push_back(scale * dot / (ni * norm(ft)));
+    }
+    return row;
+  };
+
+  // Images: preprocess a batch (bad files reported, others kept), encode the good ones, write them.
+  std::cout << "{\"images\":[";
   Preprocessor pre(model.config().preprocess);
-  std::vector<std::vector<float>> image_feats(images.size());
   const size_t per = static_cast<size_t>(3 * model.image_size() * model.image_size());
   Progress progress("zsclip embed", images.size(), "images");
   for (size_t begin = 0; begin < images.size(); begin += static_cast<size_t>(batch)) {
@@ -136,69 +204,33 @@ int run_embed(const Args& args) {
     }
     std::vector<float> feats(good.size() * static_cast<size_t>(d));
     model.encode_images(pixels.data(), static_cast<int64_t>(good.size()), feats.data());
+    std::vector<std::vector<float>> image_feats(paths.size());
     for (size_t j = 0; j < good.size(); ++j)
-      image_feats[begin + good[j]].assign(feats.begin() + static_cast<std::ptrdiff_t>(j * d),
-                                          feats.begin() + static_cast<std::ptrdiff_t>((j + 1) * d));
+      image_feats[good[j]].assign(feats.begin() + static_cast<std::ptrdiff_t>(j * d),
+                                  feats.begin() + static_cast<std::ptrdiff_t>((j + 1) * d));
     for (size_t i = 0; i < paths.size(); ++i) {
       json item = file_json(paths[i]);
-      if (image_feats[begin + i].empty())
+      if (image_feats[i].empty())
         item["error"] = status_of[i].error;
       else
-        item["features"] = image_feats[begin + i];
-      out["images"].push_back(std::move(item));
+        item["features"] = image_feats[i];
+      std::cout << (begin + i > 0 ? "," : "") << dump_json(item);
+      if (!texts.empty()) {
+        json row = image_feats[i].empty() ? json(nullptr) : logits_row(image_feats[i]);
+        if (has_bias) {
+          json biased = row;
+          if (!row.is_null())
+            for (auto& x : biased) x = x.get<double>() + double(model.logit_bias());
+          rest["logits_per_image_with_bias"].push_back(std::move(biased));
+        }
+        rest["logits_per_image"].push_back(std::move(row));
+      }
     }
+    flush_stdout();
   }
-
   progress.update(images.size());
-  std::vector<std::vector<float>> text_feats;
-  const bool truncate = args.has("--truncate");
-  if (!texts.empty()) {
-    Tokenizer tok = model.load_tokenizer();
-    for (size_t begin = 0; begin < texts.size(); begin += static_cast<size_t>(batch)) {
-      std::vector<std::string> chunk(
-          texts.begin() + static_cast<std::ptrdiff_t>(begin),
-          texts.begin() + static_cast<std::ptrdiff_t>(std::min(texts.size(), begin + batch)));
-      IdTensor ids;
-      try {
-        ids = tok.tokenize(chunk, model.context_length(), truncate);
-      } catch (const Error& e) {
-        throw Error(e.code(), std::string(e.what()) + " (--truncate cuts it)");
-      }
-      FloatTensor feats = model.encode_texts(ids);
-      for (size_t i = 0; i < chunk.size(); ++i) {
-        text_feats.emplace_back(feats.row(static_cast<int64_t>(i)),
-                                feats.row(static_cast<int64_t>(i)) + d);
-        out["texts"].push_back(
-            {{"text", chunk[i]},
-             {"tokens", tok.encode_with_specials(chunk[i], model.context_length(), truncate)},
-             {"features", text_feats.back()}});
-      }
-    }
-    auto norm = [&](const std::vector<float>& v) {
-      double s = 0;
-      for (float x : v) s += double(x) * x;
-      return std::sqrt(s);
-    };
-    const double scale = model.logit_scale_exp();
-    for (const auto& fi : image_feats) {
-      if (fi.empty()) {
-        out["logits_per_image"].push_back(nullptr);
-        if (has_bias) out["logits_per_image_with_bias"].push_back(nullptr);
-        continue;
-      }
-      json row = json::array(), biased = json::array();
-      const double ni = norm(fi);
-      for (const auto& ft : text_feats) {
-        double dot = 0;
-        for (int64_t k = 0; k < d; ++k) dot += double(fi[k]) * ft[k];
-        row.push_back(scale * dot / (ni * norm(ft)));
-        biased.push_back(scale * dot / (ni * norm(ft)) + double(model.logit_bias()));
-      }
-      out["logits_per_image"].push_back(row);
-      if (has_bias) out["logits_per_image_with_bias"].push_back(biased);
-    }
-  }
-  std::cout << dump_json(out) << "\n";
+  const std::string tail = dump_json(rest);  // {"logit_bias":..,"logits_per_image":..,...}
+  std::cout << "]," << tail.substr(1) << "\n";
   return status;
 }
 
@@ -222,9 +254,11 @@ int run_head(const Args& args) {
   return 0;
 }
 
-// classify --index: every indexed image, from its stored features (no image is decoded).
-std::vector<Classification> classify_index(const Args& args, int top_k, Scoring* scoring,
-                                           std::vector<std::string>* labels) {
+// classify --index: every indexed image, from its stored features (no image is decoded). `start`
+// gets the head once it is ready, then `write` the results, a block at a time.
+void classify_index(const Args& args, int top_k,
+                    const std::function<void(const ZeroShotHead&)>& start,
+                    const std::function<void(const Classification*, size_t)>& write) {
   if (!args.positional().empty())
     throw UsageError("--index classifies the indexed images; give no IMAGE");
   const std::string dir = args.get("--index");
@@ -249,31 +283,94 @@ std::vector<Classification> classify_index(const Args& args, int top_k, Scoring*
     report_truncation("classify", *head);
   }
   index.check_compatible(*head, args.has("--head") ? "head file " + args.get("--head") : "head");
-  *scoring = head->scoring();
-  *labels = head->labels();
-  return index.classify(*head, top_k);
+  start(*head);
+  index.classify(*head, top_k, write);
 }
 
 // Image paths from --images-from FILE ("-": standard input): one a line, blank lines skipped, bytes
-// kept as they are (file names need not be UTF-8).
-std::vector<std::string> read_image_list(const std::string& spec) {
-  constexpr uint64_t kMaxListBytes = uint64_t{1} << 30;
-  const std::string text =
-      spec == "-"
-          ? io::read_stream(0, "standard input", {kMaxListBytes, ErrorCode::kInvalidArgument})
-          : io::read_file(spec, "image list", {kMaxListBytes, ErrorCode::kInvalidArgument});
-  std::vector<std::string> paths;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(pos, end - pos);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty()) paths.push_back(std::move(line));
-    pos = end + 1;
+// kept as they are (file names need not be UTF-8). Read as they arrive, a chunk at a time, so that
+// a list from a pipe is classified while it is being written, and a long one is never held whole.
+class ImageListReader {
+ public:
+  explicit ImageListReader(const std::string& spec)
+      : name_(spec == "-" ? std::string("standard input") : "image list '" + spec + "'") {
+    if (spec != "-") {
+      uint64_t size = 0;
+      file_ = io::open_regular_file(spec, "image list", {~uint64_t{0}, ErrorCode::kInvalidArgument},
+                                    &size);
+    }
+    fd_ = spec == "-" ? 0 : file_.get();
   }
-  return paths;
-}
+
+  // Appends up to `max` paths to `out`: waits for the first, then takes only those that have
+  // already arrived. Returns false at the end of the list (nothing appended).
+  bool next(std::vector<std::string>& out, size_t max) {
+    const size_t start = out.size();
+    for (;;) {
+      while (out.size() - start < max && pop_line(out)) {
+      }
+      if (out.size() - start >= max) return true;
+      if (eof_) {
+        if (pos_ < buf_.size()) add_line(buf_.substr(pos_), out);
+        buf_.clear();
+        pos_ = 0;
+        return out.size() > start;
+      }
+      if (out.size() > start && !readable_now()) return true;
+      fill();
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxLineBytes = size_t{1} << 20;
+
+  static void add_line(std::string line, std::vector<std::string>& out) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) out.push_back(std::move(line));
+  }
+  bool pop_line(std::vector<std::string>& out) {
+    const size_t end = buf_.find('\n', pos_);
+    if (end == std::string::npos) {
+      if (buf_.size() - pos_ > kMaxLineBytes)
+        throw Error(ErrorCode::kInvalidArgument, name_ + ": a line is longer than " +
+                                                     std::to_string(kMaxLineBytes) +
+                                                     " bytes (not a list of paths?)");
+      return false;
+    }
+    add_line(buf_.substr(pos_, end - pos_), out);
+    pos_ = end + 1;
+    return true;
+  }
+  bool readable_now() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) != 0;
+  }
+  void fill() {
+    if (pos_ > 0) {
+      buf_.erase(0, pos_);
+      pos_ = 0;
+    }
+    char chunk[1 << 16];
+    for (;;) {
+      const ssize_t got = ::read(fd_, chunk, sizeof chunk);
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) {
+        const int err = errno;
+        throw Error(error_code_from_errno(err), name_ + ": read failed: " + std::strerror(err));
+      }
+      if (got == 0) eof_ = true;
+      buf_.append(chunk, static_cast<size_t>(got));
+      return;
+    }
+  }
+
+  std::string name_;
+  io::Fd file_;
+  int fd_ = 0;
+  std::string buf_;
+  size_t pos_ = 0;
+  bool eof_ = false;
+};
 
 json classification_json(const Classification& r, const char* scoring) {
   json item = file_json(r.source);
@@ -291,12 +388,18 @@ json classification_json(const Classification& r, const char* scoring) {
 }
 
 int run_classify(const Args& args) {
+  // Paths given as IMAGE first, then --images-from's, read a chunk at a time.
+  constexpr size_t kListChunk = 4096;
   std::vector<std::string> images = args.positional();
+  std::optional<ImageListReader> list;
   if (args.has("--images-from")) {
     if (args.has("--index")) throw UsageError("--images-from and --index cannot be combined");
-    for (auto& p : read_image_list(args.get("--images-from"))) images.push_back(std::move(p));
-    if (images.empty())
-      throw UsageError("--images-from " + args.get("--images-from") + " lists no image");
+    list.emplace(args.get("--images-from"));
+    if (!list->next(images, kListChunk)) {
+      list.reset();
+      if (images.empty())
+        throw UsageError("--images-from " + args.get("--images-from") + " lists no image");
+    }
   }
   if (images.empty() && !args.has("--index")) throw UsageError("no IMAGE given");
   const bool has_labels = args.has("--labels") || args.has("--labels-file");
@@ -314,10 +417,11 @@ int run_classify(const Args& args) {
     throw UsageError("--truncate has no effect with --head (its prompts are embedded)");
   const bool as_json = args.has("--json"), as_jsonl = args.has("--jsonl");
   int status = 0;
-  json array = json::array();  // --json: one array, written at the end
+  JsonArrayWriter array;  // --json: one array, written an element at a time
   const char* scoring = "softmax";
+  bool sigmoid = false;
   const std::vector<std::string>* labels = nullptr;
-  // Each result as soon as it is ready: a table, a JSON line (flushed), or a --json array element.
+  // Each result as soon as it is ready: a table, a JSON line, or a --json array element; flushed.
   auto write = [&](const Classification* results, size_t n) {
     for (size_t i = 0; i < n; ++i) {
       const Classification& r = results[i];
@@ -329,35 +433,39 @@ int run_classify(const Args& args) {
       if (as_json) {
         json item = classification_json(r, scoring);
         item["labels"] = *labels;
-        array.push_back(std::move(item));
+        array.add(std::move(item));
       } else if (as_jsonl) {
         std::cout << dump_json(classification_json(r, scoring)) << "\n";
       } else if (r.ok) {
         std::cout << r.source << "\n";
-        for (const auto& s : r.top)
-          std::cout << "  " << std::fixed << std::setprecision(4) << s.prob << "  " << s.label
-                    << "\n";
+        for (const auto& s : r.top) {
+          // Sigmoid scores are each label's own probability, often all far below 0.0001.
+          if (sigmoid)
+            std::cout << "  " << std::scientific << std::setprecision(4) << s.prob;
+          else
+            std::cout << "  " << std::fixed << std::setprecision(4) << s.prob;
+          std::cout << "  " << s.label << "\n";
+        }
       }
     }
     flush_stdout();
   };
-  auto header = [&] {
-    // --jsonl: the first line names the labels (and the scoring) once, so `probs` can be read
-    // alone.
+  // Called once the head is known, before any result.
+  auto start = [&](const ZeroShotHead& head) {
+    scoring = scoring_name(head.scoring());
+    sigmoid = head.scoring() == Scoring::kSigmoid;
+    labels = &head.labels();
     if (as_jsonl) {
+      // The first line names the labels (and the scoring) once, so `probs` can be read alone.
       std::cout << dump_json(json{{"labels", *labels}, {"scoring", scoring}}) << "\n";
       flush_stdout();
+    } else if (!as_json && sigmoid) {
+      std::cout << "scoring: sigmoid (each label's own probability, sigmoid(logit_scale * cosine "
+                   "+ logit_bias); they do not sum to 1)\n";
     }
   };
   if (args.has("--index")) {
-    Scoring scoring_kind = Scoring::kSoftmax;
-    std::vector<std::string> index_labels;
-    std::vector<Classification> results =
-        classify_index(args, co.top_k, &scoring_kind, &index_labels);
-    scoring = scoring_name(scoring_kind);
-    labels = &index_labels;
-    header();
-    write(results.data(), results.size());
+    classify_index(args, co.top_k, start, write);
   } else {
     std::optional<ZeroShotClassifier> clf;
     if (args.has("--head")) {
@@ -379,16 +487,22 @@ int run_classify(const Args& args) {
       clf.emplace(std::move(model), std::move(head), co);
       report_truncation("classify", clf->head());
     }
-    scoring = scoring_name(clf->head().scoring());
-    labels = &clf->head().labels();
-    header();
-    Progress progress("zsclip classify", images.size(), "images");
-    clf->classify_files(images, [&](size_t first, const Classification* results, size_t n) {
-      write(results, n);
-      progress.update(first + n);
-    });
+    start(clf->head());
+    Progress progress("zsclip classify", list ? Progress::kUnknown : images.size(), "images");
+    size_t done = 0;
+    for (;;) {
+      clf->classify_files_streamed(images,
+                                   [&](size_t first, const Classification* results, size_t n) {
+                                     write(results, n);
+                                     progress.update(done + first + n);
+                                   });
+      done += images.size();
+      images.clear();
+      if (!list || !list->next(images, kListChunk)) break;
+    }
+    progress.finish(done);
   }
-  if (as_json) std::cout << dump_json(array, 2) << "\n";
+  if (as_json) array.finish();
   return status;
 }
 
@@ -479,14 +593,18 @@ ZSCLIP_COMMAND(Command{
         "--json an array of {\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in "
         "label order],\n"
         "\"labels\":[the classes, in that order], \"scoring\"}, or with --jsonl a first line\n"
-        "{\"labels\", \"scoring\"} and then one such object (without \"labels\") per image, "
-        "written and\n"
-        "flushed per batch. Progress goes to standard error when it is a terminal. scoring "
+        "{\"labels\", \"scoring\"} and then one such object (without \"labels\") per image. "
+        "All three are\n"
+        "written and flushed per batch (memory does not grow with the images); --images-from\n"
+        "is read as it arrives. A sigmoid model's table says so on its first line and gives\n"
+        "scores in scientific notation. Progress goes to standard error when it is a terminal.\n"
+        "scoring "
         "\"softmax\" (CLIP): probabilities over the labels, summing to 1.\n"
         "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own "
         "probability\n"
         "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
-        "An unreadable image is reported on stderr (and as {\"file\",\"error\"} in JSON) while "
+        "An unreadable image is reported on stderr (and as {\"file\",\"error\",\"code\"} in JSON) "
+        "while "
         "the\n"
         "others are still classified; the exit status is then 1. A file name that is\n"
         "not UTF-8 is given with U+FFFD for its bad bytes in \"file\" and exactly, in\n"

@@ -153,11 +153,24 @@ void Progress::update(size_t done) {
       std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   const double s = now - start_;
   const double rate = s > 0 ? double(done) / s : 0;
+  if (total_ == kUnknown) {
+    std::fprintf(stderr, "\r%s: %zu %s, %.1f %s/s   ", what_, done, unit_, rate, unit_);
+    std::fflush(stderr);
+    return;
+  }
   const double eta = rate > 0 ? double(total_ - std::min(done, total_)) / rate : 0;
   std::fprintf(stderr, "\r%s: %zu / %zu %s, %.1f %s/s, ETA %.0f s   ", what_, done, total_, unit_,
                rate, unit_, eta);
   if (done >= total_) std::fputc('\n', stderr);
   std::fflush(stderr);
+}
+
+void Progress::finish(size_t done) {
+  if (on_ && total_ == kUnknown) {
+    update(done);
+    std::fputc('\n', stderr);
+    std::fflush(stderr);
+  }
 }
 
 namespace {
@@ -201,11 +214,18 @@ OptionSpec truncate_option() {
           "(default: an error that names the prompt and its token count)"};
 }
 
+namespace {
+// Set when flush_stdout has thrown the write failure, which main() then reports: check_stdout must
+// not report it a second time.
+bool g_stdout_failure_thrown = false;
+}  // namespace
+
 void flush_stdout() {
   errno = 0;
   std::cout.flush();
   if (std::cout && std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
   const int err = errno;
+  g_stdout_failure_thrown = true;
   throw Error(ErrorCode::kIo, std::string("standard output: write failed") +
                                   (err ? std::string(": ") + std::strerror(err) : std::string()));
 }
@@ -244,6 +264,7 @@ int check_stdout(const std::string& name, int status) {
   std::cout.flush();
   const bool failed = !std::cout || std::fflush(stdout) != 0 || std::ferror(stdout);
   if (!failed) return status;
+  if (g_stdout_failure_thrown && status != 0) return status;  // reported once already
   const int err = errno;
   std::cerr << "zsclip" << (name.empty() ? "" : " " + name)
             << ": error [io]: standard output: write failed"

@@ -1,6 +1,7 @@
 #include "zsclip/config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -34,6 +35,9 @@ int64_t get_int(const json& obj, const std::string& origin, const std::string& p
   const json& v = member(obj, origin, path, key);
   if (!v.is_number_integer())
     fail(origin, path + key, "must be an integer, got " + type_name(v) + " " + v.dump());
+  // An unsigned JSON integer above INT64_MAX would wrap to a negative int64_t.
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+    fail(origin, path + key, "is out of range, got " + v.dump());
   int64_t x = v.get<int64_t>();
   if (x < min_value)
     fail(origin, path + key,
@@ -233,12 +237,14 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
     throw Error(ErrorCode::kInvalidConfig, origin + ": top level must be a JSON object");
 
   ModelConfig c;
-  c.format_version = static_cast<int>(get_int(j, origin, "", "format_version", 1));
-  if (c.format_version > kConfigFormatVersion)
+  // Compared before it is narrowed to int (2^32 + 1 must not read as 1).
+  const int64_t format_version = get_int(j, origin, "", "format_version", 1);
+  if (format_version > kConfigFormatVersion)
     throw Error(ErrorCode::kUnsupported,
-                origin + ": format_version " + std::to_string(c.format_version) +
+                origin + ": format_version " + std::to_string(format_version) +
                     " is newer than this zsclip (" + version() + ") reads (up to " +
                     std::to_string(kConfigFormatVersion) + "); upgrade zsclip");
+  c.format_version = static_cast<int>(format_version);
   c.name = get_string_or(j, origin, "", "name", "");
   c.fingerprint = get_string_or(j, origin, "", "fingerprint", "");
   c.architecture = get_string_or(j, origin, "", "architecture", "clip-vit");
@@ -292,10 +298,11 @@ ModelConfig ModelConfig::parse(const std::string& text, const std::string& origi
   }
 
   const json& p = get_object(j, origin, "", "preprocess");
-  c.preprocess.image_size = static_cast<int>(get_int(p, origin, "preprocess.", "image_size", 1));
-  if (c.preprocess.image_size > 8192)
+  const int64_t preprocess_size = get_int(p, origin, "preprocess.", "image_size", 1);
+  if (preprocess_size > 8192)  // checked before it is narrowed to int
     fail(origin, "preprocess.image_size",
-         "is implausibly large: " + std::to_string(c.preprocess.image_size));
+         "is implausibly large: " + std::to_string(preprocess_size));
+  c.preprocess.image_size = static_cast<int>(preprocess_size);
   c.preprocess.mean = get_triple(p, origin, "preprocess.", "mean", false);
   c.preprocess.std = get_triple(p, origin, "preprocess.", "std", true);
   c.preprocess.interpolation = get_enum<Interpolation>(p, origin, "preprocess.", "interpolation",

@@ -194,7 +194,8 @@ void ZeroShotPipeline::run_batches(
 
 std::vector<Classification> ZeroShotPipeline::classify_items(size_t count, const ItemFn& item,
                                                              const NameFn& name,
-                                                             const ReadyFn& on_ready) const {
+                                                             const ReadyFn& on_ready,
+                                                             bool keep_results) const {
   std::vector<Classification> results(count);
   std::vector<char> done(count, 0);
   size_t emitted = 0;  // results[0, emitted) have been passed to on_ready
@@ -202,6 +203,8 @@ std::vector<Classification> ZeroShotPipeline::classify_items(size_t count, const
     size_t end = emitted;
     while (end < count && done[end]) ++end;
     if (on_ready && end > emitted) on_ready(emitted, results.data() + emitted, end - emitted);
+    if (!keep_results)
+      for (size_t i = emitted; i < end; ++i) results[i] = Classification{};
     emitted = end;
   };
   run_batches(
@@ -220,6 +223,7 @@ std::vector<Classification> ZeroShotPipeline::classify_items(size_t count, const
         emit_ready();
       });
   emit_ready();
+  if (!keep_results) results.clear();
   return results;
 }
 
@@ -248,6 +252,13 @@ std::vector<Classification> ZeroShotPipeline::classify_files(const std::vector<s
   return classify_items(
       paths.size(), [&](size_t i, float* out) { preprocessor_.from_file_into(paths[i], out); },
       [&](size_t i) { return paths[i]; }, on_ready);
+}
+
+void ZeroShotPipeline::classify_files_streamed(const std::vector<std::string>& paths,
+                                               const ReadyFn& on_ready) const {
+  classify_items(
+      paths.size(), [&](size_t i, float* out) { preprocessor_.from_file_into(paths[i], out); },
+      [&](size_t i) { return paths[i]; }, on_ready, false);
 }
 
 std::vector<Classification> ZeroShotPipeline::classify(const std::vector<ImageView>& images) const {

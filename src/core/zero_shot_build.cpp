@@ -1,6 +1,7 @@
 // The half of ZeroShotHead that needs an encoder: embedding the prompts, and the identity check.
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 
 #include "core/fingerprint.h"
 #include "core/utf8.h"
@@ -34,6 +35,48 @@ bool tokenize_prompt(const Tokenizer& tokenizer, const std::string& prompt,
   return count > context;
 }
 
+// The ids of every prompt of one label, one context row per template, as build embeds them.
+std::vector<int64_t> label_prompts(const Tokenizer& tokenizer, const std::string& label,
+                                   const std::vector<std::string>& templates, bool truncate,
+                                   int64_t context) {
+  std::vector<int64_t> ids(templates.size() * static_cast<size_t>(context), tokenizer.pad_id());
+  for (size_t t = 0; t < templates.size(); ++t)
+    tokenize_prompt(tokenizer, fill_template(templates[t], label), label, templates[t], truncate,
+                    ids.data() + t * static_cast<size_t>(context), context);
+  return ids;
+}
+
+// Before anything is embedded: a prompt too long fails now (unless truncate), not minutes later;
+// and two labels whose prompts all tokenize alike (equal after CLIP's cleaning: "cat" and "Cat",
+// "cat" and " cat ", "&amp;" and "&") are refused, naming both, since they would get one weight
+// vector and split every score between them.
+void check_prompts(const Tokenizer& tokenizer, const std::vector<std::string>& labels,
+                   const std::vector<std::string>& templates, bool truncate, int64_t context) {
+  std::unordered_multimap<uint64_t, size_t> seen;  // FNV-1a of a label's prompt ids -> label
+  seen.reserve(labels.size());
+  for (size_t c = 0; c < labels.size(); ++c) {
+    const std::vector<int64_t> ids =
+        label_prompts(tokenizer, labels[c], templates, truncate, context);
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t id : ids) h = (h ^ static_cast<uint64_t>(id)) * 1099511628211ull;
+    auto range = seen.equal_range(h);
+    for (auto it = range.first; it != range.second; ++it) {
+      const size_t other = it->second;
+      if (label_prompts(tokenizer, labels[other], templates, truncate, context) != ids) continue;
+      throw Error(ErrorCode::kInvalidArgument,
+                  "zero-shot head: labels " + std::to_string(other + 1) + " \"" +
+                      utf8::printable(labels[other]) + "\" and " + std::to_string(c + 1) + " \"" +
+                      utf8::printable(labels[c]) +
+                      "\" are the same after the tokenizer's cleaning (case, spaces, HTML "
+                      "entities" +
+                      (truncate ? ", truncation" : "") +
+                      "): their prompts are identical, so they would share every score; "
+                      "keep one of them");
+    }
+    seen.emplace(h, c);
+  }
+}
+
 }  // namespace
 
 ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& tokenizer,
@@ -55,13 +98,7 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: batch_size must be >= 1");
   const int64_t d = encoder.embed_dim(), t = static_cast<int64_t>(templates.size());
   const int64_t context = encoder.context_length();
-  if (!options.truncate) {  // a prompt too long fails before any is embedded, not minutes later
-    std::vector<int64_t> scratch(static_cast<size_t>(context), tokenizer.pad_id());
-    for (const auto& label : labels)
-      for (const auto& templ : templates)
-        tokenize_prompt(tokenizer, fill_template(templ, label), label, templ, false, scratch.data(),
-                        context);
-  }
+  check_prompts(tokenizer, labels, templates, options.truncate, context);
   FloatTensor weights({static_cast<int64_t>(labels.size()), d});
   const int64_t rows = std::min<int64_t>(batch_size, static_cast<int64_t>(labels.size()) * t);
   IdTensor ids({rows, context}, tokenizer.pad_id());

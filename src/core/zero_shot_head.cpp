@@ -1,6 +1,8 @@
 // The torch-free half of the zero-shot head: prompt sets, scoring, and the head file format.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -9,8 +11,10 @@
 #include <set>
 
 #include "core/io.h"
+#include "core/json_check.h"
 #include "core/tensor_check.h"
 #include "core/utf8.h"
+#include "text/clean.h"
 #include "zsclip/error.h"
 #include "zsclip/zero_shot.h"
 
@@ -19,6 +23,7 @@ namespace {
 
 using detail::check_finite;
 using detail::check_tensor;
+using detail::json_int;
 using detail::shape_string;
 
 #include "core/prompts_data.inc"
@@ -44,7 +49,9 @@ std::vector<std::string> read_lines(const std::string& path, const char* what) {
   const std::string text = io::read_file(path, std::string(what) + " file",
                                          {kMaxTextFileBytes, ErrorCode::kInvalidArgument});
   std::vector<std::string> lines;
-  for (size_t pos = 0; pos < text.size();) {
+  // A byte-order mark (as some editors on Windows write) is no part of the first line.
+  const size_t start = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
+  for (size_t pos = start; pos < text.size();) {
     size_t end = text.find('\n', pos);
     if (end == std::string::npos) end = text.size();
     std::string line = text.substr(pos, end - pos);
@@ -58,6 +65,16 @@ std::vector<std::string> read_lines(const std::string& path, const char* what) {
 
 // Head file: "ZSHEAD01", uint64 little-endian JSON length, JSON header, float32 weights [C, D].
 constexpr char kHeadMagic[8] = {'Z', 'S', 'H', 'E', 'A', 'D', '0', '1'};
+
+// A number field that must fit a finite float.
+float header_float(const nlohmann::json& h, const char* key, const std::string& path) {
+  const nlohmann::json& v = h.at(key);
+  if (!v.is_number() || !(std::fabs(v.get<double>()) <= double(FLT_MAX)))
+    throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": field '" + key +
+                                               "' must be a finite float32 number, got " +
+                                               v.dump());
+  return static_cast<float>(v.get<double>());
+}
 
 std::string shorten(const std::string& s, size_t max = 80) {
   return s.size() <= max ? s : s.substr(0, max) + "...(" + std::to_string(s.size()) + " bytes)";
@@ -111,9 +128,12 @@ void validate_labels(const std::vector<std::string>& labels, const std::string& 
   std::set<std::string> seen;
   for (size_t i = 0; i < labels.size(); ++i) {
     utf8::check(labels[i], origin + ": label " + std::to_string(i + 1));
-    if (labels[i].find_first_not_of(" \t\r\n") == std::string::npos)
+    // Empty once cleaned as CLIP's tokenizer cleans text: nothing but (Unicode) white space, such
+    // as a no-break space, byte-order marks or HTML entities of them.
+    if (text::normalize_text(labels[i]).empty())
       throw Error(ErrorCode::kInvalidArgument,
-                  origin + ": label " + std::to_string(i + 1) + " is empty");
+                  origin + ": label " + std::to_string(i + 1) + " is empty" +
+                      (labels[i].empty() ? "" : " (only white space once cleaned)"));
     if (!seen.insert(labels[i]).second)
       throw Error(ErrorCode::kInvalidArgument, origin + ": label \"" + shorten(labels[i]) +
                                                    "\" appears twice (labels must be unique)");
@@ -251,19 +271,24 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
   std::string fingerprint;
   try {
     h = nlohmann::json::parse(text);
-    int fv = h.at("format_version").get<int>();
+    if (!h.is_object())
+      throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": the header is not an object");
+    const int64_t fv = json_int(h, "format_version", INT64_MIN, INT64_MAX, "head file " + path);
     if (fv > 2)
       throw Error(ErrorCode::kUnsupported, "head file " + path + ": format_version " +
                                                std::to_string(fv) +
                                                " is newer than this zsclip reads");
+    if (fv < 1)
+      throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": format_version " +
+                                                 std::to_string(fv) + " is not 1 or 2");
     labels = h.at("labels").get<std::vector<std::string>>();
     templates = h.value("templates", std::vector<std::string>{});
     fingerprint = h.at("model_fingerprint").get<std::string>();
-    scale = h.at("logit_scale_exp").get<float>();
+    scale = header_float(h, "logit_scale_exp", path);
     const std::string sc = h.value("scoring", std::string("softmax"));
     if (sc == "sigmoid") {
       scoring = Scoring::kSigmoid;
-      bias = h.at("logit_bias").get<float>();
+      bias = header_float(h, "logit_bias", path);
       if (fv < 2)
         throw Error(ErrorCode::kInvalidConfig,
                     "head file " + path + ": sigmoid scoring needs format_version 2");
@@ -271,8 +296,8 @@ ZeroShotHead ZeroShotHead::load(const std::string& path) {
       throw Error(ErrorCode::kInvalidConfig,
                   "head file " + path + ": unknown scoring \"" + sc + "\"");
     }
-    c = h.at("num_classes").get<int64_t>();
-    d = h.at("embed_dim").get<int64_t>();
+    c = json_int(h, "num_classes", 1, INT32_MAX, "head file " + path);
+    d = json_int(h, "embed_dim", 1, 1 << 20, "head file " + path);
   } catch (const nlohmann::json::exception& e) {
     throw Error(ErrorCode::kInvalidConfig, "head file " + path + ": bad header (" + e.what() + ")");
   }

@@ -1,6 +1,8 @@
 // The approximate part of an index: FAISS HNSW or IVF over inner products (rows are unit length, so
 // inner product = cosine). Built only with ZSCLIP_WITH_FAISS; otherwise every entry point refuses.
 #include "index/ann.h"
+
+#include "core/json_check.h"
 #include "index/kernels.h"
 
 #include <algorithm>
@@ -243,13 +245,17 @@ AnnOptions ann_from_json(const nlohmann::json& j, const std::string& origin, int
   o.kind = j.at("kind").get<std::string>();
   check_kind(o.kind, origin);
   if (o.kind == "hnsw") {
-    o.hnsw_m = j.at("hnsw_m").get<int>();
-    o.hnsw_ef_construction = j.at("hnsw_ef_construction").get<int>();
-    o.hnsw_ef_search = j.at("hnsw_ef_search").get<int>();
+    o.hnsw_m = static_cast<int>(detail::json_int(j, "hnsw_m", 0, INT32_MAX, origin + ": ann"));
+    o.hnsw_ef_construction = static_cast<int>(
+        detail::json_int(j, "hnsw_ef_construction", 0, INT32_MAX, origin + ": ann"));
+    o.hnsw_ef_search =
+        static_cast<int>(detail::json_int(j, "hnsw_ef_search", 0, INT32_MAX, origin + ": ann"));
   } else {
-    o.ivf_lists = j.at("ivf_lists").get<int>();
-    o.ivf_probe = j.at("ivf_probe").get<int>();
-    o.ivf_train_rows = j.at("ivf_train_rows").get<int64_t>();
+    o.ivf_lists =
+        static_cast<int>(detail::json_int(j, "ivf_lists", 0, INT32_MAX, origin + ": ann"));
+    o.ivf_probe =
+        static_cast<int>(detail::json_int(j, "ivf_probe", 0, INT32_MAX, origin + ": ann"));
+    o.ivf_train_rows = detail::json_int(j, "ivf_train_rows", 0, INT64_MAX, origin + ": ann");
   }
   const std::string file = j.at("file").get<std::string>();
   if (file != "ann.faiss")

@@ -24,6 +24,7 @@
 
 #include "core/fingerprint.h"
 #include "core/io.h"
+#include "core/json_check.h"
 #include "index/ann.h"
 #include "index/index_impl.h"
 #include "index/kernels.h"
@@ -459,21 +460,23 @@ EmbeddingIndex EmbeddingIndex::open(const std::string& dir) {
     if (meta.value("format", std::string()) != kFormatName)
       throw Error(ErrorCode::kInvalidConfig,
                   meta_path + ": field 'format' is not \"" + kFormatName + "\"");
-    const int fv = meta.at("format_version").get<int>();
+    const int64_t fv = detail::json_int(meta, "format_version", INT64_MIN, INT64_MAX, meta_path);
     if (fv > kFormatVersion || fv < 1)
       throw Error(ErrorCode::kUnsupported, meta_path + ": format_version " + std::to_string(fv) +
                                                " is not one this zsclip reads (1)");
     x.fingerprint = meta.at("model_fingerprint").get<std::string>();
     x.model_name = meta.value("model_name", std::string());
-    x.dim = meta.at("dim").get<int64_t>();
+    x.dim = detail::json_int(meta, "dim", INT64_MIN, INT64_MAX, meta_path);
     x.dtype = parse_index_dtype(meta.at("dtype").get<std::string>());
-    count = meta.at("count").get<int64_t>();
-    if (meta.contains("failed")) failed = meta.at("failed").get<int64_t>();
+    count = detail::json_int(meta, "count", INT64_MIN, INT64_MAX, meta_path);
+    if (meta.contains("failed"))
+      failed = detail::json_int(meta, "failed", INT64_MIN, INT64_MAX, meta_path);
     if (meta.contains("ann") && !meta["ann"].is_null()) {
       x.ann_options = ann_from_json(meta["ann"], meta_path, &x.ann_distinct);
       x.ann_file = (fs::path(dir) / meta["ann"].at("file").get<std::string>()).string();
       x.has_ann_json = true;
-      if (meta["ann"].at("count").get<int64_t>() != count)
+      if (detail::json_int(meta["ann"], "count", INT64_MIN, INT64_MAX, meta_path + ": ann") !=
+          count)
         throw Error(ErrorCode::kInvalidConfig, meta_path + ": ann.count " +
                                                    meta["ann"]["count"].dump() +
                                                    " differs from count " + std::to_string(count));
@@ -989,16 +992,27 @@ std::vector<SearchHit> EmbeddingIndex::search(const float* query, int top_k,
 }
 
 std::vector<Classification> EmbeddingIndex::classify(const ZeroShotHead& head, int top_k) const {
+  std::vector<Classification> out;
+  out.reserve(static_cast<size_t>(size()) + impl_->failures.size());
+  classify(head, top_k, [&](const Classification* results, size_t n) {
+    out.insert(out.end(), results, results + n);
+  });
+  return out;
+}
+
+void EmbeddingIndex::classify(
+    const ZeroShotHead& head, int top_k,
+    const std::function<void(const Classification* results, size_t n)>& on_results) const {
   check_compatible(head);
   const int64_t n = size(), d = dim();
-  std::vector<Classification> out;
-  out.reserve(static_cast<size_t>(n) + impl_->failures.size());
   constexpr int64_t kBlock = 256;
+  std::vector<Classification> block;
   for (int64_t r = 0; r < n; r += kBlock) {
     const int64_t m = std::min(kBlock, n - r);
     FloatTensor feats({m, d});
     impl_->read_rows(r, m, feats.ptr());
     // A row holding NaN or Inf fails alone; the others are classified.
+    block.clear();
     std::vector<char> finite(static_cast<size_t>(m), 1);
     int64_t good = 0;
     for (int64_t i = 0; i < m; ++i) {
@@ -1027,18 +1041,20 @@ std::vector<Classification> EmbeddingIndex::classify(const ZeroShotHead& head, i
         c.error = index_name(*this) + ": row " + std::to_string(r + i) + " (" + c.source +
                   ") holds NaN or Inf values; `zsclip index build` with this image embeds it again";
       }
-      out.push_back(std::move(c));
+      block.push_back(std::move(c));
     }
+    on_results(block.data(), block.size());
   }
+  block.clear();
   for (const auto& f : impl_->failures) {
     Classification c;
     c.source = f.path;
     c.ok = false;
     c.code = f.code;
     c.error = f.error;
-    out.push_back(std::move(c));
+    block.push_back(std::move(c));
   }
-  return out;
+  if (!block.empty()) on_results(block.data(), block.size());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -349,9 +349,10 @@ InferRequest parse_infer_request(const std::string& body, std::optional<uint64_t
       if (!d.is_number_integer() || d.get<int64_t>() < 0 || d.get<int64_t>() > kMaxDim)
         bad(where + ": field 'shape' must hold non-negative integers, got " + shape->dump());
       t.shape.push_back(d.get<int64_t>());
-      count *= t.shape.back();
-      if (count > kMaxDim)
+      // Checked before multiplying: [2^32, 2^32] must not overflow (to 0) past this check.
+      if (t.shape.back() > 0 && count > kMaxDim / t.shape.back())
         bad(where + ": field 'shape' " + shape->dump() + " holds too many elements");
+      count *= t.shape.back();
     }
     if (static_cast<uint64_t>(count) > max_values)
       bad(where + ": field 'shape' " + shape->dump() + " holds more elements than model '" + model +

@@ -180,6 +180,30 @@ TEST(ConfigV2, NewerVersionIsRefused) {
   }
 }
 
+// Integers are checked as 64-bit values before they are narrowed: 2^32 + 1 must not read as 1, nor
+// 2^64 - 1 as -1.
+TEST(Config, IntegersAreCheckedBeforeNarrowing) {
+  nlohmann::json j = valid();
+  j["format_version"] = (int64_t{1} << 32) + 1;
+  try {
+    ModelConfig::parse(j.dump(), "dir/config.json");
+    ADD_FAILURE() << "format_version 2^32 + 1 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find("4294967297"), std::string::npos) << e.what();
+  }
+  j = valid();
+  j["preprocess"]["image_size"] = (int64_t{1} << 32) + 32;
+  j["vision"]["image_size"] = (int64_t{1} << 32) + 32;
+  expect_field_error(j, "preprocess.image_size");
+  j = valid();
+  j["embed_dim"] = ~uint64_t{0};
+  expect_field_error(j, "embed_dim");
+  j = valid();
+  j["format_version"] = 1.5;
+  expect_field_error(j, "format_version");
+}
+
 TEST(ConfigV2, EachBadFieldIsNamed) {
   nlohmann::json j = valid_v2();
   j["scoring"] = "tanh";

@@ -5,6 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
+#include "fake_encoder.h"
 #include "test_util.h"
 #include "zsclip/error.h"
 #include "zsclip/zero_shot.h"
@@ -57,6 +60,60 @@ TEST(Templates, ValidationNamesTheProblem) {
     EXPECT_NE(std::string(e.what()).find("\"cat\" appears twice"), std::string::npos) << e.what();
   }
   EXPECT_NO_THROW(validate_labels({std::string(100000, 'x'), "y"}, "l"));
+  // Empty once cleaned as CLIP's tokenizer cleans: a no-break space, an ideographic space, a
+  // byte-order mark, an HTML entity of a no-break space.
+  for (const char* blank : {"\xC2\xA0", "\xE3\x80\x80", " \xEF\xBB\xBF ", "&nbsp;"}) {
+    try {
+      validate_labels({"cat", blank}, "labels");
+      ADD_FAILURE() << "accepted " << blank;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("labels: label 2 is empty"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// A labels or templates file saved with a UTF-8 byte-order mark: the mark is no part of the first
+// line (it would be printed in every output, and make "cat" and "\uFEFFcat" two labels).
+TEST(Templates, AByteOrderMarkIsStripped) {
+  auto dir = temp_dir("labels_bom");
+  std::ofstream(dir + "/labels.txt", std::ios::binary) << "\xEF\xBB\xBF"
+                                                       << "cat\ndog\n";
+  EXPECT_EQ(load_labels_file(dir + "/labels.txt"), (std::vector<std::string>{"cat", "dog"}));
+  std::ofstream(dir + "/t.txt", std::ios::binary) << "\xEF\xBB\xBF"
+                                                  << "a {}.\n";
+  EXPECT_EQ(load_templates_file(dir + "/t.txt"), (std::vector<std::string>{"a {}."}));
+  // Only at the start of the file.
+  std::ofstream(dir + "/later.txt", std::ios::binary) << "cat\n\xEF\xBB\xBF"
+                                                      << "dog\n";
+  EXPECT_EQ(load_labels_file(dir + "/later.txt")[1],
+            "\xEF\xBB\xBF"
+            "dog");
+}
+
+// Labels the tokenizer cleans to the same text would get one weight vector and split every score
+// 0.5/0.5: building the head refuses them, naming both.
+TEST(Head, LabelsEqualAfterCleaningAreRefusedNamingBoth) {
+  ::zsclip::testing::FakeTextEncoder text;
+  const std::vector<std::pair<std::string, std::string>> same = {
+      {"red", "Red"},      {"red", " red"},       {"red", "red "}, {"blue sky", "blue   sky"},
+      {"red", "&#114;ed"}, {"red", "RED\xC2\xA0"}};
+  for (const auto& [a, b] : same) {
+    try {
+      ZeroShotHead::build(text, text.tokenizer(), {"green", a, b}, {"a {} thing.", "{}"});
+      ADD_FAILURE() << "accepted \"" << a << "\" and \"" << b << "\"";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << msg;
+      EXPECT_NE(msg.find("labels 2 \"" + a + "\" and 3 \"" + b + "\""), std::string::npos) << msg;
+    }
+  }
+  // With truncation too; distinct labels are fine.
+  HeadBuildOptions truncate;
+  truncate.truncate = true;
+  EXPECT_THROW(ZeroShotHead::build(text, text.tokenizer(), {"red", "RED"}, {"{}"}, truncate),
+               Error);
+  EXPECT_NO_THROW(ZeroShotHead::build(text, text.tokenizer(), {"red", "red green"}, {"{}"}));
 }
 
 TEST(Templates, FilesAreReadLineByLine) {
@@ -139,6 +196,38 @@ TEST(Head, CorruptFilesAreRefusedWithTheFileName) {
   std::string bad_json = bytes;
   bad_json[17] = '!';
   expect_refused("json.zshead", bad_json);
+  // Header integers: checked as what they are, not narrowed to int (2^40 read as 0, 1.5 as 1).
+  const uint64_t n = [&] {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+    return v;
+  }();
+  const std::string header = bytes.substr(16, n), weights = bytes.substr(16 + n);
+  auto with_header = [&](const std::string& key, const std::string& value) {
+    nlohmann::json h = nlohmann::json::parse(header);
+    h[key] = nlohmann::json::parse(value);
+    const std::string text = h.dump();
+    std::string out = bytes.substr(0, 8);
+    for (int i = 0; i < 8; ++i) out += static_cast<char>(uint64_t(text.size()) >> (8 * i));
+    return out + text + weights;
+  };
+  EXPECT_NO_THROW(ZeroShotHead::load(dir + "/h.zshead"));
+  std::ofstream(dir + "/same.zshead", std::ios::binary) << with_header("format_version", "1");
+  EXPECT_NO_THROW(ZeroShotHead::load(dir + "/same.zshead"));  // the rewriting itself is sound
+  int k = 0;
+  for (const auto& [key, value] : std::vector<std::pair<std::string, std::string>>{
+           {"format_version", "1099511627776"},  // 2^40
+           {"format_version", "4294967297"},     // 2^32 + 1
+           {"format_version", "-5"},
+           {"format_version", "0"},
+           {"format_version", "1.5"},
+           {"format_version", "true"},
+           {"num_classes", "18446744073709551619"},
+           {"num_classes", "4294967299"},
+           {"embed_dim", "2.0"},
+           {"logit_scale_exp", "1e300"}})
+    expect_refused("int" + std::to_string(k++) + ".zshead", with_header(key, value));
+
   EXPECT_THROW(ZeroShotHead::load(dir + "/missing.zshead"), Error);
 }
 

@@ -595,6 +595,25 @@ TEST_F(CorruptIndex, IndexJsonDisagreesOrIsNewer) {
   EXPECT_NE(open_error(ErrorCode::kNotFound).find("no index.json"), std::string::npos);
 }
 
+// index.json's integers are read as what they are: 2^32 + 1 is not format_version 1 (get<int>
+// narrowed it), 1.5 is not 1, and 2^64 - 1 is not count -1.
+TEST_F(CorruptIndex, IndexJsonIntegersAreNotNarrowed) {
+  for (const char* fv : {"4294967297", "1.5", "-4294967295", "true"}) {
+    SetUp();
+    edit("index.json", [&](std::string& s) {
+      s.replace(s.find("\"format_version\": 1"), 19, std::string("\"format_version\": ") + fv);
+    });
+    const bool integer = std::string(fv) != "1.5" && std::string(fv) != "true";
+    const std::string e = open_error(integer ? ErrorCode::kUnsupported : ErrorCode::kInvalidConfig);
+    EXPECT_NE(e.find("format_version"), std::string::npos) << fv << ": " << e;
+  }
+  SetUp();
+  edit("index.json", [](std::string& s) {
+    s.replace(s.find("\"failed\": 1"), 11, "\"failed\": 18446744073709551615");
+  });
+  EXPECT_NE(open_error().find("failed"), std::string::npos);
+}
+
 TEST(Index, SaveReplacesTheFolderWholeAndKeepsOpenReadersValid) {
   const std::string base = temp_dir("index_swap");
   auto v = clustered(20, 8, 2, 10);
