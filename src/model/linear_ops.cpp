@@ -8,9 +8,17 @@
 // (ScopedIntraOpThreads): a batch-1 call spreads over every core, the parts of a split batch stay
 // single-threaded. bfloat16: bf16 x bf16 -> float32 (AVX512_BF16): weights rounded to bf16 at
 // load, activations per call; sums and outputs float32. int8: weights per output channel at load,
-// each row (token) of the activations per call, symmetric, s8 x s8 -> s32 (VNNI), rescaled to
-// float32 here. Everything outside the linear layers (LayerNorm, softmax, attention's batched
-// products, residuals) stays float32. Measurements: benchmarks/README.md.
+// each row (token) of the activations per call, int32 sums rescaled to float32 here, in one of two
+// kernels picked by the CPU (cpu_features(), the one place that decides):
+//   vnni-s8s8 (AVX512_VNNI): symmetric s8 activations x 8-bit weights (+-127), oneDNN's brgemm;
+//   avx2-u8s7 (AVX2, and AVX-512 without VNNI): asymmetric u8 activations (per-row zero point) x
+//     7-bit weights (+-64). Without VNNI oneDNN multiplies with vpmaddubsw, which adds two u8 x s8
+//     products into a saturating int16: 2 x 255 x 127 overflows it, 2 x 255 x 64 = 32640 cannot.
+//     (oneDNN 2.6 on AVX2 treats s8 activations as u8 + 128 internally, at a third of the u8
+//     speed, and saturates with 8-bit weights either way.) The zero point's share,
+//     zp x sum_k w[n, k], is taken off in the rescale.
+// Everything outside the linear layers (LayerNorm, softmax, attention's batched products,
+// residuals) stays float32. Measurements: benchmarks/README.md.
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
@@ -25,12 +33,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "model/model_impl.h"
@@ -64,11 +74,13 @@ dnnl::stream& thread_stream() {
 // quantised per call; int32 sums rescaled here).
 struct PackedLinear : torch::CustomClassHolder {
   LinearPrecision precision = LinearPrecision::kFloat32;
+  Int8Kernel kernel = Int8Kernel::kNone;  // int8: which scheme (the weights were quantised for it)
   int64_t n = 0, k = 0;
   dnnl::memory::desc weights_md;
   dnnl::memory weights;
   at::Tensor bias;     // float32 [N] or undefined
-  at::Tensor w_scale;  // int8: float32 [N], max |w_row| / 127
+  at::Tensor w_scale;  // int8: float32 [N], max |w_row| / 127 (vnni-s8s8) or / 64 (avx2-u8s7)
+  at::Tensor w_sum;    // avx2-u8s7: int32 [N], sum_k q[n, k] (the zero point's share)
   bool fused_bias = false;
   // An activation the pass folded in (SiLU, exact or tanh GELU): a post-op of the matmul, or for
   // int8 one oneDNN pass over the rescaled output. undef: none.
@@ -83,9 +95,9 @@ struct PackedLinear : torch::CustomClassHolder {
   std::map<std::pair<int64_t, int>, std::shared_ptr<Prim>> by_rows;
 
   dt src_type() const {
-    return precision == LinearPrecision::kBFloat16 ? dt::bf16
-           : precision == LinearPrecision::kInt8   ? dt::s8
-                                                   : dt::f32;
+    if (precision == LinearPrecision::kInt8)
+      return kernel == Int8Kernel::kAvx2U8S7 ? dt::u8 : dt::s8;
+    return precision == LinearPrecision::kBFloat16 ? dt::bf16 : dt::f32;
   }
   dt dst_type() const { return precision == LinearPrecision::kInt8 ? dt::s32 : dt::f32; }
 
@@ -107,10 +119,11 @@ struct PackedLinear : torch::CustomClassHolder {
   }
 
   // w: [N, K] in the weights' type (float32, bf16 or int8), contiguous.
-  PackedLinear(LinearPrecision p, const at::Tensor& w, const c10::optional<at::Tensor>& b,
-               at::Tensor scale)
-      : precision(p), n(w.size(0)), k(w.size(1)), w_scale(std::move(scale)) {
+  PackedLinear(LinearPrecision p, Int8Kernel kern, const at::Tensor& w,
+               const c10::optional<at::Tensor>& b, at::Tensor scale)
+      : precision(p), kernel(kern), n(w.size(0)), k(w.size(1)), w_scale(std::move(scale)) {
     if (b) bias = b->to(at::kFloat).contiguous().clone();
+    if (kernel == Int8Kernel::kAvx2U8S7) w_sum = w.sum(1, false, at::kInt).contiguous();
     fused_bias = bias.defined() && precision != LinearPrecision::kInt8;
     const dt wt = precision == LinearPrecision::kInt8 ? dt::s8 : src_type();
     const dnnl::memory::desc any({k, n}, wt, tag::any);
@@ -180,15 +193,59 @@ ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t
   return finite;
 }
 
-// out[r, c] = acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c] for rows [r0, r1).
+// Row r of x [rows, K] -> q (uint8, asymmetric: x ~ s * (q - zp), the row's range widened to hold
+// 0 spread over 0..255, zp = round(-min / s)), s and zp; false for a NaN or infinite value.
+ZSCLIP_CLONES bool quantize_rows_u8(const float* x, int64_t r0, int64_t r1, int64_t K, uint8_t* q,
+                                    float* scales, int32_t* zero_points) {
+  bool finite = true;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* row = x + r * K;
+    float lo = 0.f, hi = 0.f;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+    for (int64_t i = 0; i < K; ++i) {
+      lo = std::min(lo, row[i]);
+      hi = std::max(hi, row[i]);
+    }
+    const float range = hi - lo;
+    if (!(range <= std::numeric_limits<float>::max())) finite = false;  // NaN or infinity
+    const bool flat = !(range > 0.f) || !finite;
+    const float scale = flat ? 1.f : range / 255.f;
+    const float inv = flat ? 1.f : 255.f / range;
+    const float zp = flat ? 0.f : std::min(255.f, std::max(0.f, std::floor(-lo * inv + 0.5f)));
+    uint8_t* out = q + r * K;
+#pragma omp simd
+    for (int64_t i = 0; i < K; ++i) {
+      const float v = std::min(255.f, std::max(0.f, row[i] * inv + zp + 0.5f));
+      out[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
+    }
+    scales[r] = scale;
+    zero_points[r] = static_cast<int32_t>(zp);
+  }
+  return finite;
+}
+
+// out[r, c] = acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c] for rows [r0, r1); with
+// zero_points (avx2-u8s7), acc[r, c] - zero_points[r] * w_sum[c] in place of acc[r, c].
 ZSCLIP_CLONES void dequantize_rows(const int32_t* acc, int64_t r0, int64_t r1, int64_t N,
                                    const float* row_scale, const float* col_scale,
-                                   const float* bias, float* out) {
+                                   const float* bias, const int32_t* zero_points,
+                                   const int32_t* w_sum, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const float rs = row_scale[r];
     const int32_t* a = acc + r * N;
     float* o = out + r * N;
-    if (bias) {
+    if (zero_points) {
+      const int32_t zp = zero_points[r];
+      if (bias) {
+#pragma omp simd
+        for (int64_t c = 0; c < N; ++c)
+          o[c] = static_cast<float>(a[c] - zp * w_sum[c]) * (rs * col_scale[c]) + bias[c];
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < N; ++c)
+          o[c] = static_cast<float>(a[c] - zp * w_sum[c]) * (rs * col_scale[c]);
+      }
+    } else if (bias) {
 #pragma omp simd
       for (int64_t c = 0; c < N; ++c)
         o[c] = static_cast<float>(a[c]) * (rs * col_scale[c]) + bias[c];
@@ -219,9 +276,23 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
   const int64_t M = x.size(0);
   at::Tensor out = at::empty({M, N}, x_in.options());
   if (M == 0) return out.view(out_shape);
-  at::Tensor xs;  // int8: per-row scales
+  at::Tensor xs, xz;  // int8: per-row scales (and zero points, avx2-u8s7)
   if (w->precision == LinearPrecision::kBFloat16) {
     x = x.to(at::kBFloat16);
+  } else if (w->precision == LinearPrecision::kInt8 && w->kernel == Int8Kernel::kAvx2U8S7) {
+    at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kByte));
+    xs = at::empty({M}, x.options());
+    xz = at::empty({M}, x.options().dtype(at::kInt));
+    const float* xp = x.data_ptr<float>();
+    uint8_t* qp = xq.data_ptr<uint8_t>();
+    float* sp = xs.data_ptr<float>();
+    int32_t* zp = xz.data_ptr<int32_t>();
+    std::atomic<bool> finite{true};
+    at::parallel_for(0, M, 16, [&](int64_t r0, int64_t r1) {
+      if (!quantize_rows_u8(xp, r0, r1, K, qp, sp, zp)) finite = false;
+    });
+    TORCH_CHECK(finite.load(), "zsclip::packed_linear: the input has a NaN or infinite value");
+    x = xq;
   } else if (w->precision == LinearPrecision::kInt8) {
     at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
     xs = at::empty({M}, x.options());
@@ -257,9 +328,12 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
     const float* sp = xs.data_ptr<float>();
     const float* wsp = w->w_scale.data_ptr<float>();
     const float* bp = w->bias.defined() ? w->bias.data_ptr<float>() : nullptr;
+    const int32_t* zp = xz.defined() ? xz.data_ptr<int32_t>() : nullptr;
+    const int32_t* wsum = w->w_sum.defined() ? w->w_sum.data_ptr<int32_t>() : nullptr;
     float* op = out.data_ptr<float>();
-    at::parallel_for(
-        0, M, 8, [&](int64_t r0, int64_t r1) { dequantize_rows(ap, r0, r1, N, sp, wsp, bp, op); });
+    at::parallel_for(0, M, 8, [&](int64_t r0, int64_t r1) {
+      dequantize_rows(ap, r0, r1, N, sp, wsp, bp, zp, wsum, op);
+    });
     if (w->activation != dnnl::algorithm::undef) {
       dnnl::memory o({{M, N}, dt::f32, tag::ab}, cpu_engine(), op);
       w->activation_primitive(M)->execute(thread_stream(), {{DNNL_ARG_SRC, o}, {DNNL_ARG_DST, o}});
@@ -374,6 +448,7 @@ bool is_none(torch::jit::Value* v) {
 struct Rewrite {
   torch::jit::Graph* graph;
   LinearPrecision precision;
+  Int8Kernel int8_kernel;
   int count = 0;
 
   // Replaces `node` (output = x . w^T + b) with zsclip::linear (or linear_int8 for the linear
@@ -385,17 +460,21 @@ struct Rewrite {
     c10::intrusive_ptr<PackedLinear> packed;
     const at::Tensor wf = w.to(at::kFloat).contiguous();
     if (int8) {
-      // Per output channel, symmetric: scale = max |w_row| / 127.
-      at::Tensor scale = std::get<0>(wf.abs().max(1)).div(127.f);
+      // Per output channel, symmetric: scale = max |w_row| / qmax (127, or 64 where the products
+      // go through vpmaddubsw's saturating int16 sums; see the top of the file).
+      const float qmax = int8_weight_max(int8_kernel);
+      at::Tensor scale = std::get<0>(wf.abs().max(1)).div(qmax);
       scale = at::where(scale > 0, scale, at::ones_like(scale)).contiguous();
       const at::Tensor q =
-          wf.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
-      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, q, b, scale);
+          wf.div(scale.unsqueeze(1)).round().clamp(-qmax, qmax).to(at::kChar).contiguous();
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, int8_kernel, q, b, scale);
     } else if (precision == LinearPrecision::kBFloat16) {
-      packed = c10::make_intrusive<PackedLinear>(
-          LinearPrecision::kBFloat16, wf.to(at::kBFloat16).contiguous(), b, at::Tensor());
+      packed =
+          c10::make_intrusive<PackedLinear>(LinearPrecision::kBFloat16, Int8Kernel::kNone,
+                                            wf.to(at::kBFloat16).contiguous(), b, at::Tensor());
     } else {
-      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, wf, b, at::Tensor());
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, Int8Kernel::kNone, wf,
+                                                 b, at::Tensor());
     }
     torch::jit::Value* wv = graph->insertConstant(c10::IValue(packed));
     torch::jit::Node* lin = graph->insertNode(
@@ -481,9 +560,28 @@ struct Rewrite {
 
 bool onednn_linear_built() { return true; }
 
-int route_linear_layers(torch::jit::Module& module, LinearPrecision precision) {
+at::Tensor run_packed_linear(const at::Tensor& x, const at::Tensor& w,
+                             const c10::optional<at::Tensor>& b, LinearPrecision precision,
+                             Int8Kernel int8_kernel) {
+  auto graph = std::make_shared<torch::jit::Graph>();
+  Rewrite r{graph.get(), precision, int8_kernel};
+  torch::jit::Value* in = graph->addInput("x");
+  torch::jit::Node* lin = graph->insertNode(graph->create(
+      c10::aten::linear,
+      {in, graph->insertConstant(w), graph->insertConstant(b ? c10::IValue(*b) : c10::IValue())}));
+  graph->registerOutput(lin->output());
+  r.replace(lin, in, w, b, precision == LinearPrecision::kInt8);
+  c10::optional<c10::IValue> packed = torch::jit::toIValue(graph->outputs()[0]->node()->input(1));
+  TORCH_CHECK(packed && packed->isCustomClass(), "run_packed_linear: no packed layer");
+  return packed_linear_op(x, packed->toCustomClass<PackedLinear>());
+}
+
+int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
+                        Int8Kernel int8_kernel) {
+  TORCH_CHECK(precision != LinearPrecision::kInt8 || int8_kernel != Int8Kernel::kNone,
+              "zsclip: int8 linear layers without an int8 kernel");
   std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
-  Rewrite r{graph.get(), precision};
+  Rewrite r{graph.get(), precision, int8_kernel};
   r.run(graph->block());
   if (r.count > 0) {
     torch::jit::EliminateDeadCode(graph);
@@ -495,7 +593,11 @@ int route_linear_layers(torch::jit::Module& module, LinearPrecision precision) {
 #else  // no oneDNN headers at build time: LibTorch's own kernels
 
 bool onednn_linear_built() { return false; }
-int route_linear_layers(torch::jit::Module&, LinearPrecision) { return 0; }
+int route_linear_layers(torch::jit::Module&, LinearPrecision, Int8Kernel) { return 0; }
+at::Tensor run_packed_linear(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
+                             LinearPrecision, Int8Kernel) {
+  TORCH_CHECK(false, "run_packed_linear: zsclip was built without oneDNN");
+}
 
 #endif
 
@@ -508,27 +610,121 @@ ScopedIntraOpThreads::ScopedIntraOpThreads(int threads) {
 }
 ScopedIntraOpThreads::~ScopedIntraOpThreads() { omp_set_num_threads(previous_); }
 
-bool cpu_has_vnni() {
-  const char* off = std::getenv("ZSCLIP_CPU_NO_VNNI");
-  if (off && *off && std::strcmp(off, "0") != 0) return false;
+// --- What this CPU runs: the one place that decides (Model::load asks it once per load) ---------
+namespace {
+
+// Levels in order; each implies the ones before it (as oneDNN's ISA masks do).
+constexpr const char* kIsaNames[] = {"baseline", "avx2", "avx512_core", "avx512_core_vnni",
+                                     "avx512_core_bf16"};
+enum IsaLevel { kBaseline = 0, kAvx2, kAvx512Core, kAvx512Vnni, kAvx512Bf16 };
+
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+int hardware_level() {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return kBaseline;
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+    return kAvx2;
+  if (!__builtin_cpu_supports("avx512vnni")) return kAvx512Core;
+  return __builtin_cpu_supports("avx512bf16") ? kAvx512Bf16 : kAvx512Vnni;
 #else
-  return false;
+  return kBaseline;
 #endif
 }
 
-bool cpu_has_avx512_bf16() {
-  // For tests and comparisons: behave as on a CPU without the instructions.
-  const char* off = std::getenv("ZSCLIP_CPU_NO_BF16");
-  if (off && *off && std::strcmp(off, "0") != 0) return false;
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
+// $ZSCLIP_MAX_CPU_ISA: one of kIsaNames (any case; "all" = no limit), or -1 when unset.
+int zsclip_max_level() {
+  const char* v = std::getenv("ZSCLIP_MAX_CPU_ISA");
+  if (!v || !*v) return -1;
+  std::string s(v);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s == "all") return kAvx512Bf16;
+  for (int i = 0; i <= kAvx512Bf16; ++i)
+    if (s == kIsaNames[i]) return i;
+  throw Error(ErrorCode::kInvalidArgument,
+              std::string("$ZSCLIP_MAX_CPU_ISA \"") + v +
+                  "\": expected baseline, avx2, avx512_core, avx512_core_vnni, avx512_core_bf16 "
+                  "or all");
 }
+
+#ifdef ZSCLIP_WITH_ONEDNN
+// The level oneDNN's kernels run at: honours $ONEDNN_MAX_CPU_ISA, and $ZSCLIP_MAX_CPU_ISA when it
+// was set before oneDNN's first use in this process (passed on to dnnl::set_max_cpu_isa).
+int onednn_level(int zsclip_max) {
+  static const bool applied = [&] {
+    if (zsclip_max < 0) return false;
+    constexpr dnnl::cpu_isa to_onednn[] = {dnnl::cpu_isa::sse41, dnnl::cpu_isa::avx2,
+                                           dnnl::cpu_isa::avx512_core,
+                                           dnnl::cpu_isa::avx512_core_vnni, dnnl::cpu_isa::all};
+    try {
+      return dnnl::set_max_cpu_isa(to_onednn[zsclip_max]) == dnnl::status::success;
+    } catch (const dnnl::error&) {
+      return false;  // oneDNN was used already: its own level stands (reported by cpu_isa)
+    }
+  }();
+  (void)applied;
+  const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  auto has = [&](unsigned mask) { return (isa & mask) == mask; };
+  if (has(dnnl_cpu_isa_avx512_core_bf16)) return kAvx512Bf16;
+  if (has(dnnl_cpu_isa_avx512_core_vnni)) return kAvx512Vnni;
+  if (has(dnnl_cpu_isa_avx512_core)) return kAvx512Core;
+  if (has(dnnl_cpu_isa_avx2)) return kAvx2;
+  return kBaseline;
+}
+#endif
+
+}  // namespace
+
+CpuFeatures cpu_features() {
+  static const int hardware = hardware_level();
+  const int zsclip_max = zsclip_max_level();
+  int level = hardware;
+  std::string limits;
+  auto limit = [&](int to, const std::string& why) {
+    if (to >= level) return;
+    level = to;
+    limits += (limits.empty() ? "" : ", ") + why;
+  };
+#ifdef ZSCLIP_WITH_ONEDNN
+  limit(onednn_level(zsclip_max), "oneDNN's effective ISA ($ONEDNN_MAX_CPU_ISA)");
+#endif
+  if (zsclip_max >= 0) limit(zsclip_max, "$ZSCLIP_MAX_CPU_ISA");
+  // For tests and comparisons: behave as on a CPU without the instructions.
+  if (env_on("ZSCLIP_CPU_NO_VNNI")) limit(kAvx512Core, "$ZSCLIP_CPU_NO_VNNI");
+  if (env_on("ZSCLIP_CPU_NO_BF16")) limit(kAvx512Vnni, "$ZSCLIP_CPU_NO_BF16");
+  CpuFeatures f;
+  f.isa = kIsaNames[level];
+  f.hardware_isa = kIsaNames[hardware];
+  f.limited_by = limits;
+  f.avx2 = level >= kAvx2;
+  f.avx512_vnni = level >= kAvx512Vnni;
+  f.avx512_bf16 = level >= kAvx512Bf16;
+  if (onednn_linear_built())
+    f.int8 = f.avx512_vnni ? Int8Kernel::kVnniS8S8
+             : f.avx2      ? Int8Kernel::kAvx2U8S7
+                           : Int8Kernel::kNone;
+  return f;
+}
+
+const char* int8_kernel_name(Int8Kernel k) {
+  switch (k) {
+    case Int8Kernel::kVnniS8S8:
+      return "vnni-s8s8";
+    case Int8Kernel::kAvx2U8S7:
+      return "avx2-u8s7";
+    case Int8Kernel::kNone:
+      break;
+  }
+  return "none";
+}
+
+float int8_weight_max(Int8Kernel k) { return k == Int8Kernel::kAvx2U8S7 ? 64.f : 127.f; }
+
+bool cpu_has_avx512_bf16() { return cpu_features().avx512_bf16; }
 
 }  // namespace zsclip::detail
