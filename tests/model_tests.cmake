@@ -34,7 +34,7 @@ if(TARGET server_test)
 endif()
 
 # The precision tests again with oneDNN held to AVX2 (as on a CPU without AVX-512 or VNNI): int8
-# must run there (avx2-u8s7, whose products oneDNN makes with vpmaddubsw) and must not saturate.
+# must run there (avx2-u8s7x2, whose products oneDNN makes with vpmaddubsw) and must not saturate.
 if(TARGET precision_test)
   add_test(NAME precision_test_avx2 COMMAND precision_test)
   set_tests_properties(precision_test_avx2 PROPERTIES ENVIRONMENT "ONEDNN_MAX_CPU_ISA=AVX2"

@@ -6,11 +6,13 @@
 //     on the trained shapes model;
 //   - dynamic int8 linear layers against float32: the same bounds (image tower; the text tower
 //     with int8_text, else bit for bit float32), with each kernel this CPU can run (vnni-s8s8,
-//     avx2-u8s7); a row's result does not depend on the batch it is in (its own scale, exact int32
-//     sums); the kernel is the one the CPU's ISA calls for;
-//   - avx2-u8s7 does not saturate: extreme weights and activations against a float reference (the
-//     ctest precision_test_avx2 runs this binary with $ONEDNN_MAX_CPU_ISA=AVX2, as on a CPU
-//     without AVX-512, where oneDNN multiplies with vpmaddubsw's saturating int16 pair sums);
+//     avx2-u8s7x2), which give the same answers bit for bit; a row's result does not depend on the
+//     batch it is in (its own scale, exact int32 sums); the kernel is the one the CPU's ISA calls
+//     for;
+//   - avx2-u8s7x2 does not saturate: extreme weights and activations against a float reference
+//     and the VNNI kernel (the ctest precision_test_avx2 runs this binary with
+//     $ONEDNN_MAX_CPU_ISA=AVX2, as on a CPU without AVX-512, where oneDNN multiplies with
+//     vpmaddubsw's saturating int16 pair sums);
 //   - bfloat16 without AVX512_BF16, int8 below AVX2: float32, bit for bit, and a note saying why.
 #include <gtest/gtest.h>
 
@@ -174,7 +176,7 @@ class ScopedEnv {
 // The int8 kernel the CPU's ISA (as zsclip sees it, lowered by the variables) calls for.
 std::string expected_int8_kernel(const std::string& isa) {
   if (!detail::onednn_linear_built() || isa == "baseline") return "none";
-  return isa == "avx512_core_vnni" || isa == "avx512_core_bf16" ? "vnni-s8s8" : "avx2-u8s7";
+  return isa == "avx512_core_vnni" || isa == "avx512_core_bf16" ? "vnni-s8s8" : "avx2-u8s7x2";
 }
 
 // Each kernel this CPU can run: as it is, and held below VNNI ($ZSCLIP_CPU_NO_VNNI: the AVX2
@@ -195,8 +197,13 @@ TEST_P(Int8Kernels, AgreeWithFloat32AndDoNotDependOnTheBatch) {
     GTEST_SKIP() << "no int8 here: " << q.precision_note();
   }
   EXPECT_TRUE(q.precision_note().empty()) << q.precision_note();
-  if (*GetParam()) EXPECT_EQ(q.int8_kernel(), "avx2-u8s7");
+  if (*GetParam()) EXPECT_EQ(q.int8_kernel(), "avx2-u8s7x2");
   const FloatTensor a = f32.encode_images(pixels_), b = q.encode_images(pixels_);
+  if (*GetParam()) {  // the same int32 sums as the CPU's own kernel: the same answers
+    ::unsetenv(GetParam());
+    EXPECT_TRUE(near_all(b, Model::load(dir_, qo).encode_images(pixels_), 0.0, "kernels"));
+    ::setenv(GetParam(), "1", 1);
+  }
   EXPECT_GE(min_row_cosine(b, a), 0.999) << q.int8_kernel();
   EXPECT_FALSE(near_all(b, a, 1e-7, "int8 vs float32"));
   // The text tower stays float32 unless int8_text.
@@ -217,17 +224,18 @@ TEST_P(Int8Kernels, AgreeWithFloat32AndDoNotDependOnTheBatch) {
 }
 INSTANTIATE_TEST_SUITE_P(Cpu, Int8Kernels, ::testing::Values("", "ZSCLIP_CPU_NO_VNNI"));
 
-// Extreme weights (every entry +-max of its row, so each quantises to +-qmax) and activations (a
-// row's values at its two ends, so each quantises to 0 or 255), in sign patterns that make
-// neighbouring products add up: vpmaddubsw's int16 pair sums would clip 2 x 255 x 127 to 32767,
-// a third of some sums gone; with 7-bit weights (2 x 255 x 64 = 32640) every sum is exact, and
-// the only error left is the quantisation's, under 1 % here.
+// Extreme weights (every entry +-max of its row, so each quantises to +-127) and activations (each
+// row's values at +-its largest, so each quantises to +-127: 255 or 1 after the +128), in sign
+// patterns that make neighbouring products add up: vpmaddubsw's int16 pair sums would clip
+// 2 x 255 x 127 to 32767, a third of some sums gone; with the weights in 7-bit halves
+// (2 x 255 x 64 = 32640) every sum is exact, and the only error left is the quantisation's, under
+// 1 % here. Both kernels make the same int32 sums: the same outputs, bit for bit.
 TEST(Int8Saturation, ExtremeWeightsAndActivationsMatchAFloatReference) {
   if (!detail::onednn_linear_built()) GTEST_SKIP() << "built without oneDNN";
   const detail::CpuFeatures cpu = detail::cpu_features();
   std::vector<detail::Int8Kernel> kernels;
   if (cpu.avx512_vnni) kernels.push_back(detail::Int8Kernel::kVnniS8S8);
-  if (cpu.avx2) kernels.push_back(detail::Int8Kernel::kAvx2U8S7);
+  if (cpu.avx2) kernels.push_back(detail::Int8Kernel::kAvx2Split);
   if (kernels.empty()) GTEST_SKIP() << "no int8 kernel below AVX2 (" << cpu.isa << ")";
   const int64_t K = 768, N = 96, M = 7;
   torch::Tensor w = torch::empty({N, K});
@@ -277,9 +285,13 @@ TEST(Int8Saturation, ExtremeWeightsAndActivationsMatchAFloatReference) {
     }
   const torch::Tensor b = torch::linspace(-1.f, 1.f, N);
   const torch::Tensor want =
-      torch::addmm(b, x.to(torch::kDouble), w.to(torch::kDouble).t()).to(torch::kFloat);
+      torch::addmm(b.to(torch::kDouble), x.to(torch::kDouble), w.to(torch::kDouble).t())
+          .to(torch::kFloat);
+  torch::Tensor first;
   for (detail::Int8Kernel k : kernels) {
     const torch::Tensor got = detail::run_packed_linear(x, w, b, detail::LinearPrecision::kInt8, k);
+    if (!first.defined()) first = got;
+    EXPECT_TRUE(torch::equal(got, first)) << detail::int8_kernel_name(k);
     // Each output against its own size: sum_k |x| |w| (exact sums are within 1 % of it).
     const torch::Tensor mass =
         torch::mm(x.abs().to(torch::kDouble), w.abs().to(torch::kDouble).t()).to(torch::kFloat);

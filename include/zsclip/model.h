@@ -51,13 +51,13 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              call; int32 sums; the patch embedding and the rest stay float32;
 //                              the text tower too unless int8_text) on every x86-64 CPU with
 //                              AVX2, the kernel picked at load by the CPU (Model::int8_kernel()):
-//                              "vnni-s8s8" with AVX512_VNNI (symmetric s8 activations, 8-bit
-//                              weights), "avx2-u8s7" elsewhere (u8 activations with a zero point,
-//                              7-bit weights: AVX2's int16 pair sums cannot saturate); below AVX2
-//                              float32 with a note. The one way to ask for int8: the export-time
-//                              int8 of older exports (export_clip.py --quantize int8) still loads,
-//                              slower, with a note saying how to re-export. Agreement with
-//                              float32: benchmarks/README.md ("Precisions")
+//                              "vnni-s8s8" with AVX512_VNNI, "avx2-u8s7x2" elsewhere (the same
+//                              int32 sums, bit for bit, made so that AVX2's saturating int16 pair
+//                              sums cannot clip: u8 activations x each weight in two 7-bit halves);
+//                              below AVX2 float32 with a note. The one way to ask for int8: the
+//                              export-time int8 of older exports (export_clip.py --quantize int8)
+//                              still loads, slower, with a note saying how to re-export. Agreement
+//                              with float32: benchmarks/README.md ("Precisions")
 //   int8_text         (false)  with dtype "int8": the text tower's linear layers in int8 too
 //                              (faster head building; class rankings move more, see there)
 //   runtime           (null)   the threads encoder calls run on, and the process-wide LibTorch
@@ -129,7 +129,7 @@ class Model : public ImageEncoder, public TextEncoder {
   const std::string& precision_note() const;
   // "onednn" when the linear layers run on zsclip's oneDNN kernels, else "aten".
   std::string linear_kernels() const;
-  // The int8 products in effect: "vnni-s8s8" (AVX512_VNNI), "avx2-u8s7" (AVX2; see
+  // The int8 products in effect: "vnni-s8s8" (AVX512_VNNI), "avx2-u8s7x2" (AVX2; see
   // ModelOptions::dtype), "libtorch-dynamic" (an old export-time int8 model), or "none".
   std::string int8_kernel() const;
   // The CPU instruction level zsclip's kernels were chosen for at load: "avx512_core_bf16",

@@ -8,15 +8,17 @@
 // (ScopedIntraOpThreads): a batch-1 call spreads over every core, the parts of a split batch stay
 // single-threaded. bfloat16: bf16 x bf16 -> float32 (AVX512_BF16): weights rounded to bf16 at
 // load, activations per call; sums and outputs float32. int8: weights per output channel at load,
-// each row (token) of the activations per call, int32 sums rescaled to float32 here, in one of two
-// kernels picked by the CPU (cpu_features(), the one place that decides):
-//   vnni-s8s8 (AVX512_VNNI): symmetric s8 activations x 8-bit weights (+-127), oneDNN's brgemm;
-//   avx2-u8s7 (AVX2, and AVX-512 without VNNI): asymmetric u8 activations (per-row zero point) x
-//     7-bit weights (+-64). Without VNNI oneDNN multiplies with vpmaddubsw, which adds two u8 x s8
-//     products into a saturating int16: 2 x 255 x 127 overflows it, 2 x 255 x 64 = 32640 cannot.
-//     (oneDNN 2.6 on AVX2 treats s8 activations as u8 + 128 internally, at a third of the u8
-//     speed, and saturates with 8-bit weights either way.) The zero point's share,
-//     zp x sum_k w[n, k], is taken off in the rescale.
+// each row (token) of the activations per call (symmetric, s8), int32 sums rescaled to float32
+// here, by one of two kernels picked by the CPU (cpu_features(), the one place that decides):
+//   vnni-s8s8 (AVX512_VNNI): s8 x s8 -> s32, oneDNN's brgemm;
+//   avx2-u8s7x2 (AVX2, and AVX-512 without VNNI): the same sums, exactly, without saturating.
+//     There oneDNN multiplies with vpmaddubsw, which adds two u8 x s8 products into a saturating
+//     int16: 2 x 255 x 127 overflows it (oneDNN 2.6 treats s8 activations as u8 + 128 and clips;
+//     measured), 2 x 255 x 64 = 32640 cannot. So each 8-bit weight q is split in two 7-bit halves,
+//     a = clamp(q, -64, 64) and b = q - a (|b| <= 63), the weights are [a | b] (2K columns), the
+//     activations are u = q_x + 128 written twice [u | u], and sum u a + sum u b - 128 sum_k q =
+//     sum q_x q: the VNNI kernel's int32 sums, bit for bit, at twice the products (u8 inputs run
+//     3x faster than s8 on oneDNN's AVX2 kernels, so still ahead of float32).
 // Everything outside the linear layers (LayerNorm, softmax, attention's batched products,
 // residuals) stays float32. Measurements: benchmarks/README.md.
 #include <ATen/Parallel.h>
@@ -74,13 +76,14 @@ dnnl::stream& thread_stream() {
 // quantised per call; int32 sums rescaled here).
 struct PackedLinear : torch::CustomClassHolder {
   LinearPrecision precision = LinearPrecision::kFloat32;
-  Int8Kernel kernel = Int8Kernel::kNone;  // int8: which scheme (the weights were quantised for it)
+  Int8Kernel kernel = Int8Kernel::kNone;  // int8: which scheme (the weights were packed for it)
   int64_t n = 0, k = 0;
+  int64_t kk = 0;  // the matmul's K: k, or 2k for avx2-u8s7x2 (each weight in two halves)
   dnnl::memory::desc weights_md;
   dnnl::memory weights;
   at::Tensor bias;     // float32 [N] or undefined
-  at::Tensor w_scale;  // int8: float32 [N], max |w_row| / 127 (vnni-s8s8) or / 64 (avx2-u8s7)
-  at::Tensor w_sum;    // avx2-u8s7: int32 [N], sum_k q[n, k] (the zero point's share)
+  at::Tensor w_scale;  // int8: float32 [N], max |w_row| / 127
+  at::Tensor w_sum;    // avx2-u8s7x2: int32 [N], sum_k q[n, k] (the +128's share)
   bool fused_bias = false;
   // An activation the pass folded in (SiLU, exact or tanh GELU): a post-op of the matmul, or for
   // int8 one oneDNN pass over the rescaled output. undef: none.
@@ -96,13 +99,13 @@ struct PackedLinear : torch::CustomClassHolder {
 
   dt src_type() const {
     if (precision == LinearPrecision::kInt8)
-      return kernel == Int8Kernel::kAvx2U8S7 ? dt::u8 : dt::s8;
+      return kernel == Int8Kernel::kAvx2Split ? dt::u8 : dt::s8;
     return precision == LinearPrecision::kBFloat16 ? dt::bf16 : dt::f32;
   }
   dt dst_type() const { return precision == LinearPrecision::kInt8 ? dt::s32 : dt::f32; }
 
   dnnl::matmul::primitive_desc describe(int64_t m, const dnnl::memory::desc& w_md) const {
-    const dnnl::memory::desc src({m, k}, src_type(), tag::ab), dst({m, n}, dst_type(), tag::ab);
+    const dnnl::memory::desc src({m, kk}, src_type(), tag::ab), dst({m, n}, dst_type(), tag::ab);
     // The caller passes the scratchpad: oneDNN's own is shared, and streams call one layer at once.
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -118,18 +121,25 @@ struct PackedLinear : torch::CustomClassHolder {
     return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w_md, dst), attr, cpu_engine());
   }
 
-  // w: [N, K] in the weights' type (float32, bf16 or int8), contiguous.
-  PackedLinear(LinearPrecision p, Int8Kernel kern, const at::Tensor& w,
+  // w: [N, K] in the weights' type (float32, bf16 or int8 in [-127, 127]), contiguous.
+  PackedLinear(LinearPrecision p, Int8Kernel kern, const at::Tensor& w_in,
                const c10::optional<at::Tensor>& b, at::Tensor scale)
-      : precision(p), kernel(kern), n(w.size(0)), k(w.size(1)), w_scale(std::move(scale)) {
+      : precision(p), kernel(kern), n(w_in.size(0)), k(w_in.size(1)), w_scale(std::move(scale)) {
     if (b) bias = b->to(at::kFloat).contiguous().clone();
-    if (kernel == Int8Kernel::kAvx2U8S7) w_sum = w.sum(1, false, at::kInt).contiguous();
+    at::Tensor w = w_in;
+    kk = k;
+    if (kernel == Int8Kernel::kAvx2Split) {
+      w_sum = w_in.sum(1, false, at::kInt).contiguous();
+      const at::Tensor a = w_in.clamp(-64, 64);
+      w = at::cat({a, w_in - a}, 1).contiguous();
+      kk = 2 * k;
+    }
     fused_bias = bias.defined() && precision != LinearPrecision::kInt8;
     const dt wt = precision == LinearPrecision::kInt8 ? dt::s8 : src_type();
-    const dnnl::memory::desc any({k, n}, wt, tag::any);
+    const dnnl::memory::desc any({kk, n}, wt, tag::any);
     weights_md = describe(64, any).weights_desc();
     weights = dnnl::memory(weights_md, cpu_engine());
-    dnnl::memory plain(dnnl::memory::desc({k, n}, wt, tag::ba), cpu_engine(), w.data_ptr());
+    dnnl::memory plain(dnnl::memory::desc({kk, n}, wt, tag::ba), cpu_engine(), w.data_ptr());
     dnnl::reorder(plain, weights).execute(thread_stream(), plain, weights);
     thread_stream().wait();
   }
@@ -164,15 +174,16 @@ struct PackedLinear : torch::CustomClassHolder {
 };
 
 // Row r of x [rows, K] -> q (int8, symmetric: round(x / s), s = max |x_r| / 127) and s. Returns
-// false for a NaN or infinite value. Plain loops the compiler vectorises, built for AVX-512, AVX2
-// and baseline x86-64 and picked at load (target_clones). Rounding: half away from zero.
+// false for a NaN or infinite value. With u8_twice (avx2-u8s7x2), q is uint8 rows of 2K: q + 128,
+// twice. Plain loops the compiler vectorises, built for AVX-512, AVX2 and baseline x86-64 and
+// picked at load (target_clones). Rounding: half away from zero.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ZSCLIP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define ZSCLIP_CLONES
 #endif
-ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t K, int8_t* q,
-                                 float* scales) {
+ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t K, void* q,
+                                 float* scales, bool u8_twice) {
   bool finite = true;
   for (int64_t r = r0; r < r1; ++r) {
     const float* row = x + r * K;
@@ -182,68 +193,47 @@ ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t
     if (!(amax <= std::numeric_limits<float>::max())) finite = false;  // NaN or infinity
     const float scale = amax > 0.f && finite ? amax / 127.f : 1.f;
     const float inv = 127.f / (amax > 0.f && finite ? amax : 127.f);
-    int8_t* out = q + r * K;
+    if (u8_twice) {
+      uint8_t* out = static_cast<uint8_t*>(q) + r * 2 * K;
 #pragma omp simd
-    for (int64_t i = 0; i < K; ++i) {
-      const float v = row[i] * inv;
-      out[i] = static_cast<int8_t>(static_cast<int32_t>(v + (v >= 0.f ? 0.5f : -0.5f)));
+      for (int64_t i = 0; i < K; ++i) {
+        const float v = row[i] * inv;
+        const auto u =
+            static_cast<uint8_t>(static_cast<int32_t>(v + (v >= 0.f ? 0.5f : -0.5f)) + 128);
+        out[i] = u;
+        out[K + i] = u;
+      }
+    } else {
+      int8_t* out = static_cast<int8_t*>(q) + r * K;
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) {
+        const float v = row[i] * inv;
+        out[i] = static_cast<int8_t>(static_cast<int32_t>(v + (v >= 0.f ? 0.5f : -0.5f)));
+      }
     }
     scales[r] = scale;
   }
   return finite;
 }
 
-// Row r of x [rows, K] -> q (uint8, asymmetric: x ~ s * (q - zp), the row's range widened to hold
-// 0 spread over 0..255, zp = round(-min / s)), s and zp; false for a NaN or infinite value.
-ZSCLIP_CLONES bool quantize_rows_u8(const float* x, int64_t r0, int64_t r1, int64_t K, uint8_t* q,
-                                    float* scales, int32_t* zero_points) {
-  bool finite = true;
-  for (int64_t r = r0; r < r1; ++r) {
-    const float* row = x + r * K;
-    float lo = 0.f, hi = 0.f;
-#pragma omp simd reduction(min : lo) reduction(max : hi)
-    for (int64_t i = 0; i < K; ++i) {
-      lo = std::min(lo, row[i]);
-      hi = std::max(hi, row[i]);
-    }
-    const float range = hi - lo;
-    if (!(range <= std::numeric_limits<float>::max())) finite = false;  // NaN or infinity
-    const bool flat = !(range > 0.f) || !finite;
-    const float scale = flat ? 1.f : range / 255.f;
-    const float inv = flat ? 1.f : 255.f / range;
-    const float zp = flat ? 0.f : std::min(255.f, std::max(0.f, std::floor(-lo * inv + 0.5f)));
-    uint8_t* out = q + r * K;
-#pragma omp simd
-    for (int64_t i = 0; i < K; ++i) {
-      const float v = std::min(255.f, std::max(0.f, row[i] * inv + zp + 0.5f));
-      out[i] = static_cast<uint8_t>(static_cast<int32_t>(v));
-    }
-    scales[r] = scale;
-    zero_points[r] = static_cast<int32_t>(zp);
-  }
-  return finite;
-}
-
-// out[r, c] = acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c] for rows [r0, r1); with
-// zero_points (avx2-u8s7), acc[r, c] - zero_points[r] * w_sum[c] in place of acc[r, c].
+// out[r, c] = acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c] for rows [r0, r1); with w_sum
+// (avx2-u8s7x2), acc[r, c] - 128 * w_sum[c] in place of acc[r, c].
 ZSCLIP_CLONES void dequantize_rows(const int32_t* acc, int64_t r0, int64_t r1, int64_t N,
                                    const float* row_scale, const float* col_scale,
-                                   const float* bias, const int32_t* zero_points,
-                                   const int32_t* w_sum, float* out) {
+                                   const float* bias, const int32_t* w_sum, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const float rs = row_scale[r];
     const int32_t* a = acc + r * N;
     float* o = out + r * N;
-    if (zero_points) {
-      const int32_t zp = zero_points[r];
+    if (w_sum) {
       if (bias) {
 #pragma omp simd
         for (int64_t c = 0; c < N; ++c)
-          o[c] = static_cast<float>(a[c] - zp * w_sum[c]) * (rs * col_scale[c]) + bias[c];
+          o[c] = static_cast<float>(a[c] - 128 * w_sum[c]) * (rs * col_scale[c]) + bias[c];
       } else {
 #pragma omp simd
         for (int64_t c = 0; c < N; ++c)
-          o[c] = static_cast<float>(a[c] - zp * w_sum[c]) * (rs * col_scale[c]);
+          o[c] = static_cast<float>(a[c] - 128 * w_sum[c]) * (rs * col_scale[c]);
       }
     } else if (bias) {
 #pragma omp simd
@@ -276,32 +266,19 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
   const int64_t M = x.size(0);
   at::Tensor out = at::empty({M, N}, x_in.options());
   if (M == 0) return out.view(out_shape);
-  at::Tensor xs, xz;  // int8: per-row scales (and zero points, avx2-u8s7)
+  at::Tensor xs;  // int8: per-row scales
   if (w->precision == LinearPrecision::kBFloat16) {
     x = x.to(at::kBFloat16);
-  } else if (w->precision == LinearPrecision::kInt8 && w->kernel == Int8Kernel::kAvx2U8S7) {
-    at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kByte));
-    xs = at::empty({M}, x.options());
-    xz = at::empty({M}, x.options().dtype(at::kInt));
-    const float* xp = x.data_ptr<float>();
-    uint8_t* qp = xq.data_ptr<uint8_t>();
-    float* sp = xs.data_ptr<float>();
-    int32_t* zp = xz.data_ptr<int32_t>();
-    std::atomic<bool> finite{true};
-    at::parallel_for(0, M, 16, [&](int64_t r0, int64_t r1) {
-      if (!quantize_rows_u8(xp, r0, r1, K, qp, sp, zp)) finite = false;
-    });
-    TORCH_CHECK(finite.load(), "zsclip::packed_linear: the input has a NaN or infinite value");
-    x = xq;
   } else if (w->precision == LinearPrecision::kInt8) {
-    at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
+    const bool twice = w->kernel == Int8Kernel::kAvx2Split;
+    at::Tensor xq = at::empty({M, w->kk}, x.options().dtype(twice ? at::kByte : at::kChar));
     xs = at::empty({M}, x.options());
     const float* xp = x.data_ptr<float>();
-    int8_t* qp = xq.data_ptr<int8_t>();
+    void* qp = xq.data_ptr();
     float* sp = xs.data_ptr<float>();
     std::atomic<bool> finite{true};
     at::parallel_for(0, M, 16, [&](int64_t r0, int64_t r1) {
-      if (!quantize_rows(xp, r0, r1, K, qp, sp)) finite = false;
+      if (!quantize_rows(xp, r0, r1, K, qp, sp, twice)) finite = false;
     });
     TORCH_CHECK(finite.load(), "zsclip::packed_linear: the input has a NaN or infinite value");
     x = xq;
@@ -311,7 +288,7 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
   std::shared_ptr<PackedLinear::Prim> prim = w->primitive(M);
   at::Tensor scratch = at::empty({static_cast<int64_t>(prim->scratchpad.get_size())},
                                  x_in.options().dtype(at::kByte));
-  dnnl::memory src({{M, K}, w->src_type(), tag::ab}, cpu_engine(), x.data_ptr());
+  dnnl::memory src({{M, w->kk}, w->src_type(), tag::ab}, cpu_engine(), x.data_ptr());
   dnnl::memory dst({{M, N}, w->dst_type(), tag::ab}, cpu_engine(), acc.data_ptr());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, src},
@@ -328,11 +305,10 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
     const float* sp = xs.data_ptr<float>();
     const float* wsp = w->w_scale.data_ptr<float>();
     const float* bp = w->bias.defined() ? w->bias.data_ptr<float>() : nullptr;
-    const int32_t* zp = xz.defined() ? xz.data_ptr<int32_t>() : nullptr;
     const int32_t* wsum = w->w_sum.defined() ? w->w_sum.data_ptr<int32_t>() : nullptr;
     float* op = out.data_ptr<float>();
     at::parallel_for(0, M, 8, [&](int64_t r0, int64_t r1) {
-      dequantize_rows(ap, r0, r1, N, sp, wsp, bp, zp, wsum, op);
+      dequantize_rows(ap, r0, r1, N, sp, wsp, bp, wsum, op);
     });
     if (w->activation != dnnl::algorithm::undef) {
       dnnl::memory o({{M, N}, dt::f32, tag::ab}, cpu_engine(), op);
@@ -460,13 +436,11 @@ struct Rewrite {
     c10::intrusive_ptr<PackedLinear> packed;
     const at::Tensor wf = w.to(at::kFloat).contiguous();
     if (int8) {
-      // Per output channel, symmetric: scale = max |w_row| / qmax (127, or 64 where the products
-      // go through vpmaddubsw's saturating int16 sums; see the top of the file).
-      const float qmax = int8_weight_max(int8_kernel);
-      at::Tensor scale = std::get<0>(wf.abs().max(1)).div(qmax);
+      // Per output channel, symmetric: scale = max |w_row| / 127.
+      at::Tensor scale = std::get<0>(wf.abs().max(1)).div(127.f);
       scale = at::where(scale > 0, scale, at::ones_like(scale)).contiguous();
       const at::Tensor q =
-          wf.div(scale.unsqueeze(1)).round().clamp(-qmax, qmax).to(at::kChar).contiguous();
+          wf.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
       packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, int8_kernel, q, b, scale);
     } else if (precision == LinearPrecision::kBFloat16) {
       packed =
@@ -706,7 +680,7 @@ CpuFeatures cpu_features() {
   f.avx512_bf16 = level >= kAvx512Bf16;
   if (onednn_linear_built())
     f.int8 = f.avx512_vnni ? Int8Kernel::kVnniS8S8
-             : f.avx2      ? Int8Kernel::kAvx2U8S7
+             : f.avx2      ? Int8Kernel::kAvx2Split
                            : Int8Kernel::kNone;
   return f;
 }
@@ -715,15 +689,13 @@ const char* int8_kernel_name(Int8Kernel k) {
   switch (k) {
     case Int8Kernel::kVnniS8S8:
       return "vnni-s8s8";
-    case Int8Kernel::kAvx2U8S7:
-      return "avx2-u8s7";
+    case Int8Kernel::kAvx2Split:
+      return "avx2-u8s7x2";
     case Int8Kernel::kNone:
       break;
   }
   return "none";
 }
-
-float int8_weight_max(Int8Kernel k) { return k == Int8Kernel::kAvx2U8S7 ? 64.f : 127.f; }
 
 bool cpu_has_avx512_bf16() { return cpu_features().avx512_bf16; }
 

@@ -17,10 +17,10 @@ namespace zsclip::detail {
 // int32, rescaled to float32).
 enum class LinearPrecision { kFloat32, kBFloat16, kInt8 };
 
-// The int8 products (src/model/linear_ops.cpp): s8 x s8 with 8-bit weights where the CPU has
-// AVX512_VNNI; u8 (per-row zero point) x 7-bit weights on AVX2, whose int16 pair sums cannot then
-// saturate; none below AVX2 or without oneDNN (int8 then runs float32 with a note).
-enum class Int8Kernel { kNone, kVnniS8S8, kAvx2U8S7 };
+// The int8 products (src/model/linear_ops.cpp): s8 x s8 where the CPU has AVX512_VNNI; on AVX2
+// the same sums from u8 activations x the weights split in two 7-bit halves, whose int16 pair sums
+// cannot saturate; none below AVX2 or without oneDNN (int8 then runs float32 with a note).
+enum class Int8Kernel { kNone, kVnniS8S8, kAvx2Split };
 
 // What this CPU runs, decided in one place: the hardware's level, lowered by oneDNN's effective ISA
 // ($ONEDNN_MAX_CPU_ISA), $ZSCLIP_MAX_CPU_ISA (baseline, avx2, avx512_core, avx512_core_vnni,
@@ -34,8 +34,7 @@ struct CpuFeatures {
   Int8Kernel int8 = Int8Kernel::kNone;
 };
 CpuFeatures cpu_features();
-const char* int8_kernel_name(Int8Kernel k);  // "vnni-s8s8", "avx2-u8s7", "none"
-float int8_weight_max(Int8Kernel k);         // 127, or 64 for avx2-u8s7
+const char* int8_kernel_name(Int8Kernel k);  // "vnni-s8s8", "avx2-u8s7x2", "none"
 
 struct ModelImpl {
   ModelConfig config;
