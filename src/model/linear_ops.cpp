@@ -665,9 +665,12 @@ CpuFeatures cpu_features() {
     limits += (limits.empty() ? "" : ", ") + why;
   };
 #ifdef ZSCLIP_WITH_ONEDNN
-  limit(onednn_level(zsclip_max), "oneDNN's effective ISA ($ONEDNN_MAX_CPU_ISA)");
+  const int onednn = onednn_level(zsclip_max);  // first: it hands $ZSCLIP_MAX_CPU_ISA to oneDNN
 #endif
   if (zsclip_max >= 0) limit(zsclip_max, "$ZSCLIP_MAX_CPU_ISA");
+#ifdef ZSCLIP_WITH_ONEDNN
+  limit(onednn, "oneDNN's effective ISA ($ONEDNN_MAX_CPU_ISA)");
+#endif
   // For tests and comparisons: behave as on a CPU without the instructions.
   if (env_on("ZSCLIP_CPU_NO_VNNI")) limit(kAvx512Core, "$ZSCLIP_CPU_NO_VNNI");
   if (env_on("ZSCLIP_CPU_NO_BF16")) limit(kAvx512Vnni, "$ZSCLIP_CPU_NO_BF16");

@@ -310,10 +310,8 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
       impl->precision_note = "bfloat16 needs a CPU with AVX512_BF16, which this one lacks (ISA " +
                              cpu.isa + lowered + "): running float32";
     else if (!bf16 && cpu.int8 == detail::Int8Kernel::kNone)
-      impl->precision_note =
-          "int8 needs a CPU with AVX2 (VNNI for the 8-bit kernel), which this "
-          "one lacks (ISA " +
-          cpu.isa + lowered + "): running float32";
+      impl->precision_note = "int8 needs a CPU with AVX2, which this one lacks (ISA " + cpu.isa +
+                             lowered + "): running float32";
     else if (bf16)
       impl->linear_precision = detail::LinearPrecision::kBFloat16;
     else {
