@@ -296,7 +296,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--layout", choices=list(LAYOUTS), default=None,
                    help="force a layout (for a folder holding both open_clip and HF files)")
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
-    p.add_argument("--quantize", choices=["none", "int8"], default="none")
+    p.add_argument("--quantize", choices=["none", "int8"], default="none",
+                   help="deprecated: int8 is a load-time precision now (export float32, then zsclip --precision int8 / "
+                        "ModelOptions::dtype \"int8\", on every CPU with AVX2); int8 here still writes LibTorch's "
+                        "slower dynamic-int8 towers, for comparisons")
     p.add_argument("--num-merges", type=int, default=None,
                    help="BPE merges to use; must be vocab_size - 514 (the default), which zsclip requires")
     p.add_argument("--quantize-text", action="store_true",
@@ -312,6 +315,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.dtype == "float16" and args.quantize == "int8":
         raise ExportError("--dtype float16 and --quantize int8 cannot be combined (dynamic int8 runs on CPU in float32)")
+    if args.quantize == "int8":
+        print("export_clip: warning: --quantize int8 is deprecated; export without it and load with "
+              "zsclip --precision int8 (ModelOptions::dtype \"int8\"): faster, on every CPU with AVX2", file=sys.stderr)
     return args
 
 

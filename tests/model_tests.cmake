@@ -33,6 +33,14 @@ if(TARGET server_test)
   target_link_libraries(server_test PRIVATE zsclip_server)
 endif()
 
+# The precision tests again with oneDNN held to AVX2 (as on a CPU without AVX-512 or VNNI): int8
+# must run there (avx2-u8s7x2, whose products oneDNN makes with vpmaddubsw) and must not saturate.
+if(TARGET precision_test)
+  add_test(NAME precision_test_avx2 COMMAND precision_test)
+  set_tests_properties(precision_test_avx2 PROPERTIES ENVIRONMENT "ONEDNN_MAX_CPU_ISA=AVX2"
+    FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
+endif()
+
 # Install + find_package + add_subdirectory, as users consume zsclip.
 add_test(NAME packaging_install_and_subdirectory
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/packaging/run.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}

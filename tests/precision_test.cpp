@@ -5,9 +5,15 @@
 //   - bfloat16 linear layers against float32: cosine >= 0.999 per row, and the same top-1 class
 //     on the trained shapes model;
 //   - dynamic int8 linear layers against float32: the same bounds (image tower; the text tower
-//     with int8_text, else bit for bit float32); a row's result does not depend on the batch it is
-//     in (its own scale, exact int32 sums);
-//   - bfloat16 without AVX512_BF16, int8 without VNNI: float32, bit for bit, and a note saying why.
+//     with int8_text, else bit for bit float32), with each kernel this CPU can run (vnni-s8s8,
+//     avx2-u8s7x2), which give the same answers bit for bit; a row's result does not depend on the
+//     batch it is in (its own scale, exact int32 sums); the kernel is the one the CPU's ISA calls
+//     for;
+//   - avx2-u8s7x2 does not saturate: extreme weights and activations against a float reference
+//     and the VNNI kernel (the ctest precision_test_avx2 runs this binary with
+//     $ONEDNN_MAX_CPU_ISA=AVX2, as on a CPU without AVX-512, where oneDNN multiplies with
+//     vpmaddubsw's saturating int16 pair sums);
+//   - bfloat16 without AVX512_BF16, int8 below AVX2: float32, bit for bit, and a note saying why.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -15,6 +21,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "model/model_impl.h"
 #include "model_util.h"
 #include "zsclip/error.h"
 #include "zsclip/model.h"
@@ -152,17 +159,52 @@ TEST_F(Inputs, Bfloat16AgreesWithFloat32) {
   EXPECT_TRUE(near_all(bs.encode_images(one), row0, 1e-5, "bf16 single vs batch row"));
 }
 
-TEST_F(Inputs, Int8AgreesWithFloat32AndDoesNotDependOnTheBatch) {
+// Sets an environment variable for its lifetime ("" leaves it alone).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (*name_) ::setenv(name_, value, 1);
+  }
+  ~ScopedEnv() {
+    if (*name_) ::unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+};
+
+// The int8 kernel the CPU's ISA (as zsclip sees it, lowered by the variables) calls for.
+std::string expected_int8_kernel(const std::string& isa) {
+  if (!detail::onednn_linear_built() || isa == "baseline") return "none";
+  return isa == "avx512_core_vnni" || isa == "avx512_core_bf16" ? "vnni-s8s8" : "avx2-u8s7x2";
+}
+
+// Each kernel this CPU can run: as it is, and held below VNNI ($ZSCLIP_CPU_NO_VNNI: the AVX2
+// scheme, which oneDNN then runs with the CPU's best instructions; the ctest
+// precision_test_avx2 runs it on oneDNN's AVX2 kernels).
+class Int8Kernels : public Inputs, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(Int8Kernels, AgreeWithFloat32AndDoNotDependOnTheBatch) {
   Model f32 = Model::load(dir_);
+  ScopedEnv env(GetParam(), "1");
   ModelOptions qo;
   qo.dtype = "int8";
   Model q = Model::load(dir_, qo);
+  EXPECT_EQ(q.int8_kernel(), q.dtype() == "int8" ? expected_int8_kernel(q.cpu_isa()) : "none")
+      << q.cpu_isa();
   if (q.dtype() != "int8") {
     EXPECT_EQ(q.dtype(), "float32");
     GTEST_SKIP() << "no int8 here: " << q.precision_note();
   }
+  EXPECT_TRUE(q.precision_note().empty()) << q.precision_note();
+  if (*GetParam()) EXPECT_EQ(q.int8_kernel(), "avx2-u8s7x2");
   const FloatTensor a = f32.encode_images(pixels_), b = q.encode_images(pixels_);
-  EXPECT_GE(min_row_cosine(b, a), 0.999);
+  if (*GetParam()) {  // the same int32 sums as the CPU's own kernel: the same answers
+    ::unsetenv(GetParam());
+    EXPECT_TRUE(near_all(b, Model::load(dir_, qo).encode_images(pixels_), 0.0, "kernels"));
+    ::setenv(GetParam(), "1", 1);
+  }
+  EXPECT_GE(min_row_cosine(b, a), 0.999) << q.int8_kernel();
   EXPECT_FALSE(near_all(b, a, 1e-7, "int8 vs float32"));
   // The text tower stays float32 unless int8_text.
   const FloatTensor t32 = f32.encode_texts(ids_);
@@ -170,7 +212,7 @@ TEST_F(Inputs, Int8AgreesWithFloat32AndDoesNotDependOnTheBatch) {
   ModelOptions qt = qo;
   qt.int8_text = true;
   const FloatTensor t8 = Model::load(dir_, qt).encode_texts(ids_);
-  EXPECT_GE(min_row_cosine(t8, t32), 0.999);
+  EXPECT_GE(min_row_cosine(t8, t32), 0.999) << q.int8_kernel();
   EXPECT_FALSE(near_all(t8, t32, 1e-7, "int8 text vs float32"));
   ModelOptions spread = qo;
   spread.runtime = runtime_with(2);
@@ -179,6 +221,96 @@ TEST_F(Inputs, Int8AgreesWithFloat32AndDoesNotDependOnTheBatch) {
   FloatTensor row0({1, b.size(1)});
   std::copy_n(b.ptr(), b.size(1), row0.ptr());
   EXPECT_TRUE(near_all(qs.encode_images(first_image()), row0, 1e-6, "int8 single vs batch row"));
+}
+INSTANTIATE_TEST_SUITE_P(Cpu, Int8Kernels, ::testing::Values("", "ZSCLIP_CPU_NO_VNNI"));
+
+// Extreme weights (every entry +-max of its row, so each quantises to +-127) and activations (each
+// row's values at +-its largest, so each quantises to +-127: 255 or 1 after the +128), in sign
+// patterns that make neighbouring products add up: vpmaddubsw's int16 pair sums would clip
+// 2 x 255 x 127 to 32767, a third of some sums gone; with the weights in 7-bit halves
+// (2 x 255 x 64 = 32640) every sum is exact, and the only error left is the quantisation's, under
+// 1 % here. Both kernels make the same int32 sums: the same outputs, bit for bit.
+TEST(Int8Saturation, ExtremeWeightsAndActivationsMatchAFloatReference) {
+  if (!detail::onednn_linear_built()) GTEST_SKIP() << "built without oneDNN";
+  const detail::CpuFeatures cpu = detail::cpu_features();
+  std::vector<detail::Int8Kernel> kernels;
+  if (cpu.avx512_vnni) kernels.push_back(detail::Int8Kernel::kVnniS8S8);
+  if (cpu.avx2) kernels.push_back(detail::Int8Kernel::kAvx2Split);
+  if (kernels.empty()) GTEST_SKIP() << "no int8 kernel below AVX2 (" << cpu.isa << ")";
+  const int64_t K = 768, N = 96, M = 7;
+  torch::Tensor w = torch::empty({N, K});
+  torch::Tensor x = torch::empty({M, K});
+  auto wa = w.accessor<float, 2>();
+  auto xa = x.accessor<float, 2>();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t k = 0; k < K; ++k) {
+      // Row patterns: all +, all -, pairs alike (++--), alternating, and a per-row mix.
+      const int64_t pattern = n % 5;
+      const bool plus = pattern == 0   ? true
+                        : pattern == 1 ? false
+                        : pattern == 2 ? (k / 2) % 2 == 0
+                        : pattern == 3 ? k % 2 == 0
+                                       : ((k * 7 + n) / 3) % 2 == 0;
+      wa[n][k] = (plus ? 1.f : -1.f) * (0.5f + 0.01f * float(n));
+    }
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) {
+      // Rows: all at the top (0 in range: quantised 255, zero point 0), top and bottom by pairs,
+      // strictly positive, strictly negative, mixed magnitudes.
+      float v = 0.f;
+      switch (m) {
+        case 0:
+          v = 3.f;
+          break;
+        case 1:
+          v = (k / 2) % 2 == 0 ? 4.f : -4.f;
+          break;
+        case 2:
+          v = k % 2 == 0 ? 2.f : -1.f;
+          break;
+        case 3:
+          v = (k == 0) ? 0.f : 5.f;
+          break;
+        case 4:
+          v = -2.5f;
+          break;
+        case 5:
+          v = ((k * 5) / 2) % 3 == 0 ? -6.f : 6.f;
+          break;
+        default:
+          v = k % 4 < 2 ? 1.5f : -0.25f;
+          break;
+      }
+      xa[m][k] = v;
+    }
+  const torch::Tensor b = torch::linspace(-1.f, 1.f, N);
+  const torch::Tensor want =
+      torch::addmm(b.to(torch::kDouble), x.to(torch::kDouble), w.to(torch::kDouble).t())
+          .to(torch::kFloat);
+  torch::Tensor first;
+  for (detail::Int8Kernel k : kernels) {
+    const torch::Tensor got = detail::run_packed_linear(x, w, b, detail::LinearPrecision::kInt8, k);
+    if (!first.defined()) first = got;
+    EXPECT_TRUE(torch::equal(got, first)) << detail::int8_kernel_name(k);
+    // Each output against its own size: sum_k |x| |w| (exact sums are within 1 % of it).
+    const torch::Tensor mass =
+        torch::mm(x.abs().to(torch::kDouble), w.abs().to(torch::kDouble).t()).to(torch::kFloat);
+    const torch::Tensor rel = ((got - want).abs() / mass);
+    EXPECT_LT(rel.max().item<float>(), 0.01f) << detail::int8_kernel_name(k) << " on " << cpu.isa
+                                              << ": worst output " << rel.argmax().item<int64_t>();
+  }
+}
+
+TEST(Int8Saturation, ABadIsaLimitIsRefusedByName) {
+  ScopedEnv env("ZSCLIP_MAX_CPU_ISA", "avx9");
+  try {
+    detail::cpu_features();
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("ZSCLIP_MAX_CPU_ISA \"avx9\""), std::string::npos)
+        << e.what();
+  }
 }
 
 class ShapesTopClass : public ::testing::TestWithParam<std::string> {};
@@ -222,17 +354,20 @@ INSTANTIATE_TEST_SUITE_P(Precisions, ShapesTopClass, ::testing::Values("bfloat16
 TEST_F(Inputs, WithoutTheInstructionsItIsFloat32BitForBit) {
   // dtype, the variable that hides the instructions, and what the note must name.
   const std::vector<std::array<const char*, 3>> cases = {
-      {"bfloat16", "ZSCLIP_CPU_NO_BF16", "AVX512_BF16"}, {"int8", "ZSCLIP_CPU_NO_VNNI", "VNNI"}};
+      {"bfloat16", "ZSCLIP_CPU_NO_BF16", "AVX512_BF16"}, {"int8", "ZSCLIP_MAX_CPU_ISA", "AVX2"}};
   Model f32 = Model::load(dir_);
   const FloatTensor want = f32.encode_images(pixels_);
   for (const auto& [dtype, variable, named] : cases) {
-    ::setenv(variable, "1", 1);
+    ::setenv(variable, std::string(variable) == "ZSCLIP_MAX_CPU_ISA" ? "baseline" : "1", 1);
     ModelOptions o;
     o.dtype = dtype;
     Model m = Model::load(dir_, o);
     ::unsetenv(variable);
     EXPECT_EQ(m.dtype(), "float32") << dtype;
-    EXPECT_NE(m.precision_note().find(named), std::string::npos) << m.precision_note();
+    // Without oneDNN the note names that instead.
+    EXPECT_NE(m.precision_note().find(detail::onednn_linear_built() ? named : "oneDNN"),
+              std::string::npos)
+        << m.precision_note();
     EXPECT_TRUE(near_all(m.encode_images(pixels_), want, 0.0, dtype));
   }
 }
@@ -290,6 +425,11 @@ TEST_F(Inputs, BadPrecisionOptionsAreRefusedByName) {
   r = code_of(tiny_export("int8"), o);
   EXPECT_EQ(r.first, ErrorCode::kInvalidArgument);
   EXPECT_NE(r.second.find("int8"), std::string::npos) << r.second;
+  // An old export-time int8 model still loads, saying how to re-export for the int8 kernels.
+  Model legacy = Model::load(tiny_export("int8"));
+  EXPECT_EQ(legacy.int8_kernel(), "libtorch-dynamic");
+  EXPECT_NE(legacy.precision_note().find("--precision int8"), std::string::npos)
+      << legacy.precision_note();
   o = {};
   o.dtype = "bfloat16";
   o.device = "cuda";

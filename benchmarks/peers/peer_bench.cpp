@@ -188,6 +188,8 @@ int run(const Args& a) {
   j["streams"] = a.streams;
   j["dtype"] = model.dtype();
   j["linear_kernels"] = model.linear_kernels();
+  j["cpu_isa"] = model.cpu_isa();
+  j["int8_kernel"] = model.int8_kernel();
   j["quantization"] = model.config().quantization;
   j["load_s"] = load_s;
   j["ms"] = ms;

@@ -57,8 +57,9 @@ class Variant:
 
 
 # One line per variant. int8: the fp32 export loaded with dtype int8 (zsclip's dynamic int8 linear
-# layers, both towers) against the int8 rewrite of the ONNX graphs (export_onnx.py); int8-export: the
-# older int8 export (LibTorch's quantize_dynamic of both towers) against the same. bf16: the fp32 export loaded with dtype bfloat16
+# layers, both towers; the kernel the CPU gets: vnni-s8s8 or avx2-u8s7) against the int8 rewrite of
+# the ONNX graphs (export_onnx.py). The older export-time int8 (export_clip.py --quantize int8) is no
+# longer a variant: --precision int8 is the one way to ask for int8. bf16: the fp32 export loaded with dtype bfloat16
 # (a load-time mode: linear layers in bf16 on AVX512_BF16) against ORT fp32 (ONNX Runtime has no
 # bfloat16 CPU path).
 VARIANTS = [
@@ -66,9 +67,6 @@ VARIANTS = [
     Variant("int8", [], {"image": "image_int8.onnx", "text": "text_int8.onnx"}, export="fp32",
             load_flags=["--precision", "int8", "--int8-text", "1"],
             note="zsclip dynamic int8 (fp32 export, ModelOptions::dtype int8, int8_text)"),
-    Variant("int8-export", ["--quantize", "int8", "--quantize-text"],
-            {"image": "image_int8.onnx", "text": "text_int8.onnx"},
-            note="export_clip.py --quantize int8 --quantize-text (LibTorch's dynamic quantisation)"),
     Variant("bf16", [], {"image": "image_fp32.onnx", "text": "text_fp32.onnx"}, export="fp32",
             load_flags=["--precision", "bfloat16"], note="zsclip bf16 (fp32 export, ModelOptions::dtype "
             "bfloat16) vs ORT fp32"),
@@ -386,6 +384,27 @@ def parse_args(argv=None):
     return args
 
 
+def cpu_flags() -> str:
+    """The CPU's SIMD flags that decide the kernels (avx2, fma, avx512*, avx_vnni, amx*), from /proc/cpuinfo,
+    and what zsclip was told to lower them to ($ONEDNN_MAX_CPU_ISA / $ZSCLIP_MAX_CPU_ISA; ONNX Runtime
+    ignores both, so its figures are the CPU's own)."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = {x for x in line.split(":", 1)[1].split()
+                             if x in ("avx2", "fma", "avx_vnni") or x.startswith(("avx512", "amx"))}
+                    break
+    except OSError:
+        pass
+    out = " ".join(sorted(flags)) or "unknown"
+    for var in ("ONEDNN_MAX_CPU_ISA", "ZSCLIP_MAX_CPU_ISA"):
+        if os.environ.get(var):
+            out += f"; zsclip limited by {var}={os.environ[var]} (emulated; ONNX Runtime unrestricted)"
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     batches = [int(b) for b in args.batches.split(",")]
@@ -407,7 +426,7 @@ def main(argv=None) -> int:
         raise StepError("accuracy: fp32 features of zsclip and ONNX Runtime disagree (min cosine "
                         + ", ".join(f"{r['tower']} {r['min_cos']:.6f}" for r in bad) + "): the ONNX export does not "
                         "compute the same model")
-    result = {"started": started, "machine": os.uname().nodename, "cores": os.cpu_count(),
+    result = {"started": started, "machine": os.uname().nodename, "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
               "args": {k: v for k, v in vars(args).items()}, "accuracy": acc,
               "variants": [v.name for v in variants],
               "skipped_variants": [v.name for v in VARIANTS if v.name not in [x.name for x in variants]],
@@ -418,7 +437,7 @@ def main(argv=None) -> int:
         loads = [x for r in result["speed"]["rounds"] for x in (r["loadavg_start"][0], r["loadavg_end"][0])]
         header = (f"zsclip vs ONNX Runtime 1.30.0, random {args.arch}, {args.threads} threads, {args.rounds} rounds "
                   f"(medians, min-max over rounds; ratio: median of per-round ratios), 1-min load "
-                  f"{min(loads):.2f}-{max(loads):.2f}, {started}")
+                  f"{min(loads):.2f}-{max(loads):.2f}, {started}; CPU flags: {cpu_flags()}")
         log("\n" + header + "\n\n" + table)
         with open(os.path.join(args.work, "peers_results.md"), "w") as f:
             f.write(header + "\n\n" + accuracy_table(acc) + "\n\n" + table + "\n")

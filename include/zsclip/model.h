@@ -48,10 +48,16 @@ struct ModelImpl;  // private: the loaded modules (src/model/model_impl.h)
 //                              it runs float32 and precision_note() says why. "int8" (CPU, a
 //                              float32 export): the image tower's linear layers multiply in int8
 //                              (weights per output channel at load, each token's activations per
-//                              call, symmetric; int32 sums; the patch embedding and the rest stay
-//                              float32; the text tower too unless int8_text) on CPUs with
-//                              AVX512_VNNI/AVX_VNNI, else float32 with a note. Agreement with
-//                              float32: benchmarks/README.md ("Precisions")
+//                              call; int32 sums; the patch embedding and the rest stay float32;
+//                              the text tower too unless int8_text) on every x86-64 CPU with
+//                              AVX2, the kernel picked at load by the CPU (Model::int8_kernel()):
+//                              "vnni-s8s8" with AVX512_VNNI, "avx2-u8s7x2" elsewhere (the same
+//                              int32 sums, bit for bit, made so that AVX2's saturating int16 pair
+//                              sums cannot clip: u8 activations x each weight in two 7-bit halves);
+//                              below AVX2 float32 with a note. The one way to ask for int8: the
+//                              export-time int8 of older exports (export_clip.py --quantize int8)
+//                              still loads, slower, with a note saying how to re-export. Agreement
+//                              with float32: benchmarks/README.md ("Precisions")
 //   int8_text         (false)  with dtype "int8": the text tower's linear layers in int8 too
 //                              (faster head building; class rankings move more, see there)
 //   runtime           (null)   the threads encoder calls run on, and the process-wide LibTorch
@@ -123,10 +129,17 @@ class Model : public ImageEncoder, public TextEncoder {
   // int8: the linear layers' products, see ModelOptions::dtype).
   std::string dtype() const;
   // Why the requested dtype is not the one in effect (bfloat16 on a CPU without AVX512_BF16), or
-  // "".
+  // how to re-export an old export-time int8 model, or "".
   const std::string& precision_note() const;
   // "onednn" when the linear layers run on zsclip's oneDNN kernels, else "aten".
   std::string linear_kernels() const;
+  // The int8 products in effect: "vnni-s8s8" (AVX512_VNNI), "avx2-u8s7x2" (AVX2; see
+  // ModelOptions::dtype), "libtorch-dynamic" (an old export-time int8 model), or "none".
+  std::string int8_kernel() const;
+  // The CPU instruction level zsclip's kernels were chosen for at load: "avx512_core_bf16",
+  // "avx512_core_vnni", "avx512_core", "avx2" or "baseline" (the CPU's own, lowered by
+  // $ONEDNN_MAX_CPU_ISA or $ZSCLIP_MAX_CPU_ISA).
+  const std::string& cpu_isa() const;
   bool has_text_encoder() const;
   int64_t embed_dim() const override;
   int64_t context_length() const override;

@@ -218,6 +218,8 @@ int run_bench(const Args& args) {
               {"quantization", c.quantization},
               {"dtype", model.dtype()},
               {"linear_kernels", model.linear_kernels()},
+              {"cpu_isa", model.cpu_isa()},
+              {"int8_kernel", model.int8_kernel()},
               {"spread_single", mo.spread_single},
               {"batch_size", batch},
               {"iterations", iterations},

@@ -520,6 +520,8 @@ int run_info(const Args& args) {
             {"vocab_size", c.text.vocab_size},
             {"dtype", model.dtype()},
             {"linear_kernels", model.linear_kernels()},
+            {"cpu_isa", model.cpu_isa()},
+            {"int8_kernel", model.int8_kernel()},
             {"quantization", c.quantization},
             {"device", model.device()},
             {"logit_scale_exp", model.logit_scale_exp()},

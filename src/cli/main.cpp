@@ -178,8 +178,8 @@ namespace {
 OptionSpec precision_option() {
   return {"--precision", "P",
           "float32 (default), bfloat16 or int8: the linear layers in bf16 (CPUs with "
-          "AVX512_BF16) or dynamic int8 (VNNI) on a float32 export; float32 elsewhere, with a "
-          "note on standard error"};
+          "AVX512_BF16) or dynamic int8 (AVX2 or VNNI, picked by the CPU) on a float32 export; "
+          "float32 elsewhere, with a note on standard error"};
 }
 OptionSpec spread_option() {
   return {"--no-spread-single", "",

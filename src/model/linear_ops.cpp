@@ -8,9 +8,19 @@
 // (ScopedIntraOpThreads): a batch-1 call spreads over every core, the parts of a split batch stay
 // single-threaded. bfloat16: bf16 x bf16 -> float32 (AVX512_BF16): weights rounded to bf16 at
 // load, activations per call; sums and outputs float32. int8: weights per output channel at load,
-// each row (token) of the activations per call, symmetric, s8 x s8 -> s32 (VNNI), rescaled to
-// float32 here. Everything outside the linear layers (LayerNorm, softmax, attention's batched
-// products, residuals) stays float32. Measurements: benchmarks/README.md.
+// each row (token) of the activations per call (symmetric, s8), int32 sums rescaled to float32
+// here, by one of two kernels picked by the CPU (cpu_features(), the one place that decides):
+//   vnni-s8s8 (AVX512_VNNI): s8 x s8 -> s32, oneDNN's brgemm;
+//   avx2-u8s7x2 (AVX2, and AVX-512 without VNNI): the same sums, exactly, without saturating.
+//     There oneDNN multiplies with vpmaddubsw, which adds two u8 x s8 products into a saturating
+//     int16: 2 x 255 x 127 overflows it (oneDNN 2.6 treats s8 activations as u8 + 128 and clips;
+//     measured), 2 x 255 x 64 = 32640 cannot. So each 8-bit weight q is split in two 7-bit halves,
+//     a = clamp(q, -64, 64) and b = q - a (|b| <= 63), the weights are [a | b] (2K columns), the
+//     activations are u = q_x + 128 written twice [u | u], and sum u a + sum u b - 128 sum_k q =
+//     sum q_x q: the VNNI kernel's int32 sums, bit for bit, at twice the products (u8 inputs run
+//     3x faster than s8 on oneDNN's AVX2 kernels, so still ahead of float32).
+// Everything outside the linear layers (LayerNorm, softmax, attention's batched products,
+// residuals) stays float32. Measurements: benchmarks/README.md.
 #include <ATen/Parallel.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/passes/dead_code_elimination.h>
@@ -25,12 +35,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "model/model_impl.h"
@@ -64,11 +76,14 @@ dnnl::stream& thread_stream() {
 // quantised per call; int32 sums rescaled here).
 struct PackedLinear : torch::CustomClassHolder {
   LinearPrecision precision = LinearPrecision::kFloat32;
+  Int8Kernel kernel = Int8Kernel::kNone;  // int8: which scheme (the weights were packed for it)
   int64_t n = 0, k = 0;
+  int64_t kk = 0;  // the matmul's K: k, or 2k for avx2-u8s7x2 (each weight in two halves)
   dnnl::memory::desc weights_md;
   dnnl::memory weights;
   at::Tensor bias;     // float32 [N] or undefined
   at::Tensor w_scale;  // int8: float32 [N], max |w_row| / 127
+  at::Tensor w_sum;    // avx2-u8s7x2: int32 [N], sum_k q[n, k] (the +128's share)
   bool fused_bias = false;
   // An activation the pass folded in (SiLU, exact or tanh GELU): a post-op of the matmul, or for
   // int8 one oneDNN pass over the rescaled output. undef: none.
@@ -83,14 +98,14 @@ struct PackedLinear : torch::CustomClassHolder {
   std::map<std::pair<int64_t, int>, std::shared_ptr<Prim>> by_rows;
 
   dt src_type() const {
-    return precision == LinearPrecision::kBFloat16 ? dt::bf16
-           : precision == LinearPrecision::kInt8   ? dt::s8
-                                                   : dt::f32;
+    if (precision == LinearPrecision::kInt8)
+      return kernel == Int8Kernel::kAvx2Split ? dt::u8 : dt::s8;
+    return precision == LinearPrecision::kBFloat16 ? dt::bf16 : dt::f32;
   }
   dt dst_type() const { return precision == LinearPrecision::kInt8 ? dt::s32 : dt::f32; }
 
   dnnl::matmul::primitive_desc describe(int64_t m, const dnnl::memory::desc& w_md) const {
-    const dnnl::memory::desc src({m, k}, src_type(), tag::ab), dst({m, n}, dst_type(), tag::ab);
+    const dnnl::memory::desc src({m, kk}, src_type(), tag::ab), dst({m, n}, dst_type(), tag::ab);
     // The caller passes the scratchpad: oneDNN's own is shared, and streams call one layer at once.
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -106,17 +121,25 @@ struct PackedLinear : torch::CustomClassHolder {
     return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w_md, dst), attr, cpu_engine());
   }
 
-  // w: [N, K] in the weights' type (float32, bf16 or int8), contiguous.
-  PackedLinear(LinearPrecision p, const at::Tensor& w, const c10::optional<at::Tensor>& b,
-               at::Tensor scale)
-      : precision(p), n(w.size(0)), k(w.size(1)), w_scale(std::move(scale)) {
+  // w: [N, K] in the weights' type (float32, bf16 or int8 in [-127, 127]), contiguous.
+  PackedLinear(LinearPrecision p, Int8Kernel kern, const at::Tensor& w_in,
+               const c10::optional<at::Tensor>& b, at::Tensor scale)
+      : precision(p), kernel(kern), n(w_in.size(0)), k(w_in.size(1)), w_scale(std::move(scale)) {
     if (b) bias = b->to(at::kFloat).contiguous().clone();
+    at::Tensor w = w_in;
+    kk = k;
+    if (kernel == Int8Kernel::kAvx2Split) {
+      w_sum = w_in.sum(1, false, at::kInt).contiguous();
+      const at::Tensor a = w_in.clamp(-64, 64);
+      w = at::cat({a, w_in - a}, 1).contiguous();
+      kk = 2 * k;
+    }
     fused_bias = bias.defined() && precision != LinearPrecision::kInt8;
     const dt wt = precision == LinearPrecision::kInt8 ? dt::s8 : src_type();
-    const dnnl::memory::desc any({k, n}, wt, tag::any);
+    const dnnl::memory::desc any({kk, n}, wt, tag::any);
     weights_md = describe(64, any).weights_desc();
     weights = dnnl::memory(weights_md, cpu_engine());
-    dnnl::memory plain(dnnl::memory::desc({k, n}, wt, tag::ba), cpu_engine(), w.data_ptr());
+    dnnl::memory plain(dnnl::memory::desc({kk, n}, wt, tag::ba), cpu_engine(), w.data_ptr());
     dnnl::reorder(plain, weights).execute(thread_stream(), plain, weights);
     thread_stream().wait();
   }
@@ -151,15 +174,16 @@ struct PackedLinear : torch::CustomClassHolder {
 };
 
 // Row r of x [rows, K] -> q (int8, symmetric: round(x / s), s = max |x_r| / 127) and s. Returns
-// false for a NaN or infinite value. Plain loops the compiler vectorises, built for AVX-512, AVX2
-// and baseline x86-64 and picked at load (target_clones). Rounding: half away from zero.
+// false for a NaN or infinite value. With u8_twice (avx2-u8s7x2), q is uint8 rows of 2K: q + 128,
+// twice. Plain loops the compiler vectorises, built for AVX-512, AVX2 and baseline x86-64 and
+// picked at load (target_clones). Rounding: half away from zero.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ZSCLIP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define ZSCLIP_CLONES
 #endif
-ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t K, int8_t* q,
-                                 float* scales) {
+ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t K, void* q,
+                                 float* scales, bool u8_twice) {
   bool finite = true;
   for (int64_t r = r0; r < r1; ++r) {
     const float* row = x + r * K;
@@ -169,26 +193,49 @@ ZSCLIP_CLONES bool quantize_rows(const float* x, int64_t r0, int64_t r1, int64_t
     if (!(amax <= std::numeric_limits<float>::max())) finite = false;  // NaN or infinity
     const float scale = amax > 0.f && finite ? amax / 127.f : 1.f;
     const float inv = 127.f / (amax > 0.f && finite ? amax : 127.f);
-    int8_t* out = q + r * K;
+    if (u8_twice) {
+      uint8_t* out = static_cast<uint8_t*>(q) + r * 2 * K;
 #pragma omp simd
-    for (int64_t i = 0; i < K; ++i) {
-      const float v = row[i] * inv;
-      out[i] = static_cast<int8_t>(static_cast<int32_t>(v + (v >= 0.f ? 0.5f : -0.5f)));
+      for (int64_t i = 0; i < K; ++i) {
+        const float v = row[i] * inv;
+        const auto u =
+            static_cast<uint8_t>(static_cast<int32_t>(v + (v >= 0.f ? 0.5f : -0.5f)) + 128);
+        out[i] = u;
+        out[K + i] = u;
+      }
+    } else {
+      int8_t* out = static_cast<int8_t*>(q) + r * K;
+#pragma omp simd
+      for (int64_t i = 0; i < K; ++i) {
+        const float v = row[i] * inv;
+        out[i] = static_cast<int8_t>(static_cast<int32_t>(v + (v >= 0.f ? 0.5f : -0.5f)));
+      }
     }
     scales[r] = scale;
   }
   return finite;
 }
 
-// out[r, c] = acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c] for rows [r0, r1).
+// out[r, c] = acc[r, c] * (row_scale[r] * col_scale[c]) + bias[c] for rows [r0, r1); with w_sum
+// (avx2-u8s7x2), acc[r, c] - 128 * w_sum[c] in place of acc[r, c].
 ZSCLIP_CLONES void dequantize_rows(const int32_t* acc, int64_t r0, int64_t r1, int64_t N,
                                    const float* row_scale, const float* col_scale,
-                                   const float* bias, float* out) {
+                                   const float* bias, const int32_t* w_sum, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const float rs = row_scale[r];
     const int32_t* a = acc + r * N;
     float* o = out + r * N;
-    if (bias) {
+    if (w_sum) {
+      if (bias) {
+#pragma omp simd
+        for (int64_t c = 0; c < N; ++c)
+          o[c] = static_cast<float>(a[c] - 128 * w_sum[c]) * (rs * col_scale[c]) + bias[c];
+      } else {
+#pragma omp simd
+        for (int64_t c = 0; c < N; ++c)
+          o[c] = static_cast<float>(a[c] - 128 * w_sum[c]) * (rs * col_scale[c]);
+      }
+    } else if (bias) {
 #pragma omp simd
       for (int64_t c = 0; c < N; ++c)
         o[c] = static_cast<float>(a[c]) * (rs * col_scale[c]) + bias[c];
@@ -223,14 +270,15 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
   if (w->precision == LinearPrecision::kBFloat16) {
     x = x.to(at::kBFloat16);
   } else if (w->precision == LinearPrecision::kInt8) {
-    at::Tensor xq = at::empty({M, K}, x.options().dtype(at::kChar));
+    const bool twice = w->kernel == Int8Kernel::kAvx2Split;
+    at::Tensor xq = at::empty({M, w->kk}, x.options().dtype(twice ? at::kByte : at::kChar));
     xs = at::empty({M}, x.options());
     const float* xp = x.data_ptr<float>();
-    int8_t* qp = xq.data_ptr<int8_t>();
+    void* qp = xq.data_ptr();
     float* sp = xs.data_ptr<float>();
     std::atomic<bool> finite{true};
     at::parallel_for(0, M, 16, [&](int64_t r0, int64_t r1) {
-      if (!quantize_rows(xp, r0, r1, K, qp, sp)) finite = false;
+      if (!quantize_rows(xp, r0, r1, K, qp, sp, twice)) finite = false;
     });
     TORCH_CHECK(finite.load(), "zsclip::packed_linear: the input has a NaN or infinite value");
     x = xq;
@@ -240,7 +288,7 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
   std::shared_ptr<PackedLinear::Prim> prim = w->primitive(M);
   at::Tensor scratch = at::empty({static_cast<int64_t>(prim->scratchpad.get_size())},
                                  x_in.options().dtype(at::kByte));
-  dnnl::memory src({{M, K}, w->src_type(), tag::ab}, cpu_engine(), x.data_ptr());
+  dnnl::memory src({{M, w->kk}, w->src_type(), tag::ab}, cpu_engine(), x.data_ptr());
   dnnl::memory dst({{M, N}, w->dst_type(), tag::ab}, cpu_engine(), acc.data_ptr());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, src},
@@ -257,9 +305,11 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
     const float* sp = xs.data_ptr<float>();
     const float* wsp = w->w_scale.data_ptr<float>();
     const float* bp = w->bias.defined() ? w->bias.data_ptr<float>() : nullptr;
+    const int32_t* wsum = w->w_sum.defined() ? w->w_sum.data_ptr<int32_t>() : nullptr;
     float* op = out.data_ptr<float>();
-    at::parallel_for(
-        0, M, 8, [&](int64_t r0, int64_t r1) { dequantize_rows(ap, r0, r1, N, sp, wsp, bp, op); });
+    at::parallel_for(0, M, 8, [&](int64_t r0, int64_t r1) {
+      dequantize_rows(ap, r0, r1, N, sp, wsp, bp, wsum, op);
+    });
     if (w->activation != dnnl::algorithm::undef) {
       dnnl::memory o({{M, N}, dt::f32, tag::ab}, cpu_engine(), op);
       w->activation_primitive(M)->execute(thread_stream(), {{DNNL_ARG_SRC, o}, {DNNL_ARG_DST, o}});
@@ -374,6 +424,7 @@ bool is_none(torch::jit::Value* v) {
 struct Rewrite {
   torch::jit::Graph* graph;
   LinearPrecision precision;
+  Int8Kernel int8_kernel;
   int count = 0;
 
   // Replaces `node` (output = x . w^T + b) with zsclip::linear (or linear_int8 for the linear
@@ -390,12 +441,14 @@ struct Rewrite {
       scale = at::where(scale > 0, scale, at::ones_like(scale)).contiguous();
       const at::Tensor q =
           wf.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
-      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, q, b, scale);
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, int8_kernel, q, b, scale);
     } else if (precision == LinearPrecision::kBFloat16) {
-      packed = c10::make_intrusive<PackedLinear>(
-          LinearPrecision::kBFloat16, wf.to(at::kBFloat16).contiguous(), b, at::Tensor());
+      packed =
+          c10::make_intrusive<PackedLinear>(LinearPrecision::kBFloat16, Int8Kernel::kNone,
+                                            wf.to(at::kBFloat16).contiguous(), b, at::Tensor());
     } else {
-      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, wf, b, at::Tensor());
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, Int8Kernel::kNone, wf,
+                                                 b, at::Tensor());
     }
     torch::jit::Value* wv = graph->insertConstant(c10::IValue(packed));
     torch::jit::Node* lin = graph->insertNode(
@@ -481,9 +534,28 @@ struct Rewrite {
 
 bool onednn_linear_built() { return true; }
 
-int route_linear_layers(torch::jit::Module& module, LinearPrecision precision) {
+at::Tensor run_packed_linear(const at::Tensor& x, const at::Tensor& w,
+                             const c10::optional<at::Tensor>& b, LinearPrecision precision,
+                             Int8Kernel int8_kernel) {
+  auto graph = std::make_shared<torch::jit::Graph>();
+  Rewrite r{graph.get(), precision, int8_kernel};
+  torch::jit::Value* in = graph->addInput("x");
+  torch::jit::Node* lin = graph->insertNode(graph->create(
+      c10::aten::linear,
+      {in, graph->insertConstant(w), graph->insertConstant(b ? c10::IValue(*b) : c10::IValue())}));
+  graph->registerOutput(lin->output());
+  r.replace(lin, in, w, b, precision == LinearPrecision::kInt8);
+  c10::optional<c10::IValue> packed = torch::jit::toIValue(graph->outputs()[0]->node()->input(1));
+  TORCH_CHECK(packed && packed->isCustomClass(), "run_packed_linear: no packed layer");
+  return packed_linear_op(x, packed->toCustomClass<PackedLinear>());
+}
+
+int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
+                        Int8Kernel int8_kernel) {
+  TORCH_CHECK(precision != LinearPrecision::kInt8 || int8_kernel != Int8Kernel::kNone,
+              "zsclip: int8 linear layers without an int8 kernel");
   std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
-  Rewrite r{graph.get(), precision};
+  Rewrite r{graph.get(), precision, int8_kernel};
   r.run(graph->block());
   if (r.count > 0) {
     torch::jit::EliminateDeadCode(graph);
@@ -495,7 +567,11 @@ int route_linear_layers(torch::jit::Module& module, LinearPrecision precision) {
 #else  // no oneDNN headers at build time: LibTorch's own kernels
 
 bool onednn_linear_built() { return false; }
-int route_linear_layers(torch::jit::Module&, LinearPrecision) { return 0; }
+int route_linear_layers(torch::jit::Module&, LinearPrecision, Int8Kernel) { return 0; }
+at::Tensor run_packed_linear(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
+                             LinearPrecision, Int8Kernel) {
+  TORCH_CHECK(false, "run_packed_linear: zsclip was built without oneDNN");
+}
 
 #endif
 
@@ -508,27 +584,122 @@ ScopedIntraOpThreads::ScopedIntraOpThreads(int threads) {
 }
 ScopedIntraOpThreads::~ScopedIntraOpThreads() { omp_set_num_threads(previous_); }
 
-bool cpu_has_vnni() {
-  const char* off = std::getenv("ZSCLIP_CPU_NO_VNNI");
-  if (off && *off && std::strcmp(off, "0") != 0) return false;
+// --- What this CPU runs: the one place that decides (Model::load asks it once per load) ---------
+namespace {
+
+// Levels in order; each implies the ones before it (as oneDNN's ISA masks do).
+constexpr const char* kIsaNames[] = {"baseline", "avx2", "avx512_core", "avx512_core_vnni",
+                                     "avx512_core_bf16"};
+enum IsaLevel { kBaseline = 0, kAvx2, kAvx512Core, kAvx512Vnni, kAvx512Bf16 };
+
+bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::strcmp(v, "0") != 0;
+}
+
+int hardware_level() {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512vnni") || __builtin_cpu_supports("avxvnni");
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return kBaseline;
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+    return kAvx2;
+  if (!__builtin_cpu_supports("avx512vnni")) return kAvx512Core;
+  return __builtin_cpu_supports("avx512bf16") ? kAvx512Bf16 : kAvx512Vnni;
 #else
-  return false;
+  return kBaseline;
 #endif
 }
 
-bool cpu_has_avx512_bf16() {
-  // For tests and comparisons: behave as on a CPU without the instructions.
-  const char* off = std::getenv("ZSCLIP_CPU_NO_BF16");
-  if (off && *off && std::strcmp(off, "0") != 0) return false;
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
+// $ZSCLIP_MAX_CPU_ISA: one of kIsaNames (any case; "all" = no limit), or -1 when unset.
+int zsclip_max_level() {
+  const char* v = std::getenv("ZSCLIP_MAX_CPU_ISA");
+  if (!v || !*v) return -1;
+  std::string s(v);
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (s == "all") return kAvx512Bf16;
+  for (int i = 0; i <= kAvx512Bf16; ++i)
+    if (s == kIsaNames[i]) return i;
+  throw Error(ErrorCode::kInvalidArgument,
+              std::string("$ZSCLIP_MAX_CPU_ISA \"") + v +
+                  "\": expected baseline, avx2, avx512_core, avx512_core_vnni, avx512_core_bf16 "
+                  "or all");
 }
+
+#ifdef ZSCLIP_WITH_ONEDNN
+// The level oneDNN's kernels run at: honours $ONEDNN_MAX_CPU_ISA, and $ZSCLIP_MAX_CPU_ISA when it
+// was set before oneDNN's first use in this process (passed on to dnnl::set_max_cpu_isa).
+int onednn_level(int zsclip_max) {
+  static const bool applied = [&] {
+    if (zsclip_max < 0) return false;
+    constexpr dnnl::cpu_isa to_onednn[] = {dnnl::cpu_isa::sse41, dnnl::cpu_isa::avx2,
+                                           dnnl::cpu_isa::avx512_core,
+                                           dnnl::cpu_isa::avx512_core_vnni, dnnl::cpu_isa::all};
+    try {
+      return dnnl::set_max_cpu_isa(to_onednn[zsclip_max]) == dnnl::status::success;
+    } catch (const dnnl::error&) {
+      return false;  // oneDNN was used already: its own level stands (reported by cpu_isa)
+    }
+  }();
+  (void)applied;
+  const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  auto has = [&](unsigned mask) { return (isa & mask) == mask; };
+  if (has(dnnl_cpu_isa_avx512_core_bf16)) return kAvx512Bf16;
+  if (has(dnnl_cpu_isa_avx512_core_vnni)) return kAvx512Vnni;
+  if (has(dnnl_cpu_isa_avx512_core)) return kAvx512Core;
+  if (has(dnnl_cpu_isa_avx2)) return kAvx2;
+  return kBaseline;
+}
+#endif
+
+}  // namespace
+
+CpuFeatures cpu_features() {
+  static const int hardware = hardware_level();
+  const int zsclip_max = zsclip_max_level();
+  int level = hardware;
+  std::string limits;
+  auto limit = [&](int to, const std::string& why) {
+    if (to >= level) return;
+    level = to;
+    limits += (limits.empty() ? "" : ", ") + why;
+  };
+#ifdef ZSCLIP_WITH_ONEDNN
+  const int onednn = onednn_level(zsclip_max);  // first: it hands $ZSCLIP_MAX_CPU_ISA to oneDNN
+#endif
+  if (zsclip_max >= 0) limit(zsclip_max, "$ZSCLIP_MAX_CPU_ISA");
+#ifdef ZSCLIP_WITH_ONEDNN
+  limit(onednn, "oneDNN's effective ISA ($ONEDNN_MAX_CPU_ISA)");
+#endif
+  // For tests and comparisons: behave as on a CPU without the instructions.
+  if (env_on("ZSCLIP_CPU_NO_VNNI")) limit(kAvx512Core, "$ZSCLIP_CPU_NO_VNNI");
+  if (env_on("ZSCLIP_CPU_NO_BF16")) limit(kAvx512Vnni, "$ZSCLIP_CPU_NO_BF16");
+  CpuFeatures f;
+  f.isa = kIsaNames[level];
+  f.hardware_isa = kIsaNames[hardware];
+  f.limited_by = limits;
+  f.avx2 = level >= kAvx2;
+  f.avx512_vnni = level >= kAvx512Vnni;
+  f.avx512_bf16 = level >= kAvx512Bf16;
+  if (onednn_linear_built())
+    f.int8 = f.avx512_vnni ? Int8Kernel::kVnniS8S8
+             : f.avx2      ? Int8Kernel::kAvx2Split
+                           : Int8Kernel::kNone;
+  return f;
+}
+
+const char* int8_kernel_name(Int8Kernel k) {
+  switch (k) {
+    case Int8Kernel::kVnniS8S8:
+      return "vnni-s8s8";
+    case Int8Kernel::kAvx2Split:
+      return "avx2-u8s7x2";
+    case Int8Kernel::kNone:
+      break;
+  }
+  return "none";
+}
+
+bool cpu_has_avx512_bf16() { return cpu_features().avx512_bf16; }
 
 }  // namespace zsclip::detail

@@ -192,10 +192,12 @@ torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, bool t
       if (impl.device.is_cpu() && impl.dtype == torch::kFloat &&
           !impl.options.optimize_for_inference && impl.options.linear_kernels != "aten")
         impl.routed_linears += detail::route_linear_layers(
-            m, text_tower && impl.linear_precision == detail::LinearPrecision::kInt8 &&
-                       !impl.options.int8_text
-                   ? detail::LinearPrecision::kFloat32
-                   : impl.linear_precision);
+            m,
+            text_tower && impl.linear_precision == detail::LinearPrecision::kInt8 &&
+                    !impl.options.int8_text
+                ? detail::LinearPrecision::kFloat32
+                : impl.linear_precision,
+            impl.int8_kernel);
     }
     return m;
   });
@@ -313,6 +315,7 @@ torch::Tensor detail::ModelImpl::encode_texts_part(const torch::Tensor& ids) con
 Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   check_options(options);
   auto impl = std::make_shared<detail::ModelImpl>();
+  impl->cpu_isa = detail::cpu_features().isa;  // also refuses a bad $ZSCLIP_MAX_CPU_ISA
   impl->config = ModelConfig::load(model_dir);
   impl->options = options;
   impl->runtime = Runtime::or_default(options.runtime);
@@ -340,19 +343,24 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
                       "optimize_for_inference off, linear_kernels auto or onednn)");
     impl->dtype = torch::kFloat;  // everything but the linear layers' products stays float32
     const bool bf16 = d == "bfloat16";
+    const detail::CpuFeatures cpu = detail::cpu_features();
+    const std::string lowered =
+        cpu.limited_by.empty() ? "" : " (lowered by " + cpu.limited_by + ")";
     if (!detail::onednn_linear_built())
       impl->precision_note =
           d + " needs oneDNN (zsclip was built without libdnnl-dev): running float32";
-    else if (bf16 && !detail::cpu_has_avx512_bf16())
-      impl->precision_note =
-          "bfloat16 needs a CPU with AVX512_BF16, which this one lacks: running float32";
-    else if (!bf16 && !detail::cpu_has_vnni())
-      impl->precision_note =
-          "int8 needs a CPU with AVX512_VNNI or AVX_VNNI (without them oneDNN's int8 products "
-          "can saturate), which this one lacks: running float32";
-    else
-      impl->linear_precision =
-          bf16 ? detail::LinearPrecision::kBFloat16 : detail::LinearPrecision::kInt8;
+    else if (bf16 && !cpu.avx512_bf16)
+      impl->precision_note = "bfloat16 needs a CPU with AVX512_BF16, which this one lacks (ISA " +
+                             cpu.isa + lowered + "): running float32";
+    else if (!bf16 && cpu.int8 == detail::Int8Kernel::kNone)
+      impl->precision_note = "int8 needs a CPU with AVX2, which this one lacks (ISA " + cpu.isa +
+                             lowered + "): running float32";
+    else if (bf16)
+      impl->linear_precision = detail::LinearPrecision::kBFloat16;
+    else {
+      impl->linear_precision = detail::LinearPrecision::kInt8;
+      impl->int8_kernel = cpu.int8;
+    }
   } else if (options.dtype == "float16") {
     if (!impl->device.is_cuda())
       throw Error(ErrorCode::kUnsupported, "dtype float16 needs a CUDA device (CPU runs float32)");
@@ -366,6 +374,11 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     throw Error(
         ErrorCode::kUnsupported,
         c.path_of("config.json") + ": an int8 (dynamically quantised) model runs on CPU only");
+  if (c.quantization == "int8")  // still loads, on LibTorch's slower quantised kernels
+    impl->precision_note = c.path_of("config.json") +
+                           ": an export-time int8 model (export_clip.py --quantize int8, "
+                           "deprecated): re-export without --quantize and load with --precision "
+                           "int8 (ModelOptions::dtype \"int8\") for zsclip's faster int8 kernels";
   detail::apply_torch_settings(*impl->runtime);
   if (options.streams < 0)
     throw Error(ErrorCode::kInvalidArgument, "ModelOptions.streams must be >= 0");
@@ -507,6 +520,12 @@ std::string Model::dtype() const {
 }
 const std::string& Model::precision_note() const { return impl_->precision_note; }
 std::string Model::linear_kernels() const { return impl_->routed_linears > 0 ? "onednn" : "aten"; }
+std::string Model::int8_kernel() const {
+  if (impl_->linear_precision == detail::LinearPrecision::kInt8)
+    return detail::int8_kernel_name(impl_->int8_kernel);
+  return impl_->config.quantization == "int8" ? "libtorch-dynamic" : "none";
+}
+const std::string& Model::cpu_isa() const { return impl_->cpu_isa; }
 bool Model::has_text_encoder() const { return impl_->has_text_encoder; }
 int64_t Model::embed_dim() const { return impl_->config.embed_dim; }
 const PreprocessConfig& Model::preprocess_config() const { return impl_->config.preprocess; }

@@ -5,6 +5,7 @@
 
 #include <mutex>
 #include <optional>
+#include <string>
 
 #include "zsclip/error.h"
 #include "zsclip/model.h"
@@ -15,6 +16,25 @@ namespace zsclip::detail {
 // The products of zsclip::linear: float32, bf16 x bf16 -> float32, or dynamic int8 (int8 x int8 ->
 // int32, rescaled to float32).
 enum class LinearPrecision { kFloat32, kBFloat16, kInt8 };
+
+// The int8 products (src/model/linear_ops.cpp): s8 x s8 where the CPU has AVX512_VNNI; on AVX2
+// the same sums from u8 activations x the weights split in two 7-bit halves, whose int16 pair sums
+// cannot saturate; none below AVX2 or without oneDNN (int8 then runs float32 with a note).
+enum class Int8Kernel { kNone, kVnniS8S8, kAvx2Split };
+
+// What this CPU runs, decided in one place: the hardware's level, lowered by oneDNN's effective ISA
+// ($ONEDNN_MAX_CPU_ISA), $ZSCLIP_MAX_CPU_ISA (baseline, avx2, avx512_core, avx512_core_vnni,
+// avx512_core_bf16, all; also passed to oneDNN when set before its first use; another value is an
+// Error) and, for tests, $ZSCLIP_CPU_NO_VNNI / $ZSCLIP_CPU_NO_BF16. Reads the variables each call.
+struct CpuFeatures {
+  std::string isa;           // the level in effect: "avx512_core_bf16", ..., "avx2", "baseline"
+  std::string hardware_isa;  // the CPU's own level
+  std::string limited_by;    // what lowered it, or ""
+  bool avx2 = false, avx512_vnni = false, avx512_bf16 = false;
+  Int8Kernel int8 = Int8Kernel::kNone;
+};
+CpuFeatures cpu_features();
+const char* int8_kernel_name(Int8Kernel k);  // "vnni-s8s8", "avx2-u8s7x2", "none"
 
 struct ModelImpl {
   ModelConfig config;
@@ -34,8 +54,10 @@ struct ModelImpl {
   float logit_bias = 0.f;               // Scoring::kSigmoid only
   int streams = 1;                      // parallel parts an encoder call is split into (CPU)
   LinearPrecision linear_precision = LinearPrecision::kFloat32;  // of zsclip::linear (CPU)
+  Int8Kernel int8_kernel = Int8Kernel::kNone;                    // with linear_precision kInt8
+  std::string cpu_isa;                                           // CpuFeatures::isa at load
   int routed_linears = 0;      // linear layers moved to zsclip::linear (both towers)
-  std::string precision_note;  // why a requested precision is not in effect, or ""
+  std::string precision_note;  // Model::precision_note()
   mutable std::mutex tokenizer_mu;
   mutable std::optional<Tokenizer> tokenizer;  // Model::tokenizer(), loaded on first use
 
@@ -47,13 +69,19 @@ struct ModelImpl {
 };
 
 // Replaces the frozen graph's float32 linear layers (aten::linear, and aten::matmul by a constant
-// matrix) with zsclip::linear (src/model/linear_ops.cpp), weights in bfloat16 when `bf16`. Returns
-// the number replaced; 0 when zsclip was built without oneDNN's headers. kInt8 makes aten::linear
-// nodes zsclip::linear_int8 (weights quantised here) and leaves a constant matmul float32.
-int route_linear_layers(torch::jit::Module& module, LinearPrecision precision);
+// matrix) with zsclip::packed_linear (src/model/linear_ops.cpp), weights in bfloat16 for kBFloat16.
+// Returns the number replaced; 0 when zsclip was built without oneDNN's headers. kInt8 quantises
+// the aten::linear nodes' weights for `int8_kernel` (not kNone) and leaves a constant matmul (the
+// patch embedding) float32.
+int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
+                        Int8Kernel int8_kernel = Int8Kernel::kNone);
 bool onednn_linear_built();
-bool cpu_has_avx512_bf16();  // false also when $ZSCLIP_CPU_NO_BF16 is set (tests)
-bool cpu_has_vnni();         // AVX512_VNNI or AVX_VNNI; false when $ZSCLIP_CPU_NO_VNNI is set
+// y = x . w^T + b through one packed layer made as route_linear_layers makes it (tests; needs
+// oneDNN).
+torch::Tensor run_packed_linear(const torch::Tensor& x, const torch::Tensor& w,
+                                const c10::optional<torch::Tensor>& b, LinearPrecision precision,
+                                Int8Kernel int8_kernel);
+bool cpu_has_avx512_bf16();  // cpu_features().avx512_bf16
 
 // Sets the calling thread's OpenMP team (LibTorch's intra-op kernels and zsclip::linear) to
 // `threads` for its lifetime; restores the previous count after.
