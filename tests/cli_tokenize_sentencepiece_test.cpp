@@ -35,8 +35,8 @@ TEST(CliSentencePiece, TokenizePrintsTheReferenceIds) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out, want);
   // --bpe-only: the pieces alone, no eos.
-  const CliResult bare = run_cli("tokenize --bpe-only --model " + sh(dir) + " " +
-                                 sh("a photo of a cat."));
+  const CliResult bare =
+      run_cli("tokenize --bpe-only --model " + sh(dir) + " " + sh("a photo of a cat."));
   EXPECT_EQ(bare.out, "[11,1289,35,118,26,11,98,90]\n") << bare.err;
 }
 

@@ -251,14 +251,22 @@ TEST(PromptTruncation, OpenAIsTinyModelAndTheIssuesLabels) {
       },
       ErrorCode::kInvalidText,
       {"very very", "a photo of a {}.", std::to_string(tokens) + " tokens", "context length 77"});
-  // Asked for, truncation cuts both prompts to the same 77 tokens: the labels become one (0.5
-  // each).
+  // Asked for, truncation cuts both prompts to the same 77 tokens: the two labels would become
+  // one (0.5 each), so the head refuses them, naming both and the truncation.
   ClassifierOptions co;
   co.truncate_prompts = true;
-  const auto clf = ZeroShotClassifier::create(tiny_export("state_dict"), labels,
+  expect_error(
+      [&] {
+        ZeroShotClassifier::create(tiny_export("state_dict"), labels, builtin_templates("simple"),
+                                   {}, co);
+      },
+      ErrorCode::kInvalidArgument, {"labels 1", "and 2", "truncation", "keep one of them"});
+  // Labels that still differ within the context are truncated and kept apart.
+  const std::vector<std::string> early = {"red " + very + "circle", "blue " + very + "star"};
+  const auto clf = ZeroShotClassifier::create(tiny_export("state_dict"), early,
                                               builtin_templates("simple"), {}, co);
   EXPECT_EQ(clf.head().truncated_prompts(), 2);
-  EXPECT_FLOAT_EQ(clf.classify_file(image("red_circle")).probs[0], 0.5f);
+  EXPECT_NE(clf.classify_file(image("red_circle")).probs[0], 0.5f);
 }
 
 TEST(PromptTruncation, TheModelsTokenizerUsesTheModelsContext) {
