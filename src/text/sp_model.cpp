@@ -14,15 +14,15 @@
 // libprotobuf then crashes while it initialises. So zsclip loads it with dlopen, RTLD_LOCAL (its
 // symbols stay out of the process's scope) and RTLD_DEEPBIND (it binds to its own protobuf first),
 // and calls it through the class's vtable; the three non-virtual functions used (the constructor,
-// Status's destructor and ToString) are looked up by name. AddressSanitizer refuses
-// RTLD_DEEPBIND: its builds load it with RTLD_LOCAL alone (fine where no libprotobuf is loaded).
+// Status's destructor and ToString) are looked up by name. The sanitizers' runtimes (ASan, TSan)
+// refuse RTLD_DEEPBIND: such builds load it with RTLD_LOCAL alone (fine where no libprotobuf is loaded).
 #ifndef ZSCLIP_SENTENCEPIECE_SONAME
 #define ZSCLIP_SENTENCEPIECE_SONAME "libsentencepiece.so.0"
 #endif
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define ZSCLIP_NO_DEEPBIND 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define ZSCLIP_NO_DEEPBIND 1
 #endif
 #endif
