@@ -15,7 +15,8 @@
 // symbols stay out of the process's scope) and RTLD_DEEPBIND (it binds to its own protobuf first),
 // and calls it through the class's vtable; the three non-virtual functions used (the constructor,
 // Status's destructor and ToString) are looked up by name. The sanitizers' runtimes (ASan, TSan)
-// refuse RTLD_DEEPBIND: such builds load it with RTLD_LOCAL alone (fine where no libprotobuf is loaded).
+// refuse RTLD_DEEPBIND: such builds load it with RTLD_LOCAL alone (fine where no libprotobuf is
+// loaded).
 #ifndef ZSCLIP_SENTENCEPIECE_SONAME
 #define ZSCLIP_SENTENCEPIECE_SONAME "libsentencepiece.so.0"
 #endif
