@@ -14,7 +14,7 @@ flags="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefin
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
   -DZSCLIP_WITH_TORCH=OFF -DZSCLIP_BUILD_EXAMPLES=OFF -DZSCLIP_BUILD_FUZZERS=ON \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
-cmake --build "$dir" -j "${ZSCLIP_JOBS:-$(nproc)}"
+cmake --build "$dir" -j "${ZSCLIP_BUILD_JOBS:-${ZSCLIP_JOBS:-$(nproc)}}"
 if [ "${1:-}" = --build ]; then exit 0; fi
 # OpenCV's own allocations are not instrumented; leaks are checked on our code.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

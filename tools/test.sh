@@ -50,15 +50,16 @@ else
 fi
 
 # The two sanitizer builds compile the same LibTorch-free sources with different runtimes: side by
-# side, each with one job, their compiles overlap the other's links and test runs.
+# side, each compiling with one job (their compiles overlap the other's links and test runs), each
+# running its tests on every core.
 pids=()
 if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
-  (ZSCLIP_JOBS=$(((JOBS + 1) / 2)) stage asan tools/sanitize.sh >"$logdir/asan.log" 2>&1
+  (ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) stage asan tools/sanitize.sh >"$logdir/asan.log" 2>&1
    echo "${result[asan]}|${seconds[asan]}" >"$logdir/asan.result") &
   pids+=($!)
 fi
 if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
-  (ZSCLIP_JOBS=$(((JOBS + 1) / 2)) stage tsan tools/tsan.sh >"$logdir/tsan.log" 2>&1
+  (ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) stage tsan tools/tsan.sh >"$logdir/tsan.log" 2>&1
    echo "${result[tsan]}|${seconds[tsan]}" >"$logdir/tsan.result") &
   pids+=($!)
 fi

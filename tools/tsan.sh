@@ -12,7 +12,7 @@ flags="-fsanitize=thread -fno-omit-frame-pointer -O1 -g"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
   -DZSCLIP_WITH_TORCH=OFF -DZSCLIP_BUILD_EXAMPLES=OFF \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
-cmake --build "$dir" -j "${ZSCLIP_JOBS:-$(nproc)}"
+cmake --build "$dir" -j "${ZSCLIP_BUILD_JOBS:-${ZSCLIP_JOBS:-$(nproc)}}"
 # halt_on_error: a race fails the test that found it. OpenCV and its codecs are not instrumented
 # (their own memory accesses are invisible to TSan); tools/tsan.supp names the one third-party
 # report suppressed. The approximate-index tests (Ann.*) run with OMP_NUM_THREADS=1: FAISS builds
