@@ -146,8 +146,8 @@ struct Server::Impl {
     FrontEvents ev;
     ev.answered = [this](int status, const std::string& target) {
       metrics.http_response(status);
+      static const std::regex infer(kInferPattern);  // compiled once, not per response
       std::smatch m;
-      const std::regex infer(kInferPattern);
       if (std::regex_match(target, m, infer)) {
         const std::string name = m[1];
         metrics.request_done(
