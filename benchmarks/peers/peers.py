@@ -6,13 +6,19 @@
 (run.sh installs ONNX Runtime and python3-onnx and builds the binaries first; see benchmarks/README.md,
 "ONNX Runtime (peer benchmark)"). Steps, each named in its error message when it fails:
 
-1. prepare (in --work, reused while the inputs are unchanged): a random-weight checkpoint
-   (models/make_random_checkpoint.py), zsclip's export of every variant in VARIANTS
-   (models/export_clip.py), the ONNX exports (export_onnx.py: fp32, int8 rewrite);
+--model picks the checkpoint: `clip` (default: OpenAI's layout, --arch ViT-B/32, in --work) or a
+SigLIP in open_clip's hub layout at a released size, `siglip-b16` (ViT-B-16-SigLIP, 224 px) or
+`siglip-so400m14` (ViT-SO400M-14-SigLIP, 224 px), in --work/MODEL.
+
+1. prepare (in the work folder, reused while the inputs are unchanged): a random-weight checkpoint
+   (models/make_random_checkpoint.py; SigLIP: random_siglip.py), zsclip's export of every variant in
+   VARIANTS (models/export_clip.py), the ONNX exports (export_onnx.py: fp32, int8 rewrite);
 2. inputs: the readable photos of ../shared/images preprocessed by `zsclip preprocess`, repeated to the
    batch; "a photo of a {c}." for the first ImageNet classes of ../shared/clip/prompts.json, tokenised
    by models/clip_bpe.py (zsclip gets [B, 77] and cuts the columns after every row's end token itself;
    ONNX Runtime gets the same ids cut to max(end position) + 1 columns, so both do the same work);
+   SigLIP: by `zsclip tokenize` (the folder's SentencePiece model), padded to the context with the pad
+   id; both runners get the full rows (the tower attends over all of them and pools the last);
 3. accuracy: every variant's features from both runners on the batch-16 inputs: max abs difference and
    min cosine (fp32 must agree: min cosine >= 0.9999, else the export is wrong and the run stops);
 4. speed: --rounds rounds; in each, every (tower, batch, variant) cell runs both runners, one process
@@ -73,6 +79,11 @@ VARIANTS = [
 ]
 
 
+# --model: what the tables call it. clip: OpenAI's layout (--arch); the others: random_siglip.py's MODELS.
+MODELS = {"clip": "", "siglip-b16": "SigLIP ViT-B-16-SigLIP (224 px, text context 64)",
+          "siglip-so400m14": "SigLIP ViT-SO400M-14-SigLIP (224 px, text context 16)"}
+
+
 class StepError(RuntimeError):
     pass
 
@@ -118,17 +129,37 @@ def write_stamp(out_dir: str, stamp: str) -> None:
 
 # ---- 1. prepare ------------------------------------------------------------------------------------
 
+def random_checkpoint(args) -> tuple:
+    """(the random checkpoint, the export flags that read it): a state dict, or a SigLIP folder."""
+    if args.model == "clip":
+        ckpt = os.path.join(args.work, "random.pt")
+        if not os.path.exists(ckpt):
+            log(f"prepare: random {args.arch} checkpoint -> {ckpt}")
+            run_step("make_random_checkpoint", [PY, os.path.join(REPO, "models", "make_random_checkpoint.py"),
+                                                "--arch", args.arch, "--out", ckpt, "--seed", "0"])
+        return ckpt, ["--activation", "quick_gelu"]
+    ckpt = os.path.join(args.work, "random-siglip")
+    maker = os.path.join(HERE, "random_siglip.py")
+    stamp = file_digest([maker], [args.model])
+    if not up_to_date(ckpt, stamp, "open_clip_model.safetensors"):
+        log(f"prepare: random {args.model} checkpoint (open_clip hub folder) -> {ckpt}")
+        run_step("random_siglip.py", [PY, maker, "--model", args.model, "--out", ckpt, "--seed", "0"])
+        write_stamp(ckpt, stamp)
+    return os.path.join(ckpt, "open_clip_model.safetensors"), []
+
+
 def prepare(args) -> List[Variant]:
     w = args.work
     os.makedirs(w, exist_ok=True)
-    ckpt = os.path.join(w, "random.pt")
-    if not os.path.exists(ckpt):
-        log(f"prepare: random {args.arch} checkpoint -> {ckpt}")
-        run_step("make_random_checkpoint", [PY, os.path.join(REPO, "models", "make_random_checkpoint.py"),
-                                            "--arch", args.arch, "--out", ckpt, "--seed", "0"])
+    ckpt, ckpt_flags = random_checkpoint(args)
+    source = os.path.dirname(ckpt) if args.model != "clip" else ckpt
     exporter = os.path.join(REPO, "models", "export_clip.py")
     help_text = run_step("export_clip.py --help", [PY, exporter, "--help"])
     model_sources = [os.path.join(REPO, "models", f) for f in ("export_clip.py", "clip_model.py", "checkpoint_layouts.py")]
+    vocab = ["--vocab", args.vocab]
+    if args.model != "clip":  # the folder carries its tokenizer
+        model_sources.append(os.path.join(REPO, "models", "layouts_siglip.py"))
+        vocab = []
     variants = []
     for v in VARIANTS:
         if args.variants and v.name not in args.variants:
@@ -143,7 +174,7 @@ def prepare(args) -> List[Variant]:
             variants.append(v)
             continue
         out = os.path.join(w, v.name)
-        flags = ["--checkpoint", ckpt, "--activation", "quick_gelu", "--vocab", args.vocab] + v.export_flags
+        flags = ["--checkpoint", source] + ckpt_flags + vocab + v.export_flags
         stamp = file_digest([ckpt] + model_sources, flags)
         if up_to_date(out, stamp, "config.json"):
             log(f"prepare: zsclip {v.name} export in {out} is up to date")
@@ -160,7 +191,7 @@ def prepare(args) -> List[Variant]:
     else:
         log(f"prepare: ONNX exports -> {onnx_dir}")
         run_step("ONNX export (benchmarks/peers/export_onnx.py)",
-                 [PY, exporter, "--checkpoint", ckpt, "--activation", "quick_gelu", "--out", onnx_dir])
+                 [PY, exporter, "--checkpoint", source] + ckpt_flags + ["--out", onnx_dir])
         write_stamp(onnx_dir, stamp)
     return variants
 
@@ -192,14 +223,16 @@ def make_inputs(args, batches: Sequence[int]) -> Dict[str, Dict[int, dict]]:
         names.append(name)
     if not pixels:
         raise StepError(f"inputs: no readable image in {images_dir}")
+    with open(os.path.join(SHARED, "clip", "prompts.json")) as f:
+        classes = json.load(f)["ImageNet"]["classes"]
+    ctx = int(cfg.get("text", {}).get("context_length", 77))
+    if args.model != "clip":
+        return siglip_inputs(args, w, model_dir, cfg, classes, ctx, batches, pixels, names)
     sys.path.insert(0, os.path.join(REPO, "models"))
     from clip_bpe import ClipTokenizer  # noqa: E402
 
-    with open(os.path.join(SHARED, "clip", "prompts.json")) as f:
-        classes = json.load(f)["ImageNet"]["classes"]
     tok_file = os.path.join(model_dir, cfg.get("tokenizer", {}).get("vocab_file", "bpe_simple_vocab_16e6.txt.gz"))
     tokenizer = ClipTokenizer.from_file(tok_file if os.path.exists(tok_file) else args.vocab)
-    ctx = int(cfg.get("text", {}).get("context_length", 77))
     result: Dict[str, Dict[int, dict]] = {"image": {}, "text": {}}
     for b in batches:
         px = np.stack([pixels[i % len(pixels)] for i in range(b)])
@@ -217,6 +250,29 @@ def make_inputs(args, batches: Sequence[int]) -> Dict[str, Dict[int, dict]]:
                              "what": f"{b} prompts, {used} of {ctx} columns"}
     log(f"inputs: {len(names)} images ({', '.join(names)}), ImageNet prompts; text columns used: "
         + ", ".join(f"batch {b}: {result['text'][b]['length']}" for b in batches))
+    return result
+
+
+def siglip_inputs(args, w, model_dir, cfg, classes, ctx, batches, pixels, names) -> Dict[str, Dict[int, dict]]:
+    """make_inputs for SigLIP: the prompts' ids by `zsclip tokenize` (SentencePiece, end token, at most ctx),
+    padded to ctx with the tokenizer's pad id; both runners get these [B, ctx] rows."""
+    prompts = [f"a photo of a {c}." for c in classes[:max(batches)]]
+    lines = run_step("zsclip tokenize", [args.zsclip, "tokenize", "--model", model_dir] + prompts).splitlines()
+    pad = int(cfg["tokenizer"]["pad_id"])
+    rows = [json.loads(line) for line in lines]
+    ids_all = np.array([r + [pad] * (ctx - len(r)) for r in rows], dtype=np.int64)
+    result: Dict[str, Dict[int, dict]] = {"image": {}, "text": {}}
+    for b in batches:
+        path = os.path.join(w, f"pixels_b{b}.f32")
+        np.stack([pixels[i % len(pixels)] for i in range(b)]).astype(np.float32).tofile(path)
+        result["image"][b] = {"zsclip": path, "ort": path, "length": None,
+                              "what": f"{b} images from {', '.join(names[:min(b, len(names))])}"}
+        ids = os.path.join(w, f"ids_b{b}.i64")
+        ids_all[:b].tofile(ids)
+        longest = max(len(r) for r in rows[:b])
+        result["text"][b] = {"zsclip": ids, "ort": ids, "length": ctx,
+                             "what": f"{b} prompts, up to {longest} ids padded to {ctx} with {pad}"}
+    log(f"inputs: {len(names)} images ({', '.join(names)}), ImageNet prompts (SentencePiece ids, padded to {ctx})")
     return result
 
 
@@ -359,7 +415,10 @@ def parse_args(argv=None):
     p.add_argument("--work", default=os.environ.get("ZSCLIP_PEERS_WORK", "/tmp/zsclip-peers"),
                    help="work folder: checkpoint, exports, inputs, features, results (default /tmp/zsclip-peers)")
     p.add_argument("--build", default=os.path.join(REPO, "build-perf"), help="zsclip build folder (bin/peer_bench, bin/zsclip)")
-    p.add_argument("--arch", default="ViT-B/32")
+    p.add_argument("--model", choices=MODELS, default="clip",
+                   help="clip (default): OpenAI's layout of --arch; siglip-b16 / siglip-so400m14: a random SigLIP "
+                   "in open_clip's hub layout (random_siglip.py), in --work/MODEL")
+    p.add_argument("--arch", default="ViT-B/32", help="with --model clip: the OpenAI architecture (default ViT-B/32)")
     p.add_argument("--vocab", default=os.path.join(SHARED, "clip", "bpe_simple_vocab_16e6.txt.gz"))
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per process (text: twice this)")
@@ -372,7 +431,7 @@ def parse_args(argv=None):
     p.add_argument("--zsclip-args", default="", help="extra peer_bench flags, e.g. '--streams 1 --intra-op-threads 2'")
     p.add_argument("--skip-speed", action="store_true", help="prepare and check accuracy only")
     args = p.parse_args(argv)
-    args.work = os.path.abspath(args.work)
+    args.work = os.path.abspath(args.work if args.model == "clip" else os.path.join(args.work, args.model))
     args.variants = [v for v in args.variants.split(",") if v]
     unknown = set(args.variants) - {v.name for v in VARIANTS}
     if unknown:
@@ -426,7 +485,8 @@ def main(argv=None) -> int:
         raise StepError("accuracy: fp32 features of zsclip and ONNX Runtime disagree (min cosine "
                         + ", ".join(f"{r['tower']} {r['min_cos']:.6f}" for r in bad) + "): the ONNX export does not "
                         "compute the same model")
-    result = {"started": started, "machine": os.uname().nodename, "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
+    model = MODELS[args.model] or args.arch
+    result = {"started": started, "model": model, "machine": os.uname().nodename, "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
               "args": {k: v for k, v in vars(args).items()}, "accuracy": acc,
               "variants": [v.name for v in variants],
               "skipped_variants": [v.name for v in VARIANTS if v.name not in [x.name for x in variants]],
@@ -435,7 +495,7 @@ def main(argv=None) -> int:
         result["speed"] = speed(args, variants, inputs, towers, batches)
         table = speed_table(result["speed"])
         loads = [x for r in result["speed"]["rounds"] for x in (r["loadavg_start"][0], r["loadavg_end"][0])]
-        header = (f"zsclip vs ONNX Runtime 1.30.0, random {args.arch}, {args.threads} threads, {args.rounds} rounds "
+        header = (f"zsclip vs ONNX Runtime 1.30.0, random {model}, {args.threads} threads, {args.rounds} rounds "
                   f"(medians, min-max over rounds; ratio: median of per-round ratios), 1-min load "
                   f"{min(loads):.2f}-{max(loads):.2f}, {started}; CPU flags: {cpu_flags()}")
         log("\n" + header + "\n\n" + table)

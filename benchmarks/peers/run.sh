@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# zsclip against ONNX Runtime on the same random ViT-B/32: the one command of the peer benchmark
+# zsclip against ONNX Runtime on the same random ViT-B/32 (or SigLIP, --model): the one command of the peer benchmark
 # (benchmarks/README.md, "ONNX Runtime (peer benchmark)"). Not part of the test command.
 #
 #   benchmarks/peers/run.sh                      # 3 interleaved rounds (about 3-5 minutes on 2 cores)
 #   benchmarks/peers/run.sh --rounds 1 --iters 2 # a smoke run
+#   benchmarks/peers/run.sh --model siglip-b16   # a random SigLIP B/16-224 (also siglip-so400m14), in WORK/MODEL
 #   ZSCLIP_PEERS_WORK=/tmp/elsewhere benchmarks/peers/run.sh   # work folder (default /tmp/zsclip-peers)
 #
 # Steps: 1. Debian's python3-onnx (apt, when missing); 2. onnxruntime-node 1.30.0 from npm into
