@@ -14,8 +14,8 @@ CLIP, loaded from the same state dict; a folder through the exporter's own check
                       SigLIP (no causal mask, pooled at the last position, projection with bias): ids
                       [B, context_length] (the tokenizer's padded rows; only B dynamic)
     image_int8.onnx   image_fp32.onnx with every linear layer of the transformer blocks (4 per block; and
-    text_int8.onnx    the MAP head's kv, out_proj and MLP) rewritten to dynamic int8 (see
-                      quantize_linear_layers)
+    text_int8.onnx    the MAP head's kv projection, over every token) rewritten to dynamic int8 (see
+                      quantize_linear_layers; the MAP head's other layers see one row per image, stay float)
     export.json       what was written: shapes, opset, the number of rewritten layers
 
 torch.onnx.export (opset 17) traces the towers as trained (not clip_model.fold_for_inference's folded
@@ -181,10 +181,10 @@ def write_int8(fp32_path: str, int8_path: str, expected: int) -> int:
     import onnx
 
     model = onnx.load(fp32_path)
-    done = quantize_linear_layers(model.graph, ("resblocks", "attn_pool"))
+    done = quantize_linear_layers(model.graph, ("resblocks", "attn_pool/kv/"))
     if len(done) != expected:
         raise ExportError(f"int8 rewrite of {fp32_path}: found {len(done)} linear layers in the transformer blocks "
-                          f"and MAP head (MatMul nodes named */resblocks.*/* or */attn_pool/* with a constant 2-D "
+                          f"and MAP head (MatMul nodes named */resblocks.*/* or */attn_pool/kv/* with a constant 2-D "
                           f"weight), expected {expected}: {done[:6]}")
     onnx.checker.check_model(model)
     onnx.save(model, int8_path)
@@ -221,8 +221,8 @@ def main(argv=None) -> int:
     info = {"checkpoint": os.path.abspath(args.checkpoint), "activation": args.activation, "opset": args.opset,
             "torch": torch.__version__, "image_size": model.visual.image_resolution,
             "context_length": model.context_length, "embed_dim": model.embed_dim, "files": {}}
-    # SigLIP's MAP head: kv, out_proj, mlp.c_fc, mlp.c_proj (its q acts on the constant probe: folded away)
-    map_head = 4 if hasattr(model.visual, "attn_pool") else 0
+    # SigLIP's MAP head: kv (its q acts on the constant probe; out_proj and the MLP on one row an image: Gemm nodes)
+    map_head = 1 if hasattr(model.visual, "attn_pool") else 0
     for tower, layers, extra in (("image", model.visual.transformer.layers, map_head),
                                  ("text", model.text.transformer.layers, 0)):
         int8_path = os.path.join(args.out, f"{tower}_int8.onnx")

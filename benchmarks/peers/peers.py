@@ -486,7 +486,8 @@ def main(argv=None) -> int:
                         + ", ".join(f"{r['tower']} {r['min_cos']:.6f}" for r in bad) + "): the ONNX export does not "
                         "compute the same model")
     model = MODELS[args.model] or args.arch
-    result = {"started": started, "model": model, "machine": os.uname().nodename, "cores": os.cpu_count(), "cpu_flags": cpu_flags(),
+    result = {"started": started, "model": model, "machine": os.uname().nodename, "cores": os.cpu_count(),
+              "cpu_flags": cpu_flags(),
               "args": {k: v for k, v in vars(args).items()}, "accuracy": acc,
               "variants": [v.name for v in variants],
               "skipped_variants": [v.name for v in VARIANTS if v.name not in [x.name for x in variants]],
