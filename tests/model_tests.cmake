@@ -26,8 +26,7 @@ foreach(_src ${_model_tests})
     ZSCLIP_CLI="$<TARGET_FILE:zsclip_cli>"
     ZSCLIP_PYTHON="${ZSCLIP_PYTHON}")
   add_dependencies(${_name} zsclip_cli)
-  gtest_discover_tests(${_name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
-    PROPERTIES FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
+  zsclip_gtest(${_name} PROPERTIES FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
 endforeach()
 if(TARGET server_test)
   target_link_libraries(server_test PRIVATE zsclip_server)
@@ -36,9 +35,8 @@ endif()
 # The precision tests again with oneDNN held to AVX2 (as on a CPU without AVX-512 or VNNI): int8
 # must run there (avx2-u8s7x2, whose products oneDNN makes with vpmaddubsw) and must not saturate.
 if(TARGET precision_test)
-  add_test(NAME precision_test_avx2 COMMAND precision_test)
-  set_tests_properties(precision_test_avx2 PROPERTIES ENVIRONMENT "ONEDNN_MAX_CPU_ISA=AVX2"
-    FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
+  zsclip_gtest(precision_test TEST_NAME precision_test_avx2 ENVIRONMENT ONEDNN_MAX_CPU_ISA=AVX2
+    PROPERTIES FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
 endif()
 
 # Install + find_package + add_subdirectory, as users consume zsclip.

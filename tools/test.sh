@@ -42,6 +42,7 @@ skip() {  # name reason
 if [ "${ZSCLIP_SKIP_FORMAT:-0}" != 1 ]; then stage format tools/format.sh --check; else skip format ZSCLIP_SKIP_FORMAT=1; fi
 
 if stage build env ZSCLIP_BUILD_TARGET=all tools/setup.sh; then
+  rm -rf "$BUILD_DIR/gtest-reports"  # tools/ctest_skips.py reads this run's reports only
   stage ctest ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --output-junit ctest-junit.xml
   # gtest's GTEST_SKIP and the scripts' exit 77 show as "Skipped": say why, from the tests' own output.
   if [ -f "$BUILD_DIR/ctest-junit.xml" ]; then /usr/bin/python3 tools/ctest_skips.py "$BUILD_DIR/ctest-junit.xml" || true; fi
