@@ -192,7 +192,8 @@ def main(argv=None) -> int:
         raise ExportError(f"checkpoint {args.checkpoint} not found")
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
-    model = build_from_state_dict(torch.load(args.checkpoint, map_location="cpu"), activation=args.activation)
+    model = build_from_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True),
+                                  activation=args.activation)
     model.eval()
     paths = export_towers(model, args.out, args.opset)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "activation": args.activation, "opset": args.opset,

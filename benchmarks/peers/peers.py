@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -128,7 +129,8 @@ def prepare(args) -> List[Variant]:
                                             "--arch", args.arch, "--out", ckpt, "--seed", "0"])
     exporter = os.path.join(REPO, "models", "export_clip.py")
     help_text = run_step("export_clip.py --help", [PY, exporter, "--help"])
-    model_sources = [os.path.join(REPO, "models", f) for f in ("export_clip.py", "clip_model.py", "checkpoint_layouts.py")]
+    model_sources = [os.path.join(REPO, "models", f) for f in ("export_clip.py", "clip_model.py")]
+    model_sources += sorted(glob.glob(os.path.join(REPO, "models", "layouts", "*.py")))
     variants = []
     for v in VARIANTS:
         if args.variants and v.name not in args.variants:
