@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -387,12 +387,21 @@ def _load_hf(folder: str, activation: Optional[str], notes: List[str]) -> Loaded
             _fail(weights, f"config.json gives {key} {opts[key]}, but the tensors have {value}")
     tokenizer = _hf_tokenizer(folder, opts["vocab_size"], opts["context_length"], opts["text_pool"],
                               opts["text_eos_id"], notes)
+    return hf_checkpoint("hf_clip", "CLIPModel", folder, weights, raw, sd, opts, preprocess, tokenizer,
+                         hf_clip_features, "functional HF-layout forward (separate q/k/v)", notes)
+
+
+def hf_checkpoint(layout: str, model_class: str, folder: str, weights: str, raw: Dict[str, torch.Tensor],
+                  sd: Dict[str, torch.Tensor], opts: Dict[str, Any], preprocess: Dict[str, Any],
+                  tokenizer: Dict[str, Any], features: Callable, reference_name: str,
+                  notes: List[str]) -> LoadedCheckpoint:
+    """The LoadedCheckpoint of an HF `model_class` folder, its reference `features` run on the folder's
+    own tensors (less the old position_ids buffers)."""
     source = {k: v for k, v in raw.items() if k not in _HF_POSITION_IDS}
     return LoadedCheckpoint(
-        layout="hf_clip", description=f"HuggingFace CLIPModel folder (config.json + {os.path.basename(weights)})",
+        layout=layout, description=f"HuggingFace {model_class} folder (config.json + {os.path.basename(weights)})",
         state_dict=OrderedDict((k, v.float()) for k, v in sd.items()), options=opts, preprocess=preprocess,
-        tokenizer=tokenizer,
-        reference=lambda arch, pixels, ids: hf_clip_features(source, arch, pixels, ids),
-        reference_name="functional HF-layout forward (separate q/k/v)", source_sha256=tensors_sha256(raw),
+        tokenizer=tokenizer, reference=lambda arch, pixels, ids: features(source, arch, pixels, ids),
+        reference_name=reference_name, source_sha256=tensors_sha256(raw),
         default_name=os.path.basename(os.path.abspath(folder)), notes=notes,
-        weights_path=weights, what="HuggingFace's CLIPModel")
+        weights_path=weights, what=f"HuggingFace's {model_class}")

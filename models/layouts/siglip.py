@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from clip_model import CheckpointError
 from reference_forward import _hf_blocks, _openai_blocks
 
-from .common import LoadedCheckpoint, _fail, _int, _read_json, load_sharded, load_tensor_file, tensors_sha256
-from .hf_clip import (_HF_LAYER, _HF_POSITION_IDS, HF_GENERIC_KEYS, _hf_files, hf_to_openai, hf_tower_shapes,
-                      parse_hf_preprocessor)
+from .common import LoadedCheckpoint, _fail, _int, _read_json, load_sharded, load_tensor_file
+from .hf_clip import (_HF_LAYER, _HF_POSITION_IDS, HF_GENERIC_KEYS, _hf_files, hf_checkpoint, hf_to_openai,
+                      hf_tower_shapes, parse_hf_preprocessor)
 
 Tensor = torch.Tensor
 
@@ -689,12 +689,6 @@ def _load_hf_siglip(folder: str, cfg: Dict[str, Any], activation: Optional[str],
     tokenizer = sentencepiece_tokenizer(folder, opts["vocab_size"], opts["context_length"], "hf_siglip", None, notes)
     opts["text_pad_id"] = tokenizer["pad_id"]
     opts["text_eos_id"] = opts["vocab_size"] - 1
-    source = {k: v for k, v in raw.items() if k not in _HF_POSITION_IDS}
-    return LoadedCheckpoint(
-        layout="hf_siglip", description=f"HuggingFace SiglipModel folder (config.json + {os.path.basename(weights)})",
-        state_dict=OrderedDict((k, v.float()) for k, v in sd.items()), options=opts, preprocess=preprocess,
-        tokenizer=tokenizer,
-        reference=lambda arch, pixels, ids: hf_siglip_features(source, arch, pixels, ids),
-        reference_name="functional HF SiglipModel forward (separate q/k/v, torch MHA head)",
-        source_sha256=tensors_sha256(raw), default_name=os.path.basename(os.path.abspath(folder)), notes=notes,
-        weights_path=weights, what="HuggingFace's SiglipModel")
+    return hf_checkpoint("hf_siglip", "SiglipModel", folder, weights, raw, sd, opts, preprocess, tokenizer,
+                         hf_siglip_features, "functional HF SiglipModel forward (separate q/k/v, torch MHA head)",
+                         notes)
