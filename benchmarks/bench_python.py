@@ -56,7 +56,7 @@ def main():
     images = args.images or default_images()
     bs, iters = args.batch_size, args.iterations
 
-    sd = torch.load(args.checkpoint, map_location="cpu")
+    sd = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     model = clip_model.build_from_state_dict(sd).eval()
     size = 224  # ViT-B/32 input
     pre = T.Compose([T.Resize(size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size),

@@ -1,28 +1,27 @@
 // cifar100_zeroshot — CLIP's zero-shot evaluation on the CIFAR-100 test set, with zsclip.
 //
-//   build/bin/cifar100_zeroshot --model models/vit-b-32 --data cifar-100-binary
-//       [--limit N] [--batch-size N] [--templates NAME|FILE] [--predictions FILE.csv] [--report
-//       DIR]
+//   build/bin/cifar100_zeroshot --model DIR --data DIR [--limit N] [--batch-size N]
+//       [--templates NAME|FILE] [--predictions FILE.csv] [--report DIR]
 //
 // What it does, as OpenAI's zero-shot notebook does it:
 //   1. the 100 class names CLIP uses for CIFAR-100 (zsclip::builtin_classes("cifar100")) are put
-//   into
-//      the 18 CIFAR prompt templates ("a photo of a {}.", ...), embedded by the text encoder and
-//      averaged per class (zsclip::ZeroShotHead);
+//      into the 18 CIFAR prompt templates ("a photo of a {}.", ...), embedded by the text encoder
+//      and averaged per class (zsclip::ZeroShotHead);
 //   2. each 32x32 test image is upsampled exactly as PIL does it in CLIP's preprocessing (bicubic
 //      resize of the shorter side to the model's size, centre crop, normalise:
 //      zsclip::Preprocessor);
 //   3. the image encoder embeds a batch, and the head scores it against the 100 classes.
 //
 // Reproducing the CLIP paper's number (ViT-B/32: 65.1% top-1 on CIFAR-100) on a machine with
-// internet access:
+// internet access (one shell command a line):
 //   # the weights: the URL listed for "ViT-B/32" in _MODELS in openai/CLIP's clip/clip.py
 //   # (clip.load("ViT-B/32") also downloads it, to ~/.cache/clip/ViT-B-32.pt)
-//   wget https://github.com/openai/CLIP/raw/main/clip/bpe_simple_vocab_16e6.txt.gz
-//   wget https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz && tar xzf
-//   cifar-100-binary.tar.gz /usr/bin/python3 models/export_clip.py --checkpoint ViT-B-32.pt --vocab
-//   bpe_simple_vocab_16e6.txt.gz --out models/vit-b-32 build/bin/cifar100_zeroshot --model
-//   models/vit-b-32 --data cifar-100-binary --report report
+//   vocab=bpe_simple_vocab_16e6.txt.gz model=models/vit-b-32
+//   wget https://github.com/openai/CLIP/raw/main/clip/$vocab
+//   wget https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz
+//   tar xzf cifar-100-binary.tar.gz
+//   /usr/bin/python3 models/export_clip.py --checkpoint ViT-B-32.pt --vocab $vocab --out $model
+//   build/bin/cifar100_zeroshot --model $model --data cifar-100-binary --report report
 // The run embeds 1800 prompts, then the 10000 test images (some minutes on a laptop's CPU).
 //
 // The data is CIFAR-100's "binary version": DIR/test.bin holds 10000 records of 3074 bytes each:

@@ -1,6 +1,5 @@
 // The smallest complete zsclip program: load a model, give it labels, classify an image.
-//   build/bin/classify models/shapes examples/images/red_circle.png "red circle" "blue star" "green
-//   square"
+//   build/bin/classify models/shapes examples/images/red_circle.png "red circle" "blue star"
 #include <zsclip/classifier.h>
 
 #include <iostream>

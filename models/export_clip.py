@@ -5,7 +5,7 @@
         [--activation quick_gelu|gelu] [--open-clip-config FILE] [--layout LAYOUT] \
         [--dtype float32|float16] [--quantize none|int8] [--num-merges N] [--no-fold] [--trust-code]
 
---checkpoint is a file or a folder; the layout is detected and printed (models/checkpoint_layouts.py):
+--checkpoint is a file or a folder; the layout is detected and printed (models/layouts/):
     openai_torchscript  OpenAI's TorchScript archive as released (ViT-B-32.pt): QuickGELU by construction
     openai_state_dict   a bare state dict (torch.save or .safetensors) with OpenAI's key names: its activation
                         is not recorded in it, so --activation quick_gelu|gelu is required
@@ -60,7 +60,7 @@ import xxhash  # noqa: E402  (Debian's python3-xxhash)
 from torch import nn  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from checkpoint_layouts import LAYOUTS, LoadedCheckpoint, build_model, hash_tensors, load_checkpoint  # noqa: E402
+from layouts import LAYOUTS, LoadedCheckpoint, build_model, hash_tensors, load_checkpoint  # noqa: E402
 from clip_model import CLIP, CheckpointError, Projection, fold_for_inference  # noqa: E402
 
 BYTE_SYMBOLS = 512  # 256 byte symbols + the same with </w>

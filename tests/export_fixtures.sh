@@ -18,7 +18,8 @@ if [ ! -f "$tiny/jit_archive.pt" ] || [ ! -f "$vocab" ]; then
   exit 77
 fi
 mkdir -p "$out"
-exporter_files=("$src"/models/{export_clip,clip_model,checkpoint_layouts,layouts_siglip,safetensors_io,reference_forward}.py)
+exporter_files=("$src"/models/{export_clip,clip_model,safetensors_io,reference_forward}.py
+                "$src"/models/layouts/*.py)
 
 export_one() {  # NAME ARGS...: export into $out/NAME unless an up-to-date export is there
   local name=$1

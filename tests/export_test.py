@@ -410,7 +410,7 @@ def run(source: str, clip: str, vocab: str, work: str) -> None:
         parity(os.path.join(work, "hf-legacy"), os.path.join(clip, "hf-tiny"), "hf-tiny (eos_token_id 2)", [])
 
     # transformers 4.16 serialised every PretrainedConfig field into each sub-config: all accepted.
-    import checkpoint_layouts
+    from layouts.hf_clip import parse_hf_config
     full = json.load(open(os.path.join(clip, "hf-tiny", "config.json")))
     generic = {"_name_or_path": "", "add_cross_attention": False, "architectures": None, "bad_words_ids": None,
                "chunk_size_feed_forward": 0, "do_sample": False, "id2label": {"0": "LABEL_0"}, "is_decoder": False,
@@ -420,7 +420,7 @@ def run(source: str, clip: str, vocab: str, work: str) -> None:
         full[sec].update(generic)
     full.update(text_config_dict=None, vision_config_dict=None, transformers_version=None)
     try:
-        checkpoint_layouts.parse_hf_config("config.json", full, [])
+        parse_hf_config("config.json", full, [])
         print("ok   HF config with transformers 4.16's full serialisation accepted")
     except Exception as e:  # noqa: BLE001
         check(False, f"HF config with generic PretrainedConfig keys refused: {e}")
@@ -505,7 +505,8 @@ def random_siglip(src: str, dst: str, edit_cfg, seed: int) -> str:
     """siglip-tiny's folder with its config edited and random tensors of the shapes the edited config
     gives (taken from the exporter's own model, then checked by the exporter against its independent
     timm + open_clip forward)."""
-    from checkpoint_layouts import build_model, parse_open_clip_config
+    from layouts import build_model
+    from layouts.open_clip import parse_open_clip_config
     from safetensors_io import write_safetensors
     copy_folder(src, dst, skip=("pixels", "reference.json", "open_clip_model.safetensors",
                                 "open_clip_pytorch_model.bin"))
@@ -522,7 +523,7 @@ def random_siglip(src: str, dst: str, edit_cfg, seed: int) -> str:
     for k, v in model.state_dict().items():
         layer_norm = v.dim() == 1 and k.endswith(".weight") and k.split(".")[-2].startswith("ln")
         out[k] = torch.randn(v.shape, generator=g) * (0.1 if v.dim() > 1 else 0.05) + (1.0 if layer_norm else 0.0)
-    # clip_model's names -> open_clip's (CustomTextCLIP + timm trunk), the inverse of layouts_siglip's mapping
+    # clip_model's names -> open_clip's (CustomTextCLIP + timm trunk), the inverse of layouts/siglip.py's mapping
     back = {"visual.conv1.": "visual.trunk.patch_embed.proj.", "visual.ln_post.": "visual.trunk.norm.",
             "visual.attn_pool.out_proj.": "visual.trunk.attn_pool.proj.", "visual.attn_pool.ln.": "visual.trunk.attn_pool.norm.",
             "visual.attn_pool.mlp.c_fc.": "visual.trunk.attn_pool.mlp.fc1.",

@@ -5,7 +5,7 @@
     /usr/bin/python3 benchmarks/peers/export_onnx.py --checkpoint W/random-siglip --out W/onnx   # a model folder
 
 writes, from the same weights that models/export_clip.py exports for zsclip (models/clip_model.py's
-CLIP, loaded from the same state dict; a folder through the exporter's own checkpoint_layouts.load_checkpoint):
+CLIP, loaded from the same state dict; a folder through the exporter's own layouts.load_checkpoint):
 
     image_fp32.onnx   pixels [B, 3, S, S] float32 -> projected image features [B, embed_dim] (SigLIP: the
                       MAP head's output, no projection)
@@ -37,7 +37,7 @@ from torch import nn
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "models"))
 
-from checkpoint_layouts import build_model, load_checkpoint  # noqa: E402
+from layouts import build_model, load_checkpoint  # noqa: E402
 from clip_model import CLIP, build_from_state_dict  # noqa: E402
 
 
@@ -215,7 +215,8 @@ def main(argv=None) -> int:
         model = build_model(args.checkpoint, ckpt.state_dict, ckpt.options, ckpt.what)
         args.activation = "from the folder's config"
     else:
-        model = build_from_state_dict(torch.load(args.checkpoint, map_location="cpu"), activation=args.activation)
+        model = build_from_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True),
+                                      activation=args.activation)
     model.eval()
     paths = export_towers(model, args.out, args.opset)
     info = {"checkpoint": os.path.abspath(args.checkpoint), "activation": args.activation, "opset": args.opset,

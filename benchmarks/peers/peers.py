@@ -30,6 +30,7 @@ SigLIP in open_clip's hub layout at a released size, `siglip-b16` (ViT-B-16-SigL
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import json
 import os
@@ -155,10 +156,10 @@ def prepare(args) -> List[Variant]:
     source = os.path.dirname(ckpt) if args.model != "clip" else ckpt
     exporter = os.path.join(REPO, "models", "export_clip.py")
     help_text = run_step("export_clip.py --help", [PY, exporter, "--help"])
-    model_sources = [os.path.join(REPO, "models", f) for f in ("export_clip.py", "clip_model.py", "checkpoint_layouts.py")]
+    model_sources = [os.path.join(REPO, "models", f) for f in ("export_clip.py", "clip_model.py")]
+    model_sources += sorted(glob.glob(os.path.join(REPO, "models", "layouts", "*.py")))
     vocab = ["--vocab", args.vocab]
     if args.model != "clip":  # the folder carries its tokenizer
-        model_sources.append(os.path.join(REPO, "models", "layouts_siglip.py"))
         vocab = []
     variants = []
     for v in VARIANTS:

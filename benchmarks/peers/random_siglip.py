@@ -14,7 +14,7 @@ ids' values, not their count, differ from a real checkpoint's).
 
 The tensors are models/clip_model.py's CLIP built from the exporter's own reading of that config
 (CLIP paper initialisation; the tensors it leaves at zero -- patch position embeddings, MAP probe,
-projection bias -- drawn too), renamed with the inverse of models/layouts_siglip.py's tables.
+projection bias -- drawn too), renamed with the inverse of models/layouts/siglip.py's tables.
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 TINY = os.path.abspath(os.path.join(REPO, "..", "shared", "clip", "siglip-tiny"))
 sys.path.insert(0, os.path.join(REPO, "models"))
 
-from checkpoint_layouts import parse_open_clip_config  # noqa: E402
+from layouts.open_clip import parse_open_clip_config  # noqa: E402
 from clip_model import CLIP  # noqa: E402
-from layouts_siglip import _TIMM_BLOCK, _TIMM_POOL, _map_prefix  # noqa: E402
+from layouts.siglip import _TIMM_BLOCK, _TIMM_POOL, _map_prefix  # noqa: E402
 from safetensors_io import write_safetensors  # noqa: E402
 
 # open_clip's model_configs/NAME.json (text_cfg; vision_cfg is the timm entry at its default size).

@@ -6,12 +6,13 @@
 //   std::cout << c.top[0].label << " " << c.top[0].prob << "\n";
 //
 //   // Pixels in memory (a camera frame, a decoded buffer): no file, no cv::Mat, no batch
-//   dimension. zsclip::Classification d = clf.classify({rgb, width, height, stride,
-//   zsclip::PixelFormat::kRGB});
+//   // dimension; any row stride.
+//   zsclip::ImageView frame{rgb, width, height, stride, zsclip::PixelFormat::kRGB};
+//   zsclip::Classification d = clf.classify(frame);
 //
 //   // Many files: decoding and preprocessing run on the runtime's workers while the encoder runs.
 //   for (const auto& r : clf.classify_files(paths))
-//     if (!r.ok) std::cerr << r.source << ": " << r.error << "\n";   // the others still classified
+//     if (!r.ok) std::cerr << r.source << ": " << r.error << "\n";  // the others still classified
 //
 //   // Embeddings (unit length) and similarities, one call each.
 //   std::vector<float> e = clf.embed_file("cat.jpg");

@@ -1,8 +1,8 @@
 // zsclip/config.h — the configuration that travels with a model's weights (config.json).
 //
-//   zsclip::ModelConfig cfg = zsclip::ModelConfig::load("models/shapes");   // reads config.json
-//   cfg.preprocess.image_size;   // 48
-//   cfg.tokenizer_path();        // "models/shapes/bpe_shapes.txt.gz"
+//   zsclip::ModelConfig cfg = zsclip::ModelConfig::load("models/shapes");  // reads config.json
+//   int size = cfg.preprocess.image_size;                                  // 48
+//   std::string vocab = cfg.tokenizer_path();  // "models/shapes/bpe_shapes.txt.gz"
 //
 // Nothing about a model is hard-coded in zsclip: image size, mean/std, resize rule, context length
 // and vocabulary all come from here. Parsing is strict: a missing field, a wrong type or an
@@ -20,8 +20,8 @@
 //     "vision": {"image_size": 224, "patch_size": 32, "width": 128, "layers": 2, "heads": 2},
 //     "text":   {"context_length": 77, "vocab_size": 49408, "width": 64, "layers": 2, "heads": 1},
 //     "preprocess": {"image_size": 224, "resize": "shorter_side", "interpolation": "bicubic",
-//                    "crop": "center", "mean": [0.481, 0.458, 0.408], "std": [0.269, 0.261,
-//                    0.276]},
+//                    "crop": "center", "mean": [0.481, 0.458, 0.408],
+//                    "std": [0.269, 0.261, 0.276]},
 //     "tokenizer": {"type": "clip_bpe", "vocab_file": "bpe_simple_vocab_16e6.txt.gz",
 //                   "num_merges": 48894},
 //     "files": {"image_encoder": "image_encoder.pt", "text_encoder": "text_encoder.pt",
@@ -58,15 +58,15 @@
 //           // canonicalize: open_clip's _clean_canonicalize (open_clip folders: HFTokenizer with
 //           //   tokenizer_kwargs {"clean": "canonicalize"}): html.unescape twice, strip, "_" ->
 //           //   space, ASCII string.punctuation deleted, str.lower(), whitespace runs -> one
-//           space,
-//           //   strip; then the vocabulary's encode. ftfy.fix_text, which open_clip runs first,
-//           //   only with "ftfy": true (the reference data was made with ftfy as the identity).
+//           //   space, strip; then the vocabulary's encode. ftfy.fix_text, which open_clip runs
+//           //   first, only with "ftfy": true (the reference data was made with ftfy as the
+//           //   identity).
 //           // siglip_hf: transformers' SiglipTokenizer (HF SiglipModel folders; .model only): text
-//           //   lower-cased a character at a time, split at the special-token strings (the pieces
-//           of
-//           //   eos_id, pad_id and <unk>), each part with ASCII punctuation deleted ("_" too, NOT
-//           //   turned into a space), whitespace runs -> one space, "▁" prefixed, encoded with
-//           //   the model's add_dummy_prefix off; eos added unless the ids already end with it.
+//           //   lower-cased a character at a time, split at the special-token strings (the
+//           //   pieces of eos_id, pad_id and <unk>), each part with ASCII punctuation deleted
+//           //   ("_" too, NOT turned into a space), whitespace runs -> one space, "▁" prefixed,
+//           //   encoded with the model's add_dummy_prefix off; eos added unless the ids already
+//           //   end with it.
 //           // none: the text as given (HF Gemma tokenizers, e.g. HF SigLIP2 folders).
 //           // The same checkpoint in open_clip and HF layouts may therefore tokenize differently
 //           // ("sea_waves", "Tom &amp; Jerry").

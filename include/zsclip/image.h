@@ -1,7 +1,7 @@
 // zsclip/image.h — image decoding and Pillow-exact resampling on 8-bit images.
 //
-//   zsclip::Image8 img = zsclip::decode_image_file("cat.jpg");      // RGB(A) order, as Pillow
-//   opens it zsclip::Image8 small = zsclip::resize(img, 224, 150, zsclip::Interpolation::kBicubic);
+//   zsclip::Image8 img = zsclip::decode_image_file("cat.jpg");  // RGB(A) order, as Pillow opens it
+//   zsclip::Image8 small = zsclip::resize(img, 224, 150, zsclip::Interpolation::kBicubic);
 //
 // Decoding uses OpenCV (libpng, libjpeg-turbo, ...) and keeps what Pillow's Image.open would call
 // the image's mode, because Pillow resizes each mode differently:

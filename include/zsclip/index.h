@@ -2,23 +2,20 @@
 // from the stored features in milliseconds, without decoding an image again.
 //
 //   zsclip::Model model = zsclip::Model::load("models/shapes");
-//   zsclip::build_index("photos.idx", model, paths);              // resumable; adds only new files
-//   auto index = zsclip::EmbeddingIndex::open("photos.idx");      // embeddings.npy mapped, not
-//   copied for (const auto& hit : index.search_text(model, model.load_tokenizer(), "a red circle",
-//   10))
-//     std::cout << hit.path << " " << hit.score << "\n";          // cosine similarity, best first
-//   auto head = zsclip::ZeroShotHead::build(model, model.load_tokenizer(), {"cat", "dog"},
-//   templates); std::vector<zsclip::Classification> c = index.classify(head, 5);   // every indexed
-//   image
+//   zsclip::Tokenizer tok = model.load_tokenizer();
+//   zsclip::build_index("photos.idx", model, paths);          // resumable; adds only new files
+//   auto index = zsclip::EmbeddingIndex::open("photos.idx");  // embeddings.npy mapped, not copied
+//   for (const auto& hit : index.search_text(model, tok, "a red circle", 10))
+//     std::cout << hit.path << " " << hit.score << "\n";  // cosine similarity, best first
+//   auto head = zsclip::ZeroShotHead::build(model, tok, {"cat", "dog"}, templates);
+//   std::vector<zsclip::Classification> c = index.classify(head, 5);  // every indexed image
 //
 // On disk an index is a folder:
 //   embeddings.npy   NumPy .npy (numpy.load reads it): [count, dim] little-endian float32 or
-//   float16,
-//                    L2-normalised image features, one row per image
+//                    float16, L2-normalised image features, one row per image
 //   manifest.jsonl   one JSON object a line, in row order: {"row", "path", "bytes", "mtime"} for
-//   each
-//                    row ("mtime": seconds since the epoch, as Python's os.stat().st_mtime), and
-//                    {"path", "error", "code"} for an image that failed (it has no row)
+//                    each row ("mtime": seconds since the epoch, as Python's os.stat().st_mtime),
+//                    and {"path", "error", "code"} for an image that failed (it has no row)
 //   index.json       {"format": "zsclip-embedding-index", "format_version": 1, "model_fingerprint",
 //                    "model_name", "dim", "dtype", "count", "failed", "ann": null | {"kind",
 //                    "file", "factory", "count", "recall_at_10", "recall_queries", ...}}

@@ -1,10 +1,10 @@
 // zsclip/model.h — a CLIP model exported by models/export_clip.py: two TorchScript encoders feeding
 // one shared projection layer.
 //
-//   zsclip::Model model = zsclip::Model::load("models/shapes");          // throws zsclip::Error
-//   zsclip::FloatTensor img = model.encode_images(pixels);    // [N,3,n,n] -> [N, embed_dim]
-//   zsclip::FloatTensor txt = model.encode_texts(ids);        // [N, context_length] -> [N,
-//   embed_dim] float scale = model.logit_scale_exp();                    // logits = scale * cosine
+//   zsclip::Model model = zsclip::Model::load("models/shapes");  // throws zsclip::Error
+//   zsclip::FloatTensor img = model.encode_images(pixels);       // [N, 3, n, n] -> [N, embed_dim]
+//   zsclip::FloatTensor txt = model.encode_texts(ids);  // [N, context_length] -> [N, embed_dim]
+//   float scale = model.logit_scale_exp();              // logits = scale * cosine
 //
 // Loading checks that every file named by config.json exists, that each TorchScript archive loads,
 // and that the modules' shapes agree with the config; any mismatch is a zsclip::Error

@@ -3,13 +3,13 @@
 // LibTorch classifier (classifier.h, zsclip::ZeroShotClassifier) is this pipeline with a
 // zsclip::Model.
 //
-//   zsclip::ZeroShotPipeline p(encoder, head);               // any zsclip::ImageEncoder
-//   (encoder.h) zsclip::Classification c = p.classify_file("cat.jpg"); zsclip::Classification d =
-//   p.classify({rgb, width, height, stride, zsclip::PixelFormat::kRGB});
-//   std::vector<zsclip::Classification> many = p.classify_files(paths);   // batched, pipelined
+//   zsclip::ZeroShotPipeline p(encoder, head);  // any zsclip::ImageEncoder (encoder.h)
+//   zsclip::Classification c = p.classify_file("cat.jpg");
+//   zsclip::Classification d = p.classify({rgb, width, height, stride, zsclip::PixelFormat::kRGB});
+//   std::vector<zsclip::Classification> many = p.classify_files(paths);  // batched, pipelined
 //   std::vector<float> e = p.embed_file("cat.jpg");                      // unit length
-//   float s = p.image_similarity("cat.jpg", "dog.jpg");                   // cosine, [-1, 1]
-//   float t = p.text_image_similarity("a photo of a cat", "cat.jpg");     // needs a text encoder
+//   float s = p.image_similarity("cat.jpg", "dog.jpg");                  // cosine, [-1, 1]
+//   float t = p.text_image_similarity("a photo of a cat", "cat.jpg");    // needs a text encoder
 //
 // Single-image calls run on the caller's thread (preprocessing, then the encoder, which splits a
 // batch of one into nothing) and throw zsclip::Error on a bad image. Batch calls (classify_files,

@@ -1,14 +1,15 @@
 // zsclip/preprocess.h — CLIP's image preprocessing, bit-exact with OpenAI's Python pipeline.
 //
-//   zsclip::Preprocessor pre(model_config.preprocess);   // or Preprocessor() for _transform(224)
-//   zsclip::FloatTensor x = pre.from_file("cat.jpg");    // [3, 224, 224], normalised
+//   zsclip::Preprocessor pre(model_config.preprocess);  // or Preprocessor() for _transform(224)
+//   zsclip::FloatTensor x = pre.from_file("cat.jpg");   // [3, 224, 224], normalised
 //   std::vector<zsclip::Preprocessor::ItemStatus> status;
-//   zsclip::FloatTensor batch = pre.batch_files({"a.jpg", "b.png"}, &status);   // [2, 3, 224, 224]
+//   zsclip::FloatTensor batch = pre.batch_files({"a.jpg", "b.png"}, &status);  // [2, 3, 224, 224]
 //   zsclip::FloatTensor y = pre.from_view({rgb, width, height, stride, zsclip::PixelFormat::kRGB});
 //
 // The default config reproduces torchvision 0.14 + Pillow 9.4:
 //   Resize(n, BICUBIC)   shorter side to n, longer side int(n * long / short), Pillow-exact
-//   resampling CenterCrop(n)        offsets int(round((size - n) / 2.0)) (round half to even)
+//                        resampling
+//   CenterCrop(n)        offsets int(round((size - n) / 2.0)) (round half to even)
 //   convert("RGB"), ToTensor() (/255), Normalize(mean, std), in float32 as torch computes them.
 // ResizeRule::kStretch resizes both sides to n (CenterCrop is then a no-op); CropRule::kNone is
 // only valid with kStretch (the output is always square) and the constructor refuses it otherwise.

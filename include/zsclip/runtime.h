@@ -9,7 +9,7 @@
 //   ro.threads = 2;
 //   auto rt = zsclip::Runtime::create(ro);
 //   zsclip::ModelOptions mo;
-//   mo.runtime = rt;                       // the classifier made from this model uses it too
+//   mo.runtime = rt;  // the classifier made from this model uses it too
 //   auto clf2 = zsclip::ZeroShotClassifier::create("models/shapes", labels, templates, mo);
 //
 // A Runtime owns a pool of threads() - 1 worker threads, started when it is made and joined when

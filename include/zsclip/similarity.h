@@ -1,10 +1,11 @@
 // zsclip/similarity.h — unit-length embeddings and cosine similarity, so that no caller writes its
 // own.
 //
-//   std::vector<float> a = clf.embed_file("cat.jpg"), b = clf.embed_file("dog.jpg");  // unit
-//   length float s = zsclip::cosine_similarity(a, b);                                        // in
-//   [-1, 1] zsclip::FloatTensor sim = zsclip::cosine_similarity(images, texts);   // [N, D] x [M,
-//   D] -> [N, M]
+//   std::vector<float> a = clf.embed_file("cat.jpg");  // unit length
+//   std::vector<float> b = clf.embed_file("dog.jpg");
+//   float s = zsclip::cosine_similarity(a, b);  // in [-1, 1]
+//   // images [N, D], texts [M, D] -> [N, M]
+//   zsclip::FloatTensor sim = zsclip::cosine_similarity(images, texts);
 //
 // Sums are taken in double. A zero vector stays zero and has similarity 0 with everything.
 // Free functions without state: safe from several threads.

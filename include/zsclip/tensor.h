@@ -5,7 +5,7 @@
 // t.shape) views a HostTensor, and a contiguous float at::Tensor's sizes() and data_ptr<float>()
 // make one.
 //
-//   zsclip::FloatTensor t({3, 224, 224});   // zero-filled
+//   zsclip::FloatTensor t({3, 224, 224});  // zero-filled
 //   t.at(0, 10, 20) = 1.0f;
 //
 // The fields are public, so shape and data can disagree; every zsclip function that takes a

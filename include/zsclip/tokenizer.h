@@ -2,10 +2,9 @@
 // the SentencePiece tokenizers of SigLIP / SigLIP2 (from_sentencepiece, below).
 //
 //   auto tok = zsclip::Tokenizer::from_file("bpe_simple_vocab_16e6.txt.gz");
-//   std::vector<int32_t> ids = tok.encode("A photo of a cat.");   // [320, 1125, 539, 320, 2368,
-//   269] std::string text = tok.decode(ids);                           // "a photo of a cat . "
-//   zsclip::IdTensor batch = tok.tokenize({"a dog", "a cat"});   // [2, 77], sot ... eot,
-//   zero-padded
+//   std::vector<int32_t> ids = tok.encode("A photo of a cat.");  // 320 1125 539 320 2368 269
+//   std::string text = tok.decode(ids);                          // "a photo of a cat . "
+//   zsclip::IdTensor batch = tok.tokenize({"a dog", "a cat"});   // [2, 77]: sot ... eot, zeros
 //
 // A Tokenizer is immutable after construction: its const methods are safe to call from several
 // threads at once (the BPE cache inside is sharded and locked). Copies are cheap and share state.
@@ -23,8 +22,7 @@
 //      Out of scope: mojibake repair (fix_encoding, restore_byte_a0, lossy/inconsistent UTF-8) and
 //      ftfy's own HTML unescaping (the reference data was made with ftfy replaced by the identity).
 //   3. html.unescape twice (Python's rules: HTML5 names with and without ';', longest prefix for
-//   the
-//      ones without, numeric references with Python's remapping of invalid code points), strip.
+//      the ones without, numeric references with Python's remapping of invalid code points), strip.
 //   4. Every run of Python whitespace (str.isspace) -> one space, strip; then Python's str.lower()
 //      (full mapping: İ -> i̇, final sigma).
 //   5. Split with CLIP's pattern (specials, 's 't 're 've 'm 'll 'd, letter runs, single digits,

@@ -1,10 +1,11 @@
 // zsclip/zero_shot.h — the zero-shot head: class weights from prompts, scores from image features.
 //
-//   auto templates = zsclip::builtin_templates("openai-cifar");        // 18 templates
-//   auto head = zsclip::ZeroShotHead::build(model, {"cat", "dog"}, templates);   // model: a
-//   TextEncoder head.save("pets.zshead");                                           // reload
-//   without the text tower auto preds = head.classify(model.encode_images(pixels), /*top_k=*/5);
-//   preds[0].top[0].label;   // "cat"
+//   auto templates = zsclip::builtin_templates("openai-cifar");  // 18 templates
+//   // model: a TextEncoder; the head can be saved and reloaded without the text tower
+//   auto head = zsclip::ZeroShotHead::build(model, {"cat", "dog"}, templates);
+//   head.save("pets.zshead");
+//   auto preds = head.classify(model.encode_images(pixels), /*top_k=*/5);
+//   std::string best = preds[0].top[0].label;  // "cat"
 //
 // Class weights follow OpenAI's prompt ensembling: every template is filled with the class name
 // ("{}" replaced), each prompt embedded and L2-normalised, the mean taken per class and normalised

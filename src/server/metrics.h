@@ -3,11 +3,14 @@
 //   zsclip_http_responses_total{code}              every HTTP response, by status code
 //   zsclip_requests_total{model,code}              inference requests, by model and status code
 //   zsclip_request_duration_seconds{model}         inference latency histogram (arrival ->
-//   response) zsclip_queue_depth{queue}                      requests decoded and waiting to join a
-//   batch zsclip_queue_capacity{queue}                   --max-queue (requests admitted: decoding
-//   or queued) zsclip_batch_size{queue}                       histogram of the items (images,
-//   texts) per batch zsclip_inflight_requests                       inference requests being
-//   handled now zsclip_head_cache_{hits,builds}_total, zsclip_head_cache_entries   zero-shot heads
+//                                                  response)
+//   zsclip_queue_depth{queue}                      requests decoded and waiting to join a batch
+//   zsclip_queue_capacity{queue}                   --max-queue (requests admitted: decoding or
+//                                                  queued)
+//   zsclip_batch_size{queue}                       histogram of the items (images, texts) per batch
+//   zsclip_inflight_requests                       inference requests being handled now
+//   zsclip_head_cache_{hits,builds}_total, zsclip_head_cache_entries
+//                                                  zero-shot heads
 //   zsclip_open_connections                        client connections open now
 //   zsclip_connections_refused_total               connections answered 503 (--max-connections)
 //   zsclip_header_timeouts_total                   request heads not complete in --header-seconds

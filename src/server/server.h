@@ -3,13 +3,11 @@
 //
 // Models served (GET /v2/models/NAME describes each):
 //   image_encoder  IMAGE (BYTES [N]: encoded image files; base64 strings in plain JSON, raw bytes
-//   as
-//                  binary data) or PIXELS (FP32 [N,3,n,n], preprocessed) -> IMAGE_EMBEDDING (FP32
-//                  [N,D])
+//                  as binary data) or PIXELS (FP32 [N,3,n,n], preprocessed) -> IMAGE_EMBEDDING
+//                  (FP32 [N,D])
 //   text_encoder   TEXT (BYTES [N]) -> TEXT_EMBEDDING (FP32 [N,D])
 //   zero_shot      IMAGE or PIXELS, LABELS (BYTES [C]), optional TEMPLATES (BYTES [T]: templates
-//   with
-//                  "{}", or one built-in set name; default "simple") -> PROBS (FP32 [N,C]) and
+//                  with "{}", or one built-in set name; default "simple") -> PROBS (FP32 [N,C]) and
 //                  TOP_LABEL (BYTES [N]). Heads are built once per (labels, templates) and cached
 //                  (LRU).
 // Embeddings are projected and not normalised, as `zsclip embed` prints them.

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "test_util.h"
 
@@ -27,6 +28,35 @@ TEST(Readme, CppExamplesAreTheCompiledFiles) {
     ++checked;
   }
   EXPECT_EQ(checked, 2);
+}
+
+// The usage examples at the top of the public headers are the bodies of the functions of
+// examples/header_examples.cpp (a compiled program): after a line "// include/zsclip/NAME.h", the
+// function's lines from the one after its opening "{" to its closing "}" appear in that header as
+// "// " + the line ("//" for an empty one).
+TEST(Readme, HeaderExamplesAreCompiled) {
+  const std::string file = read_file(source_path("examples/header_examples.cpp"));
+  std::vector<std::string> headers;
+  for (size_t at = file.find("\n// include/"); at != std::string::npos;
+       at = file.find("\n// include/", at + 1)) {
+    const size_t name_end = file.find('\n', at + 1);
+    const std::string header = file.substr(at + 4, name_end - at - 4);
+    const size_t body = file.find("{\n", name_end) + 2;
+    const size_t end = file.find("\n}\n", body);
+    ASSERT_NE(end, std::string::npos) << header;
+    std::string expected;
+    for (size_t line = body; line <= end;) {
+      const size_t eol = file.find('\n', line);
+      expected += eol == line ? "//\n" : "// " + file.substr(line, eol - line + 1);
+      line = eol + 1;
+    }
+    EXPECT_NE(read_file(source_path(header)).find(expected), std::string::npos)
+        << header << " does not show its example as examples/header_examples.cpp compiles it; its "
+        << "comment should read:\n"
+        << expected;
+    headers.push_back(header);
+  }
+  EXPECT_EQ(headers.size(), 12u);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-"""SigLIP / SigLIP2 checkpoint layouts for the exporter (used by checkpoint_layouts.py):
+"""SigLIP / SigLIP2 checkpoint layouts for the exporter:
 
 - open_clip's SigLIP configs (`ViT-*-SigLIP*`): `vision_cfg.timm_model_name` a timm SigLIP entry with
   `timm_pool` "map" and `timm_proj` "none" (keys `visual.trunk.*`), the native text tower (`text.*`, no
@@ -21,10 +21,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from checkpoint_layouts import (HF_GENERIC_KEYS, _HF_LAYER, _HF_POSITION_IDS, _fail, _float, _int, _read_json,
-                                hf_to_openai, hf_tower_widths)
 from clip_model import CheckpointError
 from reference_forward import _hf_blocks, _openai_blocks
+
+from .common import LoadedCheckpoint, _fail, _int, _read_json, load_sharded, load_tensor_file
+from .hf_clip import (_HF_LAYER, _HF_POSITION_IDS, HF_GENERIC_KEYS, _hf_files, hf_checkpoint, hf_to_openai,
+                      hf_tower_shapes, parse_hf_preprocessor)
 
 Tensor = torch.Tensor
 
@@ -580,31 +582,21 @@ def parse_hf_siglip_config(where: str, cfg: Dict[str, Any], notes: List[str]) ->
         _fail(where, "vision_config.vision_use_head false (no attention-pooling head) is not supported")
     if vc["num_channels"] != 3:
         _fail(where, f"vision_config.num_channels {vc['num_channels']} is not supported (3)")
-    width, heads, twidth, theads = hf_tower_widths(where, vc, tc)
+    shapes = hf_tower_shapes(where, vc, tc)
+    width, twidth = shapes["vision_width"], shapes["transformer_width"]
     proj = tc["projection_size"] if tc["projection_size"] is not None else twidth
     if proj != width:
         _fail(where, f"text_config.projection_size {proj} differs from vision_config.hidden_size {width}: SigLIP "
                      "compares the text head's output with the image feature")
-    image_size, patch = _int(where, "vision_config.image_size", vc["image_size"]), \
-        _int(where, "vision_config.patch_size", vc["patch_size"])
-    if image_size < patch:
-        _fail(where, f"vision_config.image_size {image_size} is smaller than patch_size {patch}")
+    if shapes["image_resolution"] < shapes["vision_patch_size"]:
+        _fail(where, f"vision_config.image_size {shapes['image_resolution']} is smaller than patch_size "
+                     f"{shapes['vision_patch_size']}")
     notes.append(f"activations as HF's config says: vision {vc['hidden_act']}, text {tc['hidden_act']} (HF's "
                  "semantics; open_clip/timm may use exact GELU for the same weights)")
     return {
-        "vision_type": "siglip", "embed_dim": width, "image_resolution": image_size, "vision_patch_size": patch,
-        "vision_width": width, "vision_heads": heads,
-        "vision_layers": _int(where, "vision_config.num_hidden_layers", vc["num_hidden_layers"]),
-        "vision_mlp_width": _int(where, "vision_config.intermediate_size", vc["intermediate_size"]),
-        "vision_layer_norm_eps": _float(where, "vision_config.layer_norm_eps", vc["layer_norm_eps"]),
+        "vision_type": "siglip", "embed_dim": width, **shapes,
         "vision_activation": HF_SIGLIP_ACT[vc["hidden_act"]], "vision_ln_pre": False, "vision_pool": "map",
         "vision_final_ln_after_pool": False,
-        "context_length": _int(where, "text_config.max_position_embeddings", tc["max_position_embeddings"]),
-        "vocab_size": _int(where, "text_config.vocab_size", tc["vocab_size"]),
-        "transformer_width": twidth, "transformer_heads": theads,
-        "transformer_layers": _int(where, "text_config.num_hidden_layers", tc["num_hidden_layers"]),
-        "text_mlp_width": _int(where, "text_config.intermediate_size", tc["intermediate_size"]),
-        "text_layer_norm_eps": _float(where, "text_config.layer_norm_eps", tc["layer_norm_eps"]),
         "text_activation": HF_SIGLIP_ACT[tc["hidden_act"]], "activation": HF_SIGLIP_ACT[tc["hidden_act"]],
         "text_causal_mask": False, "text_pool": "last", "text_eos_id": None, "text_proj_bias": True,
         "logit_bias": True,
@@ -668,3 +660,35 @@ def hf_siglip_tensors(where: str, raw: Dict[str, Tensor], notes: List[str]) -> "
     if pos is not None and pos.dim() == 3 and pos.shape[0] == 1:
         sd["visual.positional_embedding"] = pos[0]
     return sd
+
+
+def _load_hf_siglip(folder: str, cfg: Dict[str, Any], activation: Optional[str], notes: List[str]) -> LoadedCheckpoint:
+    """A HuggingFace SiglipModel folder: HF's semantics, activations as its config says."""
+    cfg_path = os.path.join(folder, "config.json")
+    opts = parse_hf_siglip_config(cfg_path, cfg, notes)
+    if activation is not None:
+        _fail(cfg_path, "--activation does not apply: config.json's hidden_act gives each tower's activation")
+    weights, pp_path = _hf_files(folder, "SigLIP")
+    pp = _read_json(pp_path)
+    if not isinstance(pp, dict):
+        _fail(pp_path, "not a JSON object")
+    for key in ("image_processor_type", "feature_extractor_type"):
+        if key in pp and pp[key] not in ("SiglipImageProcessor", "SiglipImageProcessorFast"):
+            _fail(pp_path, f"{key} {pp[key]!r} is not supported (SiglipImageProcessor)")
+    pp = dict(pp)
+    pp.setdefault("do_center_crop", False)  # SiglipImageProcessor resizes to size, it never crops
+    pp.setdefault("size", {"height": opts["image_resolution"], "width": opts["image_resolution"]})
+    pp.setdefault("image_mean", [0.5, 0.5, 0.5])
+    pp.setdefault("image_std", [0.5, 0.5, 0.5])
+    pp.setdefault("resample", 3)
+    for key in ("image_processor_type", "feature_extractor_type"):
+        pp.pop(key, None)
+    preprocess = parse_hf_preprocessor(pp_path, pp, opts["image_resolution"])
+    raw, container = load_sharded(weights) if weights.endswith(".index.json") else load_tensor_file(weights)
+    sd = hf_siglip_tensors(weights, raw, notes)
+    tokenizer = sentencepiece_tokenizer(folder, opts["vocab_size"], opts["context_length"], "hf_siglip", None, notes)
+    opts["text_pad_id"] = tokenizer["pad_id"]
+    opts["text_eos_id"] = opts["vocab_size"] - 1
+    return hf_checkpoint("hf_siglip", "SiglipModel", folder, weights, raw, sd, opts, preprocess, tokenizer,
+                         hf_siglip_features, "functional HF SiglipModel forward (separate q/k/v, torch MHA head)",
+                         notes)
