@@ -61,7 +61,7 @@ TEST_F(BadModels, EachMissingFileIsNamed) {
   std::string dir = copy("missing_vocab");
   fs::remove(dir + "/" + c["tokenizer"]["vocab_file"].get<std::string>());
   Model m = Model::load(dir);
-  EXPECT_THROW(m.load_tokenizer(), Error);
+  EXPECT_THROW(m.tokenizer(), Error);
 }
 
 TEST_F(BadModels, CorruptAndTruncatedTorchScript) {
@@ -176,8 +176,7 @@ TEST_F(BadModels, DeviceAndDtypeOptions) {
 
 TEST_F(BadModels, HeadFromAnotherModelIsRefused) {
   Model a = Model::load(tiny_export("state_dict"));
-  ZeroShotHead head =
-      ZeroShotHead::build(a, a.load_tokenizer(), {"cat", "dog"}, {"a photo of a {}."});
+  ZeroShotHead head = ZeroShotHead::build(a, {"cat", "dog"}, {"a photo of a {}."});
   std::string dir = copy("other_model");
   json j = config(dir);
   j["fingerprint"] = "0000another";

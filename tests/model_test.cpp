@@ -73,7 +73,7 @@ TEST_P(TinyParity, ImageFeaturesFromFilesMatchOpenAI) {
 }
 
 TEST_P(TinyParity, TextFeaturesMatchOpenAI) {
-  Tokenizer tok = model_->load_tokenizer();
+  const Tokenizer& tok = model_->tokenizer();
   auto t = texts();
   IdTensor ids = tok.tokenize(t, model_->context_length());
   for (size_t j = 0; j < t.size(); ++j) {
@@ -91,7 +91,7 @@ TEST_P(TinyParity, TextFeaturesMatchOpenAI) {
 
 TEST_P(TinyParity, LogitsAndZeroShotProbsMatchOpenAI) {
   FloatTensor img = model_->encode_images(image_pixels());
-  Tokenizer tok = model_->load_tokenizer();
+  const Tokenizer& tok = model_->tokenizer();
   FloatTensor txt = model_->encode_texts(tok.tokenize(texts(), model_->context_length()));
   // logits_per_image: logit_scale_exp * cosine, through a head whose "classes" are the texts.
   std::vector<std::string> names;
@@ -104,9 +104,8 @@ TEST_P(TinyParity, LogitsAndZeroShotProbsMatchOpenAI) {
                           "logits_per_image row " + std::to_string(i)));
 
   const auto& zs = ref_["zero_shot"];
-  ZeroShotHead head =
-      ZeroShotHead::build(*model_, tok, zs["classes"].get<std::vector<std::string>>(),
-                          zs["templates"].get<std::vector<std::string>>());
+  ZeroShotHead head = ZeroShotHead::build(*model_, zs["classes"].get<std::vector<std::string>>(),
+                                          zs["templates"].get<std::vector<std::string>>());
   FloatTensor zl = head.logits(img);
   auto preds = head.classify(img, 3);
   for (int64_t i = 0; i < img.size(0); ++i) {
@@ -159,7 +158,7 @@ TEST_P(TinyParity, StreamsGiveTheSameResults) {
   // call.
   FloatTensor pixels = image_pixels();
   std::vector<std::string> t = texts();
-  Tokenizer tok = model_->load_tokenizer();
+  const Tokenizer& tok = model_->tokenizer();
   IdTensor ids = tok.tokenize(t, model_->context_length());
   auto largest = [](const FloatTensor& x) {
     float m = 0.f;
@@ -210,7 +209,7 @@ TEST(Int8Export, AgreesWithFloat32OnTheReferenceImages) {
   // The text tower is not quantised: its features are the float32 model's.
   std::vector<std::string> texts;
   for (const auto& x : ref["texts"]) texts.push_back(x["text"].get<std::string>());
-  Tokenizer tok = f32.load_tokenizer();
+  const Tokenizer& tok = f32.tokenizer();
   IdTensor ids = tok.tokenize(texts, f32.context_length());
   const FloatTensor ta = f32.encode_texts(ids), tb = q.encode_texts(ids);
   for (size_t k = 0; k < ta.data.size(); ++k) EXPECT_NEAR(ta.data[k], tb.data[k], 1e-5f) << k;

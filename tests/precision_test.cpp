@@ -73,7 +73,7 @@ class Inputs : public ::testing::Test {
     pixels_ = pre.batch_files(paths, nullptr);
     std::vector<std::string> texts;
     for (const auto& x : ref_["texts"]) texts.push_back(x["text"].get<std::string>());
-    ids_ = m.load_tokenizer().tokenize(texts, m.context_length());
+    ids_ = m.tokenizer().tokenize(texts, m.context_length());
   }
   FloatTensor first_image() const {
     FloatTensor one({1, pixels_.size(1), pixels_.size(2), pixels_.size(3)});

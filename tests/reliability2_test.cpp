@@ -142,7 +142,7 @@ TEST(BoundedReads, ModelFilesThatAreNotRegularFilesAreRefused) {
   fs::remove(vocab);
   ASSERT_EQ(::mkfifo(vocab.c_str(), 0644), 0);
   const Model m = Model::load(dir);
-  expect_error([&] { m.load_tokenizer(); }, ErrorCode::kInvalidArgument, {vocab, "FIFO"});
+  expect_error([&] { m.tokenizer(); }, ErrorCode::kInvalidArgument, {vocab, "FIFO"});
   // A file where the model directory was expected: the same code as the other way round.
   expect_error([&] { Model::load(image("red_circle")); }, ErrorCode::kInvalidArgument,
                {"not a directory"});
@@ -163,18 +163,18 @@ int64_t too_long(const Tokenizer& tok, const std::vector<std::string>& labels,
 
 TEST(PromptTruncation, LongPromptsAreAnErrorUnlessAskedFor) {
   const Model model = Model::load(shapes());
-  const Tokenizer tok = model.load_tokenizer();
+  const Tokenizer& tok = model.tokenizer();
   const auto& imagenet = builtin_templates("openai-imagenet");
   const std::vector<std::string> labels = split(kLabels);
   const int64_t cut = too_long(tok, labels, imagenet, 16);
   ASSERT_GT(cut, 0) << "the case needs prompts longer than 16 tokens";
-  expect_error([&] { ZeroShotHead::build(model, tok, labels, imagenet); }, ErrorCode::kInvalidText,
+  expect_error([&] { ZeroShotHead::build(model, labels, imagenet); }, ErrorCode::kInvalidText,
                {"label \"", "template \"", " tokens, more than the model's context length 16"});
   HeadBuildOptions o;
   o.truncate = true;
-  const ZeroShotHead head = ZeroShotHead::build(model, tok, labels, imagenet, o);
+  const ZeroShotHead head = ZeroShotHead::build(model, labels, imagenet, o);
   EXPECT_EQ(head.truncated_prompts(), cut);
-  EXPECT_EQ(ZeroShotHead::build(model, tok, labels, {"a photo of a {}."}).truncated_prompts(), 0);
+  EXPECT_EQ(ZeroShotHead::build(model, labels, {"a photo of a {}."}).truncated_prompts(), 0);
 
   // Truncation is clip.tokenize(truncate=True)'s: the prompts' features, from ids cut by
   // encode_with_specials, averaged as OpenAI does, give the same class weights.
@@ -207,7 +207,7 @@ TEST(PromptTruncation, LongPromptsAreAnErrorUnlessAskedFor) {
 TEST(PromptTruncation, CliNamesThePromptOrCountsWhatItCut) {
   const Model model = Model::load(shapes());
   const int64_t cut =
-      too_long(model.load_tokenizer(), split(kLabels), builtin_templates("openai-imagenet"), 16);
+      too_long(model.tokenizer(), split(kLabels), builtin_templates("openai-imagenet"), 16);
   const std::string args =
       "--templates openai-imagenet --labels " + sh(kLabels) + " " + sh(image("red_circle"));
   CliResult r = run("", "classify " + args);
@@ -243,7 +243,7 @@ TEST(PromptTruncation, OpenAIsTinyModelAndTheIssuesLabels) {
   for (int i = 0; i < 80; ++i) very += "very ";
   const std::vector<std::string> labels = {very + "red circle", very + "blue star"};
   const Model model = Model::load(tiny_export("state_dict"));
-  const size_t tokens = model.load_tokenizer().encode("a photo of a " + labels[0] + ".").size() + 2;
+  const size_t tokens = model.tokenizer().encode("a photo of a " + labels[0] + ".").size() + 2;
   ASSERT_GT(tokens, 77u);
   expect_error(
       [&] {
@@ -271,7 +271,7 @@ TEST(PromptTruncation, OpenAIsTinyModelAndTheIssuesLabels) {
 
 TEST(PromptTruncation, TheModelsTokenizerUsesTheModelsContext) {
   const Model model = Model::load(shapes());
-  const Tokenizer tok = model.load_tokenizer();
+  const Tokenizer& tok = model.tokenizer();
   EXPECT_EQ(tok.context_length(), 16);
   const IdTensor ids = tok.tokenize({"a red circle", "a blue star"});
   EXPECT_EQ(ids.shape, (std::vector<int64_t>{2, 16}));
@@ -327,7 +327,7 @@ TEST(TensorApi, OptionsOutOfRangeAreErrors) {
   mo.streams = -2;
   expect_error([&] { Model::load(shapes(), mo); }, ErrorCode::kInvalidArgument, {"streams"});
   const Model model = Model::load(shapes());
-  const ZeroShotHead head = ZeroShotHead::build(model, model.load_tokenizer(), {"a", "b"}, {"{}"});
+  const ZeroShotHead head = ZeroShotHead::build(model, {"a", "b"}, {"{}"});
   for (auto [field, set] :
        std::vector<std::pair<std::string, std::function<void(ClassifierOptions&)>>>{
            {"top_k", [](ClassifierOptions& o) { o.top_k = 0; }},

@@ -52,7 +52,7 @@ class SiglipParity : public ReferenceFolderTest {
 TEST_P(SiglipParity, PixelsFromFilesAreBitExact) { expect_pixels_bit_exact(); }
 
 TEST_P(SiglipParity, TokenIdsAreIdentical) {
-  Tokenizer tok = model_->load_tokenizer();
+  const Tokenizer& tok = model_->tokenizer();
   const auto t = texts();
   IdTensor ids = tok.tokenize(t, model_->context_length());
   ASSERT_EQ(ids.size(1), model_->context_length());
@@ -83,7 +83,7 @@ TEST_P(SiglipParity, TextFeaturesMatch) {
   // One text at a time: the bidirectional tower sees every padding column, so nothing may change.
   for (size_t j = 0; j < t.size(); j += 3) {
     FloatTensor one =
-        model_->encode_texts(model_->load_tokenizer().tokenize({t[j]}, model_->context_length()));
+        model_->encode_texts(model_->tokenizer().tokenize({t[j]}, model_->context_length()));
     EXPECT_TRUE(close_rel(row_of(one, 0),
                           ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol,
                           "alone: " + t[j]));
@@ -109,8 +109,7 @@ TEST_P(SiglipParity, LogitsWithBiasAndSigmoidMatch) {
   }
   if (!ref_.contains("zero_shot")) return;  // hf-siglip-tiny has per-pair numbers only
   const auto& zs = ref_["zero_shot"];
-  ZeroShotHead head = ZeroShotHead::build(*model_, model_->load_tokenizer(),
-                                          zs["classes"].get<std::vector<std::string>>(),
+  ZeroShotHead head = ZeroShotHead::build(*model_, zs["classes"].get<std::vector<std::string>>(),
                                           zs["templates"].get<std::vector<std::string>>());
   EXPECT_EQ(head.scoring(), Scoring::kSigmoid);
   FloatTensor zl = head.logits(img);

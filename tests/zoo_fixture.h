@@ -48,8 +48,7 @@ class ReferenceFolderTest : public ::testing::TestWithParam<std::string> {
     return t;
   }
   FloatTensor text_features() const {
-    return model_->encode_texts(
-        model_->load_tokenizer().tokenize(texts(), model_->context_length()));
+    return model_->encode_texts(model_->tokenizer().tokenize(texts(), model_->context_length()));
   }
   // The pixels from the image files against each image's reference `pixels` file, float by float.
   void expect_pixels_bit_exact() const {

@@ -33,7 +33,7 @@ class ZooParity : public ReferenceFolderTest {
 TEST_P(ZooParity, PixelsFromFilesAreBitExact) { expect_pixels_bit_exact(); }
 
 TEST_P(ZooParity, TokenIdsAreIdentical) {
-  Tokenizer tok = model_->load_tokenizer();
+  const Tokenizer& tok = model_->tokenizer();
   const auto t = texts();
   IdTensor ids = tok.tokenize(t, model_->context_length());
   ASSERT_EQ(ids.size(1), model_->context_length());
@@ -65,7 +65,7 @@ TEST_P(ZooParity, TextFeaturesMatch) {
   // cannot matter: a causal tower pooled at the end token).
   for (size_t j = 0; j < t.size(); ++j) {
     FloatTensor one =
-        model_->encode_texts(model_->load_tokenizer().tokenize({t[j]}, model_->context_length()));
+        model_->encode_texts(model_->tokenizer().tokenize({t[j]}, model_->context_length()));
     EXPECT_TRUE(close_rel(std::vector<float>(one.row(0), one.row(0) + one.size(1)),
                           ref_["texts"][j]["text_features"].get<std::vector<double>>(), kTol,
                           "alone: " + t[j]));
@@ -92,8 +92,7 @@ TEST_P(ZooParity, LogitsAndZeroShotProbsMatch) {
   }
 
   const auto& zs = ref_["zero_shot"];
-  ZeroShotHead head = ZeroShotHead::build(*model_, model_->load_tokenizer(),
-                                          zs["classes"].get<std::vector<std::string>>(),
+  ZeroShotHead head = ZeroShotHead::build(*model_, zs["classes"].get<std::vector<std::string>>(),
                                           zs["templates"].get<std::vector<std::string>>());
   EXPECT_EQ(head.scoring(), sigmoid() ? Scoring::kSigmoid : Scoring::kSoftmax);
   // The same class weights scored with a softmax: open_clip's zero-shot `probs`.
@@ -155,9 +154,8 @@ TEST_P(ZooParity, CliClassifyPrintsTheScoring) {
   auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j.size(), 1u);
   EXPECT_EQ(j[0]["scoring"], sigmoid() ? "sigmoid" : "softmax");
-  ZeroShotHead head =
-      ZeroShotHead::build(*model_, model_->load_tokenizer(),
-                          zs["classes"].get<std::vector<std::string>>(), {"a photo of a {}."});
+  ZeroShotHead head = ZeroShotHead::build(*model_, zs["classes"].get<std::vector<std::string>>(),
+                                          {"a photo of a {}."});
   auto want = head.classify(model_->encode_images(image_pixels()), 1)[0].probs;
   auto got = j[0]["probs"].get<std::vector<float>>();
   ASSERT_EQ(got.size(), want.size());

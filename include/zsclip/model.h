@@ -162,11 +162,10 @@ class Model : public ImageEncoder, public TextEncoder {
   // Shapes must match the data; a NaN or infinite pixel is an Error (kInvalidArgument).
 
   // The tokenizer of config.json (its vocabulary checked against the text encoder's vocab size):
-  // loaded on first use and kept (copies of this Model share it); its tokenize() defaults to this
-  // model's context length.
+  // loaded on first use and kept (copies of this Model share it; a failed load is tried again on
+  // the next call); its tokenize() defaults to this model's context length. The one way to get a
+  // model's tokenizer; Tokenizer::from_config(config()) reads a separate one from the files.
   const Tokenizer& tokenizer() const override;
-  // A new tokenizer read from the files each call.
-  Tokenizer load_tokenizer() const;
 
  protected:
   void do_encode_images(const float* pixels, int64_t n_images, float* out) const override;

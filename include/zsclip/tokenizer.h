@@ -86,7 +86,7 @@ namespace zsclip {
 //                          vocabulary, or vocab.json's); open_clip: "<start_of_text>",
 //                          "<end_of_text>"
 //   context_length (77)    what encode_with_specials/tokenize use when not given one (>= 2);
-//                          Model::load_tokenizer and from_config set the model's
+//                          Model::tokenizer and from_config set the model's
 struct TokenizerOptions {
   int64_t num_merges = -1;
   int64_t cache_capacity = 65536;

@@ -78,18 +78,13 @@ struct HeadBuildOptions {
 
 class ZeroShotHead {
  public:
-  // Embeds labels x templates with the text encoder (batch_size prompts at a time), tokenised by
-  // `tokenizer` (default: the encoder's own). The head records the encoder's fingerprint, scale
-  // and scoring. Labels and templates must be UTF-8.
-  static ZeroShotHead build(const TextEncoder& encoder, const Tokenizer& tokenizer,
-                            const std::vector<std::string>& labels,
-                            const std::vector<std::string>& templates,
-                            const HeadBuildOptions& options);
-  static ZeroShotHead build(const TextEncoder& encoder, const Tokenizer& tokenizer,
-                            const std::vector<std::string>& labels,
-                            const std::vector<std::string>& templates, int batch_size = 256);
+  // The one way to build a head: embeds labels x templates with the text encoder (batch_size
+  // prompts at a time), tokenised by the encoder's own tokenizer() after the labels and templates
+  // are checked. The head records the encoder's fingerprint, scale and scoring. Labels and
+  // templates must be UTF-8.
   static ZeroShotHead build(const TextEncoder& encoder, const std::vector<std::string>& labels,
-                            const std::vector<std::string>& templates, int batch_size = 256);
+                            const std::vector<std::string>& templates,
+                            const HeadBuildOptions& options = {});
   // From ready-made class weights [C, D] (normalised here).
   static ZeroShotHead from_weights(std::vector<std::string> labels, FloatTensor weights,
                                    float logit_scale_exp, std::string model_fingerprint,

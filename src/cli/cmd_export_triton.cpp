@@ -306,7 +306,7 @@ void export_models(const ModelConfig& cfg, const Model& model, const fs::path& r
     worst = std::max(worst, rel_diff(got, torch::from_blob(want.ptr(), {2, d}, torch::kFloat)));
   }
   if (has_text) {
-    Tokenizer tok = model.load_tokenizer();
+    const Tokenizer& tok = model.tokenizer();
     IdTensor ids = tok.tokenize({"a photo of a cat.", "zsclip"}, l);
     FloatTensor want = model.encode_texts(ids);
     torch::jit::Module loaded = torch_call(

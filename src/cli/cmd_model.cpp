@@ -139,7 +139,7 @@ int run_embed(const Args& args) {
   std::vector<std::vector<float>> text_feats;
   const bool truncate = args.has("--truncate");
   if (!texts.empty()) {
-    Tokenizer tok = model.load_tokenizer();
+    const Tokenizer& tok = model.tokenizer();
     for (size_t begin = 0; begin < texts.size(); begin += static_cast<size_t>(batch)) {
       std::vector<std::string> chunk(
           texts.begin() + static_cast<std::ptrdiff_t>(begin),
@@ -246,7 +246,7 @@ int run_head(const Args& args) {
   ho.truncate = args.has("--truncate");
   Progress progress("zsclip head", labels.size() * templates.size(), "prompts");
   ho.progress = [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); };
-  ZeroShotHead head = ZeroShotHead::build(model, model.load_tokenizer(), labels, templates, ho);
+  ZeroShotHead head = ZeroShotHead::build(model, labels, templates, ho);
   report_truncation("head", head);
   head.save(args.get("--out"));
   std::cerr << "zsclip head: " << labels.size() << " classes x " << templates.size()
@@ -277,7 +277,7 @@ void classify_index(const Args& args, int top_k,
     index.check_compatible(model, "index " + dir);
     HeadBuildOptions build_options;
     build_options.truncate = args.has("--truncate");
-    head.emplace(ZeroShotHead::build(model, model.load_tokenizer(), labels_of(args),
+    head.emplace(ZeroShotHead::build(model, labels_of(args),
                                      resolve_templates(args.get("--templates", "simple")),
                                      build_options));
     report_truncation("classify", *head);
@@ -482,8 +482,7 @@ int run_classify(const Args& args) {
       Progress head_progress("zsclip classify: prompts", class_labels.size() * templates.size(),
                              "prompts");
       ho.progress = [&](int64_t done, int64_t) { head_progress.update(static_cast<size_t>(done)); };
-      ZeroShotHead head =
-          ZeroShotHead::build(model, model.tokenizer(), class_labels, templates, ho);
+      ZeroShotHead head = ZeroShotHead::build(model, class_labels, templates, ho);
       clf.emplace(std::move(model), std::move(head), co);
       report_truncation("classify", clf->head());
     }

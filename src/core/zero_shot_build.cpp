@@ -79,18 +79,10 @@ void check_prompts(const Tokenizer& tokenizer, const std::vector<std::string>& l
 
 }  // namespace
 
-ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& tokenizer,
-                                 const std::vector<std::string>& labels,
-                                 const std::vector<std::string>& templates, int batch_size) {
-  HeadBuildOptions options;
-  options.batch_size = batch_size;
-  return build(encoder, tokenizer, labels, templates, options);
-}
-
-ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& tokenizer,
-                                 const std::vector<std::string>& labels,
+ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const std::vector<std::string>& labels,
                                  const std::vector<std::string>& templates,
                                  const HeadBuildOptions& options) {
+  // The labels are checked before the encoder loads its tokenizer.
   validate_labels(labels, "zero-shot head");
   validate_templates(templates, "zero-shot head");
   const int batch_size = options.batch_size;
@@ -98,6 +90,7 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
     throw Error(ErrorCode::kInvalidArgument, "zero-shot head: batch_size must be >= 1");
   const int64_t d = encoder.embed_dim(), t = static_cast<int64_t>(templates.size());
   const int64_t context = encoder.context_length();
+  const Tokenizer& tokenizer = encoder.tokenizer();
   check_prompts(tokenizer, labels, templates, options.truncate, context);
   FloatTensor weights({static_cast<int64_t>(labels.size()), d});
   const int64_t rows = std::min<int64_t>(batch_size, static_cast<int64_t>(labels.size()) * t);
@@ -146,14 +139,6 @@ ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const Tokenizer& to
     if (const auto* image = dynamic_cast<const ImageEncoder*>(&encoder))
       head.built_for_ = image->describe();
   return head;
-}
-
-ZeroShotHead ZeroShotHead::build(const TextEncoder& encoder, const std::vector<std::string>& labels,
-                                 const std::vector<std::string>& templates, int batch_size) {
-  // The labels are checked before the encoder loads its tokenizer.
-  validate_labels(labels, "zero-shot head");
-  validate_templates(templates, "zero-shot head");
-  return build(encoder, encoder.tokenizer(), labels, templates, batch_size);
 }
 
 ZeroShotHead ZeroShotHead::from_weights(std::vector<std::string> labels, FloatTensor weights,

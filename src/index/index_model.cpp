@@ -53,7 +53,7 @@ std::vector<SearchHit> EmbeddingIndex::search_text(const Model& model, const Tok
   if (!templates.empty()) {  // a zero-shot class: the mean of the normalised template embeddings
     HeadBuildOptions build_options;
     build_options.truncate = options.truncate;
-    ZeroShotHead head = ZeroShotHead::build(model, tokenizer, {text}, templates, build_options);
+    ZeroShotHead head = ZeroShotHead::build(model, {text}, templates, build_options);
     return search(head.weights().row(0), top_k, options);
   }
   FloatTensor f =

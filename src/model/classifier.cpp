@@ -37,8 +37,7 @@ ZeroShotClassifier ZeroShotClassifier::create(const std::string& model_dir,
   Model model = Model::load(model_dir, model_options);
   HeadBuildOptions head_options;
   head_options.truncate = options.truncate_prompts;
-  ZeroShotHead head =
-      ZeroShotHead::build(model, model.tokenizer(), labels, templates, head_options);
+  ZeroShotHead head = ZeroShotHead::build(model, labels, templates, head_options);
   return ZeroShotClassifier(std::move(model), std::move(head), options);
 }
 

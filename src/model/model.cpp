@@ -312,23 +312,23 @@ torch::Tensor detail::ModelImpl::encode_texts_part(const torch::Tensor& ids) con
   return out.to(torch::kCPU, torch::kFloat).contiguous();
 }
 
-Model Model::load(const std::string& model_dir, const ModelOptions& options) {
-  check_options(options);
-  auto impl = std::make_shared<detail::ModelImpl>();
-  impl->cpu_isa = detail::cpu_features().isa;  // also refuses a bad $ZSCLIP_MAX_CPU_ISA
-  impl->config = ModelConfig::load(model_dir);
-  impl->options = options;
-  impl->runtime = Runtime::or_default(options.runtime);
-  impl->options.runtime = impl->runtime;
-  const ModelConfig& c = impl->config;
-  impl->device = parse_device(options.device);
+namespace {
+
+// The steps of Model::load, in its order.
+
+// impl.dtype, and on CPU the linear layers' precision and int8 kernel, from ModelOptions::dtype,
+// the device and the export's quantization; a request that cannot be met on this CPU is a
+// precision_note, not an error.
+void choose_precision(detail::ModelImpl& impl) {
+  const ModelConfig& c = impl.config;
+  const ModelOptions& options = impl.options;
   if (options.dtype == "auto") {
-    impl->dtype = (impl->device.is_cuda() && c.dtype == "float16") ? torch::kHalf : torch::kFloat;
+    impl.dtype = (impl.device.is_cuda() && c.dtype == "float16") ? torch::kHalf : torch::kFloat;
   } else if (options.dtype == "float32") {
-    impl->dtype = torch::kFloat;
+    impl.dtype = torch::kFloat;
   } else if (options.dtype == "bfloat16" || options.dtype == "int8") {
     const std::string& d = options.dtype;
-    if (!impl->device.is_cpu())
+    if (!impl.device.is_cpu())
       throw Error(ErrorCode::kUnsupported,
                   "dtype " + d +
                       " is a CPU mode (zsclip's linear kernels); on CUDA use float16 or float32");
@@ -341,74 +341,81 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
                   "dtype " + d +
                       " needs the frozen graph and zsclip's linear kernels (optimize on, "
                       "optimize_for_inference off, linear_kernels auto or onednn)");
-    impl->dtype = torch::kFloat;  // everything but the linear layers' products stays float32
+    impl.dtype = torch::kFloat;  // everything but the linear layers' products stays float32
     const bool bf16 = d == "bfloat16";
     const detail::CpuFeatures cpu = detail::cpu_features();
     const std::string lowered =
         cpu.limited_by.empty() ? "" : " (lowered by " + cpu.limited_by + ")";
     if (!detail::onednn_linear_built())
-      impl->precision_note =
+      impl.precision_note =
           d + " needs oneDNN (zsclip was built without libdnnl-dev): running float32";
     else if (bf16 && !cpu.avx512_bf16)
-      impl->precision_note = "bfloat16 needs a CPU with AVX512_BF16, which this one lacks (ISA " +
-                             cpu.isa + lowered + "): running float32";
+      impl.precision_note = "bfloat16 needs a CPU with AVX512_BF16, which this one lacks (ISA " +
+                            cpu.isa + lowered + "): running float32";
     else if (!bf16 && cpu.int8 == detail::Int8Kernel::kNone)
-      impl->precision_note = "int8 needs a CPU with AVX2, which this one lacks (ISA " + cpu.isa +
-                             lowered + "): running float32";
+      impl.precision_note = "int8 needs a CPU with AVX2, which this one lacks (ISA " + cpu.isa +
+                            lowered + "): running float32";
     else if (bf16)
-      impl->linear_precision = detail::LinearPrecision::kBFloat16;
+      impl.linear_precision = detail::LinearPrecision::kBFloat16;
     else {
-      impl->linear_precision = detail::LinearPrecision::kInt8;
-      impl->int8_kernel = cpu.int8;
+      impl.linear_precision = detail::LinearPrecision::kInt8;
+      impl.int8_kernel = cpu.int8;
     }
   } else if (options.dtype == "float16") {
-    if (!impl->device.is_cuda())
+    if (!impl.device.is_cuda())
       throw Error(ErrorCode::kUnsupported, "dtype float16 needs a CUDA device (CPU runs float32)");
-    impl->dtype = torch::kHalf;
+    impl.dtype = torch::kHalf;
   } else {
     throw Error(
         ErrorCode::kInvalidArgument,
         "dtype \"" + options.dtype + "\": expected auto, float32, float16, bfloat16 or int8");
   }
-  if (c.quantization == "int8" && impl->device.is_cuda())
+  if (c.quantization == "int8" && impl.device.is_cuda())
     throw Error(
         ErrorCode::kUnsupported,
         c.path_of("config.json") + ": an int8 (dynamically quantised) model runs on CPU only");
   if (c.quantization == "int8")  // still loads, on LibTorch's slower quantised kernels
-    impl->precision_note = c.path_of("config.json") +
-                           ": an export-time int8 model (export_clip.py --quantize int8, "
-                           "deprecated): re-export without --quantize and load with --precision "
-                           "int8 (ModelOptions::dtype \"int8\") for zsclip's faster int8 kernels";
-  detail::apply_torch_settings(*impl->runtime);
-  if (options.streams < 0)
-    throw Error(ErrorCode::kInvalidArgument, "ModelOptions.streams must be >= 0");
-  impl->streams = impl->device.is_cpu()
-                      ? (options.streams > 0 ? options.streams : impl->runtime->threads())
-                      : 1;
+    impl.precision_note = c.path_of("config.json") +
+                          ": an export-time int8 model (export_clip.py --quantize int8, "
+                          "deprecated): re-export without --quantize and load with --precision "
+                          "int8 (ModelOptions::dtype \"int8\") for zsclip's faster int8 kernels";
+}
 
+// The paths of the files to load; the text encoder's is "" unless it is loaded.
+struct TowerPaths {
+  std::string image, projection, text;
+};
+
+// Every file is checked before the expensive loads, so that a missing one is reported at once.
+TowerPaths check_files(const ModelConfig& c, const ModelOptions& options) {
   warn_unverified(c, options);
   if (options.verify_files) c.verify_files(options.load_text_encoder);
-  // Check every file before the expensive loads so a missing one is reported at once.
-  const std::string image_path = require_file(c, c.image_encoder_file, "files.image_encoder");
-  const std::string proj_path = require_file(c, c.projection_file, "files.projection");
-  std::string text_path;
+  TowerPaths paths;
+  paths.image = require_file(c, c.image_encoder_file, "files.image_encoder");
+  paths.projection = require_file(c, c.projection_file, "files.projection");
   if (options.load_text_encoder) {
     if (c.text_encoder_file.empty())
       throw Error(ErrorCode::kInvalidModel, c.path_of("config.json") +
                                                 ": field 'files.text_encoder' is missing (this "
                                                 "model is image-only; load it with "
                                                 "load_text_encoder = false and a saved head)");
-    text_path = require_file(c, c.text_encoder_file, "files.text_encoder");
+    paths.text = require_file(c, c.text_encoder_file, "files.text_encoder");
   }
+  return paths;
+}
 
+// The projections, logit_scale and logit_bias of the projection file, checked against config.json
+// and moved to the device.
+void load_projection(detail::ModelImpl& impl, const std::string& proj_path) {
+  const ModelConfig& c = impl.config;
   torch::jit::Module proj = load_module(proj_path, "files.projection");
   translate_torch(ErrorCode::kInvalidModel, proj_path, [&] {
-    impl->image_projection = projection_tensor(proj, proj_path, "image_projection");
-    impl->text_projection = projection_tensor(proj, proj_path, "text_projection");
+    impl.image_projection = projection_tensor(proj, proj_path, "image_projection");
+    impl.text_projection = projection_tensor(proj, proj_path, "text_projection");
     torch::Tensor ls = projection_tensor(proj, proj_path, "logit_scale");
     if (ls.numel() != 1)
       throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not a scalar");
-    impl->logit_scale = ls.to(torch::kFloat).item<float>();
+    impl.logit_scale = ls.to(torch::kFloat).item<float>();
     // format_version 2 exports always carry these: shape [D] / [] when the model has the bias,
     // [0] when it has none. Older exports have none of them.
     for (const char* name : {"image_projection_bias", "text_projection_bias"}) {
@@ -419,7 +426,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
         throw Error(ErrorCode::kInvalidModel, proj_path + ": " + name + " has shape " +
                                                   shape_str(b.sizes()) + ", expected [" +
                                                   std::to_string(c.embed_dim) + "] (embed_dim)");
-      (name[0] == 'i' ? impl->image_projection_bias : impl->text_projection_bias) = b;
+      (name[0] == 'i' ? impl.image_projection_bias : impl.text_projection_bias) = b;
     }
     bool has_bias = false;
     if (proj.hasattr("logit_bias")) {
@@ -428,7 +435,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
         throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_bias is not a scalar");
       if (b.numel() == 1) {
         has_bias = true;
-        impl->logit_bias = b.to(torch::kFloat).item<float>();
+        impl.logit_bias = b.to(torch::kFloat).item<float>();
       }
     }
     const std::string cfg_path = c.path_of("config.json");
@@ -439,73 +446,103 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
     if (!has_bias && c.scoring == Scoring::kSigmoid)
       throw Error(ErrorCode::kInvalidModel, cfg_path + ": field 'scoring' is \"sigmoid\", but " +
                                                 proj_path + " has no logit_bias");
-    if (has_bias && !(std::isfinite(impl->logit_bias) && impl->logit_bias == c.logit_bias))
+    if (has_bias && !(std::isfinite(impl.logit_bias) && impl.logit_bias == c.logit_bias))
       throw Error(ErrorCode::kInvalidModel,
-                  proj_path + ": logit_bias " + std::to_string(impl->logit_bias) +
+                  proj_path + ": logit_bias " + std::to_string(impl.logit_bias) +
                       " disagrees with " + cfg_path + " field 'logit_bias' (" +
                       std::to_string(c.logit_bias) + ")");
     return 0;
   });
-  check_dims(proj_path, "image_projection", impl->image_projection, {c.vision.width, c.embed_dim},
+  check_dims(proj_path, "image_projection", impl.image_projection, {c.vision.width, c.embed_dim},
              "vision.width, embed_dim");
-  check_dims(proj_path, "text_projection", impl->text_projection, {c.text.width, c.embed_dim},
+  check_dims(proj_path, "text_projection", impl.text_projection, {c.text.width, c.embed_dim},
              "text.width, embed_dim");
-  if (!std::isfinite(impl->logit_scale))
+  if (!std::isfinite(impl.logit_scale))
     throw Error(ErrorCode::kInvalidModel, proj_path + ": logit_scale is not finite");
-  impl->image_projection = impl->image_projection.to(impl->device, impl->dtype).contiguous();
-  impl->text_projection = impl->text_projection.to(impl->device, impl->dtype).contiguous();
-  for (torch::Tensor* b : {&impl->image_projection_bias, &impl->text_projection_bias})
-    if (b->defined()) *b = b->to(impl->device, impl->dtype).contiguous();
+  impl.image_projection = impl.image_projection.to(impl.device, impl.dtype).contiguous();
+  impl.text_projection = impl.text_projection.to(impl.device, impl.dtype).contiguous();
+  for (torch::Tensor* b : {&impl.image_projection_bias, &impl.text_projection_bias})
+    if (b->defined()) *b = b->to(impl.device, impl.dtype).contiguous();
+}
 
+// The image tower, its patch embedding checked against config.json, prepared for inference.
+void load_image_tower(detail::ModelImpl& impl, const std::string& image_path) {
+  const ModelConfig& c = impl.config;
   torch::jit::Module image = load_module(image_path, "files.image_encoder");
   if (auto w = find_tensor(image, "conv1.weight"))
     check_dims(image_path, "conv1.weight", *w,
                {c.vision.width, 3, c.vision.patch_size, c.vision.patch_size},
                "vision.width, vision.patch_size");
-  impl->image_encoder = prepare(take(image), *impl, false, image_path);
+  impl.image_encoder = prepare(take(image), impl, false, image_path);
+}
 
-  if (options.load_text_encoder) {
-    torch::jit::Module text = load_module(text_path, "files.text_encoder");
-    if (auto w = find_tensor(text, "token_embedding.weight"))
-      check_dims(text_path, "token_embedding.weight", *w, {c.text.vocab_size, c.text.width},
-                 "text.vocab_size, text.width");
-    if (auto w = find_tensor(text, "positional_embedding"))
-      check_dims(text_path, "positional_embedding", *w, {c.text.context_length, c.text.width},
-                 "text.context_length, text.width");
-    impl->text_encoder = prepare(take(text), *impl, true, text_path);
-    impl->has_text_encoder = true;
-  }
+// The text tower, its embeddings checked against config.json, prepared for inference.
+void load_text_tower(detail::ModelImpl& impl, const std::string& text_path) {
+  const ModelConfig& c = impl.config;
+  torch::jit::Module text = load_module(text_path, "files.text_encoder");
+  if (auto w = find_tensor(text, "token_embedding.weight"))
+    check_dims(text_path, "token_embedding.weight", *w, {c.text.vocab_size, c.text.width},
+               "text.vocab_size, text.width");
+  if (auto w = find_tensor(text, "positional_embedding"))
+    check_dims(text_path, "positional_embedding", *w, {c.text.context_length, c.text.width},
+               "text.context_length, text.width");
+  impl.text_encoder = prepare(take(text), impl, true, text_path);
+  impl.has_text_encoder = true;
+}
 
-  if (options.warmup) {
-    // One call each: checks the output widths against config.json and runs TorchScript's
-    // first-call work at load time rather than in the first user request.
-    const int64_t n = c.vision.image_size;
-    torch::Tensor out = translate_torch(
+// One call each: checks the output widths against config.json and runs TorchScript's first-call
+// work at load time rather than in the first user request.
+void warm_up(const detail::ModelImpl& impl, const TowerPaths& paths) {
+  const ModelConfig& c = impl.config;
+  const int64_t n = c.vision.image_size;
+  torch::Tensor out = translate_torch(
+      ErrorCode::kInvalidModel,
+      paths.image + ": forward on [1, 3, " + std::to_string(n) + ", " + std::to_string(n) +
+          "] failed",
+      [&] {
+        c10::InferenceMode g;
+        return impl.image_encoder
+            .forward({torch::zeros({1, 3, n, n},
+                                   torch::TensorOptions().dtype(impl.dtype).device(impl.device))})
+            .toTensor();
+      });
+  check_dims(paths.image, "output", out, {1, c.vision.width}, "vision.width");
+  if (impl.has_text_encoder) {
+    torch::Tensor t = translate_torch(
         ErrorCode::kInvalidModel,
-        image_path + ": forward on [1, 3, " + std::to_string(n) + ", " + std::to_string(n) +
-            "] failed",
+        paths.text + ": forward on [1, " + std::to_string(c.text.context_length) + "] ids failed",
         [&] {
           c10::InferenceMode g;
-          return impl->image_encoder
-              .forward({torch::zeros(
-                  {1, 3, n, n}, torch::TensorOptions().dtype(impl->dtype).device(impl->device))})
-              .toTensor();
+          torch::Tensor ids =
+              torch::zeros({1, c.text.context_length},
+                           torch::TensorOptions().dtype(torch::kLong).device(impl.device));
+          return impl.text_encoder.forward({ids}).toTensor();
         });
-    check_dims(image_path, "output", out, {1, c.vision.width}, "vision.width");
-    if (impl->has_text_encoder) {
-      torch::Tensor t = translate_torch(
-          ErrorCode::kInvalidModel,
-          text_path + ": forward on [1, " + std::to_string(c.text.context_length) + "] ids failed",
-          [&] {
-            c10::InferenceMode g;
-            torch::Tensor ids =
-                torch::zeros({1, c.text.context_length},
-                             torch::TensorOptions().dtype(torch::kLong).device(impl->device));
-            return impl->text_encoder.forward({ids}).toTensor();
-          });
-      check_dims(text_path, "output", t, {1, c.text.width}, "text.width");
-    }
+    check_dims(paths.text, "output", t, {1, c.text.width}, "text.width");
   }
+}
+
+}  // namespace
+
+Model Model::load(const std::string& model_dir, const ModelOptions& options) {
+  check_options(options);
+  auto impl = std::make_shared<detail::ModelImpl>();
+  impl->cpu_isa = detail::cpu_features().isa;  // also refuses a bad $ZSCLIP_MAX_CPU_ISA
+  impl->config = ModelConfig::load(model_dir);
+  impl->options = options;
+  impl->runtime = Runtime::or_default(options.runtime);
+  impl->options.runtime = impl->runtime;
+  impl->device = parse_device(options.device);
+  choose_precision(*impl);
+  detail::apply_torch_settings(*impl->runtime);
+  impl->streams = impl->device.is_cpu()
+                      ? (options.streams > 0 ? options.streams : impl->runtime->threads())
+                      : 1;
+  const TowerPaths paths = check_files(impl->config, options);
+  load_projection(*impl, paths.projection);
+  load_image_tower(*impl, paths.image);
+  if (options.load_text_encoder) load_text_tower(*impl, paths.text);
+  if (options.warmup) warm_up(*impl, paths);
   return Model(std::move(impl));
 }
 
@@ -570,13 +607,11 @@ FloatTensor Model::do_encode_texts(const IdTensor& ids) const {
   return out;
 }
 
-Tokenizer Model::load_tokenizer() const { return Tokenizer::from_config(impl_->config); }
-
 const Tokenizer& Model::tokenizer() const {
   // A mutex, not std::call_once: a failed load (missing vocabulary) must leave a later call free
   // to retry and throw again, which libstdc++'s call_once does not guarantee on every target.
   std::lock_guard<std::mutex> lock(impl_->tokenizer_mu);
-  if (!impl_->tokenizer) impl_->tokenizer.emplace(load_tokenizer());
+  if (!impl_->tokenizer) impl_->tokenizer.emplace(Tokenizer::from_config(impl_->config));
   return *impl_->tokenizer;
 }
 

@@ -16,11 +16,8 @@ std::string key_of(const std::vector<std::string>& labels,
 
 }  // namespace
 
-HeadCache::HeadCache(Model model, Tokenizer tokenizer, size_t capacity, bool truncate)
-    : model_(std::move(model)),
-      tokenizer_(std::move(tokenizer)),
-      capacity_(capacity < 1 ? 1 : capacity),
-      truncate_(truncate) {}
+HeadCache::HeadCache(Model model, size_t capacity, bool truncate)
+    : model_(std::move(model)), capacity_(capacity < 1 ? 1 : capacity), truncate_(truncate) {}
 
 size_t HeadCache::size() const {
   std::lock_guard<std::mutex> lock(mu_);
@@ -58,7 +55,7 @@ std::shared_ptr<const ZeroShotHead> HeadCache::get(const std::vector<std::string
     HeadBuildOptions build_options;
     build_options.truncate = truncate_;
     auto head = std::make_shared<const ZeroShotHead>(
-        ZeroShotHead::build(model_, tokenizer_, labels, templates, build_options));
+        ZeroShotHead::build(model_, labels, templates, build_options));
     promise.set_value(head);
     return head;
   } catch (...) {

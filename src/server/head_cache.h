@@ -13,14 +13,13 @@
 #include <vector>
 
 #include "zsclip/model.h"
-#include "zsclip/tokenizer.h"
 #include "zsclip/zero_shot.h"
 
 namespace zsclip::server {
 
 class HeadCache {
  public:
-  HeadCache(Model model, Tokenizer tokenizer, size_t capacity, bool truncate = false);
+  HeadCache(Model model, size_t capacity, bool truncate = false);
 
   // The head for these labels and templates, built with ZeroShotHead::build on a miss. `hit` (may
   // be null) tells whether it was cached. Build errors (zsclip::Error) are rethrown and not cached.
@@ -37,7 +36,6 @@ class HeadCache {
     std::list<std::string>::iterator lru;
   };
   Model model_;
-  Tokenizer tokenizer_;
   size_t capacity_;
   bool truncate_;
   uint64_t next_id_ = 0;

@@ -92,7 +92,7 @@ void check_list_shape(const InputTensor& t) {
 struct Server::Impl {
   ServerOptions opt;
   Model model;
-  Tokenizer tokenizer;
+  const Tokenizer& tokenizer;  // the model's
   Preprocessor pre;
   Metrics metrics;
   std::unique_ptr<Batcher<float>> images;
@@ -111,7 +111,7 @@ struct Server::Impl {
   int decode_slots = 0;
 
   explicit Impl(const ServerOptions& o)
-      : opt(o), model(load(o)), tokenizer(model.load_tokenizer()), pre(model.config().preprocess) {
+      : opt(o), model(load(o)), tokenizer(model.tokenizer()), pre(model.config().preprocess) {
     const int64_t n = model.image_size(), d = model.embed_dim(), l = model.context_length();
     const auto delay = std::chrono::microseconds(static_cast<int64_t>(opt.max_delay_ms * 1000.0));
     Model m = model;
@@ -128,8 +128,7 @@ struct Server::Impl {
           (void)d;
         },
         &metrics);
-    heads = std::make_unique<HeadCache>(model, tokenizer, static_cast<size_t>(opt.head_cache),
-                                        opt.truncate);
+    heads = std::make_unique<HeadCache>(model, static_cast<size_t>(opt.head_cache), opt.truncate);
     const TensorSpec image{"IMAGE", "BYTES", {-1}}, pixels{"PIXELS", "FP32", {-1, 3, n, n}};
     specs = {{kImageEncoder, {image, pixels}, {{"IMAGE_EMBEDDING", "FP32", {-1, d}}}},
              {kTextEncoder, {{"TEXT", "BYTES", {-1}}}, {{"TEXT_EMBEDDING", "FP32", {-1, d}}}},

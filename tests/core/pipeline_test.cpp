@@ -101,9 +101,11 @@ TEST(ZeroShotBuild, WorksWithAnyTextEncoder) {
   for (int c = 0; c < 3; ++c)
     for (int k = 0; k < 3; ++k)
       EXPECT_FLOAT_EQ(head.weights().at(c, k), c == k ? 1.f : 0.f) << c << "," << k;
-  // The tokenizer may be given; prompts are batched (batch_size 1 gives the same head).
+  // Prompts are batched (batch_size 1 gives the same head).
+  HeadBuildOptions one_at_a_time;
+  one_at_a_time.batch_size = 1;
   ZeroShotHead one =
-      ZeroShotHead::build(text, text.tokenizer(), kColours, {"a {} thing.", "the {} one."}, 1);
+      ZeroShotHead::build(text, kColours, {"a {} thing.", "the {} one."}, one_at_a_time);
   EXPECT_EQ(one.weights().data, head.weights().data);
   EXPECT_THROW(ZeroShotHead::build(text, {"red", "red"}, {"{}"}), Error);
   EXPECT_THROW(ZeroShotHead::build(text, kColours, {"no placeholder"}), Error);

@@ -100,7 +100,7 @@ TEST(Head, LabelsEqualAfterCleaningAreRefusedNamingBoth) {
       {"red", "&#114;ed"}, {"red", "RED\xC2\xA0"}};
   for (const auto& [a, b] : same) {
     try {
-      ZeroShotHead::build(text, text.tokenizer(), {"green", a, b}, {"a {} thing.", "{}"});
+      ZeroShotHead::build(text, {"green", a, b}, {"a {} thing.", "{}"});
       ADD_FAILURE() << "accepted \"" << a << "\" and \"" << b << "\"";
     } catch (const Error& e) {
       const std::string msg = e.what();
@@ -111,9 +111,8 @@ TEST(Head, LabelsEqualAfterCleaningAreRefusedNamingBoth) {
   // With truncation too; distinct labels are fine.
   HeadBuildOptions truncate;
   truncate.truncate = true;
-  EXPECT_THROW(ZeroShotHead::build(text, text.tokenizer(), {"red", "RED"}, {"{}"}, truncate),
-               Error);
-  EXPECT_NO_THROW(ZeroShotHead::build(text, text.tokenizer(), {"red", "red green"}, {"{}"}));
+  EXPECT_THROW(ZeroShotHead::build(text, {"red", "RED"}, {"{}"}, truncate), Error);
+  EXPECT_NO_THROW(ZeroShotHead::build(text, {"red", "red green"}, {"{}"}));
 }
 
 TEST(Templates, FilesAreReadLineByLine) {
