@@ -14,7 +14,7 @@
 #include <zsclip/model.h>
 #include <zsclip/runtime.h>
 
-#include "model/profile.h"  // private: --profile
+#include "zsclip/profile.h"
 
 #include <algorithm>
 #include <chrono>
@@ -161,7 +161,7 @@ int run(const Args& a) {
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
   if (!a.profile.empty()) {  // after the timing: the profiler's cost stays out of it
-    zsclip::detail::ProfileScope profile;
+    zsclip::ProfileScope profile;
     for (int i = 0; i < a.iters; ++i) call();
     profile.write(a.profile);
   }

@@ -16,34 +16,49 @@ class Model;
 
 namespace zsclip::cli {
 
+// One option of the command line, declared once (options.cpp) with the subcommands that take it.
 struct OptionSpec {
   std::string name;        // "--model"
   std::string value_name;  // "DIR"; empty for a flag
   std::string help;
+  // The subcommands that take it, space-separated; "index.build" is one action of `index` ("index":
+  // every action).
+  std::string commands;
+  std::string fallback;  // the value when the option is not given (from the options struct); or ""
   bool repeatable = false;
+  bool applies_to(const std::string& command) const;  // "embed", "index", "index.merge"
 };
+// Every option of every subcommand.
+const std::vector<OptionSpec>& option_table();
 
 // Parsed options of one subcommand. Unknown options and missing values are usage errors.
 class Args {
  public:
   bool has(const std::string& name) const { return values_.count(name) > 0; }
-  std::string get(const std::string& name, const std::string& fallback = "") const;
+  // The value given, else the option's fallback (else "").
+  std::string get(const std::string& name) const;
+  std::string get(const std::string& name, const std::string& fallback) const;
   std::vector<std::string> all(const std::string& name) const;
+  // get(name) as an integer in [min_value, max_value] (UsageError naming the option and value).
+  int get_int(const std::string& name, int min_value, int max_value) const;
   int get_int(const std::string& name, int fallback, int min_value, int max_value) const;
   const std::vector<std::string>& positional() const { return positional_; }
+  // UsageError "OPTION does not apply to 'COMMAND ACTION'" for an option given that
+  // `command.action` does not take.
+  void check_action(const std::string& command, const std::string& action) const;
 
  private:
   friend Args parse_args(const struct Command&, int, char**);
+  std::string command_;
   std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positional_;
 };
 
 struct Command {
   std::string name;
-  std::string usage;    // "--model DIR [--json] IMAGE..."
-  std::string summary;  // one line
-  std::string details;  // paragraphs printed by --help after the options
-  std::vector<OptionSpec> options;
+  std::string usage;                    // "--model DIR [--json] IMAGE..."
+  std::string summary;                  // one line
+  std::string details;                  // paragraphs printed by --help after the options
   std::function<int(const Args&)> run;  // returns the exit status
 };
 
@@ -70,21 +85,11 @@ std::string model_dir(const Args& args);
 // The value of $ZSCLIP_MODEL when default_model_dir() chose it; "" otherwise. main() then says so
 // in an error that names this directory.
 const std::string& model_dir_from_env();
-// --truncate: prompts and texts longer than the context are cut, as clip.tokenize(truncate=True).
-OptionSpec truncate_option();
 // JSON text of `j`; bytes that are not UTF-8 (file names and paths are bytes) become U+FFFD
 // instead of an exception that would lose the whole output.
 std::string dump_json(const nlohmann::json& j, int indent = -1);
 // Comma-separated list, entries trimmed, empty entries kept (validation reports them).
 std::vector<std::string> split_list(const std::string& s);
-// Common options.
-OptionSpec model_option();
-OptionSpec threads_option();
-OptionSpec device_option();
-OptionSpec verify_option();
-// `options` followed by --precision, --int8-text, --linear-kernels and --no-spread-single (read by
-// apply_precision_options): every subcommand that loads a model takes them.
-std::vector<OptionSpec> with_compute_options(std::vector<OptionSpec> options);
 // Sets dtype and linear_kernels from --precision / --linear-kernels (UsageError for bad values).
 void apply_precision_options(const Args& args, ModelOptions& o);
 // The model's precision_note() on standard error, when it has one.
@@ -114,6 +119,6 @@ class Progress {
   size_t total_;
   bool on_;
   double start_;
-};  // --no-verify: skip the model files' size/hash checks
+};
 
 }  // namespace zsclip::cli

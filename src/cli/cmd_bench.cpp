@@ -12,10 +12,10 @@
 
 #include "cli/cli.h"
 #include "core/io.h"
-#include "model/profile.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
 #include "zsclip/model.h"
+#include "zsclip/profile.h"
 #include "zsclip/runtime.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/zero_shot.h"
@@ -41,23 +41,21 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Peak resident set in MiB: VmHWM (resettable per process), else ru_maxrss.
-double peak_rss_mib() {
+// A /proc/self/status size ("VmHWM:", "VmRSS:") in MiB; -1 where /proc is missing.
+double proc_status_mib(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return -1;
+}
+
+// Peak resident set in MiB: VmHWM (resettable per process), else ru_maxrss.
+double peak_rss_mib() {
+  if (const double hwm = proc_status_mib("VmHWM:"); hwm >= 0) return hwm;
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_maxrss) / 1024.0;
-}
-
-double rss_mib() {  // resident now (VmRSS), 0 where /proc is missing
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
-  return 0;
 }
 
 std::vector<std::string> default_images() {
@@ -87,24 +85,24 @@ uint64_t file_size_or_zero(const std::string& p) {
 
 int run_bench(const Args& args) {
   const std::string dir = model_dir(args);
-  const int batch = args.get_int("--batch-size", 16, 1, 4096);
-  const int iterations = args.get_int("--iterations", 3, 1, 100000);
-  const int text_classes = args.get_int("--text-classes", 2, 0, 100000);
-  const int head_classes = args.get_int("--head-classes", 1000, 1, 1000000);
+  const int batch = args.get_int("--batch-size", 1, 4096);
+  const int iterations = args.get_int("--iterations", 1, 100000);
+  const int text_classes = args.get_int("--text-classes", 0, 100000);
+  const int head_classes = args.get_int("--head-classes", 1, 1000000);
   std::vector<std::string> images = args.all("--images");
   for (const auto& p : args.positional()) images.push_back(p);
   if (images.empty()) images = default_images();
   if (images.empty()) throw UsageError("no images: give --images FILE...");
 
   RuntimeOptions ro;
-  ro.threads = args.get_int("--threads", 0, 0, 1024);
-  ro.intra_op_threads = args.get_int("--intra-op-threads", 0, 0, 1024);
-  ro.blas_threads = args.get_int("--blas-threads", 0, 0, 1024);
-  ro.quantized_engine = args.get("--qengine", "auto");
+  ro.threads = args.get_int("--threads", 0, 1024);
+  ro.intra_op_threads = args.get_int("--intra-op-threads", 0, 1024);
+  ro.blas_threads = args.get_int("--blas-threads", 0, 1024);
+  ro.quantized_engine = args.get("--qengine");
   ModelOptions mo;
-  mo.device = args.get("--device", "cpu");
+  mo.device = args.get("--device");
   mo.runtime = Runtime::create(ro);
-  mo.streams = args.get_int("--streams", 0, 0, 1024);
+  mo.streams = args.get_int("--streams", 0, 1024);
   mo.optimize = !args.has("--no-optimize");
   mo.verify_files = !args.has("--no-verify");
   apply_precision_options(args, mo);
@@ -116,7 +114,7 @@ int run_bench(const Args& args) {
   report_precision(model);
   const double load_s = seconds_since(t0);
   const double rss_after_load = peak_rss_mib();
-  const double resident_after_load = rss_mib();
+  const double resident_after_load = std::max(0.0, proc_status_mib("VmRSS:"));  // 0: no /proc
   const ModelConfig& c = model.config();
   // The files' size/hash check on its own (part of load_seconds unless --no-verify); the files are
   // in the page cache now, as they are for the check inside a load that follows an export or a
@@ -153,7 +151,7 @@ int run_bench(const Args& args) {
   const double enc_s = seconds_since(t0);
   const double enc_ips = batch * iterations / enc_s;
   if (args.has("--profile")) {  // after the timing: the profiler's own cost stays out of it
-    detail::ProfileScope profile;
+    ProfileScope profile;
     for (int it = 0; it < iterations; ++it) model.encode_images(pixels.data(), batch, feats.data());
     profile.write(args.get("--profile"));
   }
@@ -263,31 +261,6 @@ ZSCLIP_COMMAND(Command{
     "(decode, preprocess, encode, a --head-classes head) over batch-size x iterations files. Text "
     "prompts/s is ZeroShotHead::build over 80 ImageNet templates x --text-classes classes (0 skips "
     "it and the text encoder). Peak RSS is VmHWM right after Model::load.",
-    with_compute_options(
-        {model_option(),
-         {"--batch-size", "N", "images per encoder call (default 16)"},
-         {"--iterations", "N", "batches timed (default 3)"},
-         {"--images", "FILE", "an image to use", true},
-         {"--text-classes", "N",
-          "classes for the text figure, x80 templates (default 2; 0 = skip)"},
-         {"--head-classes", "N", "classes of the head (default 1000)"},
-         {"--json", "", "print JSON"},
-         {"--streams", "N",
-          "parallel parts per encoder call on CPU (default: --threads; 1 = one part, spread by "
-          "--blas-threads)"},
-         {"--intra-op-threads", "N", "LibTorch intra-op threads (default: see RuntimeOptions)"},
-         {"--blas-threads", "N", "OpenBLAS threads (default: see RuntimeOptions)"},
-         {"--qengine", "NAME", "int8 engine: auto, fbgemm, onednn, qnnpack"},
-         {"--no-optimize", "", "skip freezing (ModelOptions::optimize = false)"},
-         {"--profile", "FILE",
-          "also run the timed image batches under LibTorch's op profiler and write a Chrome trace "
-          "(tools/profile_summary.py FILE sums it by op)"},
-         {"--optimize-for-inference", "", "use torch::jit::optimize_for_inference (experimental)"},
-         {"--features-out", "FILE",
-          "write the encoder's features of the batch (float32 raw) for comparisons"},
-         threads_option(),
-         device_option(),
-         verify_option()}),
     run_bench});
 
 }  // namespace

@@ -88,13 +88,13 @@ void note_sparse_ivf(const char* command, const EmbeddingIndex& index) {
 
 AnnOptions ann_options(const Args& args) {
   AnnOptions o;
-  o.kind = args.get("--ann", "hnsw");
+  o.kind = args.get("--ann");
   if (o.kind != "hnsw" && o.kind != "ivf")
     throw UsageError("--ann must be hnsw or ivf, got \"" + o.kind + "\"");
-  o.hnsw_m = args.get_int("--hnsw-m", o.hnsw_m, 4, 256);
-  o.hnsw_ef_search = args.get_int("--ef-search", o.hnsw_ef_search, 1, 1 << 16);
-  o.ivf_lists = args.get_int("--ivf-lists", 0, 0, 1 << 22);
-  o.ivf_probe = args.get_int("--ivf-probe", 0, 0, 1 << 22);
+  o.hnsw_m = args.get_int("--hnsw-m", 4, 256);
+  o.hnsw_ef_search = args.get_int("--ef-search", 1, 1 << 16);
+  o.ivf_lists = args.get_int("--ivf-lists", 0, 1 << 22);
+  o.ivf_probe = args.get_int("--ivf-probe", 0, 1 << 22);
   return o;
 }
 
@@ -113,27 +113,13 @@ void parse_shard(const std::string& s, int* k, int* n) {
     throw UsageError("--shard K/N needs 0 <= K < N, got \"" + s + "\"");
 }
 
-const char* kAllowed[][2] = {
-    {"build",
-     "--model --images-from --recursive --shard --dtype --batch-size --ann --hnsw-m "
-     "--ef-search --ivf-lists --ivf-probe --threads --device --out --no-verify"},
-    {"merge", "--out --force"},
-    {"ann", "--ann --hnsw-m --ef-search --ivf-lists --ivf-probe"}};
-
 int run_index(const Args& args) {
   if (args.positional().empty()) throw UsageError("give an action: build, merge or ann");
   const std::string action = args.positional()[0];
   const std::vector<std::string> rest(args.positional().begin() + 1, args.positional().end());
-  const char* allowed = nullptr;
-  for (const auto& a : kAllowed)
-    if (action == a[0]) allowed = a[1];
-  if (!allowed) throw UsageError("unknown action \"" + action + "\" (build, merge or ann)");
-  for (const char* opt : {"--model", "--images-from", "--recursive", "--shard", "--dtype",
-                          "--batch-size", "--ann", "--hnsw-m", "--ef-search", "--ivf-lists",
-                          "--ivf-probe", "--threads", "--device", "--out", "--force"})
-    if (args.has(opt) &&
-        (" " + std::string(allowed) + " ").find(" " + std::string(opt) + " ") == std::string::npos)
-      throw UsageError(std::string(opt) + " does not apply to 'index " + action + "'");
+  if (action != "build" && action != "merge" && action != "ann")
+    throw UsageError("unknown action \"" + action + "\" (build, merge or ann)");
+  args.check_action("index", action);
 
   if (action == "ann") {
     if (rest.size() != 1) throw UsageError("index ann takes one INDEX folder");
@@ -175,8 +161,8 @@ int run_index(const Args& args) {
   if (rest.empty() && !args.has("--images-from"))
     throw UsageError("give images: PATH|DIR... or --images-from FILE|-");
   IndexBuildOptions o;
-  o.dtype = parse_index_dtype(args.get("--dtype", "float16"));
-  o.batch_size = args.get_int("--batch-size", 16, 1, 4096);
+  o.dtype = parse_index_dtype(args.get("--dtype"));
+  o.batch_size = args.get_int("--batch-size", o.batch_size, 1, 4096);
   if (args.has("--shard")) parse_shard(args.get("--shard"), &o.shard_k, &o.shard_n);
   if (args.has("--ann")) {
     o.ann = ann_options(args);
@@ -217,7 +203,7 @@ int run_search(const Args& args) {
     throw UsageError("--templates applies to --text queries");
   if (!args.positional().empty())
     throw UsageError("unexpected argument \"" + args.positional()[0] + "\"");
-  const int top_k = args.get_int("--top-k", 10, 1, 1 << 20);
+  const int top_k = args.get_int("--top-k", 1, 1 << 20);
   const std::string dir = args.get("--index");
   EmbeddingIndex index = EmbeddingIndex::open(dir);
   SearchOptions so;
@@ -262,53 +248,26 @@ int run_search(const Args& args) {
 ZSCLIP_COMMAND(Command{
     "index",
     "build --out INDEX [--model DIR] [--images-from FILE|-] [PATH|DIR...] [--recursive] [--shard "
-    "K/N] "
-    "[--dtype float32|float16] [--batch-size N] [--ann hnsw|ivf]\n"
+    "K/N] [--dtype float32|float16] [--batch-size N] [--ann hnsw|ivf]\n"
     "       zsclip index merge --out INDEX [--force] SHARD_INDEX...\n"
     "       zsclip index ann INDEX [--ann hnsw|ivf]",
     "embed images once into an index folder (build), merge shards (merge), add approximate search "
     "(ann)",
     "build: embeds the images (files as given; folders: their .jpg/.jpeg/.png/.bmp/.webp/.tif "
-    "files,\n"
-    "sorted, with --recursive their subfolders too) into INDEX/: embeddings.npy (NumPy, "
-    "L2-normalised\n"
-    "rows), manifest.jsonl (one {\"row\",\"path\",\"bytes\",\"mtime\"} a row, "
-    "{\"path\",\"error\",\"code\"} for\n"
-    "an image that failed) and index.json (model fingerprint, dim, dtype, count). Running it again "
-    "adds\n"
-    "only new paths, and embeds again a path whose size or mtime changed. Each batch is committed "
-    "as\n"
-    "it is encoded: an interrupted run loses at most the batch in flight, and the next run picks "
-    "up\n"
-    "the rest. --shard K/N (0 <= K < N) keeps the paths whose FNV-1a hash is K modulo N, so that "
-    "N\n"
-    "machines can split a collection; `index merge` joins the shards (same model; a path in two\n"
-    "shards is refused). Failed images are recorded and printed; the exit status is still 0.\n"
-    "--ann hnsw|ivf (or `index ann INDEX`) adds a FAISS index (ann.faiss) that `zsclip search` "
-    "uses;\n"
-    "its recall@10 against exact search is measured on 100 sample queries, and below 0.9 it is "
-    "not\n"
-    "kept (build: a note, searches stay exact; ann: an error). Paths are stored canonical "
-    "(absolute,\n"
-    "links resolved): one row a file however it is spelled. merge refuses an --out that exists or\n"
-    "is one of the inputs unless --force.",
-    with_compute_options(
-        {{"--out", "INDEX", "the index folder (build, merge)"},
-         {"--force", "", "merge: replace an existing --out (even one of the inputs)"},
-         model_option(),
-         {"--images-from", "FILE", "image paths, one a line ('-': standard input)"},
-         {"--recursive", "", "walk folders recursively"},
-         {"--shard", "K/N", "only the paths of shard K of N (0 <= K < N)"},
-         {"--dtype", "TYPE", "float16 (default; 2 bytes a value) or float32"},
-         {"--batch-size", "N", "images per encoder call and per commit (default 16)"},
-         {"--ann", "KIND", "hnsw or ivf: also build an approximate index (needs FAISS)"},
-         {"--hnsw-m", "M", "HNSW links per node (default 32)"},
-         {"--ef-search", "N", "HNSW candidate list size at search (default 96)"},
-         {"--ivf-lists", "N", "IVF cells (default sqrt(rows))"},
-         {"--ivf-probe", "N", "IVF cells searched (default lists/16, at least 8)"},
-         threads_option(),
-         device_option(),
-         verify_option()}),
+    "files, sorted, with --recursive their subfolders too) into INDEX/: embeddings.npy (NumPy, "
+    "L2-normalised rows), manifest.jsonl (one {\"row\",\"path\",\"bytes\",\"mtime\"} a row, "
+    "{\"path\",\"error\",\"code\"} for an image that failed) and index.json (model fingerprint, "
+    "dim, dtype, count). Running it again adds only new paths, and embeds again a path whose size "
+    "or mtime changed. Each batch is committed as it is encoded: an interrupted run loses at most "
+    "the batch in flight, and the next run picks up the rest. --shard K/N (0 <= K < N) keeps the "
+    "paths whose FNV-1a hash is K modulo N, so that N machines can split a collection; `index "
+    "merge` joins the shards (same model; a path in two shards is refused). Failed images are "
+    "recorded and printed; the exit status is still 0. --ann hnsw|ivf (or `index ann INDEX`) adds "
+    "a FAISS index (ann.faiss) that `zsclip search` uses; its recall@10 against exact search is "
+    "measured on 100 sample queries, and below 0.9 it is not kept (build: a note, searches stay "
+    "exact; ann: an error). Paths are stored canonical (absolute, links resolved): one row a file "
+    "however it is spelled. merge refuses an --out that exists or is one of the inputs unless "
+    "--force.",
     run_index});
 
 ZSCLIP_COMMAND(Command{
@@ -317,27 +276,11 @@ ZSCLIP_COMMAND(Command{
     "[--json] "
     "[--exact] [--truncate]",
     "the indexed images most similar to a text or an image",
-    "Prints the top-K rows by cosine similarity (score, path), or with --json\n"
-    "[{\"path\", \"score\", \"row\"}]. A text is embedded as given; with --templates it is "
-    "embedded like a\n"
+    "Prints the top-K rows by cosine similarity (score, path), or with --json [{\"path\", "
+    "\"score\", \"row\"}]. A text is embedded as given; with --templates it is embedded like a "
     "zero-shot class (the mean of the normalised template embeddings). The model must be the one "
-    "the\n"
-    "index was built with (its fingerprint is checked). An index with an approximate part "
-    "(ann.faiss)\n"
-    "is searched through it, candidates rescored exactly; --exact scans every row.",
-    with_compute_options(
-        {{"--index", "INDEX", "an index folder made by `zsclip index build`"},
-         model_option(),
-         {"--text", "TEXT", "a text query"},
-         {"--image", "FILE", "an image query (more like this one)"},
-         {"--top-k", "K", "rows shown (default 10)"},
-         {"--templates", "NAME|FILE", "embed the text like a zero-shot class with these templates"},
-         {"--json", "", "JSON output"},
-         {"--exact", "", "scan every row even when the index has an approximate part"},
-         truncate_option(),
-         threads_option(),
-         device_option(),
-         verify_option()}),
+    "the index was built with (its fingerprint is checked). An index with an approximate part "
+    "(ann.faiss) is searched through it, candidates rescored exactly; --exact scans every row.",
     run_search});
 
 }  // namespace

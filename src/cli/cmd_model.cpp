@@ -14,7 +14,6 @@
 #include <optional>
 
 #include "cli/cli.h"
-#include "core/fingerprint.h"
 #include "core/io.h"
 #include "core/utf8.h"
 #include "zsclip/classifier.h"
@@ -28,42 +27,6 @@
 
 namespace zsclip::cli {
 
-// The model options every subcommand takes: --device, --threads (a runtime of its own),
-// --no-verify.
-void apply_precision_options(const Args& args, ModelOptions& o) {
-  const std::string p = args.get("--precision", "float32");
-  if (p == "float32" || p == "fp32")
-    o.dtype = o.device == "cpu" ? "float32" : "auto";
-  else if (p == "bfloat16" || p == "bf16")
-    o.dtype = "bfloat16";
-  else if (p == "int8")
-    o.dtype = "int8";
-  else
-    throw UsageError("--precision " + p + ": expected float32, bfloat16 or int8");
-  o.linear_kernels = args.get("--linear-kernels", "auto");
-  o.int8_text = args.has("--int8-text");
-  o.spread_single = !args.has("--no-spread-single");
-  if (o.linear_kernels != "auto" && o.linear_kernels != "onednn" && o.linear_kernels != "aten")
-    throw UsageError("--linear-kernels " + o.linear_kernels + ": expected auto, onednn or aten");
-}
-
-void report_precision(const Model& model) {
-  if (!model.precision_note().empty()) std::cerr << "zsclip: " << model.precision_note() << "\n";
-}
-
-ModelOptions model_options(const Args& args, bool text_encoder) {
-  ModelOptions o;
-  o.device = args.get("--device", "cpu");
-  if (const int threads = args.get_int("--threads", 0, 0, 1024)) {
-    RuntimeOptions ro;
-    ro.threads = threads;
-    o.runtime = Runtime::create(ro);
-  }
-  o.load_text_encoder = text_encoder;
-  o.verify_files = !args.has("--no-verify");
-  apply_precision_options(args, o);
-  return o;
-}
 namespace {
 
 using json = nlohmann::json;
@@ -94,6 +57,21 @@ void report_truncation(const char* command, const ZeroShotHead& head) {
               << " prompts were longer than the model's context and were cut\n";
 }
 
+// The head of `labels` and `templates` (read before the model is loaded, their errors first), with
+// its progress and what --truncate cut on standard error.
+ZeroShotHead build_head(const Args& args, const Model& model,
+                        const std::vector<std::string>& labels,
+                        const std::vector<std::string>& templates, const char* command,
+                        const char* what) {
+  HeadBuildOptions ho;
+  ho.truncate = args.has("--truncate");
+  Progress progress(what, labels.size() * templates.size(), "prompts");
+  ho.progress = [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); };
+  ZeroShotHead head = ZeroShotHead::build(model, labels, templates, ho);
+  report_truncation(command, head);
+  return head;
+}
+
 // Writes, one element at a time, exactly what dump_json(array, 2) writes for the whole array, so
 // that a long output is never held in memory.
 class JsonArrayWriter {
@@ -118,7 +96,7 @@ int run_embed(const Args& args) {
   if (images.empty() && texts.empty()) throw UsageError("give at least one --image or --text");
   for (size_t i = 0; i < texts.size(); ++i)
     utf8::check(texts[i], "--text " + std::to_string(i + 1));
-  const int batch = args.get_int("--batch-size", 16, 1, 4096);
+  const int batch = args.get_int("--batch-size", 1, 4096);
   Model model = Model::load(model_dir(args), model_options(args, !texts.empty()));
   report_precision(model);
   const int64_t d = model.embed_dim();
@@ -239,15 +217,10 @@ int run_head(const Args& args) {
   if (!args.has("--labels") && !args.has("--labels-file"))
     throw UsageError("give --labels or --labels-file");
   auto labels = labels_of(args);
-  auto templates = resolve_templates(args.get("--templates", "simple"));
+  auto templates = resolve_templates(args.get("--templates"));
   Model model = Model::load(model_dir(args), model_options(args, true));
   report_precision(model);
-  HeadBuildOptions ho;
-  ho.truncate = args.has("--truncate");
-  Progress progress("zsclip head", labels.size() * templates.size(), "prompts");
-  ho.progress = [&](int64_t done, int64_t) { progress.update(static_cast<size_t>(done)); };
-  ZeroShotHead head = ZeroShotHead::build(model, labels, templates, ho);
-  report_truncation("head", head);
+  ZeroShotHead head = build_head(args, model, labels, templates, "head", "zsclip head");
   head.save(args.get("--out"));
   std::cerr << "zsclip head: " << labels.size() << " classes x " << templates.size()
             << " templates -> " << args.get("--out") << "\n";
@@ -266,21 +239,18 @@ void classify_index(const Args& args, int top_k,
   std::optional<ZeroShotHead> head;
   if (args.has("--head")) {
     head.emplace(ZeroShotHead::load(args.get("--head")));
-    if (args.has("--model") &&
-        !zsclip::detail::fingerprints_match(ModelConfig::load(model_dir(args)).fingerprint,
-                                            index.model_fingerprint()))
+    const std::string fingerprint =
+        args.has("--model") ? ModelConfig::load(model_dir(args)).fingerprint : "";
+    if (args.has("--model") && (fingerprint.empty() || fingerprint != index.model_fingerprint()))
       throw Error(ErrorCode::kInvalidModel,
                   "index " + dir + " was not built with the model " + model_dir(args));
   } else {
     Model model = Model::load(model_dir(args), model_options(args, true));
     report_precision(model);
     index.check_compatible(model, "index " + dir);
-    HeadBuildOptions build_options;
-    build_options.truncate = args.has("--truncate");
-    head.emplace(ZeroShotHead::build(model, labels_of(args),
-                                     resolve_templates(args.get("--templates", "simple")),
-                                     build_options));
-    report_truncation("classify", *head);
+    head.emplace(build_head(args, model, labels_of(args),
+                            resolve_templates(args.get("--templates")), "classify",
+                            "zsclip classify: prompts"));
   }
   index.check_compatible(*head, args.has("--head") ? "head file " + args.get("--head") : "head");
   start(*head);
@@ -410,8 +380,8 @@ int run_classify(const Args& args) {
   if (args.has("--json") && args.has("--jsonl"))
     throw UsageError("give only one of --json and --jsonl");
   ClassifierOptions co;
-  co.top_k = args.get_int("--top-k", 5, 1, 1 << 20);
-  co.batch_size = args.get_int("--batch-size", 16, 1, 4096);
+  co.top_k = args.get_int("--top-k", 1, 1 << 20);
+  co.batch_size = args.get_int("--batch-size", 1, 4096);
   co.truncate_prompts = args.has("--truncate");
   if (args.has("--head") && args.has("--truncate"))
     throw UsageError("--truncate has no effect with --head (its prompts are embedded)");
@@ -474,17 +444,12 @@ int run_classify(const Args& args) {
     } else {
       // The head is built here rather than by ZeroShotClassifier::create, to show its progress.
       const auto class_labels = labels_of(args);
-      const auto templates = resolve_templates(args.get("--templates", "simple"));
+      const auto templates = resolve_templates(args.get("--templates"));
       Model model = Model::load(model_dir(args), model_options(args, true));
       report_precision(model);
-      HeadBuildOptions ho;
-      ho.truncate = co.truncate_prompts;
-      Progress head_progress("zsclip classify: prompts", class_labels.size() * templates.size(),
-                             "prompts");
-      ho.progress = [&](int64_t done, int64_t) { head_progress.update(static_cast<size_t>(done)); };
-      ZeroShotHead head = ZeroShotHead::build(model, class_labels, templates, ho);
+      ZeroShotHead head =
+          build_head(args, model, class_labels, templates, "classify", "zsclip classify: prompts");
       clf.emplace(std::move(model), std::move(head), co);
-      report_truncation("classify", clf->head());
     }
     start(clf->head());
     Progress progress("zsclip classify", list ? Progress::kUnknown : images.size(), "images");
@@ -534,34 +499,23 @@ int run_info(const Args& args) {
 }
 
 const char* kLabelsHelp =
-    "Labels: --labels \"red circle,blue star\" (comma-separated) or --labels-file F (one a line).\n"
-    "Templates: a built-in set (simple: \"a photo of a {}.\", openai-cifar: 18, openai-imagenet: "
-    "80)\n"
-    "or a file with one template a line; {} is replaced by the label. Labels and templates must\n"
-    "be UTF-8. A prompt longer than the model's context is an error naming the label, the\n"
-    "template and its token count, unless --truncate (which then says how many it cut).";
+    "Labels: --labels \"red circle,blue star\" (comma-separated) or --labels-file F (one a "
+    "line).\nTemplates: a built-in set (simple: \"a photo of a {}.\", openai-cifar: 18, "
+    "openai-imagenet: 80) or a file with one template a line; {} is replaced by the label. Labels "
+    "and templates must be UTF-8. A prompt longer than the model's context is an error naming the "
+    "label, the template and its token count, unless --truncate (which then says how many it cut).";
 
 ZSCLIP_COMMAND(Command{
     "embed", "[--model DIR] [--image FILE]... [--text TEXT]... [--batch-size N] [--truncate]",
     "print projected image/text features and logits as JSON",
     "Output: {\"images\":[{\"file\",\"features\"}], "
-    "\"texts\":[{\"text\",\"tokens\",\"features\"}],\n"
-    "\"logits_per_image\":[[...]]}; features are projected, not normalised; logits are\n"
-    "logit_scale_exp * cosine; models with a logit_bias (SigLIP, scoring \"sigmoid\") add\n"
-    "\"logit_bias\" and \"logits_per_image_with_bias\" (their sigmoid is the per-pair "
-    "probability). An unreadable image gets an \"error\" field (and a null logits "
-    "row),\n"
-    "the others are still embedded, and the exit status is 1. A file name that is not UTF-8\n"
-    "is given with U+FFFD for its bad bytes in \"file\" and exactly, in hex, in \"file_hex\".\n"
-    "A text longer than the model's context is an error unless --truncate.",
-    with_compute_options({model_option(),
-                          {"--image", "FILE", "an image to embed", true},
-                          {"--text", "TEXT", "a text to embed", true},
-                          {"--batch-size", "N", "images/texts per encoder call (default 16)"},
-                          truncate_option(),
-                          threads_option(),
-                          device_option(),
-                          verify_option()}),
+    "\"texts\":[{\"text\",\"tokens\",\"features\"}], \"logits_per_image\":[[...]]}; features are "
+    "projected, not normalised; logits are logit_scale_exp * cosine; models with a logit_bias "
+    "(SigLIP, scoring \"sigmoid\") add \"logit_bias\" and \"logits_per_image_with_bias\" (their "
+    "sigmoid is the per-pair probability). An unreadable image gets an \"error\" field (and a null "
+    "logits row), the others are still embedded, and the exit status is 1. A file name that is not "
+    "UTF-8 is given with U+FFFD for its bad bytes in \"file\" and exactly, in hex, in "
+    "\"file_hex\". A text longer than the model's context is an error unless --truncate.",
     run_embed});
 
 ZSCLIP_COMMAND(Command{
@@ -572,15 +526,6 @@ ZSCLIP_COMMAND(Command{
     std::string("The head records the model's fingerprint; classify --head refuses it for another "
                 "model.\n") +
         kLabelsHelp,
-    with_compute_options({model_option(),
-                          {"--labels", "LIST", "comma-separated class labels"},
-                          {"--labels-file", "FILE", "class labels, one a line"},
-                          {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
-                          {"--out", "HEAD", "output head file"},
-                          truncate_option(),
-                          threads_option(),
-                          device_option(),
-                          verify_option()}),
     run_head});
 
 ZSCLIP_COMMAND(Command{
@@ -590,53 +535,27 @@ ZSCLIP_COMMAND(Command{
     "--index INDEX)",
     "zero-shot classify images",
     std::string(
-        "Prints a table (top-k labels and probabilities per image) as each batch is done, or with\n"
+        "Prints a table (top-k labels and probabilities per image) as each batch is done, or with "
         "--json an array of {\"file\", \"top\":[{\"label\",\"prob\"}], \"probs\":[every class, in "
-        "label order],\n"
-        "\"labels\":[the classes, in that order], \"scoring\"}, or with --jsonl a first line\n"
-        "{\"labels\", \"scoring\"} and then one such object (without \"labels\") per image. "
-        "All three are\n"
-        "written and flushed per batch (memory does not grow with the images); --images-from\n"
-        "is read as it arrives. A sigmoid model's table says so on its first line and gives\n"
-        "scores in scientific notation. Progress goes to standard error when it is a terminal.\n"
-        "scoring "
-        "\"softmax\" (CLIP): probabilities over the labels, summing to 1.\n"
-        "scoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own "
-        "probability\n"
-        "sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all may be small.\n"
-        "An unreadable image is reported on stderr (and as {\"file\",\"error\",\"code\"} in JSON) "
-        "while "
-        "the\n"
-        "others are still classified; the exit status is then 1. A file name that is\n"
-        "not UTF-8 is given with U+FFFD for its bad bytes in \"file\" and exactly, in\n"
-        "hex, in \"file_hex\".\n"
-        "--index INDEX classifies every image of an index (`zsclip index build`) from its stored\n"
-        "features, without decoding them; its failed images are reported as above.\n") +
+        "label order], \"labels\":[the classes, in that order], \"scoring\"}, or with --jsonl a "
+        "first line {\"labels\", \"scoring\"} and then one such object (without \"labels\") per "
+        "image. All three are written and flushed per batch (memory does not grow with the "
+        "images); --images-from is read as it arrives. A sigmoid model's table says so on its "
+        "first line and gives scores in scientific notation. Progress goes to standard error when "
+        "it is a terminal.\nscoring \"softmax\" (CLIP): probabilities over the labels, summing to "
+        "1.\nscoring \"sigmoid\" (models with a logit_bias, SigLIP-style): each label's own "
+        "probability sigmoid(logit_scale * cosine + logit_bias); these do NOT sum to 1, and all "
+        "may be small. An unreadable image is reported on stderr (and as "
+        "{\"file\",\"error\",\"code\"} in JSON) while the others are still classified; the exit "
+        "status is then 1. A file name that is not UTF-8 is given with U+FFFD for its bad bytes in "
+        "\"file\" and exactly, in hex, in \"file_hex\".\n--index INDEX classifies every image of "
+        "an index (`zsclip index build`) from its stored features, without decoding them; its "
+        "failed images are reported as above. ") +
         kLabelsHelp,
-    with_compute_options(
-        {model_option(),
-         {"--labels", "LIST", "comma-separated class labels"},
-         {"--labels-file", "FILE", "class labels, one a line"},
-         {"--head", "HEAD", "a head saved by `zsclip head` (the text encoder is not loaded)"},
-         {"--templates", "NAME|FILE", "prompt templates (default: simple)"},
-         {"--top-k", "K", "labels shown per image (default 5)"},
-         {"--batch-size", "N", "images per encoder call (default 16)"},
-         {"--json", "", "JSON output"},
-         {"--index", "INDEX", "classify the images of an index from their stored features"},
-         {"--images-from", "FILE",
-          "image paths, one a line ('-': standard input), after any IMAGE given"},
-         {"--jsonl", "",
-          "JSON lines: a labels header, then one object per image, flushed per batch"},
-         truncate_option(),
-         threads_option(),
-         device_option(),
-         verify_option()}),
     run_classify});
 
-ZSCLIP_COMMAND(Command{
-    "info", "[--model DIR]", "load a model and print what it is (JSON)", "",
-    with_compute_options({model_option(), threads_option(), device_option(), verify_option()}),
-    run_info});
+ZSCLIP_COMMAND(Command{"info", "[--model DIR]", "load a model and print what it is (JSON)", "",
+                       run_info});
 
 }  // namespace
 }  // namespace zsclip::cli

@@ -15,7 +15,7 @@ int run_preprocess(const Args& args) {
   if (args.positional().size() != 1) throw UsageError("exactly one IMAGE expected");
   PreprocessConfig cfg;
   if (args.has("--image-size"))
-    cfg.image_size = args.get_int("--image-size", 224, 1, 8192);
+    cfg.image_size = args.get_int("--image-size", 1, 8192);
   else
     cfg = ModelConfig::load(model_dir(args)).preprocess;
   if (args.has("--exif")) cfg.apply_exif_orientation = true;
@@ -26,18 +26,11 @@ int run_preprocess(const Args& args) {
 }
 
 ZSCLIP_COMMAND(Command{
-    "preprocess",
-    "[--model DIR | --image-size N] --out FILE.f32 IMAGE",
+    "preprocess", "[--model DIR | --image-size N] --out FILE.f32 IMAGE",
     "write the preprocessed image tensor (float32, C order, 3 x n x n)",
-    "The pipeline is OpenAI CLIP's: Pillow-exact bicubic resize of the shorter side to n, center\n"
-    "crop, RGB, /255, normalise by mean and std. --image-size N uses OpenAI's mean and std.\n"
-    "The output file is written whole or not at all (a temporary file renamed onto it).",
-    {{"--model", "DIR",
-      "take the pipeline from DIR/config.json (default: $ZSCLIP_MODEL or models/shapes)"},
-     {"--image-size", "N", "OpenAI's pipeline at size N"},
-     {"--out", "FILE", "output file (raw float32)"},
-     {"--exif", "",
-      "apply the EXIF orientation (Pillow's Image.open ignores it; so does the default)"}},
+    "The pipeline is OpenAI CLIP's: Pillow-exact bicubic resize of the shorter side to n, center "
+    "crop, RGB, /255, normalise by mean and std. --image-size N uses OpenAI's mean and std. The "
+    "output file is written whole or not at all (a temporary file renamed onto it).",
     run_preprocess});
 
 }  // namespace

@@ -18,9 +18,7 @@
 namespace zsclip::cli {
 namespace {
 
-double get_double(const Args& args, const std::string& name, double fallback, double lo,
-                  double hi) {
-  if (!args.has(name)) return fallback;
+double get_double(const Args& args, const std::string& name, double lo, double hi) {
   const std::string s = args.get(name);
   try {
     size_t used = 0;
@@ -32,8 +30,7 @@ double get_double(const Args& args, const std::string& name, double fallback, do
                    std::to_string(hi) + ", got \"" + s + "\"");
 }
 
-uint64_t get_bytes(const Args& args, const std::string& name, uint64_t fallback) {
-  if (!args.has(name)) return fallback;
+uint64_t get_bytes(const Args& args, const std::string& name) {
   const std::string s = args.get(name);
   size_t digits = 0;
   while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
@@ -69,33 +66,23 @@ int run_serve(const Args& args) {
     throw UsageError("unexpected argument \"" + args.positional()[0] + "\"");
   server::ServerOptions o;
   o.model_dir = args.get("--model", default_model_dir());
-  o.host = args.get("--host", "127.0.0.1");
-  o.port = args.get_int("--port", 8080, 0, 65535);
-  o.max_batch = args.get_int("--max-batch", o.max_batch, 1, 4096);
-  o.max_delay_ms = get_double(args, "--max-delay-ms", o.max_delay_ms, 0, 60000);
-  o.max_queue = args.get_int("--max-queue", o.max_queue, 1, 1 << 20);
-  o.max_request_bytes = get_bytes(args, "--max-request-bytes", o.max_request_bytes);
-  o.threads = args.get_int("--threads", 0, 0, 1024);
-  o.http_threads = args.get_int("--http-threads", o.http_threads, 1, 4096);
-  o.head_cache = args.get_int("--head-cache", o.head_cache, 1, 1 << 20);
-  o.max_labels = args.get_int("--max-labels", o.max_labels, 1, 1 << 20);
-  o.max_connections = args.get_int("--max-connections", o.max_connections, 1, FD_SETSIZE - 32);
-  o.header_seconds = get_double(args, "--header-seconds", o.header_seconds, 0.01, 3600);
-  o.body_seconds = get_double(args, "--body-seconds", o.body_seconds, 0.01, 3600);
-  o.drain_seconds = get_double(args, "--drain-seconds", o.drain_seconds, 0, 3600);
-  o.max_inflight = args.get_int("--max-inflight", o.max_inflight, 1, 4096);
-  o.max_decodes = args.get_int("--max-decodes", o.max_decodes, 1, 4096);
-  o.device = args.get("--device", "cpu");
+  o.host = args.get("--host");
+  o.port = args.get_int("--port", 0, 65535);
+  o.max_batch = args.get_int("--max-batch", 1, 4096);
+  o.max_delay_ms = get_double(args, "--max-delay-ms", 0, 60000);
+  o.max_queue = args.get_int("--max-queue", 1, 1 << 20);
+  o.max_request_bytes = get_bytes(args, "--max-request-bytes");
+  o.http_threads = args.get_int("--http-threads", 1, 4096);
+  o.head_cache = args.get_int("--head-cache", 1, 1 << 20);
+  o.max_labels = args.get_int("--max-labels", 1, 1 << 20);
+  o.max_connections = args.get_int("--max-connections", 1, FD_SETSIZE - 32);
+  o.header_seconds = get_double(args, "--header-seconds", 0.01, 3600);
+  o.body_seconds = get_double(args, "--body-seconds", 0.01, 3600);
+  o.drain_seconds = get_double(args, "--drain-seconds", 0, 3600);
+  o.max_inflight = args.get_int("--max-inflight", 1, 4096);
+  o.max_decodes = args.get_int("--max-decodes", 1, 4096);
   o.truncate = args.has("--truncate");
-  {
-    ModelOptions mo;
-    mo.device = o.device;
-    apply_precision_options(args, mo);
-    o.dtype = mo.dtype;
-    o.linear_kernels = mo.linear_kernels;
-    o.int8_text = mo.int8_text;
-    o.spread_single = mo.spread_single;
-  }
+  o.model = model_options(args, true);
 
   // SIGINT/SIGTERM: the handler (on whichever thread the kernel picks: LibTorch and OpenBLAS start
   // threads of their own) writes the signal number to a pipe; a watcher thread reads it and asks
@@ -139,54 +126,20 @@ ZSCLIP_COMMAND(Command{
     "[--max-connections N] [--header-seconds S] [--body-seconds S] [--drain-seconds S] "
     "[--max-inflight N] [--max-decodes N] [--truncate]",
     "serve the model over HTTP: KServe v2 inference protocol with dynamic batching",
-    "Endpoints: GET /v2/health/live, /v2/health/ready, /v2 (server metadata), /v2/models/NAME\n"
-    "(model metadata), /v2/models/NAME/ready, /metrics (Prometheus); POST /v2/models/NAME/infer.\n"
-    "Models: image_encoder (IMAGE: BYTES encoded files, base64 in JSON, or PIXELS: FP32 [N,3,n,n]\n"
-    "-> IMAGE_EMBEDDING), text_encoder (TEXT -> TEXT_EMBEDDING), zero_shot (IMAGE or PIXELS, "
-    "LABELS,\n"
-    "optional TEMPLATES -> PROBS, TOP_LABEL). Triton's binary tensor data extension is accepted "
-    "and,\n"
-    "when asked for, returned. Concurrent requests are batched up to --max-batch items or\n"
-    "--max-delay-ms; a full queue answers 503, a body over --max-request-bytes 413, a bad request "
-    "400\n"
-    "naming the field. --port 0 picks a free port; the bound address is printed on stdout.\n"
-    "Slow clients: a request head must arrive within --header-seconds and a body within\n"
-    "--body-seconds (else 408); connections beyond --max-connections are answered 503. Memory:\n"
-    "at most --max-inflight requests are read, parsed and run at once, --max-decodes images\n"
-    "decoded at once (README, \"Memory\").\n"
-    "SIGINT/SIGTERM: stop accepting, close idle connections, answer the requests in flight with\n"
-    "\"Connection: close\", and exit 0; connections still open after --drain-seconds are shut "
-    "down.",
-    with_compute_options(
-        {model_option(),
-         {"--host", "ADDR",
-          "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"},
-         {"--port", "N", "TCP port (default 8080; 0: any free port)"},
-         {"--max-batch", "N",
-          "most images or texts per encoder call, and per request (default 32)"},
-         {"--max-delay-ms", "T", "longest a request waits for others to batch with (default 5)"},
-         {"--max-queue", "Q", "requests waiting per encoder before 503 (default 256)"},
-         {"--max-request-bytes", "B", "largest request body, e.g. 64M (default 64M)"},
-         threads_option(),
-         {"--http-threads", "N",
-          "HTTP worker threads: requests whose head has arrived handled at once (default 64)"},
-         {"--max-connections", "N",
-          "client connections open at once; more are answered 503 and closed (default 512)"},
-         {"--header-seconds", "S",
-          "a request head must arrive within S seconds, else 408 and close (default 10)"},
-         {"--body-seconds", "S",
-          "a request body must arrive within S seconds of being read, else 408 (default 60)"},
-         {"--drain-seconds", "S",
-          "on SIGTERM, connections still open after S seconds are shut down (default 30)"},
-         {"--max-inflight", "N",
-          "inference requests read, parsed, decoded and run at once; others wait (default 16)"},
-         {"--max-decodes", "N", "images decoded at once (default 2)"},
-         {"--head-cache", "N",
-          "zero-shot heads (label sets) kept, least recently used evicted (default 64)"},
-         {"--max-labels", "N",
-          "most LABELS in one zero_shot request (default 1000; TEMPLATES: at most 100)"},
-         truncate_option(),
-         device_option()}),
+    "Endpoints: GET /v2/health/live, /v2/health/ready, /v2 (server metadata), /v2/models/NAME "
+    "(model metadata), /v2/models/NAME/ready, /metrics (Prometheus); POST "
+    "/v2/models/NAME/infer.\nModels: image_encoder (IMAGE: BYTES encoded files, base64 in JSON, or "
+    "PIXELS: FP32 [N,3,n,n] -> IMAGE_EMBEDDING), text_encoder (TEXT -> TEXT_EMBEDDING), zero_shot "
+    "(IMAGE or PIXELS, LABELS, optional TEMPLATES -> PROBS, TOP_LABEL). Triton's binary tensor "
+    "data extension is accepted and, when asked for, returned. Concurrent requests are batched up "
+    "to --max-batch items or --max-delay-ms; a full queue answers 503, a body over "
+    "--max-request-bytes 413, a bad request 400 naming the field. --port 0 picks a free port; the "
+    "bound address is printed on stdout.\nSlow clients: a request head must arrive within "
+    "--header-seconds and a body within --body-seconds (else 408); connections beyond "
+    "--max-connections are answered 503. Memory: at most --max-inflight requests are read, parsed "
+    "and run at once, --max-decodes images decoded at once (README, \"Memory\").\nSIGINT/SIGTERM: "
+    "stop accepting, close idle connections, answer the requests in flight with \"Connection: "
+    "close\", and exit 0; connections still open after --drain-seconds are shut down.",
     run_serve});
 
 }  // namespace

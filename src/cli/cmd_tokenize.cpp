@@ -73,21 +73,13 @@ ZSCLIP_COMMAND(Command{
     "[--vocab FILE | --model DIR] [--context-length N] [--no-truncate] [--bpe-only] TEXT...",
     "print the token ids of each TEXT (CLIP BPE, or the model's SentencePiece), one JSON array a "
     "line",
-    "Ids include the start and end tokens and no padding (as clip.tokenize, without its zeros;\n"
-    "SigLIP/SigLIP2 models: the pieces and the end token, as open_clip or HF tokenize them,\n"
-    "without the padding), unless --bpe-only, which prints the vocabulary's ids alone\n"
-    "(SimpleTokenizer.encode(TEXT); SentencePiece: the pieces). With - as the only TEXT, texts\n"
-    "are read from standard input (at most 256 MiB), one JSON string a line, so any text can be\n"
-    "passed. Without --vocab, the vocabulary and context length are the model's (--model, whose\n"
+    "Ids include the start and end tokens and no padding (as clip.tokenize, without its zeros; "
+    "SigLIP/SigLIP2 models: the pieces and the end token, as open_clip or HF tokenize them, "
+    "without the padding), unless --bpe-only, which prints the vocabulary's ids alone "
+    "(SimpleTokenizer.encode(TEXT); SentencePiece: the pieces). With - as the only TEXT, texts are "
+    "read from standard input (at most 256 MiB), one JSON string a line, so any text can be "
+    "passed. Without --vocab, the vocabulary and context length are the model's (--model, whose "
     "default is $ZSCLIP_MODEL, else the shipped models/shapes).",
-    {{"--vocab", "FILE", "BPE merges file (gzip as OpenAI ships it, or plain text)"},
-     {"--model", "DIR",
-      "vocabulary and context length from DIR/config.json (default: $ZSCLIP_MODEL or "
-      "models/shapes)"},
-     {"--context-length", "N", "context length (default 77, or the model's)"},
-     {"--no-truncate", "", "fail on texts longer than the context instead of truncating"},
-     {"--bpe-only", "",
-      "print the BPE (or SentencePiece) ids alone: no start/end tokens, no truncation"}},
     run_tokenize});
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include <chrono>
 #include "cli/cli.h"
@@ -22,6 +23,28 @@ std::vector<Command>& registry() {
   return commands;
 }
 
+namespace {
+const OptionSpec* find_option(const std::string& command, const std::string& name) {
+  for (const auto& o : option_table())
+    if (o.name == name && o.applies_to(command)) return &o;
+  return nullptr;
+}
+}  // namespace
+
+bool OptionSpec::applies_to(const std::string& command) const {
+  const std::string all = " " + commands + " ";
+  if (all.find(" " + command + " ") != std::string::npos) return true;
+  const size_t dot = command.find('.');
+  if (dot != std::string::npos)  // "index" covers "index.build"
+    return all.find(" " + command.substr(0, dot) + " ") != std::string::npos;
+  return all.find(" " + command + ".") != std::string::npos;  // "index" takes "index.build"'s
+}
+
+std::string Args::get(const std::string& name) const {
+  const OptionSpec* spec = find_option(command_, name);
+  return get(name, spec ? spec->fallback : std::string());
+}
+
 std::string Args::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
   return it == values_.end() || it->second.empty() ? fallback : it->second.back();
@@ -33,7 +56,10 @@ std::vector<std::string> Args::all(const std::string& name) const {
 }
 
 int Args::get_int(const std::string& name, int fallback, int min_value, int max_value) const {
-  if (!has(name)) return fallback;
+  return has(name) ? get_int(name, min_value, max_value) : fallback;
+}
+
+int Args::get_int(const std::string& name, int min_value, int max_value) const {
   const std::string s = get(name);
   try {
     size_t used = 0;
@@ -50,8 +76,15 @@ int Args::get_int(const std::string& name, int fallback, int min_value, int max_
   }
 }
 
+void Args::check_action(const std::string& command, const std::string& action) const {
+  for (const auto& o : option_table())
+    if (has(o.name) && o.applies_to(command) && !find_option(command + "." + action, o.name))
+      throw UsageError(o.name + " does not apply to '" + command + " " + action + "'");
+}
+
 Args parse_args(const Command& command, int argc, char** argv) {
   Args args;
+  args.command_ = command.name;
   bool options_done = false;
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
@@ -70,10 +103,8 @@ Args parse_args(const Command& command, int argc, char** argv) {
       a = a.substr(0, eq);
       has_inline = true;
     }
-    auto spec = std::find_if(command.options.begin(), command.options.end(),
-                             [&](const OptionSpec& o) { return o.name == a; });
-    if (spec == command.options.end())
-      throw UsageError("unknown option " + a + " for 'zsclip " + command.name + "'");
+    const OptionSpec* spec = find_option(command.name, a);
+    if (!spec) throw UsageError("unknown option " + a + " for 'zsclip " + command.name + "'");
     if (spec->value_name.empty()) {
       if (has_inline) throw UsageError(a + " takes no value");
       args.values_[a].push_back("1");
@@ -131,14 +162,6 @@ std::vector<std::string> split_list(const std::string& s) {
   return out;
 }
 
-OptionSpec model_option() {
-  return {"--model", "DIR",
-          "exported model directory (default: $ZSCLIP_MODEL or the shipped models/shapes)"};
-}
-OptionSpec threads_option() {
-  return {"--threads", "N", "cores inference may use (default: the cores this process may use)"};
-}
-OptionSpec device_option() { return {"--device", "DEV", "cpu (default), cuda or cuda:N"}; }
 Progress::Progress(const char* what, size_t total, const char* unit)
     : what_(what),
       unit_(unit),
@@ -174,47 +197,6 @@ void Progress::finish(size_t done) {
 }
 
 namespace {
-
-OptionSpec precision_option() {
-  return {"--precision", "P",
-          "float32 (default), bfloat16 or int8: the linear layers in bf16 (CPUs with "
-          "AVX512_BF16) or dynamic int8 (AVX2 or VNNI, picked by the CPU) on a float32 export; "
-          "float32 elsewhere, with a note on standard error"};
-}
-OptionSpec spread_option() {
-  return {"--no-spread-single", "",
-          "one image or text runs on one thread (default: on every core when the runtime is idle; "
-          "faster on a machine busy with other processes)"};
-}
-OptionSpec int8_text_option() {
-  return {"--int8-text", "",
-          "with --precision int8: the text tower in int8 too (default: float32)"};
-}
-OptionSpec linear_kernels_option() {
-  return {"--linear-kernels", "K",
-          "auto (default: oneDNN where built in), onednn or aten (LibTorch's, OpenBLAS)"};
-}
-
-}  // namespace
-
-std::vector<OptionSpec> with_compute_options(std::vector<OptionSpec> options) {
-  for (OptionSpec o :
-       {precision_option(), int8_text_option(), linear_kernels_option(), spread_option()})
-    options.push_back(std::move(o));
-  return options;
-}
-
-OptionSpec verify_option() {
-  return {"--no-verify", "",
-          "skip checking the model files against the sizes/hashes in config.json"};
-}
-OptionSpec truncate_option() {
-  return {"--truncate", "",
-          "cut prompts longer than the model's context as clip.tokenize(truncate=True) does "
-          "(default: an error that names the prompt and its token count)"};
-}
-
-namespace {
 // Set when flush_stdout has thrown the write failure, which main() then reports: check_stdout must
 // not report it a second time.
 bool g_stdout_failure_thrown = false;
@@ -232,15 +214,52 @@ void flush_stdout() {
 
 namespace {
 
+// `text` wrapped at 100 columns, continuation lines indented by `indent`; '\n' breaks a line.
+std::string wrap(const std::string& text, size_t indent) {
+  std::string out, word;
+  size_t column = indent;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    const char ch = i < text.size() ? text[i] : '\n';
+    if (ch != ' ' && ch != '\n') {
+      word += ch;
+      continue;
+    }
+    if (!word.empty() && column > indent && column + 1 + word.size() > 100) {
+      out += "\n" + std::string(indent, ' ');
+      column = indent;
+    }
+    if (!word.empty()) {
+      out += (column > indent ? " " : "") + word;
+      column += (column > indent ? 1 : 0) + word.size();
+    }
+    word.clear();
+    if (ch == '\n' && i < text.size()) {
+      out += "\n" + std::string(indent, ' ');
+      column = indent;
+    }
+  }
+  return out;
+}
+
 void print_command_help(const Command& c, std::ostream& os) {
   os << "usage: zsclip " << c.name << " " << c.usage << "\n\n" << c.summary << "\n\noptions:\n";
-  for (const auto& o : c.options) {
+  for (const auto& o : option_table()) {
+    if (!o.applies_to(c.name)) continue;
     std::string left = "  " + o.name + (o.value_name.empty() ? "" : " " + o.value_name);
-    os << left << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ') << o.help
-       << (o.repeatable ? " (repeatable)" : "") << "\n";
+    std::string help = o.help;
+    // The actions that take it, where a subcommand has actions and not all of them do.
+    std::string actions, token;
+    for (std::istringstream in(o.commands); in >> token;)
+      if (token.rfind(c.name + ".", 0) == 0)
+        actions += (actions.empty() ? "" : ", ") + token.substr(c.name.size() + 1);
+    if (!actions.empty()) help += " (" + actions + ")";
+    if (!o.fallback.empty()) help += " (default: " + o.fallback + ")";
+    if (o.repeatable) help += " (repeatable)";
+    os << left << std::string(left.size() < 28 ? 28 - left.size() : 1, ' ') << wrap(help, 28)
+       << "\n";
   }
   os << "  --help                    show this help\n";
-  if (!c.details.empty()) os << "\n" << c.details << "\n";
+  if (!c.details.empty()) os << "\n" << wrap(c.details, 0) << "\n";
 }
 
 void print_help(std::ostream& os) {

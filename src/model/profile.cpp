@@ -1,4 +1,4 @@
-#include "model/profile.h"
+#include "zsclip/profile.h"
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -7,7 +7,7 @@
 #include "core/io.h"
 #include "model/model_impl.h"
 
-namespace zsclip::detail {
+namespace zsclip {
 
 struct ProfileScope::Impl {
   std::ostringstream trace;
@@ -33,4 +33,4 @@ void ProfileScope::write(const std::string& path) {
   io::write_file_atomic(path, "profile trace", text.data(), text.size());
 }
 
-}  // namespace zsclip::detail
+}  // namespace zsclip

@@ -164,20 +164,7 @@ struct Server::Impl {
     routes();
   }
 
-  static Model load(const ServerOptions& o) {
-    ModelOptions mo;
-    mo.device = o.device;
-    mo.dtype = o.dtype;
-    mo.linear_kernels = o.linear_kernels;
-    mo.int8_text = o.int8_text;
-    mo.spread_single = o.spread_single;
-    if (o.threads > 0) {
-      RuntimeOptions ro;
-      ro.threads = o.threads;
-      mo.runtime = Runtime::create(ro);
-    }
-    return Model::load(o.model_dir, mo);
-  }
+  static Model load(const ServerOptions& o) { return Model::load(o.model_dir, o.model); }
 
   // The model a request path names, or an HttpError(404).
   const ModelSpec& spec_of(const httplib::Request& req) const {

@@ -21,6 +21,8 @@
 #include <memory>
 #include <string>
 
+#include "zsclip/model.h"
+
 namespace zsclip::server {
 
 struct ServerOptions {
@@ -31,7 +33,6 @@ struct ServerOptions {
   double max_delay_ms = 5.0;                 // the longest a request waits for others to batch with
   int max_queue = 256;                       // requests admitted and waiting, per encoder; then 503
   uint64_t max_request_bytes = 64ull << 20;  // larger bodies: 413
-  int threads = 0;                           // cores inference may use (ModelOptions::threads)
   int http_threads = 64;  // HTTP worker threads: requests (heads complete) handled at once
   // Connections: open at once (more: 503 and closed); a request head must arrive within
   // header_seconds (of the accept, or of its first byte on a kept-alive connection) and a body
@@ -50,11 +51,7 @@ struct ServerOptions {
   // Texts and prompts longer than the context: false (default) answers 400 naming the text and its
   // token count; true cuts them as clip.tokenize(truncate=True) does (`zsclip serve --truncate`).
   bool truncate = false;
-  std::string device = "cpu";
-  std::string dtype = "auto";           // ModelOptions::dtype ("bfloat16": `--precision bfloat16`)
-  std::string linear_kernels = "auto";  // ModelOptions::linear_kernels
-  bool int8_text = false;               // ModelOptions::int8_text
-  bool spread_single = true;            // ModelOptions::spread_single
+  ModelOptions model;  // device, precision, runtime (its cores) of the model served
 };
 
 class Server {

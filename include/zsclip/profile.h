@@ -1,11 +1,11 @@
-// Private: LibTorch's op profiler around a scope, for `zsclip bench --profile FILE` (no LibTorch
-// headers here, so the CLI compiles without them).
+// LibTorch's op profiler around a scope, for `zsclip bench --profile FILE` (no LibTorch headers
+// here, so a caller compiles without them).
 #pragma once
 
 #include <memory>
 #include <string>
 
-namespace zsclip::detail {
+namespace zsclip {
 
 // Records every LibTorch op run on the constructing thread from construction until write(), which
 // saves them to `path` as a Chrome trace (chrome://tracing; tools/profile_summary.py sums it by op)
@@ -23,4 +23,4 @@ class ProfileScope {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace zsclip::detail
+}  // namespace zsclip
