@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 dir=${ZSCLIP_TSAN_DIR:-build-tsan}
 cc=$(command -v clang-14 || command -v clang)
 cxx=$(command -v clang++-14 || command -v clang++)
-flags="-fsanitize=thread -fno-omit-frame-pointer -O1 -g"
+# -gline-tables-only: reports name file and line; full debug information would only slow the build.
+flags="-fsanitize=thread -fno-omit-frame-pointer -O1 -gline-tables-only"
 cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" \
   -DZSCLIP_WITH_TORCH=OFF -DZSCLIP_BUILD_EXAMPLES=OFF \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null

@@ -32,8 +32,13 @@ out=$("$work/consumer/core_demo" "$src/examples/images/red_circle.png") && grep 
 (cd / && "$prefix/bin/zsclip" classify --json --labels "red circle,blue star" "$src/examples/images/red_circle.png" >/dev/null)
 
 # add_subdirectory(zsclip) in another project.
-cmake -S "$src/tests/packaging" -B "$work/subdir" -DCMAKE_BUILD_TYPE=Release -DZSCLIP_SOURCE_DIR="$src" >/dev/null
+# zsclip's own build folder of this consumer lies beside the main build folder ($build-subdir): at
+# the same depth, its compile commands are the main build's, and ccache serves its objects.
+rm -rf "$build-subdir"
+cmake -S "$src/tests/packaging" -B "$work/subdir" -DCMAKE_BUILD_TYPE=Release -DZSCLIP_SOURCE_DIR="$src" \
+  -DZSCLIP_BINARY_DIR="$build-subdir" >/dev/null
 cmake --build "$work/subdir" -j 2 --target tokenize_demo core_demo >/dev/null
 out=$("$work/subdir/core_demo" "$src/examples/images/red_circle.png") && grep -q "^red " <<<"$out"
 "$work/subdir/tokenize_demo" "$src/models/shapes/$(sed -n 's/.*"vocab_file": "\(.*\)".*/\1/p' "$model/config.json")" "a photo of a red circle."
+rm -rf "$build-subdir"
 echo "packaging: OK"
