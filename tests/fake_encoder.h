@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -33,6 +34,21 @@ inline int process_threads() {
     closedir(d);
   }
   return n;
+}
+
+// The most threads this process had while fn ran, sampled from /proc/self/task by a thread of its
+// own (not counted): a thread that fn starts and joins shows unless it lives shorter than a sample.
+inline int max_threads_during(const std::function<void()>& fn) {
+  std::atomic<bool> done{false};
+  std::atomic<int> most{0};
+  std::thread sampler([&] {
+    do most = std::max(most.load(), process_threads());
+    while (!done);
+  });
+  fn();
+  done = true;
+  sampler.join();
+  return most - 1;
 }
 
 // Which threads called, how many calls ran at once, and how many threads the process had then.

@@ -49,6 +49,7 @@
 namespace zsclip {
 
 class Model;
+class Runtime;
 class Tokenizer;
 
 enum class IndexDtype { kFloat32, kFloat16 };
@@ -81,7 +82,8 @@ struct SearchHit {
 
 // Options of a search.
 //   exact  (false) scan every row even when the index has an approximate (ANN) part
-//   threads (0)    threads of an exact scan; 0 = the cores this process may use (small indexes: 1)
+//   threads (0)    parts of an exact scan; 0 = the runtime's threads (small indexes: 1)
+//   runtime (null) whose threads run the parts of an exact scan; null = Runtime::default_runtime()
 //   ann_candidates (0) rows the ANN proposes before they are rescored exactly; 0 = max(4 * top_k,
 //   64) truncate (false) search_text: a query (or template prompt) longer than the model's context
 //   is an
@@ -91,6 +93,7 @@ struct SearchOptions {
   bool truncate = false;
   int threads = 0;
   int ann_candidates = 0;
+  std::shared_ptr<Runtime> runtime;
 };
 
 // Options of an approximate index (FAISS, inner product).
@@ -211,9 +214,8 @@ class EmbeddingIndex {
       const;  // "" without one, else e.g. "hnsw (HNSW32,Flat, ef_search 96)"
   const AnnOptions& ann_options() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit EmbeddingIndex(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

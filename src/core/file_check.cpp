@@ -2,12 +2,9 @@
 // recorded them in config.json. xxhash is used header-only (XXH_INLINE_ALL): no link dependency.
 #include <sys/mman.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <system_error>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -17,6 +14,7 @@
 #include "core/io.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
+#include "zsclip/runtime.h"
 
 namespace zsclip {
 namespace {
@@ -69,8 +67,8 @@ std::string check_file(const std::string& path, const FileCheck& want, const std
 
 void ModelConfig::verify_files(bool text_files) const {
   // Sizes and hashes are checked before anything parses the files (a tampered archive may be a
-  // decompression bomb). The files are hashed at once on up to two threads: the two towers are
-  // most of the bytes, and one core hashes at about memory speed.
+  // decompression bomb). The files are hashed at once, one part each, on the default runtime's
+  // threads: the two towers are most of the bytes, and one core hashes at about memory speed.
   std::vector<std::pair<std::string, const FileCheck*>> todo;
   for (const auto& [name, want] : file_checks)
     if (text_files || (name != text_encoder_file && name != tokenizer.vocab_file &&
@@ -79,21 +77,10 @@ void ModelConfig::verify_files(bool text_files) const {
   const std::string cfg = path_of("config.json");
   std::vector<std::string> errors(todo.size());
   std::vector<ErrorCode> codes(todo.size(), ErrorCode::kInvalidModel);
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < todo.size();)
-      errors[i] = check_file(path_of(todo[i].first), *todo[i].second, cfg, &codes[i]);
-  };
-  std::thread helper;
-  if (todo.size() > 1) {
-    try {
-      helper = std::thread(work);
-    } catch (const std::system_error&) {
-      // No thread to be had: this one does it all.
-    }
-  }
-  work();
-  if (helper.joinable()) helper.join();
+  Runtime::default_runtime()->parallel_for(int64_t(todo.size()), [&](int64_t i) {
+    errors[size_t(i)] =
+        check_file(path_of(todo[size_t(i)].first), *todo[size_t(i)].second, cfg, &codes[size_t(i)]);
+  });
   for (size_t i = 0; i < todo.size(); ++i)
     if (!errors[i].empty()) throw Error(codes[i], errors[i]);
 }

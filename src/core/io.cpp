@@ -235,4 +235,29 @@ void write_file_atomic(const std::string& path, const std::string& what,
   if (d.get() >= 0) ::fsync(d.get());
 }
 
+FileWriter::FileWriter(const std::string& path, const std::string& what)
+    : path_(path),
+      what_(what),
+      fd_(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0666)) {
+  if (fd_.get() < 0) throw_errno(errno, what, path, "cannot create");
+}
+
+void FileWriter::write(const void* data, size_t size) {
+  constexpr size_t kBuffer = size_t{1} << 20;
+  if (buffer_.size() + size > kBuffer) {
+    write_all(fd_.get(), buffer_.data(), buffer_.size(), quoted(what_, path_));
+    buffer_.clear();
+  }
+  if (size >= kBuffer)
+    write_all(fd_.get(), data, size, quoted(what_, path_));
+  else
+    buffer_.append(static_cast<const char*>(data), size);
+}
+
+void FileWriter::close() {
+  write_all(fd_.get(), buffer_.data(), buffer_.size(), quoted(what_, path_));
+  buffer_.clear();
+  if (::close(fd_.release()) != 0) throw_errno(errno, what_, path_, "closing failed");
+}
+
 }  // namespace zsclip::io

@@ -75,4 +75,19 @@ struct Piece {
 void write_file_atomic(const std::string& path, const std::string& what,
                        const std::vector<Piece>& pieces);
 
+// A new file (created, or truncated; mode 0666 minus the umask) written front to back through a
+// buffer, without the temporary file and flush of write_file_atomic: for files inside a folder that
+// is itself moved into place whole. `what` names the file in errors ("index file").
+class FileWriter {
+ public:
+  FileWriter(const std::string& path, const std::string& what);
+  void write(const void* data, size_t size);
+  void write(const std::string& s) { write(s.data(), s.size()); }
+  void close();  // writes out the buffer and closes the file; throws when either fails
+
+ private:
+  std::string path_, what_, buffer_;
+  Fd fd_;
+};
+
 }  // namespace zsclip::io

@@ -1,7 +1,6 @@
 // EmbeddingIndex without a model: the folder format, rows, merging, exact search and
 // classification.
 #include <fcntl.h>
-#include <sched.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -14,21 +13,20 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <sstream>
-#include <thread>
 #include <unordered_map>
 
 #include "core/fingerprint.h"
 #include "core/io.h"
 #include "core/json_check.h"
+#include "core/utf8.h"
 #include "index/ann.h"
 #include "index/index_impl.h"
 #include "index/kernels.h"
 #include "index/npy.h"
+#include "zsclip/runtime.h"
 #include "zsclip/version.h"
 
 namespace zsclip {
@@ -51,28 +49,6 @@ ErrorCode code_from_name(const std::string& name, bool* ok) {
     }
   *ok = false;
   return ErrorCode::kInternal;
-}
-
-bool valid_utf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    int n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (n < 0 || (n == 1 && c < 0xc2) || i + static_cast<size_t>(n) >= s.size() + (n == 0))
-      return false;
-    for (int k = 1; k <= n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    if (n == 2) {
-      const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
-      if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 >= 0xa0)) return false;
-    }
-    if (n == 3) {
-      const unsigned char c1 = static_cast<unsigned char>(s[i + 1]);
-      if (c > 0xf4 || (c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 >= 0x90)) return false;
-    }
-    i += static_cast<size_t>(n) + 1;
-  }
-  return true;
 }
 
 // index.json and manifest.jsonl: regular files only (a FIFO or device is refused at once, never
@@ -111,16 +87,10 @@ bool parse_row_line(std::string_view line, int64_t expected_row, IndexRow* row) 
   if (!take(",\"bytes\":") || !integer(&row->stamp.bytes) || !take(",\"mtime\":")) return false;
   auto [p, ec] = std::from_chars(line.data(), line.data() + line.size(), row->stamp.mtime);
   if (ec != std::errc() || std::string_view(p, size_t(line.data() + line.size() - p)) != "}" ||
-      !valid_utf8(path))
+      !utf8::is_valid(path))
     return false;
   row->path = std::move(path);
   return true;
-}
-
-int usable_cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 // Best-first order: higher score, then lower row.
@@ -180,23 +150,6 @@ std::string index_name(const EmbeddingIndex& index) {
   return index.directory().empty() ? std::string("the index") : "index " + index.directory();
 }
 
-// The ANN's candidates for one normalised query, rescored exactly; rows whose stored values are not
-// finite are left out.
-std::vector<SearchHit> ann_search(const EmbeddingIndex::Impl& x, const AnnIndex& ann,
-                                  const float* q, size_t k, int candidates) {
-  const int64_t n = static_cast<int64_t>(x.rows.size());
-  TopK top(k);
-  for (int64_t r : ann.search(q, candidates)) {
-    if (r < 0 || r >= n) continue;
-    IndexDtype dt;
-    const uint8_t* p = x.row_ptr(r, &dt);
-    float s;
-    dot_rows(p, dt, 1, x.dim, q, &s);
-    if (std::isfinite(s)) top.push(r, s);
-  }
-  return std::move(top).sorted();
-}
-
 // Swaps the folder `from` into place at `to` (which exists): one renameat2(RENAME_EXCHANGE) where
 // the file system has it, else two renames (a reader may then briefly find no folder).
 void exchange_dirs(const fs::path& from, const fs::path& to) {
@@ -237,10 +190,7 @@ FileStamp stamp_of(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     const int e = errno;
-    throw Error(e == ENOENT   ? ErrorCode::kNotFound
-                : e == EACCES ? ErrorCode::kPermissionDenied
-                              : ErrorCode::kIo,
-                path + ": " + std::strerror(e));
+    throw Error(error_code_from_errno(e), path + ": " + std::strerror(e));
   }
   if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::kInvalidImage, path + ": not a regular file");
   return {static_cast<uint64_t>(st.st_size),
@@ -368,6 +318,20 @@ void EmbeddingIndex::Impl::invalidate() {
   std::lock_guard<std::mutex> lock(bad_mu);
   bad_known = false;
   bad_rows.clear();
+}
+
+std::vector<SearchHit> EmbeddingIndex::Impl::ann_search(const AnnIndex& approx, const float* q,
+                                                        size_t k, int candidates) const {
+  TopK top(k);
+  for (int64_t r : approx.search(q, candidates)) {
+    if (r < 0 || r >= static_cast<int64_t>(rows.size())) continue;
+    IndexDtype dt;
+    const uint8_t* p = row_ptr(r, &dt);
+    float s;
+    dot_rows(p, dt, 1, dim, q, &s);
+    if (std::isfinite(s)) top.push(r, s);
+  }
+  return std::move(top).sorted();
 }
 
 std::shared_ptr<const AnnIndex> EmbeddingIndex::Impl::ann_index() const {
@@ -628,16 +592,14 @@ void EmbeddingIndex::save(const std::string& dir) const {
   try {
     const int64_t n = size();
     {  // embeddings.npy, streamed span by span (rows widened or narrowed where dtypes differ)
-      std::ofstream out(tmp / "embeddings.npy", std::ios::binary);
-      const std::string header = npy_header(x.dtype, n, x.dim);
-      out.write(header.data(), static_cast<std::streamsize>(header.size()));
+      io::FileWriter out((tmp / "embeddings.npy").string(), "index file");
+      out.write(npy_header(x.dtype, n, x.dim));
       std::vector<float> wide;
       std::vector<uint16_t> narrow;
       for (const Span& s : x.all_spans()) {
         const size_t item = dtype_size(s.dtype);
         if (s.dtype == x.dtype) {
-          out.write(reinterpret_cast<const char*>(s.data),
-                    static_cast<std::streamsize>(s.count * x.dim * item));
+          out.write(s.data, size_t(s.count * x.dim) * item);
           continue;
         }
         constexpr int64_t kChunk = 4096;
@@ -646,38 +608,30 @@ void EmbeddingIndex::save(const std::string& dir) const {
           wide.resize(static_cast<size_t>(m));
           widen(s.data + size_t(r * x.dim) * item, s.dtype, m, wide.data());
           if (x.dtype == IndexDtype::kFloat32) {
-            out.write(reinterpret_cast<const char*>(wide.data()),
-                      static_cast<std::streamsize>(m * 4));
+            out.write(wide.data(), size_t(m) * 4);
           } else {
             narrow.resize(static_cast<size_t>(m));
             narrow_to_half(wide.data(), m, narrow.data());
-            out.write(reinterpret_cast<const char*>(narrow.data()),
-                      static_cast<std::streamsize>(m * 2));
+            out.write(narrow.data(), size_t(m) * 2);
           }
         }
       }
-      out.flush();
-      if (!out)
-        throw Error(ErrorCode::kIo,
-                    "index " + dir + ": writing embeddings.npy failed (disk full?)");
+      out.close();
     }
     {
-      std::ofstream out(tmp / "manifest.jsonl", std::ios::binary);
+      io::FileWriter out((tmp / "manifest.jsonl").string(), "index file");
       for (size_t i = 0; i < x.rows.size(); ++i) {
         ordered_json j = {{"row", i},
                           {"path", x.rows[i].path},
                           {"bytes", x.rows[i].stamp.bytes},
                           {"mtime", x.rows[i].stamp.mtime}};
-        out << j.dump() << '\n';
+        out.write(j.dump() + '\n');
       }
       for (const auto& f : x.failures) {
         ordered_json j = {{"path", f.path}, {"error", f.error}, {"code", error_code_name(f.code)}};
-        out << j.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        out.write(j.dump(-1, ' ', false, json::error_handler_t::replace) + '\n');
       }
-      out.flush();
-      if (!out)
-        throw Error(ErrorCode::kIo,
-                    "index " + dir + ": writing manifest.jsonl failed (disk full?)");
+      out.close();
     }
     ordered_json meta = {{"format", kFormatName},
                          {"format_version", kFormatVersion},
@@ -693,11 +647,9 @@ void EmbeddingIndex::save(const std::string& dir) const {
       ann->write((tmp / "ann.faiss").string());
       meta["ann"] = ann_to_json(x.ann_options, ann->factory(), n, ann->distinct());
     }
-    std::ofstream out(tmp / "index.json", std::ios::binary);
-    out << meta.dump(2) << '\n';
-    out.flush();
-    if (!out)
-      throw Error(ErrorCode::kIo, "index " + dir + ": writing index.json failed (disk full?)");
+    io::FileWriter out((tmp / "index.json").string(), "index file");
+    out.write(meta.dump(2) + '\n');
+    out.close();
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
@@ -730,7 +682,7 @@ void EmbeddingIndex::save(const std::string& dir) const {
 void EmbeddingIndex::add(const IndexRow& row, const float* features) {
   Impl& x = *impl_;
   if (row.path.empty()) throw Error(ErrorCode::kInvalidArgument, "index: a row needs a path");
-  if (!valid_utf8(row.path))
+  if (!utf8::is_valid(row.path))
     throw Error(
         ErrorCode::kInvalidArgument,
         "index: path \"" + row.path + "\" is not valid UTF-8 (manifest.jsonl is UTF-8 JSON)");
@@ -919,10 +871,12 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
   if (ann) {
     const int cand = options.ann_candidates > 0 ? options.ann_candidates : std::max(4 * top_k, 64);
     for (int64_t j = 0; j < nq; ++j)
-      results[size_t(j)] = ann_search(x, *ann, q.data() + j * d, k, cand);
+      results[size_t(j)] = x.ann_search(*ann, q.data() + j * d, k, cand);
   } else {
-    // Exact: the rows are cut into one contiguous range per thread; each keeps its own top-k.
-    int threads = options.threads > 0 ? options.threads : usable_cores();
+    // Exact: the rows are cut into one contiguous range per part, run on the runtime's threads;
+    // each part keeps its own top-k.
+    const std::shared_ptr<Runtime> runtime = Runtime::or_default(options.runtime);
+    int threads = options.threads > 0 ? options.threads : runtime->threads();
     const int64_t work = n * d * std::max<int64_t>(1, nq);
     threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, work / (1 << 19))));
     const auto spans = x.all_spans();
@@ -930,7 +884,7 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
                                         std::vector<TopK>(size_t(nq), TopK(k)));
     // Rows whose score is not finite hold NaN or Inf: left out, and remembered (nonfinite_rows).
     std::vector<std::vector<int64_t>> bad(static_cast<size_t>(threads));
-    auto scan = [&](int t) {
+    runtime->parallel_for(threads, [&](int64_t t) {
       const int64_t begin = n * t / threads, end = n * (t + 1) / threads;
       constexpr int64_t kBlock = 1024;
       std::vector<float> scores(static_cast<size_t>(kBlock * nq));
@@ -961,11 +915,7 @@ std::vector<std::vector<SearchHit>> EmbeddingIndex::search(const FloatTensor& qu
         }
         row0 += s.count;
       }
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(scan, t);
-    scan(0);
-    for (auto& th : pool) th.join();
+    });
     {
       std::lock_guard<std::mutex> lock(x.bad_mu);
       if (!x.bad_known) {
@@ -1137,8 +1087,7 @@ void EmbeddingIndex::build_ann(const AnnOptions& options) {
   const auto want = search(queries, static_cast<int>(k), exact);
   int64_t found = 0, total = 0;
   for (int64_t j = 0; j < nq; ++j) {
-    const auto got =
-        ann_search(x, *built, queries.row(j), k, std::max(4 * static_cast<int>(k), 64));
+    const auto got = x.ann_search(*built, queries.row(j), k, std::max(4 * static_cast<int>(k), 64));
     const auto& w = want[size_t(j)];
     if (w.empty()) continue;
     // Scores, not rows: rows with equal scores (equal vectors) are interchangeable.

@@ -70,6 +70,10 @@ struct EmbeddingIndex::Impl {
   void drop_rows(const std::vector<int64_t>& sorted_rows);
   void invalidate();  // after rows moved: the path map and the ANN part
   std::shared_ptr<const index_detail::AnnIndex> ann_index() const;
+  // The ANN's candidates for one normalised query, rescored exactly; rows whose stored values are
+  // not finite are left out.
+  std::vector<SearchHit> ann_search(const index_detail::AnnIndex& approx, const float* q, size_t k,
+                                    int candidates) const;
 };
 
 }  // namespace zsclip

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "core/io.h"
+#include "core/utf8.h"
 #include "text/bpe.h"
 #include "text/clean.h"
 #include "text/tokenizer_impl.h"
@@ -100,13 +101,6 @@ class BpeCache {
   mutable std::array<Shard, kShards> shards_;
 };
 
-bool is_valid_utf8(std::string_view s) {
-  for (char32_t c : text::decode_utf8_replace(s)) {
-    if (c == 0xFFFD) return false;  // also rejects a literal U+FFFD, which no merges file has
-  }
-  return true;
-}
-
 std::string shorten(std::string_view s, size_t max_bytes = 80) {
   if (s.size() <= max_bytes) return std::string(s);
   size_t cut = max_bytes;
@@ -165,7 +159,7 @@ class ClipBpe final : public Tokenizer::Impl {
     for (int i = 0; i < 256; ++i) vocab_.push_back(byte_symbol(ab.order[i]) + kEow);
     for (size_t i = 0; i < merges.size(); ++i) {
       const auto& [a, b] = merges[i];
-      if (a.empty() || b.empty() || !is_valid_utf8(a) || !is_valid_utf8(b)) {
+      if (a.empty() || b.empty() || !utf8::is_valid(a) || !utf8::is_valid(b)) {
         throw Error(ErrorCode::kInvalidConfig,
                     source + ": merge " + std::to_string(i + 1) + " is empty or not UTF-8");
       }
@@ -231,7 +225,7 @@ class ClipBpe final : public Tokenizer::Impl {
     }
     for (size_t i = 0; i < merges.size(); ++i) {
       const auto& [a, b] = merges[i];
-      if (a.empty() || b.empty() || !is_valid_utf8(a) || !is_valid_utf8(b))
+      if (a.empty() || b.empty() || !utf8::is_valid(a) || !utf8::is_valid(b))
         throw Error(ErrorCode::kInvalidConfig,
                     source + ": merge " + std::to_string(i + 1) + " is empty or not UTF-8");
       auto ia = encoder_.find(a), ib = encoder_.find(b);
@@ -415,7 +409,7 @@ std::vector<std::pair<std::string, std::string>> parse_merges(const std::string&
                                                               int64_t num_merges) {
   if (data.empty())
     throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is empty");
-  if (!is_valid_utf8(data)) {
+  if (!utf8::is_valid(data)) {
     throw Error(ErrorCode::kInvalidConfig, "BPE vocabulary file '" + path + "' is not valid UTF-8");
   }
   std::vector<std::string_view> lines;

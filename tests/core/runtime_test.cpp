@@ -5,15 +5,19 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <set>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "fake_encoder.h"
 #include "runtime/thread_pool.h"
+#include "test_util.h"
+#include "zsclip/config.h"
 #include "zsclip/error.h"
 #include "zsclip/runtime.h"
 
@@ -116,6 +120,22 @@ TEST(Runtime, ThreadsAreStartedOnceAndNeverPerCall) {
     EXPECT_EQ(max_seen.load(), before + 3);
   }
   EXPECT_EQ(process_threads(), before);  // joined with the runtime
+}
+
+TEST(Runtime, ModelFileChecksRunOnTheRuntimeAndStartNoThread) {
+  // Two files of 16 MiB whose recorded hashes differ: both are hashed, then refused.
+  ModelConfig c;
+  c.directory = ::zsclip::testing::temp_dir("verify_threads");
+  for (const char* name : {"a.bin", "b.bin"}) {
+    std::ofstream(c.path_of(name), std::ios::binary) << std::string(16 << 20, 'x');
+    c.file_checks[name] = {16 << 20, 0};
+  }
+  EXPECT_THROW(c.verify_files(), Error);  // the first call may make the default runtime
+  const int before = process_threads();
+  const int most = ::zsclip::testing::max_threads_during([&] {
+    for (int i = 0; i < 10; ++i) EXPECT_THROW(c.verify_files(), Error);
+  });
+  EXPECT_EQ(most, before);
 }
 
 TEST(Runtime, NestedAndConcurrentCallsFinish) {

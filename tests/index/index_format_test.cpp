@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "fake_encoder.h"
 #include "index/kernels.h"
 #include "index/npy.h"
 #include "test_util.h"
@@ -393,6 +394,21 @@ TEST(Index, ConcurrentSearchesGiveTheSameResults) {
     });
   for (auto& th : threads) th.join();
   EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(Index, ExactSearchRunsOnTheRuntimeAndStartsNoThread) {
+  const int64_t d = 256;
+  auto v = clustered(8000, d, 20, 7);
+  EmbeddingIndex index = make_index(v, d, IndexDtype::kFloat16);
+  SearchOptions so;
+  so.exact = true;
+  so.threads = 3;                                    // three parts, whatever the cores
+  const auto first = index.search(v.data(), 5, so);  // the first call may make the runtime
+  const int before = ::zsclip::testing::process_threads();
+  const int most = ::zsclip::testing::max_threads_during([&] {
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(index.search(v.data(), 5, so)[0].row, first[0].row);
+  });
+  EXPECT_EQ(most, before);
 }
 
 TEST(Index, ClassifyEqualsTheHeadOnTheStoredRows) {
