@@ -3,14 +3,15 @@
 # everything (tools/setup.sh), then runs every stage and reports each one's result at the end; it
 # exits 1 when any stage failed, but a failed stage never stops the others (a build failure skips
 # only what needs that build). Stages:
-#   format     every C++ file clang-formatted (tools/format.sh --check)    ZSCLIP_SKIP_FORMAT=1 skips
 #   build      deps, library, CLI, tests and examples (tools/setup.sh)
+#   format     every C++ file clang-formatted (tools/format.sh --check)    ZSCLIP_SKIP_FORMAT=1 skips
 #   ctest      every test of build/, LibTorch ones included (skips are listed with their reason)
 #   asan       ASan+UBSan build of the LibTorch-free parts and its tests  ZSCLIP_SKIP_SANITIZERS=1
 #   tsan       ThreadSanitizer build and tests (tools/tsan.sh)            ZSCLIP_SKIP_TSAN=1
 #   fuzz       each libFuzzer target for 60 s, on the asan build          ZSCLIP_SKIP_FUZZ=1
-# ctest runs first, alone: its timing-sensitive tests (server, streaming) get both cores. Then the
-# sanitizer builds run side by side, and the fuzzers (one core each) after them.
+# ctest runs after the build with only the format check beside it: its timing-sensitive tests
+# (server, streaming) get both cores. Then the sanitizer builds run side by side, and the fuzzers
+# (one core each) after them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${ZSCLIP_BUILD_DIR:-build}
@@ -39,9 +40,30 @@ skip() {  # name reason
   seconds[$1]=0
 }
 
-if [ "${ZSCLIP_SKIP_FORMAT:-0}" != 1 ]; then stage format tools/format.sh --check; else skip format ZSCLIP_SKIP_FORMAT=1; fi
+background() {  # name command...: runs a stage in the background, its output to $logdir/name.log
+  local name=$1
+  shift
+  (stage "$name" "$@" >"$logdir/$name.log" 2>&1
+   echo "${result[$name]}|${seconds[$name]}" >"$logdir/$name.result") &
+}
 
+collect() {  # name...: prints what background stages gave (all of it when one failed)
+  local name
+  for name in "$@"; do
+    if [ -f "$logdir/$name.result" ]; then
+      order+=("$name")
+      IFS='|' read -r result[$name] seconds[$name] <"$logdir/$name.result"
+      echo "==== $name output (${result[$name]}, ${seconds[$name]} s):"
+      if [ "${result[$name]}" = passed ]; then tail -n 5 "$logdir/$name.log"; else cat "$logdir/$name.log"; fi
+    fi
+  done
+}
+
+format_pid=
 if stage build env ZSCLIP_BUILD_TARGET=all tools/setup.sh; then
+  # The format check (clang-format-14, installed by the build stage; one core for seconds) runs
+  # beside ctest.
+  if [ "${ZSCLIP_SKIP_FORMAT:-0}" != 1 ]; then background format tools/format.sh --check; format_pid=$!; fi
   rm -rf "$BUILD_DIR/gtest-reports"  # tools/ctest_skips.py reads this run's reports only
   stage ctest ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --output-junit ctest-junit.xml
   # gtest's GTEST_SKIP and the scripts' exit 77 show as "Skipped": say why, from the tests' own output.
@@ -49,30 +71,29 @@ if stage build env ZSCLIP_BUILD_TARGET=all tools/setup.sh; then
 else
   skip ctest "the build failed"
 fi
+if [ -n "$format_pid" ]; then
+  wait "$format_pid"
+  collect format
+elif [ "${ZSCLIP_SKIP_FORMAT:-0}" = 1 ]; then
+  skip format ZSCLIP_SKIP_FORMAT=1
+else
+  skip format "the build stage (which installs clang-format-14) failed"
+fi
 
 # The two sanitizer builds compile the same LibTorch-free sources with different runtimes: side by
 # side, each compiling with one job (their compiles overlap the other's links and test runs), each
 # running its tests on every core.
 pids=()
 if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
-  (ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) stage asan tools/sanitize.sh >"$logdir/asan.log" 2>&1
-   echo "${result[asan]}|${seconds[asan]}" >"$logdir/asan.result") &
+  background asan env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/sanitize.sh
   pids+=($!)
 fi
 if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
-  (ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) stage tsan tools/tsan.sh >"$logdir/tsan.log" 2>&1
-   echo "${result[tsan]}|${seconds[tsan]}" >"$logdir/tsan.result") &
+  background tsan env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/tsan.sh
   pids+=($!)
 fi
 for pid in "${pids[@]}"; do wait "$pid"; done
-for name in asan tsan; do
-  if [ -f "$logdir/$name.result" ]; then
-    order+=("$name")
-    IFS='|' read -r result[$name] seconds[$name] <"$logdir/$name.result"
-    echo "==== $name output (${result[$name]}, ${seconds[$name]} s):"
-    if [ "${result[$name]}" = passed ]; then tail -n 5 "$logdir/$name.log"; else cat "$logdir/$name.log"; fi
-  fi
-done
+collect asan tsan
 [ "${ZSCLIP_SKIP_SANITIZERS:-0}" = 1 ] && skip asan ZSCLIP_SKIP_SANITIZERS=1
 [ "${ZSCLIP_SKIP_TSAN:-0}" = 1 ] && skip tsan ZSCLIP_SKIP_TSAN=1
 
