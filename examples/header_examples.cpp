@@ -64,12 +64,11 @@ void image_h() {
 // include/zsclip/index.h
 void index_h(const Paths& paths, const std::vector<std::string>& templates) {
   zsclip::Model model = zsclip::Model::load("models/shapes");
-  zsclip::Tokenizer tok = model.load_tokenizer();
   zsclip::build_index("photos.idx", model, paths);          // resumable; adds only new files
   auto index = zsclip::EmbeddingIndex::open("photos.idx");  // embeddings.npy mapped, not copied
-  for (const auto& hit : index.search_text(model, tok, "a red circle", 10))
+  for (const auto& hit : index.search_text(model, "a red circle", 10))
     std::cout << hit.path << " " << hit.score << "\n";  // cosine similarity, best first
-  auto head = zsclip::ZeroShotHead::build(model, tok, {"cat", "dog"}, templates);
+  auto head = zsclip::ZeroShotHead::build(model, {"cat", "dog"}, templates);
   std::vector<zsclip::Classification> c = index.classify(head, 5);  // every indexed image
 }
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,8 @@
 #include "zsclip/tokenizer.h"
 
 namespace zsclip {
+
+class Runtime;
 
 class ImageEncoder {
  public:
@@ -33,6 +36,11 @@ class ImageEncoder {
   virtual const std::string& fingerprint() const = 0;
   // Names the encoder in error messages (Model: its directory).
   virtual std::string describe() const = 0;
+  // The model's name (Model: config.json "name"), which an index records; "" by default.
+  virtual std::string name() const { return ""; }
+  // The threads this encoder computes on (Model: its runtime), which the engine (embed.h) also
+  // decodes on when given none; null by default: Runtime::default_runtime().
+  virtual const std::shared_ptr<Runtime>& runtime() const;
 
   int image_size() const { return preprocess_config().image_size; }
   // n_images preprocessed images, [n_images, 3, n, n] floats -> n_images * embed_dim() floats.

@@ -2,12 +2,11 @@
 // from the stored features in milliseconds, without decoding an image again.
 //
 //   zsclip::Model model = zsclip::Model::load("models/shapes");
-//   zsclip::Tokenizer tok = model.load_tokenizer();
 //   zsclip::build_index("photos.idx", model, paths);          // resumable; adds only new files
 //   auto index = zsclip::EmbeddingIndex::open("photos.idx");  // embeddings.npy mapped, not copied
-//   for (const auto& hit : index.search_text(model, tok, "a red circle", 10))
+//   for (const auto& hit : index.search_text(model, "a red circle", 10))
 //     std::cout << hit.path << " " << hit.score << "\n";  // cosine similarity, best first
-//   auto head = zsclip::ZeroShotHead::build(model, tok, {"cat", "dog"}, templates);
+//   auto head = zsclip::ZeroShotHead::build(model, {"cat", "dog"}, templates);
 //   std::vector<zsclip::Classification> c = index.classify(head, 5);  // every indexed image
 //
 // On disk an index is a folder:
@@ -41,16 +40,13 @@
 #include <string>
 #include <vector>
 
-#include "zsclip/classifier.h"
+#include "zsclip/encoder.h"
 #include "zsclip/error.h"
+#include "zsclip/pipeline.h"
 #include "zsclip/tensor.h"
 #include "zsclip/zero_shot.h"
 
 namespace zsclip {
-
-class Model;
-class Runtime;
-class Tokenizer;
 
 enum class IndexDtype { kFloat32, kFloat16 };
 const char* index_dtype_name(IndexDtype dtype);         // "float32" | "float16"
@@ -84,10 +80,10 @@ struct SearchHit {
 //   exact  (false) scan every row even when the index has an approximate (ANN) part
 //   threads (0)    parts of an exact scan; 0 = the runtime's threads (small indexes: 1)
 //   runtime (null) whose threads run the parts of an exact scan; null = Runtime::default_runtime()
-//   ann_candidates (0) rows the ANN proposes before they are rescored exactly; 0 = max(4 * top_k,
-//   64) truncate (false) search_text: a query (or template prompt) longer than the model's context
-//   is an
-//                  Error (kInvalidText) naming it; true cuts it as clip.tokenize(truncate=True)
+//   ann_candidates (0) rows the ANN proposes before they are rescored exactly;
+//                  0 = max(4 * top_k, 64)
+//   truncate (false) search_text: a query (or template prompt) longer than the model's context is
+//                  an Error (kInvalidText) naming it; true cuts it as clip.tokenize(truncate=True)
 struct SearchOptions {
   bool exact = false;
   bool truncate = false;
@@ -126,11 +122,12 @@ bool ann_available();
 
 class EmbeddingIndex {
  public:
-  // An empty index for features of one model (its config.json fingerprint and embed_dim).
+  // An empty index for features of one model (its config.json fingerprint, embed_dim and name).
   static EmbeddingIndex create(const std::string& model_fingerprint, int64_t dim,
                                IndexDtype dtype = IndexDtype::kFloat16,
                                const std::string& model_name = "");
-  static EmbeddingIndex create(const Model& model, IndexDtype dtype = IndexDtype::kFloat16);
+  static EmbeddingIndex create(const ImageEncoder& encoder,
+                               IndexDtype dtype = IndexDtype::kFloat16);
   // Opens a saved index folder; embeddings.npy is mapped read-only (pages are read on use).
   static EmbeddingIndex open(const std::string& dir);
   // True when `dir` holds an index.json (an index, or the start of one).
@@ -167,7 +164,7 @@ class EmbeddingIndex {
   const std::string& directory() const;  // where it was opened from ("" for a new one)
 
   // Throws Error(kInvalidModel) unless the index was built with this model (fingerprint and dim).
-  void check_compatible(const Model& model, const std::string& origin = "index") const;
+  void check_compatible(const ImageEncoder& encoder, const std::string& origin = "index") const;
   void check_compatible(const ZeroShotHead& head, const std::string& origin = "head") const;
 
   // The top_k rows by cosine similarity with `query` (dim floats, normalised here), best first;
@@ -179,13 +176,12 @@ class EmbeddingIndex {
                                              const SearchOptions& options = {}) const;
   // A text query embedded by the model: as given, or with templates like a zero-shot class (the
   // mean of the normalised template embeddings). The model must be the index's.
-  std::vector<SearchHit> search_text(const Model& model, const Tokenizer& tokenizer,
-                                     const std::string& text, int top_k,
+  std::vector<SearchHit> search_text(const TextEncoder& encoder, const std::string& text, int top_k,
                                      const std::vector<std::string>& templates = {},
                                      const SearchOptions& options = {}) const;
-  // "More like this image": the image file embedded by the model.
-  std::vector<SearchHit> search_image(const Model& model, const std::string& image_path, int top_k,
-                                      const SearchOptions& options = {}) const;
+  // "More like this image": the image file embedded by the model (embed.h).
+  std::vector<SearchHit> search_image(const ImageEncoder& encoder, const std::string& image_path,
+                                      int top_k, const SearchOptions& options = {}) const;
   // Zero-shot classification of every row, in row order (then one failed entry per failure), as
   // ZeroShotClassifier::classify_files would give for the same files. The head must be the index's.
   // A row holding NaN or Inf values gives a failed entry (kInvalidConfig, naming row and path).
@@ -232,7 +228,7 @@ bool path_in_shard(const std::string& path, int k, int n);
 // Options of build_index.
 //   dtype        (kFloat16) how rows are stored; an existing index keeps its own
 //   batch_size   (16)       images per encoder call, and per committed segment
-//   preprocess_threads (0)  decode/preprocess workers; 0 = the cores
+//   preprocess_threads (0)  decode/preprocess parts; 0 = the threads of the encoder's runtime
 //   shard_k, shard_n (0, 1) take only the paths of shard k of n (path_in_shard)
 //   ann          ("")       "hnsw" | "ivf": build the approximate part at the end (FAISS)
 //   progress                called after each committed batch with (done, total) images of this run
@@ -259,7 +255,8 @@ struct IndexBuildReport {
   std::string ann_refused;
 };
 
-// Embeds `paths` with `model` into the index folder `dir`, creating it or adding to it. Each batch
+// Embeds `paths` with `encoder` into the index folder `dir`, creating it or adding to it, through
+// the embedding engine (embed.h: decoded on the encoder's runtime, two batches ahead). Each batch
 // is committed as a small segment under dir/pending/ (write and rename) as soon as it is encoded,
 // and the segments are folded into embeddings.npy/manifest.jsonl as they grow and at the end; an
 // interrupted run loses at most the batch in flight, the folder stays a valid index, and the next
@@ -268,7 +265,7 @@ struct IndexBuildReport {
 // names it). Rows are keyed by the canonical path of their file (absolute, links resolved): "imgs",
 // "./imgs", "$PWD/imgs" and a linked folder give one row a file, stored under that path; the shard
 // of a path (path_in_shard) is that of its canonical path.
-IndexBuildReport build_index(const std::string& dir, const Model& model,
+IndexBuildReport build_index(const std::string& dir, const ImageEncoder& encoder,
                              const std::vector<std::string>& paths,
                              const IndexBuildOptions& options = {});
 

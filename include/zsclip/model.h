@@ -123,8 +123,8 @@ class Model : public ImageEncoder, public TextEncoder {
 
   const ModelConfig& config() const;
   const ModelOptions& options() const;
-  const std::shared_ptr<Runtime>& runtime() const;  // never null
-  std::string device() const;                       // "cpu", "cuda:0", ...
+  const std::shared_ptr<Runtime>& runtime() const override;  // never null
+  std::string device() const;                                // "cpu", "cuda:0", ...
   // "float32" | "float16" | "bfloat16" | "int8": the precision the encoders run in (bfloat16 and
   // int8: the linear layers' products, see ModelOptions::dtype).
   std::string dtype() const;
@@ -146,6 +146,7 @@ class Model : public ImageEncoder, public TextEncoder {
   const PreprocessConfig& preprocess_config() const override;
   const std::string& fingerprint() const override;  // config.json "fingerprint"
   std::string describe() const override;            // the model directory
+  std::string name() const override;                // config.json "name"
 
   // log of the learned temperature (OpenAI's model.logit_scale), and its exp (the multiplier).
   float logit_scale() const;

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "zsclip/embed.h"
 #include "zsclip/encoder.h"
 #include "zsclip/error.h"
 #include "zsclip/image.h"
@@ -49,8 +50,8 @@ namespace zsclip {
 //   queue_batches       (2)    preprocessed batches that may wait for the encoder (>= 1)
 //   truncate_prompts    (false) ZeroShotClassifier::create: cut prompts longer than the model's
 //                              context instead of failing (HeadBuildOptions::truncate)
-//   runtime             (null) the threads of batch calls; null: the model's runtime
-//                              (ZeroShotClassifier), else Runtime::default_runtime()
+//   runtime             (null) the threads of batch calls; null: the encoder's runtime (a
+//                              Model's), else Runtime::default_runtime()
 struct ClassifierOptions {
   int batch_size = 16;
   int preprocess_threads = 0;
@@ -71,7 +72,9 @@ struct Classification {
   std::vector<float> probs;               // every class, in label order
 };
 
-class ZeroShotPipeline {
+// The embedding engine (embed.h) plus a zero-shot head: every embed_* and similarity call, the
+// encoders, the preprocessor and the runtime are the engine's.
+class ZeroShotPipeline : public EmbeddingEngine {
  public:
   // Throws zsclip::Error: kInvalidArgument for a null encoder or batch_size < 1, kInvalidModel
   // when the head was not built for the encoder's model (ZeroShotHead::check_compatible).
@@ -107,56 +110,18 @@ class ZeroShotPipeline {
   // Pixels already preprocessed: [N, 3, n, n] or one image [3, n, n].
   std::vector<Classification> classify_pixels(const FloatTensor& pixels) const;
 
-  // Image embeddings: the encoder's features scaled to unit length (D floats, or [N, D]).
-  // Batch calls throw the first bad image's error.
-  std::vector<float> embed_file(const std::string& path) const;
-  std::vector<float> embed_buffer(const void* data, size_t size,
-                                  const std::string& name = "<buffer>") const;
-  std::vector<float> embed(const ImageView& image) const;
-  FloatTensor embed(const std::vector<ImageView>& images) const;
-  FloatTensor embed_files(const std::vector<std::string>& paths) const;
-  // Text embeddings (unit length). Throw Error(kInvalidArgument) without a text encoder.
-  std::vector<float> embed_text(const std::string& text) const;
-  FloatTensor embed_texts(const std::vector<std::string>& texts) const;
-
-  // Cosine similarity of two images' embeddings, and of a text's and an image's, in [-1, 1]
-  // (CLIP's logits are logit_scale_exp times the latter).
-  float image_similarity(const ImageView& a, const ImageView& b) const;
-  float image_similarity(const std::string& path_a, const std::string& path_b) const;
-  float text_image_similarity(const std::string& text, const ImageView& image) const;
-  float text_image_similarity(const std::string& text, const std::string& image_path) const;
-
-  const ImageEncoder& encoder() const { return *encoder_; }
-  const TextEncoder* text_encoder() const { return text_encoder_.get(); }  // null when none
   const ZeroShotHead& head() const { return head_; }
-  const Preprocessor& preprocessor() const { return preprocessor_; }
   const ClassifierOptions& options() const { return options_; }
   const std::vector<std::string>& labels() const { return head_.labels(); }
-  const std::shared_ptr<Runtime>& runtime() const { return runtime_; }
 
  private:
   Classification from_pixels(const float* pixels, const std::string& source) const;
-  std::vector<float> embed_pixels(const float* pixels) const;
-  const TextEncoder& require_text_encoder() const;
-  using ItemFn = std::function<void(size_t, float*)>;  // preprocesses item i into out, or throws
-  using NameFn = std::function<std::string(size_t)>;
-  // The batch engine: each batch's good items are encoded and passed to on_features(indices,
-  // features [good, D]); on_error(i, status) gets each bad one; both on the calling thread.
-  void run_batches(
-      size_t count, const ItemFn& item, const NameFn& name,
-      const std::function<void(size_t, const Preprocessor::ItemStatus&)>& on_error,
-      const std::function<void(const std::vector<size_t>&, FloatTensor&)>& on_features) const;
   std::vector<Classification> classify_items(size_t count, const ItemFn& item, const NameFn& name,
                                              const ReadyFn& on_ready = nullptr,
                                              bool keep_results = true) const;
-  FloatTensor embed_items(size_t count, const ItemFn& item, const NameFn& name) const;
 
-  std::shared_ptr<const ImageEncoder> encoder_;
-  std::shared_ptr<const TextEncoder> text_encoder_;
   ZeroShotHead head_;
   ClassifierOptions options_;
-  std::shared_ptr<Runtime> runtime_;
-  Preprocessor preprocessor_;
 };
 
 }  // namespace zsclip

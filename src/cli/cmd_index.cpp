@@ -216,7 +216,7 @@ int run_search(const Args& args) {
   if (args.has("--text")) {
     std::vector<std::string> templates;
     if (args.has("--templates")) templates = resolve_templates(args.get("--templates"));
-    hits = index.search_text(model, model.tokenizer(), args.get("--text"), top_k, templates, so);
+    hits = index.search_text(model, args.get("--text"), top_k, templates, so);
   } else {
     hits = index.search_image(model, args.get("--image"), top_k, so);
   }

@@ -16,6 +16,11 @@ std::string shape_str(const std::vector<int64_t>& s) {
 
 }  // namespace
 
+const std::shared_ptr<Runtime>& ImageEncoder::runtime() const {
+  static const std::shared_ptr<Runtime> none;
+  return none;
+}
+
 void ImageEncoder::encode_images(const float* pixels, int64_t n_images, float* out) const {
   if (n_images < 0) throw Error(ErrorCode::kInvalidArgument, "encode_images: negative image count");
   if (n_images == 0) return;

@@ -1,26 +1,21 @@
-// The half of EmbeddingIndex that needs a Model: text and image queries, and building an index from
-// image files (resumable, committed batch by batch).
+// The half of EmbeddingIndex that needs encoders: text and image queries, and building an index
+// from image files through the embedding engine (resumable, committed batch by batch).
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <filesystem>
-#include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "core/fingerprint.h"
 #include "index/index_impl.h"
+#include "zsclip/embed.h"
 #include "zsclip/index.h"
-#include "zsclip/model.h"
-#include "zsclip/preprocess.h"
 #include "zsclip/tokenizer.h"
 #include "zsclip/zero_shot.h"
 
@@ -28,51 +23,29 @@ namespace zsclip {
 
 namespace fs = std::filesystem;
 
-EmbeddingIndex EmbeddingIndex::create(const Model& model, IndexDtype dtype) {
-  return create(model.config().fingerprint, model.embed_dim(), dtype, model.config().name);
+namespace {
+
+// The engine of one call, over an encoder the caller owns.
+EmbeddingEngine engine_of(const ImageEncoder& encoder, EmbedOptions options = {}) {
+  return EmbeddingEngine(std::shared_ptr<const ImageEncoder>(std::shared_ptr<void>(), &encoder),
+                         std::move(options));
 }
 
-void EmbeddingIndex::check_compatible(const Model& model, const std::string& origin) const {
-  const ModelConfig& c = model.config();
-  if (!detail::fingerprints_match(c.fingerprint, model_fingerprint()) || model.embed_dim() != dim())
+// Throws unless the index holds features of this fingerprint and dim; `who` names the encoder.
+void check_model(const EmbeddingIndex& index, const std::string& fingerprint, int64_t dim,
+                 const std::string& who, const std::string& origin) {
+  if (!detail::fingerprints_match(fingerprint, index.model_fingerprint()) || dim != index.dim())
     throw Error(ErrorCode::kInvalidModel,
-                origin + " holds features of the model \"" + model_name() + "\" (fingerprint \"" +
-                    model_fingerprint() + "\", dim " + std::to_string(dim()) + "), not of " +
-                    c.directory + " (\"" + c.name + "\", fingerprint \"" + c.fingerprint +
-                    "\", dim " + std::to_string(model.embed_dim()) +
+                origin + " holds features of the model \"" + index.model_name() +
+                    "\" (fingerprint \"" + index.model_fingerprint() + "\", dim " +
+                    std::to_string(index.dim()) + "), not of " + who + "fingerprint \"" +
+                    fingerprint + "\", dim " + std::to_string(dim) +
                     "); use the index's model (--model) or build the index again with this one");
 }
 
-std::vector<SearchHit> EmbeddingIndex::search_text(const Model& model, const Tokenizer& tokenizer,
-                                                   const std::string& text, int top_k,
-                                                   const std::vector<std::string>& templates,
-                                                   const SearchOptions& options) const {
-  check_compatible(model, directory().empty() ? "the index" : "index " + directory());
-  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
-    throw Error(ErrorCode::kInvalidArgument, "search: the text query is empty");
-  if (!templates.empty()) {  // a zero-shot class: the mean of the normalised template embeddings
-    HeadBuildOptions build_options;
-    build_options.truncate = options.truncate;
-    ZeroShotHead head = ZeroShotHead::build(model, {text}, templates, build_options);
-    return search(head.weights().row(0), top_k, options);
-  }
-  FloatTensor f =
-      model.encode_texts(tokenizer.tokenize({text}, model.context_length(), options.truncate));
-  return search(f.row(0), top_k, options);
+std::string describe(const ImageEncoder& encoder) {
+  return encoder.describe() + " (\"" + encoder.name() + "\", ";
 }
-
-std::vector<SearchHit> EmbeddingIndex::search_image(const Model& model,
-                                                    const std::string& image_path, int top_k,
-                                                    const SearchOptions& options) const {
-  check_compatible(model, directory().empty() ? "the index" : "index " + directory());
-  Preprocessor pre(model.config().preprocess);
-  FloatTensor pixels = pre.from_file(image_path);
-  std::vector<float> f(static_cast<size_t>(model.embed_dim()));
-  model.encode_images(pixels.ptr(), 1, f.data());
-  return search(f.data(), top_k, options);
-}
-
-namespace {
 
 // An exclusive lock on the file index_detail::kLockFile inside the real index folder, held while a
 // build writes it. The folder is swapped on each commit; save() hard-links the lock file into each
@@ -109,11 +82,50 @@ struct Pending {
 
 }  // namespace
 
-IndexBuildReport build_index(const std::string& dir, const Model& model,
+EmbeddingIndex EmbeddingIndex::create(const ImageEncoder& encoder, IndexDtype dtype) {
+  return create(encoder.fingerprint(), encoder.embed_dim(), dtype, encoder.name());
+}
+
+void EmbeddingIndex::check_compatible(const ImageEncoder& encoder,
+                                      const std::string& origin) const {
+  check_model(*this, encoder.fingerprint(), encoder.embed_dim(), describe(encoder), origin);
+}
+
+std::vector<SearchHit> EmbeddingIndex::search_text(const TextEncoder& encoder,
+                                                   const std::string& text, int top_k,
+                                                   const std::vector<std::string>& templates,
+                                                   const SearchOptions& options) const {
+  const auto* image = dynamic_cast<const ImageEncoder*>(&encoder);  // a Model is both
+  check_model(*this, encoder.fingerprint(), encoder.embed_dim(),
+              image ? describe(*image) : "the text encoder (",
+              directory().empty() ? "the index" : "index " + directory());
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw Error(ErrorCode::kInvalidArgument, "search: the text query is empty");
+  if (!templates.empty()) {  // a zero-shot class: the mean of the normalised template embeddings
+    HeadBuildOptions build_options;
+    build_options.truncate = options.truncate;
+    ZeroShotHead head = ZeroShotHead::build(encoder, {text}, templates, build_options);
+    return search(head.weights().row(0), top_k, options);
+  }
+  FloatTensor f = encoder.encode_texts(
+      encoder.tokenizer().tokenize({text}, encoder.context_length(), options.truncate));
+  return search(f.row(0), top_k, options);
+}
+
+std::vector<SearchHit> EmbeddingIndex::search_image(const ImageEncoder& encoder,
+                                                    const std::string& image_path, int top_k,
+                                                    const SearchOptions& options) const {
+  check_compatible(encoder, directory().empty() ? "the index" : "index " + directory());
+  return search(engine_of(encoder).encode_file(image_path).data(), top_k, options);
+}
+
+IndexBuildReport build_index(const std::string& dir, const ImageEncoder& encoder,
                              const std::vector<std::string>& paths,
                              const IndexBuildOptions& options) {
   if (options.batch_size < 1)
     throw Error(ErrorCode::kInvalidArgument, "index build: batch_size must be >= 1");
+  const EmbeddingEngine engine =
+      engine_of(encoder, {options.batch_size, options.preprocess_threads});
   path_in_shard("", options.shard_k, options.shard_n);  // checks K/N
   if (options.build_ann && !ann_available())
     throw Error(ErrorCode::kUnsupported,
@@ -142,9 +154,9 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
     if (starts_with(e.path().filename().string(), tmp_prefix)) fs::remove_all(e.path(), ec);
 
   if (!EmbeddingIndex::exists(target.string()))
-    EmbeddingIndex::create(model, options.dtype).save(target.string());
+    EmbeddingIndex::create(encoder, options.dtype).save(target.string());
   EmbeddingIndex main = EmbeddingIndex::open(target.string());
-  main.check_compatible(model, "index " + dir);
+  main.check_compatible(encoder, "index " + dir);
   const bool want_ann = options.build_ann || main.has_ann();
   const AnnOptions ann_options = options.build_ann ? options.ann : main.ann_options();
 
@@ -159,7 +171,7 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
     }
     try {
       EmbeddingIndex seg = EmbeddingIndex::open(e.path().string());
-      seg.check_compatible(model, "segment " + e.path().string());
+      seg.check_compatible(encoder, "segment " + e.path().string());
       pending.push_back({std::stoll(name.substr(4)), std::move(seg)});
     } catch (const std::exception&) {  // damaged from outside: its images are embedded again
       fs::remove_all(e.path(), ec);
@@ -234,99 +246,25 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
     pending.clear();
   };
 
-  Preprocessor pre(model.config().preprocess);
-  const size_t bs = static_cast<size_t>(options.batch_size);
-  const size_t per_image = pre.item_floats();
-  const int64_t d = model.embed_dim();
-  struct Batch {
-    size_t begin = 0;
-    std::vector<std::string> paths;
-    std::vector<float> pixels;
-    std::vector<Preprocessor::ItemStatus> status;
-  };
-  auto prepare = [&](size_t begin) {
-    Batch b;
-    b.begin = begin;
-    for (size_t i = begin; i < std::min(todo.size(), begin + bs); ++i)
-      b.paths.push_back(todo[i].path);
-    b.pixels.resize(b.paths.size() * per_image);
-    b.status = pre.batch_files_into(b.paths, b.pixels.data(), options.preprocess_threads);
-    return b;
-  };
   int64_t pending_rows = 0;
   for (const auto& p : pending) pending_rows += p.index.size();
-  // Decoding runs ahead on its own thread, up to two batches, while the encoder works (as
-  // ZeroShotClassifier::classify_files does; one batch ahead measured 15-20 % slower on
-  // models/shapes).
-  std::mutex mu;
-  std::condition_variable cv;
-  std::deque<Batch> ready;
-  bool stop = false;
-  std::exception_ptr producer_error;
-  std::thread producer([&] {
-    try {
-      for (size_t begin = 0; begin < todo.size(); begin += bs) {
-        Batch b = prepare(begin);
-        std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return stop || ready.size() < 2; });
-        if (stop) return;
-        ready.push_back(std::move(b));
-        cv.notify_all();
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(mu);
-      producer_error = std::current_exception();
-      cv.notify_all();
-    }
-  });
-  struct Joiner {  // stops and joins the producer however this function is left
-    std::thread& t;
-    std::mutex& mu;
-    std::condition_variable& cv;
-    bool& stop;
-    ~Joiner() {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        stop = true;
-      }
-      cv.notify_all();
-      t.join();
-    }
-  } joiner{producer, mu, cv, stop};
-  for (size_t begin = 0; begin < todo.size(); begin += bs) {
-    Batch b;
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return !ready.empty() || producer_error; });
-      if (ready.empty()) std::rethrow_exception(producer_error);
-      b = std::move(ready.front());
-      ready.pop_front();
-      cv.notify_all();
-    }
-    EmbeddingIndex seg = EmbeddingIndex::create(model, main.dtype());
-    std::vector<size_t> good;
-    for (size_t i = 0; i < b.paths.size(); ++i) {
-      if (b.status[i].ok) {
-        if (good.size() != i)
-          std::copy_n(b.pixels.data() + i * per_image, per_image,
-                      b.pixels.data() + good.size() * per_image);
-        good.push_back(i);
-      } else {
-        report.failures.push_back({b.paths[i], b.status[i].error, b.status[i].code});
-        seg.add_failure(report.failures.back());
-      }
-    }
-    std::vector<float> feats(good.size() * static_cast<size_t>(d));
-    if (!good.empty())
-      model.encode_images(b.pixels.data(), static_cast<int64_t>(good.size()), feats.data());
-    for (size_t j = 0; j < good.size(); ++j) {
-      const Item& item = todo[begin + good[j]];
+  std::vector<std::string> todo_paths;
+  for (const auto& item : todo) todo_paths.push_back(item.path);
+  engine.run_files(todo_paths, [&](EmbeddedBatch& b) {
+    EmbeddingIndex seg = EmbeddingIndex::create(encoder, main.dtype());
+    auto fail = [&](IndexFailure failure) {
+      report.failures.push_back(std::move(failure));
+      seg.add_failure(report.failures.back());
+    };
+    for (size_t i = 0; i < b.status.size(); ++i)
+      if (!b.status[i].ok) fail({todo_paths[b.begin + i], b.status[i].error, b.status[i].code});
+    for (size_t j = 0; j < b.encoded.size(); ++j) {
+      const Item& item = todo[b.encoded[j]];
       try {
-        seg.add({item.path, item.stamp}, feats.data() + j * static_cast<size_t>(d));
+        seg.add({item.path, item.stamp}, b.features.row(static_cast<int64_t>(j)));
         ++(item.replaces ? report.replaced : report.added);
       } catch (const Error& e) {  // a non-UTF-8 path, or features that are zero or not finite
-        report.failures.push_back({item.path, e.what(), e.code()});
-        seg.add_failure(report.failures.back());
+        fail({item.path, e.what(), e.code()});
       }
     }
     char name[32];
@@ -334,15 +272,15 @@ IndexBuildReport build_index(const std::string& dir, const Model& model,
     seg.save((pending_dir / name).string());
     pending_rows += seg.size();
     pending.push_back({next_segment - 1, std::move(seg)});
+    const size_t done = b.begin + b.status.size();
     if (options.progress)
-      options.progress(static_cast<int64_t>(begin + b.paths.size()),
-                       static_cast<int64_t>(todo.size()));
+      options.progress(static_cast<int64_t>(done), static_cast<int64_t>(todo.size()));
     // Fold the segments in once they are a quarter of the index: O(total) writing over a long run.
-    if (pending_rows >= std::max<int64_t>(main.size() / 4, 1024) && begin + bs < todo.size()) {
+    if (pending_rows >= std::max<int64_t>(main.size() / 4, 1024) && done < todo.size()) {
       commit(false);
       pending_rows = 0;
     }
-  }
+  });
   if (!pending.empty() || (want_ann && !main.has_ann() && main.size() > 0) || options.build_ann)
     commit(true);
   report.total_rows = main.size();

@@ -6,11 +6,6 @@
 namespace zsclip {
 namespace {
 
-ClassifierOptions with_runtime(ClassifierOptions options, const Model& model) {
-  if (!options.runtime) options.runtime = model.runtime();
-  return options;
-}
-
 std::shared_ptr<const TextEncoder> text_side(const std::shared_ptr<const Model>& model) {
   return model->has_text_encoder() ? model : nullptr;
 }
@@ -23,8 +18,7 @@ ZeroShotClassifier::ZeroShotClassifier(Model model, ZeroShotHead head, Classifie
 
 ZeroShotClassifier::ZeroShotClassifier(std::shared_ptr<const Model> model, ZeroShotHead head,
                                        ClassifierOptions options)
-    : ZeroShotPipeline(model, std::move(head), with_runtime(std::move(options), *model),
-                       text_side(model)) {}
+    : ZeroShotPipeline(model, std::move(head), std::move(options), text_side(model)) {}
 
 ZeroShotClassifier ZeroShotClassifier::create(const std::string& model_dir,
                                               const std::vector<std::string>& labels,

@@ -571,6 +571,7 @@ std::string Model::describe() const {
   const ModelConfig& c = impl_->config;
   return c.directory.empty() ? "model " + c.name : c.directory;
 }
+std::string Model::name() const { return impl_->config.name; }
 int64_t Model::context_length() const { return impl_->config.text.context_length; }
 float Model::logit_scale() const { return impl_->logit_scale; }
 float Model::logit_scale_exp() const { return std::exp(impl_->logit_scale); }

@@ -111,7 +111,10 @@ struct Server::Impl {
   int decode_slots = 0;
 
   explicit Impl(const ServerOptions& o)
-      : opt(o), model(load(o)), tokenizer(model.tokenizer()), pre(model.config().preprocess) {
+      : opt(o),
+        model(load(o)),
+        tokenizer(model.tokenizer()),
+        pre(model.preprocess_config(), model.runtime()) {
     const int64_t n = model.image_size(), d = model.embed_dim(), l = model.context_length();
     const auto delay = std::chrono::microseconds(static_cast<int64_t>(opt.max_delay_ms * 1000.0));
     Model m = model;
