@@ -1,8 +1,8 @@
 # ---- zsclip::index: the embedding index (include/zsclip/index.h, src/index/) ----
 # Exact search needs nothing more; approximate search uses FAISS (Debian: libfaiss-dev, a static
 # library that needs OpenMP) when ZSCLIP_WITH_FAISS is ON, which it is by default when FAISS is found.
-# Without LibTorch the library holds the file format, merging, exact search and classification; the
-# parts that embed texts and images (src/index/*_model.cpp) need the model library.
+# It embeds through the encoder interfaces and the embedding engine (zsclip::core): LibTorch is
+# needed only by whoever passes it a zsclip::Model.
 find_package(OpenMP QUIET COMPONENTS CXX)
 find_package(faiss QUIET CONFIG)
 if(faiss_FOUND AND OpenMP_CXX_FOUND)
@@ -16,10 +16,8 @@ if(ZSCLIP_WITH_FAISS AND NOT (faiss_FOUND AND OpenMP_CXX_FOUND))
 endif()
 message(STATUS "zsclip: approximate index search with FAISS: ${ZSCLIP_WITH_FAISS}")
 
-file(GLOB ZSCLIP_INDEX_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/index/*.cpp)
-if(NOT ZSCLIP_WITH_TORCH)
-  list(FILTER ZSCLIP_INDEX_SOURCES EXCLUDE REGEX "_model\\.cpp$")
-endif()
+set(ZSCLIP_INDEX_SOURCES src/index/ann.cpp src/index/index.cpp src/index/index_build.cpp
+    src/index/kernels.cpp src/index/npy.cpp)
 add_library(zsclip_index ${ZSCLIP_INDEX_SOURCES})
 add_library(zsclip::index ALIAS zsclip_index)
 set_target_properties(zsclip_index PROPERTIES EXPORT_NAME index OUTPUT_NAME zsclip_index)
@@ -28,11 +26,7 @@ target_include_directories(zsclip_index
          $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
          $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
   PRIVATE ${PROJECT_SOURCE_DIR}/src)
-if(ZSCLIP_WITH_TORCH)
-  target_link_libraries(zsclip_index PUBLIC zsclip)
-else()
-  target_link_libraries(zsclip_index PUBLIC zsclip_core)
-endif()
+target_link_libraries(zsclip_index PUBLIC zsclip_core)
 target_link_libraries(zsclip_index PRIVATE nlohmann_json::nlohmann_json Threads::Threads)
 if(ZSCLIP_WITH_FAISS)
   target_link_libraries(zsclip_index PRIVATE faiss OpenMP::OpenMP_CXX)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Writes src/core/prompts_data.inc: CLIP's class names and prompt templates for the datasets zsclip
+"""Writes src/embed/prompts_data.inc: CLIP's class names and prompt templates for the datasets zsclip
 has built in, from prompts.json (openai/CLIP's data/prompts.md, ImageNet's from its notebook).
 
-    python3 tools/gen_prompts.py ../shared/clip/prompts.json > src/core/prompts_data.inc
+    python3 tools/gen_prompts.py ../shared/clip/prompts.json > src/embed/prompts_data.inc
 """
 import json
 import sys

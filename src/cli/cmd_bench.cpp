@@ -11,9 +11,9 @@
 #include <random>
 
 #include "cli/cli.h"
-#include "core/io.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 #include "zsclip/model.h"
 #include "zsclip/profile.h"
 #include "zsclip/runtime.h"

@@ -14,14 +14,14 @@
 #include <optional>
 
 #include "cli/cli.h"
-#include "core/io.h"
-#include "core/utf8.h"
 #include "zsclip/classifier.h"
 #include "zsclip/error.h"
 #include "zsclip/index.h"
+#include "zsclip/io.h"
 #include "zsclip/model.h"
 #include "zsclip/runtime.h"
 #include "zsclip/tokenizer.h"
+#include "zsclip/utf8.h"
 #include "zsclip/version.h"
 #include "zsclip/zero_shot.h"
 

@@ -1,8 +1,8 @@
 // zsclip preprocess: the model's input tensor for one image, as float32 C-order 3 x n x n.
 #include "cli/cli.h"
-#include "core/io.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 #include "zsclip/preprocess.h"
 
 namespace zsclip::cli {

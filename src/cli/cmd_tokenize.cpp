@@ -7,9 +7,9 @@
 #include <sstream>
 
 #include "cli/cli.h"
-#include "core/io.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 #include "zsclip/tokenizer.h"
 
 namespace zsclip::cli {

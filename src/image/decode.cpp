@@ -7,10 +7,10 @@
 
 #include <cstdint>
 
-#include "core/io.h"
 #include "image/image_header.h"
 #include "image/resample.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 
 namespace zsclip {
 namespace detail {

@@ -2,7 +2,7 @@
 // inner product = cosine). Built only with ZSCLIP_WITH_FAISS; otherwise every entry point refuses.
 #include "index/ann.h"
 
-#include "core/json_check.h"
+#include "base/json_check.h"
 #include "index/kernels.h"
 
 #include <algorithm>
@@ -12,7 +12,7 @@
 #include <fstream>
 #include <unordered_map>
 
-#include "core/io.h"
+#include "zsclip/io.h"
 
 #ifdef ZSCLIP_WITH_FAISS
 #include <faiss/IndexFlat.h>

@@ -18,15 +18,15 @@
 #include <random>
 #include <unordered_map>
 
-#include "core/fingerprint.h"
-#include "core/io.h"
-#include "core/json_check.h"
-#include "core/utf8.h"
+#include "base/fingerprint.h"
+#include "base/json_check.h"
 #include "index/ann.h"
 #include "index/index_impl.h"
 #include "index/kernels.h"
 #include "index/npy.h"
+#include "zsclip/io.h"
 #include "zsclip/runtime.h"
+#include "zsclip/utf8.h"
 #include "zsclip/version.h"
 
 namespace zsclip {

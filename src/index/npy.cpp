@@ -1,6 +1,6 @@
 #include "index/npy.h"
 
-#include "core/io.h"
+#include "zsclip/io.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

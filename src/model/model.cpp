@@ -11,10 +11,10 @@
 #include <set>
 #include <vector>
 
-#include "core/io.h"
-#include "core/tensor_check.h"
+#include "base/tensor_check.h"
 #include "model/model_impl.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 #include "zsclip/tokenizer.h"
 
 namespace zsclip {

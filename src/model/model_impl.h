@@ -98,7 +98,7 @@ class ScopedIntraOpThreads {
 
 // Applies the runtime's process-wide LibTorch/OpenBLAS settings the first time a model is loaded in
 // this process; later, throws Error(kInvalidArgument) if `runtime` asks for different values
-// (src/runtime/torch_settings.cpp).
+// (src/model/torch_settings.cpp).
 void apply_torch_settings(const Runtime& runtime);
 
 }  // namespace zsclip::detail

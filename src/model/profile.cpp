@@ -4,8 +4,8 @@
 
 #include <sstream>
 
-#include "core/io.h"
 #include "model/model_impl.h"
+#include "zsclip/io.h"
 
 namespace zsclip {
 

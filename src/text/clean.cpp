@@ -200,7 +200,7 @@ std::u32string whitespace_clean(std::u32string_view text) {
 }
 
 std::u32string normalize_text(std::string_view utf8) {
-  return py_lower(whitespace_clean(basic_clean(decode_utf8_replace(utf8))));
+  return py_lower(whitespace_clean(basic_clean(utf8::decode(utf8))));
 }
 
 bool is_ascii_punctuation(char32_t c) {

@@ -20,9 +20,9 @@
 #include <functional>
 #include <queue>
 
-#include "core/io.h"
 #include "text/unicode.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 
 namespace zsclip::text {
 namespace {
@@ -80,13 +80,13 @@ bool is_js_space(char32_t c) {
 }
 
 std::string trim_js(std::string_view s, bool left, bool right) {
-  std::u32string u = decode_utf8_replace(s);
+  std::u32string u = utf8::decode(s);
   size_t b = 0, e = u.size();
   if (left)
     while (b < e && is_js_space(u[b])) ++b;
   if (right)
     while (e > b && is_js_space(u[e - 1])) --e;
-  return encode_utf8(std::u32string_view(u).substr(b, e - b));
+  return utf8::encode(std::u32string_view(u).substr(b, e - b));
 }
 
 size_t utf8_length(unsigned char lead) {
@@ -484,7 +484,7 @@ int32_t HfBpe::match_added(std::string_view text, size_t pos) const {
 }
 
 std::vector<int32_t> HfBpe::encode(std::string_view text_in) const {
-  const std::string text = encode_utf8(decode_utf8_replace(text_in));  // invalid UTF-8 -> U+FFFD
+  const std::string text = utf8::encode(utf8::decode(text_in));  // invalid UTF-8 -> U+FFFD
   // 1. Sections: text between added tokens, and the added tokens (index into added_).
   struct Section {
     std::string text;
@@ -616,7 +616,7 @@ std::string HfBpe::decode(const std::vector<int32_t>& ids) const {
   std::string out, run;
   auto flush = [&] {
     if (run.empty()) return;
-    const std::u32string u = decode_utf8_replace(run);
+    const std::u32string u = utf8::decode(run);
     if (std::find(u.begin(), u.end(), U'\uFFFD') != u.end()) {
       for (size_t i = 0; i < run.size(); ++i) out += "\uFFFD";
     } else {

@@ -29,7 +29,7 @@ const HtmlEntity* find_entity(const std::string& name) {
   return it != end && name == it->name ? it : nullptr;
 }
 
-void append_decoded(std::u32string& out, const char* utf8) { out += decode_utf8_replace(utf8); }
+void append_decoded(std::u32string& out, const char* utf8) { out += utf8::decode(utf8); }
 
 bool is_ascii_digit(char32_t c) { return c >= '0' && c <= '9'; }
 bool is_hex_digit(char32_t c) {
@@ -111,7 +111,7 @@ std::u32string html_unescape(std::u32string_view s) {
     }
     if (k < n && s[k] == ';') ++k;
     const std::u32string_view ref = s.substr(j, k - j);  // the name, with its ';' if any
-    const std::string ref_utf8 = encode_utf8(ref);
+    const std::string ref_utf8 = utf8::encode(ref);
     if (const HtmlEntity* e = find_entity(ref_utf8)) {
       append_decoded(out, e->value);
       i = k;
@@ -119,7 +119,7 @@ std::u32string html_unescape(std::u32string_view s) {
     }
     bool replaced = false;
     for (size_t x = ref.size() - 1; x > 1; --x) {
-      if (const HtmlEntity* e = find_entity(encode_utf8(ref.substr(0, x)))) {
+      if (const HtmlEntity* e = find_entity(utf8::encode(ref.substr(0, x)))) {
         append_decoded(out, e->value);
         out.append(ref.substr(x));
         replaced = true;

@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <new>
 
-#include "core/io.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 
 // Debian's libsentencepiece carries its own copy of protobuf-lite (an older version) and exports
 // it. Linked like any library, it takes over the protobuf symbols of the process, and LibTorch's

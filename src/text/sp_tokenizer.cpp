@@ -61,14 +61,13 @@ class SentencePiece final : public Tokenizer::Impl {
   std::vector<int32_t> encode(std::string_view text) const override {
     switch (clean_) {
       case TextCleaning::kCanonicalize:
-        return encode_vocab(
-            text::encode_utf8(text::canonicalize(text::decode_utf8_replace(text), ftfy_)));
+        return encode_vocab(utf8::encode(text::canonicalize(utf8::decode(text), ftfy_)));
       case TextCleaning::kSiglipHF:
         return encode_siglip_hf(text);
       case TextCleaning::kNone:
         break;
     }
-    return encode_vocab(text::encode_utf8(text::decode_utf8_replace(text)));
+    return encode_vocab(utf8::encode(utf8::decode(text)));
   }
 
   std::string decode(const std::vector<int32_t>& ids) const override {
@@ -101,7 +100,7 @@ class SentencePiece final : public Tokenizer::Impl {
       throw Error(ErrorCode::kUnsupported,
                   "'" + path + "': siglip_hf cleaning needs the model's <unk> piece; it has none");
     for (int32_t id : {o.eos_id, unk, o.pad_id}) {
-      const std::u32string s = text::decode_utf8_replace(sp_->piece(id));
+      const std::u32string s = utf8::decode(sp_->piece(id));
       bool seen = false;
       for (const auto& [t, tid] : specials_) seen = seen || t == s;
       if (!seen && !s.empty()) specials_.emplace_back(s, id);
@@ -125,7 +124,7 @@ class SentencePiece final : public Tokenizer::Impl {
   std::vector<int32_t> encode_siglip_hf(std::string_view input) const {
     // "\u2581" + text.replace("\u2581", " ")
     std::u32string text(1, kUnderline);
-    for (char32_t c : text::decode_utf8_replace(input)) text.push_back(c == kUnderline ? U' ' : c);
+    for (char32_t c : utf8::decode(input)) text.push_back(c == kUnderline ? U' ' : c);
     // Lower-case with re.sub("(specials)|(.+?)"): special tokens kept, every other character
     // lower-cased alone (so no final-sigma rule).
     std::u32string lowered;
@@ -192,7 +191,7 @@ class SentencePiece final : public Tokenizer::Impl {
       // _tokenize: canonicalize_text, encode "<unk>" + text (add_dummy_prefix off), drop the
       // pieces of "<unk>".
       const std::vector<int32_t> piece_ids =
-          sp_->encode(unk_piece_ + text::encode_utf8(text::siglip_canonicalize(c.text)));
+          sp_->encode(unk_piece_ + utf8::encode(text::siglip_canonicalize(c.text)));
       const size_t skip = piece_ids.size() >= unk_prefix_ ? unk_prefix_ : 0;
       ids.insert(ids.end(), piece_ids.begin() + static_cast<std::ptrdiff_t>(skip), piece_ids.end());
       special.resize(ids.size(), false);

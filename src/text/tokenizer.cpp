@@ -12,14 +12,14 @@
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
-#include "core/io.h"
-#include "core/utf8.h"
 #include "text/bpe.h"
 #include "text/clean.h"
 #include "text/tokenizer_impl.h"
 #include "text/unicode.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
+#include "zsclip/utf8.h"
 
 namespace zsclip {
 namespace {
@@ -65,7 +65,7 @@ const ByteAlphabet& alphabet() {
 
 std::string byte_symbol(uint8_t b) {
   std::string s;
-  text::append_utf8(s, alphabet().to_char[b]);
+  utf8::append(s, alphabet().to_char[b]);
   return s;
 }
 
@@ -164,7 +164,7 @@ class ClipBpe final : public Tokenizer::Impl {
                     source + ": merge " + std::to_string(i + 1) + " is empty or not UTF-8");
       }
       for (const std::string* part : {&a, &b}) {
-        for (char32_t c : text::decode_utf8_replace(*part)) {
+        for (char32_t c : utf8::decode(*part)) {
           if (ab.to_byte.find(c) == ab.to_byte.end()) {
             throw Error(ErrorCode::kInvalidConfig,
                         source + ": merge " + std::to_string(i + 1) + " ('" + shorten(a) + " " +
@@ -245,7 +245,7 @@ class ClipBpe final : public Tokenizer::Impl {
     bytes_.reserve(vocab_.size());
     for (const std::string& tok : vocab_) {
       std::string raw;
-      for (char32_t c : text::decode_utf8_replace(tok)) {
+      for (char32_t c : utf8::decode(tok)) {
         auto it = ab.to_byte.find(c);
         raw.push_back(static_cast<char>(it != ab.to_byte.end() ? it->second : '?'));
       }
@@ -271,7 +271,7 @@ class ClipBpe final : public Tokenizer::Impl {
     ids.reserve(norm.size() / 2 + 4);
     for (const text::Piece& p : pieces) {
       piece.clear();
-      for (size_t i = p.begin; i < p.end; ++i) text::append_utf8(piece, norm[i]);
+      for (size_t i = p.begin; i < p.end; ++i) utf8::append(piece, norm[i]);
       encode_any_piece(piece, ids, word);
     }
     return ids;
@@ -314,7 +314,7 @@ class ClipBpe final : public Tokenizer::Impl {
   std::string decode(const std::vector<int32_t>& ids) const override {
     std::string raw;
     for (int32_t id : ids) raw += bytes_of(id);
-    std::string text = text::encode_utf8(text::decode_utf8_replace(raw));
+    std::string text = utf8::encode(utf8::decode(raw));
     std::string out;
     out.reserve(text.size());
     for (size_t i = 0; i < text.size();) {

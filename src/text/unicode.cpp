@@ -6,86 +6,6 @@
 
 namespace zsclip::text {
 
-std::u32string decode_utf8_replace(std::string_view bytes) {
-  std::u32string out;
-  out.reserve(bytes.size());
-  const auto* s = reinterpret_cast<const unsigned char*>(bytes.data());
-  const size_t n = bytes.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char b = s[i];
-    if (b < 0x80) {
-      out.push_back(b);
-      ++i;
-      continue;
-    }
-    int need;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    char32_t cp;
-    if (b >= 0xC2 && b <= 0xDF) {
-      need = 1;
-      cp = b & 0x1F;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-      need = 2;
-      cp = b & 0x0F;
-      if (b == 0xE0) lo = 0xA0;
-      if (b == 0xED) hi = 0x9F;  // no surrogates
-    } else if (b >= 0xF0 && b <= 0xF4) {
-      need = 3;
-      cp = b & 0x07;
-      if (b == 0xF0) lo = 0x90;
-      if (b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
-    } else {
-      out.push_back(0xFFFD);
-      ++i;
-      continue;
-    }
-    size_t j = i + 1;
-    bool ok = true;
-    for (int k = 0; k < need; ++k, ++j) {
-      const unsigned char c = j < n ? s[j] : 0;
-      const unsigned char l = k == 0 ? lo : 0x80, h = k == 0 ? hi : 0xBF;
-      if (j >= n || c < l || c > h) {
-        ok = false;
-        break;
-      }
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    if (ok) {
-      out.push_back(cp);
-    } else {
-      out.push_back(0xFFFD);  // the valid prefix (lead byte plus good continuations) is one error
-    }
-    i = j;
-  }
-  return out;
-}
-
-void append_utf8(std::string& out, char32_t c) {
-  if (c < 0x80) {
-    out.push_back(static_cast<char>(c));
-  } else if (c < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else if (c < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (c >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (c >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
-
-std::string encode_utf8(std::u32string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char32_t c : text) append_utf8(out, c);
-  return out;
-}
-
 bool is_py_space(char32_t c) {
   if (c < 0x80) return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F);
   const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(c));
@@ -119,7 +39,7 @@ bool is_pattern_orphan(char32_t c) {
 namespace {
 
 std::u32string utf8proc_transform(std::u32string_view text, utf8proc_option_t options) {
-  const std::string in = encode_utf8(text);
+  const std::string in = utf8::encode(text);
   utf8proc_uint8_t* out = nullptr;
   const utf8proc_ssize_t len =
       utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(in.data()),
@@ -128,8 +48,8 @@ std::u32string utf8proc_transform(std::u32string_view text, utf8proc_option_t op
     std::free(out);
     return std::u32string(text);  // cannot happen for valid scalar values; keep the text as is
   }
-  std::u32string result = decode_utf8_replace(
-      std::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(len)));
+  std::u32string result =
+      utf8::decode(std::string_view(reinterpret_cast<const char*>(out), static_cast<size_t>(len)));
   std::free(out);
   return result;
 }

@@ -5,12 +5,9 @@
 #include <string>
 #include <string_view>
 
-namespace zsclip::text {
+#include "zsclip/utf8.h"  // the UTF-8 decoder and encoder (utf8::decode, utf8::encode)
 
-// bytes.decode("utf-8", errors="replace"): one U+FFFD per maximal invalid subpart.
-std::u32string decode_utf8_replace(std::string_view bytes);
-void append_utf8(std::string& out, char32_t c);
-std::string encode_utf8(std::u32string_view text);
+namespace zsclip::text {
 
 // str.isspace(): category Zs or bidirectional class WS, B or S.
 bool is_py_space(char32_t c);

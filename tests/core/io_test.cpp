@@ -1,7 +1,7 @@
-// Reading and writing files (src/core/io.h) and every public reader built on it: bounded reads,
+// Reading and writing files (include/zsclip/io.h) and every public reader built on it: bounded reads,
 // only regular files read by path, one ErrorCode per condition, atomic writes that leave nothing
 // behind.
-#include "core/io.h"
+#include "zsclip/io.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

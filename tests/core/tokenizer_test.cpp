@@ -22,14 +22,14 @@ namespace zsclip {
 namespace {
 
 using testing::shared_path;
-using text::decode_utf8_replace;
-using text::encode_utf8;
+using utf8::decode;
+using utf8::encode;
 
 constexpr const char* kVocab = "clip/bpe_simple_vocab_16e6.txt.gz";
 constexpr const char* kCases = "clip/tokenizer_cases.jsonl";
 
-std::u32string U(const char* utf8) { return decode_utf8_replace(utf8); }
-std::string S(const std::u32string& s) { return encode_utf8(s); }
+std::u32string U(const char* utf8) { return utf8::decode(utf8); }
+std::string S(const std::u32string& s) { return utf8::encode(s); }
 
 const Tokenizer& openai_tokenizer() {
   static const Tokenizer tok = [] {
@@ -130,22 +130,22 @@ TEST(TokenizerParity, AllCasesFromEightThreads) {
 
 TEST(TokenizerUnicode, DecodeReplacesLikePython) {
   const std::u32string fffd(1, 0xFFFD);
-  EXPECT_EQ(decode_utf8_replace("abc"), U"abc");
-  EXPECT_EQ(decode_utf8_replace("\xff"), fffd);
-  EXPECT_EQ(decode_utf8_replace("\xe2\x82"), fffd);
-  EXPECT_EQ(decode_utf8_replace("\xe2\x82"
-                                "A"),
+  EXPECT_EQ(utf8::decode("abc"), U"abc");
+  EXPECT_EQ(utf8::decode("\xff"), fffd);
+  EXPECT_EQ(utf8::decode("\xe2\x82"), fffd);
+  EXPECT_EQ(utf8::decode("\xe2\x82"
+                         "A"),
             fffd + U"A");
-  EXPECT_EQ(decode_utf8_replace("\xf0\x80\x80"), fffd + fffd + fffd);
-  EXPECT_EQ(decode_utf8_replace("\xed\xa0\x80"), fffd + fffd + fffd);  // encoded surrogate
-  EXPECT_EQ(decode_utf8_replace(std::string("\xc0\x80", 2)), fffd + fffd);
-  EXPECT_EQ(decode_utf8_replace("\xf4\x90\x80\x80"), fffd + fffd + fffd + fffd);
-  EXPECT_EQ(decode_utf8_replace("a\xf0\x9f\x98\x80"
-                                "b"),
+  EXPECT_EQ(utf8::decode("\xf0\x80\x80"), fffd + fffd + fffd);
+  EXPECT_EQ(utf8::decode("\xed\xa0\x80"), fffd + fffd + fffd);  // encoded surrogate
+  EXPECT_EQ(utf8::decode(std::string("\xc0\x80", 2)), fffd + fffd);
+  EXPECT_EQ(utf8::decode("\xf4\x90\x80\x80"), fffd + fffd + fffd + fffd);
+  EXPECT_EQ(utf8::decode("a\xf0\x9f\x98\x80"
+                         "b"),
             U"a\U0001F600b");
-  EXPECT_EQ(decode_utf8_replace("\xf0\x9f\x98"), fffd);
-  EXPECT_EQ(decode_utf8_replace("\x80\x80"), fffd + fffd);
-  EXPECT_EQ(decode_utf8_replace(std::string("a\0b", 3)), std::u32string(U"a\0b", 3));
+  EXPECT_EQ(utf8::decode("\xf0\x9f\x98"), fffd);
+  EXPECT_EQ(utf8::decode("\x80\x80"), fffd + fffd);
+  EXPECT_EQ(utf8::decode(std::string("a\0b", 3)), std::u32string(U"a\0b", 3));
 }
 
 TEST(TokenizerUnicode, WhitespaceIsPythonIsspace) {

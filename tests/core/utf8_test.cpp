@@ -1,6 +1,6 @@
-// Text that ends up in JSON or a head file: UTF-8 checks (src/core/utf8.h), labels and templates
+// Text that ends up in JSON or a head file: UTF-8 checks (include/zsclip/utf8.h), labels and templates
 // refused up front with a message that names which, and no nlohmann exception out of the library.
-#include "core/utf8.h"
+#include "zsclip/utf8.h"
 
 #include <gtest/gtest.h>
 

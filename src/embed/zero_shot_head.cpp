@@ -10,12 +10,12 @@
 #include <numeric>
 #include <set>
 
-#include "core/io.h"
-#include "core/json_check.h"
-#include "core/tensor_check.h"
-#include "core/utf8.h"
+#include "base/json_check.h"
+#include "base/tensor_check.h"
 #include "text/clean.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
+#include "zsclip/utf8.h"
 #include "zsclip/zero_shot.h"
 
 namespace zsclip {
@@ -26,7 +26,7 @@ using detail::check_tensor;
 using detail::json_int;
 using detail::shape_string;
 
-#include "core/prompts_data.inc"
+#include "embed/prompts_data.inc"
 
 template <size_t N>
 std::vector<std::string> to_vector(const char* const (&items)[N]) {

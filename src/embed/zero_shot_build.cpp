@@ -3,11 +3,11 @@
 #include <cmath>
 #include <unordered_map>
 
-#include "core/fingerprint.h"
-#include "core/utf8.h"
+#include "base/fingerprint.h"
 #include "zsclip/encoder.h"
 #include "zsclip/error.h"
 #include "zsclip/tokenizer.h"
+#include "zsclip/utf8.h"
 #include "zsclip/zero_shot.h"
 
 namespace zsclip {

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "core/io.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 #include "zsclip/version.h"
 
 namespace zsclip {

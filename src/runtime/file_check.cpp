@@ -11,9 +11,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "core/io.h"
 #include "zsclip/config.h"
 #include "zsclip/error.h"
+#include "zsclip/io.h"
 #include "zsclip/runtime.h"
 
 namespace zsclip {

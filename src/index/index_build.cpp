@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "core/fingerprint.h"
+#include "base/fingerprint.h"
 #include "index/index_impl.h"
 #include "zsclip/embed.h"
 #include "zsclip/index.h"

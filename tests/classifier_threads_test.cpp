@@ -1,4 +1,5 @@
-// Reliability: bad text inputs, one classifier shared by many threads, and memory over many calls.
+// A classifier under stress: bad text inputs, one classifier shared by many threads, and memory over
+// many calls.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -55,7 +56,7 @@ TEST(Reliability, BadLabelsAndTemplatesAreErrorsNotCrashes) {
   expect_invalid({"red circle", "red circle"}, {"a {}"}, "appears twice");
   expect_invalid({"red circle"}, {"a photo"}, "has no \"{}\"");
   expect_invalid({"red circle"}, {}, "no templates");
-  // A 100,000-character label is cut only when asked (reliability2_test has the details); invalid
+  // A 100,000-character label is cut only when asked (input_output_test has the details); invalid
   // UTF-8 is refused up front.
   std::string huge(100000, 'x');
   HeadBuildOptions truncate;

@@ -1,7 +1,7 @@
 // The non-virtual helpers of the encoder interfaces.
 #include "zsclip/encoder.h"
 
-#include "core/tensor_check.h"
+#include "base/tensor_check.h"
 #include "zsclip/error.h"
 #include "zsclip/similarity.h"
 

@@ -1,5 +1,6 @@
-// Reliability, round two (issue #14): bounded reads, no silent prompt truncation, a memory-safe
-// tensor API, non-UTF-8 text and JSON, output never lost, saving a head, $ZSCLIP_MODEL everywhere.
+// Inputs and outputs at their limits (issue #14): bounded reads, no silent prompt truncation, a
+// memory-safe tensor API, non-UTF-8 text and JSON, output never lost, saving a head, $ZSCLIP_MODEL
+// everywhere.
 // Each test fails on the code before the fix. Most use the shipped models/shapes (context 16).
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -1,5 +1,6 @@
-// Internal: UTF-8 checks for text that ends up in JSON or in a head file (labels, templates, file
-// names), and renderings of arbitrary bytes for messages and JSON.
+// zsclip/utf8.h — UTF-8 for text that ends up in JSON or in a head file (labels, templates, file
+// names): checks, renderings of arbitrary bytes for messages and JSON, and the decoder and encoder
+// the tokenizers use (the bottom layer: no other zsclip header needed).
 #pragma once
 
 #include <cstddef>
@@ -7,6 +8,12 @@
 #include <string_view>
 
 namespace zsclip::utf8 {
+
+// Code points of `bytes`; each maximal invalid subpart is one U+FFFD (as replace_invalid).
+std::u32string decode(std::string_view bytes);
+// UTF-8 of one code point appended to `out`, and of a whole text.
+void append(std::string& out, char32_t c);
+std::string encode(std::u32string_view text);
 
 // The offset of the first byte that is not part of well-formed UTF-8 (no overlong forms, no
 // surrogates, nothing above U+10FFFF), or std::string::npos when all of `s` is well formed.
