@@ -200,13 +200,22 @@ namespace {
 // Set when flush_stdout has thrown the write failure, which main() then reports: check_stdout must
 // not report it a second time.
 bool g_stdout_failure_thrown = false;
+
+// The reason standard output failed. A long output fails inside an earlier write, whose errno is
+// gone by the time the failure is seen (a help text longer than stdio's buffer, on /dev/full): then
+// one byte written to the descriptor itself says why (the output is lost already).
+int stdout_failure_errno() {
+  int err = errno;
+  if (err == 0 && ::write(STDOUT_FILENO, "\n", 1) < 0) err = errno;
+  return err;
+}
 }  // namespace
 
 void flush_stdout() {
   errno = 0;
   std::cout.flush();
   if (std::cout && std::fflush(stdout) == 0 && !std::ferror(stdout)) return;
-  const int err = errno;
+  const int err = stdout_failure_errno();
   g_stdout_failure_thrown = true;
   throw Error(ErrorCode::kIo, std::string("standard output: write failed") +
                                   (err ? std::string(": ") + std::strerror(err) : std::string()));
@@ -284,7 +293,7 @@ int check_stdout(const std::string& name, int status) {
   const bool failed = !std::cout || std::fflush(stdout) != 0 || std::ferror(stdout);
   if (!failed) return status;
   if (g_stdout_failure_thrown && status != 0) return status;  // reported once already
-  const int err = errno;
+  const int err = stdout_failure_errno();
   std::cerr << "zsclip" << (name.empty() ? "" : " " + name)
             << ": error [io]: standard output: write failed"
             << (err ? std::string(": ") + std::strerror(err) : std::string()) << "\n";
