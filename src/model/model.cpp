@@ -216,9 +216,24 @@ double linear_mflop(const TowerConfig& t, int64_t rows, int64_t tokens) {
 // after all have ended. A call with fewer rows than streams (one image) is one part that holds
 // every slot of the runtime and spreads over them through its OpenMP team (zsclip::linear and
 // LibTorch's kernels), when ModelOptions::spread_single and spread_min_mflop allow it.
+// Each part runs as consecutive calls of at most kCallTokens tokens (rows x tokens a row), at least
+// one row: a call's activations then stay in the core's caches. SigLIP B/16 (196 tokens an image,
+// 2 threads, AVX-512 EPYC) ran at 10.3 images/s with two images a part and 4.1 with eight; CLIP
+// B/32's 50-token rows (eight images a part at batch 16) and 64-token prompts stay one call.
+constexpr int64_t kCallTokens = 512;
+
 template <typename Fn>
-torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, double mflop,
-                        Fn&& fn) {
+torch::Tensor run_in_calls(const torch::Tensor& x, int64_t tokens, Fn&& fn) {
+  const int64_t rows = std::max<int64_t>(1, kCallTokens / std::max<int64_t>(1, tokens));
+  if (x.size(0) <= rows) return fn(x);
+  std::vector<torch::Tensor> outs;
+  for (const torch::Tensor& c : x.split(rows, 0)) outs.push_back(fn(c));
+  return torch::cat(outs, 0);
+}
+
+template <typename Fn>
+torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, int64_t tokens,
+                        double mflop, Fn&& fn) {
   const Runtime& runtime = *impl.runtime;
   const int64_t parts = std::min<int64_t>(impl.streams, x.size(0));
   if (parts == 1 && x.size(0) < impl.streams && impl.options.spread_single &&
@@ -234,10 +249,11 @@ torch::Tensor run_split(const detail::ModelImpl& impl, const torch::Tensor& x, d
         /*wait=*/false);
     return out;
   }
-  if (parts <= 1) return fn(x);
+  if (parts <= 1) return run_in_calls(x, tokens, fn);
   std::vector<torch::Tensor> chunks = x.tensor_split(parts, 0);
   std::vector<torch::Tensor> outs(chunks.size());
-  runtime.parallel_for(parts, [&](int64_t i) { outs[size_t(i)] = fn(chunks[size_t(i)]); });
+  runtime.parallel_for(
+      parts, [&](int64_t i) { outs[size_t(i)] = run_in_calls(chunks[size_t(i)], tokens, fn); });
   return torch::cat(outs, 0);
 }
 
@@ -255,7 +271,7 @@ bool cuda_available() {
 torch::Tensor detail::ModelImpl::encode_images(const torch::Tensor& pixels) const {
   const TowerConfig& v = config.vision;
   const int64_t grid = v.patch_size > 0 ? v.image_size / v.patch_size : 0;
-  return run_split(*this, pixels, linear_mflop(v, pixels.size(0), grid * grid + 1),
+  return run_split(*this, pixels, grid * grid + 1, linear_mflop(v, pixels.size(0), grid * grid + 1),
                    [this](const torch::Tensor& x) { return encode_images_part(x); });
 }
 
@@ -286,7 +302,7 @@ torch::Tensor detail::ModelImpl::encode_texts(const torch::Tensor& ids_in) const
   torch::Tensor ids = ids_in;
   const int64_t used = text_columns_needed(config.text, ids);
   if (used < ids.size(1)) ids = ids.narrow(1, 0, used).contiguous();
-  return run_split(*this, ids, linear_mflop(config.text, ids.size(0), ids.size(1)),
+  return run_split(*this, ids, ids.size(1), linear_mflop(config.text, ids.size(0), ids.size(1)),
                    [this](const torch::Tensor& x) { return encode_texts_part(x); });
 }
 
