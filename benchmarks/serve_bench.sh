@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$1 rounds=$2 repeat=$3 requests=$4
 shift 4
-bin=build/bin
+bin=${ZSCLIP_BENCH_BIN:-build/bin}  # zsclip and serve_load (another build's bin/: to compare two)
 labels="red circle,blue star,green triangle,yellow square,purple hexagon,orange cross"
 images=()
 for f in ../shared/images/*.png ../shared/images/*.jpg; do
