@@ -589,10 +589,11 @@ void EmbeddingIndex::save(const std::string& dir) const {
   if (!fs::create_directory(tmp, ec))
     throw Error(ErrorCode::kIo,
                 "index " + dir + ": cannot create " + tmp.string() + " (" + ec.message() + ")");
+  const std::string written = "index " + dir + ": file";  // errors name the index and the file
   try {
     const int64_t n = size();
     {  // embeddings.npy, streamed span by span (rows widened or narrowed where dtypes differ)
-      io::FileWriter out((tmp / "embeddings.npy").string(), "index file");
+      io::FileWriter out((tmp / "embeddings.npy").string(), written);
       out.write(npy_header(x.dtype, n, x.dim));
       std::vector<float> wide;
       std::vector<uint16_t> narrow;
@@ -619,7 +620,7 @@ void EmbeddingIndex::save(const std::string& dir) const {
       out.close();
     }
     {
-      io::FileWriter out((tmp / "manifest.jsonl").string(), "index file");
+      io::FileWriter out((tmp / "manifest.jsonl").string(), written);
       for (size_t i = 0; i < x.rows.size(); ++i) {
         ordered_json j = {{"row", i},
                           {"path", x.rows[i].path},
@@ -647,7 +648,7 @@ void EmbeddingIndex::save(const std::string& dir) const {
       ann->write((tmp / "ann.faiss").string());
       meta["ann"] = ann_to_json(x.ann_options, ann->factory(), n, ann->distinct());
     }
-    io::FileWriter out((tmp / "index.json").string(), "index file");
+    io::FileWriter out((tmp / "index.json").string(), written);
     out.write(meta.dump(2) + '\n');
     out.close();
   } catch (...) {

@@ -16,7 +16,6 @@
 #include "index/index_impl.h"
 #include "zsclip/embed.h"
 #include "zsclip/index.h"
-#include "zsclip/tokenizer.h"
 #include "zsclip/zero_shot.h"
 
 namespace zsclip {

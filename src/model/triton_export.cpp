@@ -110,59 +110,49 @@ double export_models(const ModelConfig& cfg, const Model& model, const fs::path&
   const int64_t d = cfg.embed_dim, n = cfg.preprocess.image_size, l = cfg.text.context_length;
   const std::string note_image =
       "PIXELS: images preprocessed by zsclip (config.json in the repository's top level: `zsclip "
-      "preprocess "
-      "--model REPO`, or zsclip::Preprocessor) -> IMAGE_EMBEDDING: projected, not normalised (= "
-      "zsclip embed).";
+      "preprocess --model REPO`, or zsclip::Preprocessor) -> IMAGE_EMBEDDING: projected, not "
+      "normalised (= zsclip embed).";
   const std::string note_text =
       "TOKENS: zsclip's tokenizer ids, padded with the tokenizer's pad_id to the context length "
-      "(`zsclip tokenize --model "
-      "REPO`, or "
-      "zsclip::Tokenizer::tokenize) -> TEXT_EMBEDDING: projected, not normalised (= zsclip embed).";
+      "(`zsclip tokenize --model REPO`, or zsclip::Tokenizer::tokenize) -> TEXT_EMBEDDING: "
+      "projected, not normalised (= zsclip embed).";
 
-  // The image encoder.
-  const std::string image_path = cfg.path_of(cfg.image_encoder_file);
-  torch::Tensor ip = projection_attr(proj, proj_path, "image_projection", false);
-  torch::Tensor ib = projection_attr(proj, proj_path, "image_projection_bias", true);
-  if (ip.sizes() != at::IntArrayRef({cfg.vision.width, d}))
-    throw Error(ErrorCode::kInvalidModel, proj_path + ": image_projection has shape " +
-                                              shape_str(ip.sizes()) +
-                                              ", expected [vision.width, embed_dim]");
-  torch::jit::Module image =
-      fold(translate_torch(ErrorCode::kInvalidModel, image_path,
-                           [&] { return torch::jit::load(image_path, torch::kCPU); }),
-           ip, ib, "TritonImageEncoder", "PIXELS", image_path);
-  const fs::path image_pt = repo / "image_encoder" / "1" / "model.pt";
-  translate_torch(ErrorCode::kInvalidModel, image_pt.string(), [&] {
-    image.save(image_pt.string());
-    return 0;
-  });
-  write_file(repo / "image_encoder" / "config.pbtxt",
-             pbtxt("image_encoder", max_batch, int64_t{delay_ms} * 1000, "PIXELS", "TYPE_FP32",
-                   {3, n, n}, "IMAGE_EMBEDDING", d, note_image));
-
-  // The text encoder: token ids in; pooling is inside the exported encoder.
-  fs::path text_pt;
-  if (has_text) {
-    const std::string text_path = cfg.path_of(cfg.text_encoder_file);
-    torch::Tensor tp = projection_attr(proj, proj_path, "text_projection", false);
-    torch::Tensor tb = projection_attr(proj, proj_path, "text_projection_bias", true);
-    if (tp.sizes() != at::IntArrayRef({cfg.text.width, d}))
-      throw Error(ErrorCode::kInvalidModel, proj_path + ": text_projection has shape " +
-                                                shape_str(tp.sizes()) +
-                                                ", expected [text.width, embed_dim]");
-    torch::jit::Module text =
-        fold(translate_torch(ErrorCode::kInvalidModel, text_path,
-                             [&] { return torch::jit::load(text_path, torch::kCPU); }),
-             tp, tb, "TritonTextEncoder", "TOKENS", text_path);
-    text_pt = repo / "text_encoder" / "1" / "model.pt";
-    translate_torch(ErrorCode::kInvalidModel, text_pt.string(), [&] {
-      text.save(text_pt.string());
+  // One encoder: its TorchScript with the projection (`attr`, `attr`_bias of projection.pt)
+  // folded in, saved as REPO/NAME/1/model.pt, and its config.pbtxt. Returns the model.pt path.
+  auto export_tower = [&](const std::string& name, const std::string& file, const std::string& attr,
+                          int64_t width, const std::string& width_name,
+                          const std::string& class_name, const std::string& input,
+                          const char* input_type, const std::vector<int64_t>& dims,
+                          const std::string& output, const std::string& note) {
+    const std::string path = cfg.path_of(file);
+    torch::Tensor w = projection_attr(proj, proj_path, attr, false);
+    torch::Tensor b = projection_attr(proj, proj_path, attr + "_bias", true);
+    if (w.sizes() != at::IntArrayRef({width, d}))
+      throw Error(ErrorCode::kInvalidModel, proj_path + ": " + attr + " has shape " +
+                                                shape_str(w.sizes()) + ", expected [" + width_name +
+                                                ", embed_dim]");
+    torch::jit::Module m =
+        fold(translate_torch(ErrorCode::kInvalidModel, path,
+                             [&] { return torch::jit::load(path, torch::kCPU); }),
+             w, b, class_name, input, path);
+    const fs::path pt = repo / name / "1" / "model.pt";
+    translate_torch(ErrorCode::kInvalidModel, pt.string(), [&] {
+      m.save(pt.string());
       return 0;
     });
-    write_file(repo / "text_encoder" / "config.pbtxt",
-               pbtxt("text_encoder", max_batch, int64_t{delay_ms} * 1000, "TOKENS", "TYPE_INT64",
-                     {l}, "TEXT_EMBEDDING", d, note_text));
-  }
+    write_file(repo / name / "config.pbtxt", pbtxt(name, max_batch, int64_t{delay_ms} * 1000, input,
+                                                   input_type, dims, output, d, note));
+    return pt;
+  };
+  const fs::path image_pt = export_tower(
+      "image_encoder", cfg.image_encoder_file, "image_projection", cfg.vision.width, "vision.width",
+      "TritonImageEncoder", "PIXELS", "TYPE_FP32", {3, n, n}, "IMAGE_EMBEDDING", note_image);
+  // The text encoder: token ids in; pooling is inside the exported encoder.
+  fs::path text_pt;
+  if (has_text)
+    text_pt = export_tower("text_encoder", cfg.text_encoder_file, "text_projection", cfg.text.width,
+                           "text.width", "TritonTextEncoder", "TOKENS", "TYPE_INT64", {l},
+                           "TEXT_EMBEDDING", note_text);
 
   // The client half: config.json and the vocabulary (tokenizer and preprocessing, exactly
   // zsclip's).
