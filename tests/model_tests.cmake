@@ -46,6 +46,12 @@ if(TARGET precision_test)
     PROPERTIES FIXTURES_REQUIRED openai_tiny TIMEOUT 900)
 endif()
 
+# The whole CLI on an AVX2-only CPU, emulated on an AVX-512 one (tools/cpu_mask/as-avx2 hides the
+# instructions from every library in the process): AVX2 kernels chosen, the native answers given.
+add_test(NAME as_avx2_cli
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/cpu/as_avx2_test.sh $<TARGET_FILE:zsclip_cli> ${PROJECT_SOURCE_DIR})
+set_tests_properties(as_avx2_cli PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
 # Install + find_package + add_subdirectory, as users consume zsclip.
 add_test(NAME packaging_install_and_subdirectory
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/packaging/run.sh ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}

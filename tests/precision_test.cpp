@@ -301,15 +301,59 @@ TEST(Int8Saturation, ExtremeWeightsAndActivationsMatchAFloatReference) {
   }
 }
 
-TEST(Int8Saturation, ABadIsaLimitIsRefusedByName) {
-  ScopedEnv env("ZSCLIP_MAX_CPU_ISA", "avx9");
+// cpu_features() refuses a bad value of one of its variables, naming it.
+void expect_refused_by_name(const char* variable, const char* value) {
+  ScopedEnv env(variable, value);
   try {
     detail::cpu_features();
-    FAIL() << "accepted";
+    FAIL() << variable << "=" << value << " accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(std::string(e.what()).find("ZSCLIP_MAX_CPU_ISA \"avx9\""), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find(std::string(variable) + " \"" + value + "\""),
+              std::string::npos)
         << e.what();
+  }
+}
+
+TEST(Int8Saturation, ABadIsaLimitIsRefusedByName) {
+  expect_refused_by_name("ZSCLIP_MAX_CPU_ISA", "avx9");
+}
+
+TEST(LinearPrimitive, ABadNameIsRefusedByName) {
+  expect_refused_by_name("ZSCLIP_LINEAR_PRIMITIVE", "gemm");
+}
+
+// The primitive follows the ISA zsclip runs at: matmul from AVX-512 up (oneDNN's brgemm matmul),
+// the 1x1 convolution below (oneDNN 2.6's matmul there is its reference-packing sgemm).
+TEST(LinearPrimitive, FollowsTheIsa) {
+  EXPECT_EQ(detail::linear_primitive_name(detail::cpu_features().linear_primitive),
+            detail::cpu_features().isa.rfind("avx512", 0) == 0 ? std::string("matmul")
+                                                               : std::string("conv1x1"));
+  ScopedEnv env("ZSCLIP_MAX_CPU_ISA", "avx2");
+  EXPECT_EQ(detail::cpu_features().linear_primitive, detail::LinearPrimitive::kConv1x1);
+}
+
+// Each primitive computes the same layers: float32 within 1e-5 of LibTorch's kernels, a single
+// image spread over two threads too, a batch of rows of every length the texts give.
+TEST_F(Inputs, EveryLinearPrimitiveMatchesLibTorchs) {
+  if (!detail::onednn_linear_built()) GTEST_SKIP() << "built without oneDNN";
+  ModelOptions aten;
+  aten.linear_kernels = "aten";
+  Model a = Model::load(dir_, aten);
+  const FloatTensor images = a.encode_images(pixels_), texts = a.encode_texts(ids_);
+  const FloatTensor one = first_image();
+  const FloatTensor one_image = a.encode_images(one);
+  for (const char* name : {"matmul", "inner_product", "conv1x1"}) {
+    ScopedEnv env("ZSCLIP_LINEAR_PRIMITIVE", name);
+    ModelOptions o;
+    o.runtime = runtime_with(2);
+    o.linear_kernels = "onednn";
+    o.spread_min_mflop = 0;
+    Model d = Model::load(dir_, o);
+    EXPECT_EQ(d.linear_primitive(), name);
+    EXPECT_TRUE(near_all(d.encode_images(pixels_), images, 1e-5, std::string(name) + " images"));
+    EXPECT_TRUE(near_all(d.encode_texts(ids_), texts, 1e-5, std::string(name) + " texts"));
+    EXPECT_TRUE(near_all(d.encode_images(one), one_image, 1e-5, std::string(name) + " one image"));
   }
 }
 

@@ -190,6 +190,7 @@ int run(const Args& a) {
   j["linear_kernels"] = model.linear_kernels();
   j["cpu_isa"] = model.cpu_isa();
   j["int8_kernel"] = model.int8_kernel();
+  j["linear_primitive"] = model.linear_primitive();
   j["quantization"] = model.config().quantization;
   j["load_s"] = load_s;
   j["ms"] = ms;

@@ -459,6 +459,9 @@ def cpu_flags() -> str:
     except OSError:
         pass
     out = " ".join(sorted(flags)) or "unknown"
+    if "cpuid-mask" in os.environ.get("LD_PRELOAD", ""):
+        out += ("; AVX2 emulated: run.sh --as-avx2 (tools/cpu_mask/as-avx2) hid AVX-512, VNNI and BF16 from "
+                "both runners, so both ran their AVX2 kernels on this CPU")
     for var in ("ONEDNN_MAX_CPU_ISA", "ZSCLIP_MAX_CPU_ISA"):
         if os.environ.get(var):
             out += f"; zsclip limited by {var}={os.environ[var]} (emulated; ONNX Runtime unrestricted)"

@@ -13,9 +13,16 @@
 # peer_bench and the zsclip CLI into build-perf/ (Release); 4. benchmarks/peers/peers.py with the
 # arguments given (peers.py --help): random checkpoint, zsclip and ONNX exports, inputs, accuracy
 # check, timed rounds; results in the work folder (peers_results.json, peers_results.md).
+#   benchmarks/peers/run.sh --as-avx2 ...      # both runners as on an AVX2-only CPU (tools/cpu_mask/as-avx2)
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
+# --as-avx2 (first argument): the whole run, both runners and the exports, with AVX-512, VNNI and
+# BF16 hidden from every process (CPUID faulting; figures say "AVX2 emulated").
+if [ "${1:-}" = --as-avx2 ]; then
+  shift
+  exec "$REPO/tools/cpu_mask/as-avx2" "$0" "$@"
+fi
 BUILD_DIR=${ZSCLIP_PEERS_BUILD:-$REPO/build-perf}
 ORT_VERSION=1.30.0
 

@@ -133,6 +133,9 @@ class Model : public ImageEncoder, public TextEncoder {
   const std::string& precision_note() const;
   // "onednn" when the linear layers run on zsclip's oneDNN kernels, else "aten".
   std::string linear_kernels() const;
+  // The oneDNN primitive of those layers, picked at load by the CPU's level: "matmul",
+  // "inner_product" or "conv1x1" (int8 layers: "matmul"); "none" with linear_kernels() "aten".
+  std::string linear_primitive() const;
   // The int8 products in effect: "vnni-s8s8" (AVX512_VNNI), "avx2-u8s7x2" (AVX2; see
   // ModelOptions::dtype), "libtorch-dynamic" (an old export-time int8 model), or "none".
   std::string int8_kernel() const;

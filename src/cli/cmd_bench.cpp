@@ -216,6 +216,7 @@ int run_bench(const Args& args) {
               {"quantization", c.quantization},
               {"dtype", model.dtype()},
               {"linear_kernels", model.linear_kernels()},
+              {"linear_primitive", model.linear_primitive()},
               {"cpu_isa", model.cpu_isa()},
               {"int8_kernel", model.int8_kernel()},
               {"spread_single", mo.spread_single},

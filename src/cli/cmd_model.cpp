@@ -484,6 +484,7 @@ int run_info(const Args& args) {
             {"vocab_size", c.text.vocab_size},
             {"dtype", model.dtype()},
             {"linear_kernels", model.linear_kernels()},
+            {"linear_primitive", model.linear_primitive()},
             {"cpu_isa", model.cpu_isa()},
             {"int8_kernel", model.int8_kernel()},
             {"quantization", c.quantization},

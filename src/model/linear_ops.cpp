@@ -19,6 +19,12 @@
 //     activations are u = q_x + 128 written twice [u | u], and sum u a + sum u b - 128 sum_k q =
 //     sum q_x q: the VNNI kernel's int32 sums, bit for bit, at twice the products (u8 inputs run
 //     3x faster than s8 on oneDNN's AVX2 kernels, so still ahead of float32).
+// The primitive (float32 and bf16; cpu_features() picks it by ISA): from AVX-512 up, oneDNN's
+// matmul (its brgemm kernels, fastest there); below, the 1x1 convolution over an M x 1 image (the
+// same row-major buffers), because oneDNN 2.6's AVX2 matmul is its gemm:jit sgemm, which repacks
+// the weights on every call (50 x 768 x 3072, one thread: 53 GFLOP/s against 99 for the
+// convolution's jit_1x1:avx2 kernel on weights blocked at load). A layer whose weights' layout the
+// convolution would run on oneDNN's reference loops at some row count stays on matmul.
 // Everything outside the linear layers (LayerNorm, softmax, attention's batched products,
 // residuals) stays float32. Measurements: benchmarks/README.md.
 #include <ATen/Parallel.h>
@@ -76,6 +82,7 @@ dnnl::stream& thread_stream() {
 // quantised per call; int32 sums rescaled here).
 struct PackedLinear : torch::CustomClassHolder {
   LinearPrecision precision = LinearPrecision::kFloat32;
+  LinearPrimitive kind = LinearPrimitive::kMatmul;  // which oneDNN primitive runs it
   Int8Kernel kernel = Int8Kernel::kNone;  // int8: which scheme (the weights were packed for it)
   int64_t n = 0, k = 0;
   int64_t kk = 0;  // the matmul's K: k, or 2k for avx2-u8s7x2 (each weight in two halves)
@@ -91,7 +98,7 @@ struct PackedLinear : torch::CustomClassHolder {
   std::mutex mu;
   std::map<std::pair<int64_t, int>, std::shared_ptr<dnnl::eltwise_forward>> activations;
   struct Prim {
-    dnnl::matmul matmul;
+    dnnl::primitive primitive;
     dnnl::memory::desc scratchpad;  // this call's working memory (per call: calls run concurrently)
   };
   // By (rows, threads): oneDNN plans a primitive's work split for the OpenMP team size at creation.
@@ -104,8 +111,36 @@ struct PackedLinear : torch::CustomClassHolder {
   }
   dt dst_type() const { return precision == LinearPrecision::kInt8 ? dt::s32 : dt::f32; }
 
-  dnnl::matmul::primitive_desc describe(int64_t m, const dnnl::memory::desc& w_md) const {
-    const dnnl::memory::desc src({m, kk}, src_type(), tag::ab), dst({m, n}, dst_type(), tag::ab);
+  // The same row-major buffers, [M, K] in and [M, N] out, described as each primitive reads them:
+  // matmul x[M, K] . W[K, N]; inner product x[M, K] . W[N, K]^T; 1x1 convolution over an M x 1
+  // image with K channels (nhwc: the channels of a pixel are contiguous, so again x[M, K]).
+  dnnl::memory::desc src_md(int64_t m) const {
+    if (kind == LinearPrimitive::kConv1x1) return {{1, kk, m, 1}, src_type(), tag::nhwc};
+    return {{m, kk}, src_type(), tag::ab};
+  }
+  dnnl::memory::desc dst_md(int64_t m) const {
+    if (kind == LinearPrimitive::kConv1x1) return {{1, n, m, 1}, dst_type(), tag::nhwc};
+    return {{m, n}, dst_type(), tag::ab};
+  }
+  dnnl::memory::desc bias_md() const {
+    if (kind == LinearPrimitive::kMatmul) return {{1, n}, dt::f32, tag::ab};
+    return {{n}, dt::f32, tag::a};
+  }
+  // The weights [N, K] row-major (w_in's layout) as the primitive's weights tensor; tag::any lets
+  // oneDNN pick its blocked layout.
+  dnnl::memory::desc weights_md_as(dt type, bool any) const {
+    switch (kind) {
+      case LinearPrimitive::kMatmul:
+        return {{kk, n}, type, any ? tag::any : tag::ba};
+      case LinearPrimitive::kInnerProduct:
+        return {{n, kk}, type, any ? tag::any : tag::ab};
+      case LinearPrimitive::kConv1x1:
+        break;
+    }
+    return {{n, kk, 1, 1}, type, any ? tag::any : tag::oihw};
+  }
+
+  dnnl::primitive_desc describe(int64_t m, const dnnl::memory::desc& w_md) const {
     // The caller passes the scratchpad: oneDNN's own is shared, and streams call one layer at once.
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -114,17 +149,34 @@ struct PackedLinear : torch::CustomClassHolder {
       po.append_eltwise(1.f, activation, 1.f, 0.f);
       attr.set_post_ops(po);
     }
-    if (fused_bias)
-      return dnnl::matmul::primitive_desc(
-          dnnl::matmul::desc(src, w_md, dnnl::memory::desc({1, n}, dt::f32, tag::ab), dst), attr,
-          cpu_engine());
-    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w_md, dst), attr, cpu_engine());
+    const dnnl::memory::desc src = src_md(m), dst = dst_md(m);
+    const dnnl::memory::desc bias = fused_bias ? bias_md() : dnnl::memory::desc();
+    const auto inference = dnnl::prop_kind::forward_inference;
+    switch (kind) {
+      case LinearPrimitive::kMatmul:
+        return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src, w_md, bias, dst), attr,
+                                            cpu_engine());
+      case LinearPrimitive::kInnerProduct:
+        return dnnl::inner_product_forward::primitive_desc(
+            dnnl::inner_product_forward::desc(inference, src, w_md, bias, dst), attr, cpu_engine());
+      case LinearPrimitive::kConv1x1:
+        break;
+    }
+    return dnnl::convolution_forward::primitive_desc(
+        dnnl::convolution_forward::desc(inference, dnnl::algorithm::convolution_direct, src, w_md,
+                                        bias, dst, {1, 1}, {0, 0}, {0, 0}),
+        attr, cpu_engine());
   }
 
   // w: [N, K] in the weights' type (float32, bf16 or int8 in [-127, 127]), contiguous.
-  PackedLinear(LinearPrecision p, Int8Kernel kern, const at::Tensor& w_in,
+  PackedLinear(LinearPrecision p, LinearPrimitive prim, Int8Kernel kern, const at::Tensor& w_in,
                const c10::optional<at::Tensor>& b, at::Tensor scale)
-      : precision(p), kernel(kern), n(w_in.size(0)), k(w_in.size(1)), w_scale(std::move(scale)) {
+      : precision(p),
+        kind(prim),
+        kernel(kern),
+        n(w_in.size(0)),
+        k(w_in.size(1)),
+        w_scale(std::move(scale)) {
     if (b) bias = b->to(at::kFloat).contiguous().clone();
     at::Tensor w = w_in;
     kk = k;
@@ -136,12 +188,28 @@ struct PackedLinear : torch::CustomClassHolder {
     }
     fused_bias = bias.defined() && precision != LinearPrecision::kInt8;
     const dt wt = precision == LinearPrecision::kInt8 ? dt::s8 : src_type();
-    const dnnl::memory::desc any({kk, n}, wt, tag::any);
-    weights_md = describe(64, any).weights_desc();
+    weights_md = describe(64, weights_md_as(wt, true)).weights_desc();
+    if (kind != LinearPrimitive::kMatmul && !fast_for_every_row_count()) {
+      kind = LinearPrimitive::kMatmul;
+      weights_md = describe(64, weights_md_as(wt, true)).weights_desc();
+    }
     weights = dnnl::memory(weights_md, cpu_engine());
-    dnnl::memory plain(dnnl::memory::desc({kk, n}, wt, tag::ba), cpu_engine(), w.data_ptr());
+    dnnl::memory plain(weights_md_as(wt, false), cpu_engine(), w.data_ptr());
     dnnl::reorder(plain, weights).execute(thread_stream(), plain, weights);
     thread_stream().wait();
+  }
+
+  // Whether oneDNN runs this layer's packed weights on an optimised kernel at typical row counts
+  // (one token to several batch parts of long images). The weights' layout is chosen once, for 64
+  // rows; a primitive whose fast kernel wants another layout for some row count falls back to
+  // oneDNN's reference loops (seen: the AVX-512 1x1 convolution at 50 rows, 500x slower). Matmul
+  // keeps one layout for every row count.
+  bool fast_for_every_row_count() const {
+    for (int64_t m : {1, 7, 9, 50, 64, 77, 196, 257, 400, 1568}) {
+      const std::string impl = describe(m, weights_md).impl_info_str();
+      if (impl.rfind("ref", 0) == 0) return false;
+    }
+    return true;
   }
 
   // int8: the activation over the float32 output [m, n], in place.
@@ -165,8 +233,8 @@ struct PackedLinear : torch::CustomClassHolder {
     std::lock_guard<std::mutex> lock(mu);
     auto it = by_rows.find(key);
     if (it != by_rows.end()) return it->second;
-    const dnnl::matmul::primitive_desc pd = describe(m, weights_md);
-    auto prim = std::make_shared<Prim>(Prim{dnnl::matmul(pd), pd.scratchpad_desc()});
+    const dnnl::primitive_desc pd = describe(m, weights_md);
+    auto prim = std::make_shared<Prim>(Prim{dnnl::primitive(pd), pd.scratchpad_desc()});
     if (by_rows.size() >= kMaxPrimitives) by_rows.clear();
     by_rows.emplace(key, prim);
     return prim;
@@ -288,17 +356,16 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
   std::shared_ptr<PackedLinear::Prim> prim = w->primitive(M);
   at::Tensor scratch = at::empty({static_cast<int64_t>(prim->scratchpad.get_size())},
                                  x_in.options().dtype(at::kByte));
-  dnnl::memory src({{M, w->kk}, w->src_type(), tag::ab}, cpu_engine(), x.data_ptr());
-  dnnl::memory dst({{M, N}, w->dst_type(), tag::ab}, cpu_engine(), acc.data_ptr());
+  dnnl::memory src(w->src_md(M), cpu_engine(), x.data_ptr());
+  dnnl::memory dst(w->dst_md(M), cpu_engine(), acc.data_ptr());
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, src},
       {DNNL_ARG_WEIGHTS, w->weights},
       {DNNL_ARG_DST, dst},
       {DNNL_ARG_SCRATCHPAD, dnnl::memory(prim->scratchpad, cpu_engine(), scratch.data_ptr())}};
   if (w->fused_bias)
-    args.emplace(DNNL_ARG_BIAS,
-                 dnnl::memory({{1, N}, dt::f32, tag::ab}, cpu_engine(), w->bias.data_ptr()));
-  prim->matmul.execute(thread_stream(), args);
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory(w->bias_md(), cpu_engine(), w->bias.data_ptr()));
+  prim->primitive.execute(thread_stream(), args);
   thread_stream().wait();
   if (int8) {
     const int32_t* ap = acc.data_ptr<int32_t>();
@@ -425,6 +492,7 @@ struct Rewrite {
   torch::jit::Graph* graph;
   LinearPrecision precision;
   Int8Kernel int8_kernel;
+  LinearPrimitive primitive;  // of the float32 and bf16 layers; int8 runs on matmul
   int count = 0;
 
   // Replaces `node` (output = x . w^T + b) with zsclip::linear (or linear_int8 for the linear
@@ -441,14 +509,15 @@ struct Rewrite {
       scale = at::where(scale > 0, scale, at::ones_like(scale)).contiguous();
       const at::Tensor q =
           wf.div(scale.unsqueeze(1)).round().clamp(-127, 127).to(at::kChar).contiguous();
-      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, int8_kernel, q, b, scale);
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kInt8, LinearPrimitive::kMatmul,
+                                                 int8_kernel, q, b, scale);
     } else if (precision == LinearPrecision::kBFloat16) {
-      packed =
-          c10::make_intrusive<PackedLinear>(LinearPrecision::kBFloat16, Int8Kernel::kNone,
-                                            wf.to(at::kBFloat16).contiguous(), b, at::Tensor());
+      packed = c10::make_intrusive<PackedLinear>(
+          LinearPrecision::kBFloat16, primitive, Int8Kernel::kNone,
+          wf.to(at::kBFloat16).contiguous(), b, at::Tensor());
     } else {
-      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, Int8Kernel::kNone, wf,
-                                                 b, at::Tensor());
+      packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, primitive,
+                                                 Int8Kernel::kNone, wf, b, at::Tensor());
     }
     torch::jit::Value* wv = graph->insertConstant(c10::IValue(packed));
     torch::jit::Node* lin = graph->insertNode(
@@ -495,6 +564,10 @@ struct Rewrite {
       auto packed = obj->toCustomClass<PackedLinear>();
       if (packed->activation != dnnl::algorithm::undef) continue;
       packed->activation = alg;
+      if (packed->precision != LinearPrecision::kInt8 && !packed->fast_for_every_row_count()) {
+        packed->activation = dnnl::algorithm::undef;  // the post-op would cost the fast kernel
+        continue;
+      }
       node->output()->replaceAllUsesWith(in);
       node->destroy();
     }
@@ -538,7 +611,7 @@ at::Tensor run_packed_linear(const at::Tensor& x, const at::Tensor& w,
                              const c10::optional<at::Tensor>& b, LinearPrecision precision,
                              Int8Kernel int8_kernel) {
   auto graph = std::make_shared<torch::jit::Graph>();
-  Rewrite r{graph.get(), precision, int8_kernel};
+  Rewrite r{graph.get(), precision, int8_kernel, cpu_features().linear_primitive};
   torch::jit::Value* in = graph->addInput("x");
   torch::jit::Node* lin = graph->insertNode(graph->create(
       c10::aten::linear,
@@ -551,11 +624,11 @@ at::Tensor run_packed_linear(const at::Tensor& x, const at::Tensor& w,
 }
 
 int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
-                        Int8Kernel int8_kernel) {
+                        Int8Kernel int8_kernel, LinearPrimitive primitive) {
   TORCH_CHECK(precision != LinearPrecision::kInt8 || int8_kernel != Int8Kernel::kNone,
               "zsclip: int8 linear layers without an int8 kernel");
   std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
-  Rewrite r{graph.get(), precision, int8_kernel};
+  Rewrite r{graph.get(), precision, int8_kernel, primitive};
   r.run(graph->block());
   if (r.count > 0) {
     torch::jit::EliminateDeadCode(graph);
@@ -567,7 +640,9 @@ int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
 #else  // no oneDNN headers at build time: LibTorch's own kernels
 
 bool onednn_linear_built() { return false; }
-int route_linear_layers(torch::jit::Module&, LinearPrecision, Int8Kernel) { return 0; }
+int route_linear_layers(torch::jit::Module&, LinearPrecision, Int8Kernel, LinearPrimitive) {
+  return 0;
+}
 at::Tensor run_packed_linear(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
                              LinearPrecision, Int8Kernel) {
   TORCH_CHECK(false, "run_packed_linear: zsclip was built without oneDNN");
@@ -685,7 +760,33 @@ CpuFeatures cpu_features() {
     f.int8 = f.avx512_vnni ? Int8Kernel::kVnniS8S8
              : f.avx2      ? Int8Kernel::kAvx2Split
                            : Int8Kernel::kNone;
+  f.linear_primitive = level >= kAvx512Core ? LinearPrimitive::kMatmul : LinearPrimitive::kConv1x1;
+  if (const char* v = std::getenv("ZSCLIP_LINEAR_PRIMITIVE"); v && *v) {
+    const std::string name(v);
+    if (name == "matmul") {
+      f.linear_primitive = LinearPrimitive::kMatmul;
+    } else if (name == "inner_product") {
+      f.linear_primitive = LinearPrimitive::kInnerProduct;
+    } else if (name == "conv1x1") {
+      f.linear_primitive = LinearPrimitive::kConv1x1;
+    } else {
+      throw Error(ErrorCode::kInvalidArgument, "$ZSCLIP_LINEAR_PRIMITIVE \"" + name +
+                                                   "\": expected matmul, inner_product or conv1x1");
+    }
+  }
   return f;
+}
+
+const char* linear_primitive_name(LinearPrimitive p) {
+  switch (p) {
+    case LinearPrimitive::kMatmul:
+      return "matmul";
+    case LinearPrimitive::kInnerProduct:
+      return "inner_product";
+    case LinearPrimitive::kConv1x1:
+      break;
+  }
+  return "conv1x1";
 }
 
 const char* int8_kernel_name(Int8Kernel k) {

@@ -197,7 +197,7 @@ torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, bool t
                     !impl.options.int8_text
                 ? detail::LinearPrecision::kFloat32
                 : impl.linear_precision,
-            impl.int8_kernel);
+            impl.int8_kernel, impl.linear_primitive);
     }
     return m;
   });
@@ -543,7 +543,9 @@ void warm_up(const detail::ModelImpl& impl, const TowerPaths& paths) {
 Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   check_options(options);
   auto impl = std::make_shared<detail::ModelImpl>();
-  impl->cpu_isa = detail::cpu_features().isa;  // also refuses a bad $ZSCLIP_MAX_CPU_ISA
+  const detail::CpuFeatures cpu = detail::cpu_features();  // refuses a bad $ZSCLIP_MAX_CPU_ISA
+  impl->cpu_isa = cpu.isa;
+  impl->linear_primitive = cpu.linear_primitive;
   impl->config = ModelConfig::load(model_dir);
   impl->options = options;
   impl->runtime = Runtime::or_default(options.runtime);
@@ -573,6 +575,14 @@ std::string Model::dtype() const {
 }
 const std::string& Model::precision_note() const { return impl_->precision_note; }
 std::string Model::linear_kernels() const { return impl_->routed_linears > 0 ? "onednn" : "aten"; }
+std::string Model::linear_primitive() const {
+  if (impl_->routed_linears == 0) return "none";
+  if (impl_->linear_precision == detail::LinearPrecision::kInt8 && !impl_->options.int8_text)
+    return std::string("matmul (int8), ") + detail::linear_primitive_name(impl_->linear_primitive) +
+           " (text)";
+  if (impl_->linear_precision == detail::LinearPrecision::kInt8) return "matmul";
+  return detail::linear_primitive_name(impl_->linear_primitive);
+}
 std::string Model::int8_kernel() const {
   if (impl_->linear_precision == detail::LinearPrecision::kInt8)
     return detail::int8_kernel_name(impl_->int8_kernel);

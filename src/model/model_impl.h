@@ -22,19 +22,27 @@ enum class LinearPrecision { kFloat32, kBFloat16, kInt8 };
 // cannot saturate; none below AVX2 or without oneDNN (int8 then runs float32 with a note).
 enum class Int8Kernel { kNone, kVnniS8S8, kAvx2Split };
 
+// The oneDNN primitive that runs the float32 and bf16 linear layers (src/model/linear_ops.cpp):
+// the same products, blocked and threaded differently by oneDNN's kernels for each ISA.
+enum class LinearPrimitive { kMatmul, kInnerProduct, kConv1x1 };
+
 // What this CPU runs, decided in one place: the hardware's level, lowered by oneDNN's effective ISA
 // ($ONEDNN_MAX_CPU_ISA), $ZSCLIP_MAX_CPU_ISA (baseline, avx2, avx512_core, avx512_core_vnni,
 // avx512_core_bf16, all; also passed to oneDNN when set before its first use; another value is an
-// Error) and, for tests, $ZSCLIP_CPU_NO_VNNI / $ZSCLIP_CPU_NO_BF16. Reads the variables each call.
+// Error) and, for tests, $ZSCLIP_CPU_NO_VNNI / $ZSCLIP_CPU_NO_BF16. The linear layers' primitive
+// follows the level; $ZSCLIP_LINEAR_PRIMITIVE (matmul, inner_product, conv1x1) overrides it, for
+// comparisons. Reads the variables each call.
 struct CpuFeatures {
   std::string isa;           // the level in effect: "avx512_core_bf16", ..., "avx2", "baseline"
   std::string hardware_isa;  // the CPU's own level
   std::string limited_by;    // what lowered it, or ""
   bool avx2 = false, avx512_vnni = false, avx512_bf16 = false;
   Int8Kernel int8 = Int8Kernel::kNone;
+  LinearPrimitive linear_primitive = LinearPrimitive::kMatmul;
 };
 CpuFeatures cpu_features();
-const char* int8_kernel_name(Int8Kernel k);  // "vnni-s8s8", "avx2-u8s7x2", "none"
+const char* int8_kernel_name(Int8Kernel k);            // "vnni-s8s8", "avx2-u8s7x2", "none"
+const char* linear_primitive_name(LinearPrimitive p);  // "matmul", "inner_product", "conv1x1"
 
 struct ModelImpl {
   ModelConfig config;
@@ -56,6 +64,7 @@ struct ModelImpl {
   LinearPrecision linear_precision = LinearPrecision::kFloat32;  // of zsclip::linear (CPU)
   Int8Kernel int8_kernel = Int8Kernel::kNone;                    // with linear_precision kInt8
   std::string cpu_isa;                                           // CpuFeatures::isa at load
+  LinearPrimitive linear_primitive = LinearPrimitive::kMatmul;   // CpuFeatures' at load
   int routed_linears = 0;      // linear layers moved to zsclip::linear (both towers)
   std::string precision_note;  // Model::precision_note()
   mutable std::mutex tokenizer_mu;
@@ -70,11 +79,13 @@ struct ModelImpl {
 
 // Replaces the frozen graph's float32 linear layers (aten::linear, and aten::matmul by a constant
 // matrix) with zsclip::packed_linear (src/model/linear_ops.cpp), weights in bfloat16 for kBFloat16.
+// `primitive` runs the float32 and bf16 layers (int8 runs on matmul).
 // Returns the number replaced; 0 when zsclip was built without oneDNN's headers. kInt8 quantises
 // the aten::linear nodes' weights for `int8_kernel` (not kNone) and leaves a constant matmul (the
 // patch embedding) float32.
 int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
-                        Int8Kernel int8_kernel = Int8Kernel::kNone);
+                        Int8Kernel int8_kernel = Int8Kernel::kNone,
+                        LinearPrimitive primitive = LinearPrimitive::kMatmul);
 bool onednn_linear_built();
 // y = x . w^T + b through one packed layer made as route_linear_layers makes it (tests; needs
 // oneDNN).
