@@ -9,9 +9,10 @@
 #   asan       ASan+UBSan build of the LibTorch-free parts and its tests  ZSCLIP_SKIP_SANITIZERS=1
 #   tsan       ThreadSanitizer build and tests (tools/tsan.sh)            ZSCLIP_SKIP_TSAN=1
 #   fuzz       each libFuzzer target for 60 s, on the asan build          ZSCLIP_SKIP_FUZZ=1
-# ctest runs after the build with only the format check beside it: its timing-sensitive tests
-# (server, streaming) get both cores. Then the sanitizer builds run side by side, and the fuzzers
-# (one core each) after them.
+# ctest runs after the build with the format check beside it, and the two sanitizer builds
+# compiling at idle priority (SCHED_IDLE: they get only the CPU time ctest leaves, so its
+# timing-sensitive tests, server and streaming, keep both cores). Then the sanitizer stages finish
+# their builds and run their tests side by side, and the fuzzers (one core each) run after them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${ZSCLIP_BUILD_DIR:-build}
@@ -59,11 +60,28 @@ collect() {  # name...: prints what background stages gave (all of it when one f
   done
 }
 
+# The sanitizer builds (compiles only) at idle priority, in the background. Each holds its build
+# folder's lock, which its stage takes before building again (a no-op then) and testing. A failure
+# here is not a result: the stage builds again and reports it.
+prebuild() {
+  local idle=()
+  if command -v chrt >/dev/null && chrt --idle 0 true 2>/dev/null; then idle=(chrt --idle 0); fi
+  if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
+    flock "$logdir/asan.lock" "${idle[@]}" nice -n 19 env ZSCLIP_BUILD_JOBS=1 tools/sanitize.sh --build \
+      >"$logdir/prebuild-asan.log" 2>&1 &
+  fi
+  if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
+    flock "$logdir/tsan.lock" "${idle[@]}" nice -n 19 env ZSCLIP_BUILD_JOBS=1 tools/tsan.sh --build \
+      >"$logdir/prebuild-tsan.log" 2>&1 &
+  fi
+}
+
 format_pid=
 if stage build env ZSCLIP_BUILD_TARGET=all tools/setup.sh; then
   # The format check (clang-format-14, installed by the build stage; one core for seconds) runs
   # beside ctest.
   if [ "${ZSCLIP_SKIP_FORMAT:-0}" != 1 ]; then background format tools/format.sh --check; format_pid=$!; fi
+  prebuild
   rm -rf "$BUILD_DIR/gtest-reports"  # tools/ctest_skips.py reads this run's reports only
   stage ctest ctest --test-dir "$BUILD_DIR" --output-on-failure -j "$JOBS" --output-junit ctest-junit.xml
   # gtest's GTEST_SKIP and the scripts' exit 77 show as "Skipped": say why, from the tests' own output.
@@ -85,11 +103,11 @@ fi
 # running its tests on every core.
 pids=()
 if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
-  background asan env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/sanitize.sh
+  background asan flock "$logdir/asan.lock" env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/sanitize.sh
   pids+=($!)
 fi
 if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
-  background tsan env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/tsan.sh
+  background tsan flock "$logdir/tsan.lock" env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/tsan.sh
   pids+=($!)
 fi
 for pid in "${pids[@]}"; do wait "$pid"; done

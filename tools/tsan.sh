@@ -3,6 +3,7 @@
 # pipeline with fake encoders, the runtime's worker pool) with ThreadSanitizer (clang) and runs
 # their tests, the eight-threads-one-classifier test among them. Used by tools/test.sh.
 #   tools/tsan.sh [CTEST_REGEX]    # default: every test of zsclip::core
+#   tools/tsan.sh --build          # build only (tools/test.sh builds it while ctest runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${ZSCLIP_TSAN_DIR:-build-tsan}
@@ -14,6 +15,7 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER="$cc" 
   -DZSCLIP_WITH_TORCH=OFF -DZSCLIP_BUILD_EXAMPLES=OFF \
   -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
 cmake --build "$dir" -j "${ZSCLIP_BUILD_JOBS:-${ZSCLIP_JOBS:-$(nproc)}}"
+if [ "${1:-}" = --build ]; then exit 0; fi
 # halt_on_error: a race fails the test that found it. OpenCV and its codecs are not instrumented
 # (their own memory accesses are invisible to TSan); tools/tsan.supp names the one third-party
 # report suppressed. OMP_NUM_THREADS=1: the approximate-index tests (index_format_test's Ann.*)
