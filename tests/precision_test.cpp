@@ -350,7 +350,8 @@ TEST_F(Inputs, EveryLinearPrimitiveMatchesLibTorchs) {
     o.linear_kernels = "onednn";
     o.spread_min_mflop = 0;
     Model d = Model::load(dir_, o);
-    EXPECT_EQ(d.linear_primitive(), name);
+    // "conv1x1 (N layers on matmul)" where oneDNN would run a layer on its reference loops.
+    EXPECT_EQ(d.linear_primitive().rfind(name, 0), 0u) << d.linear_primitive();
     EXPECT_TRUE(near_all(d.encode_images(pixels_), images, 1e-5, std::string(name) + " images"));
     EXPECT_TRUE(near_all(d.encode_texts(ids_), texts, 1e-5, std::string(name) + " texts"));
     EXPECT_TRUE(near_all(d.encode_images(one), one_image, 1e-5, std::string(name) + " one image"));

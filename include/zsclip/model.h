@@ -134,7 +134,9 @@ class Model : public ImageEncoder, public TextEncoder {
   // "onednn" when the linear layers run on zsclip's oneDNN kernels, else "aten".
   std::string linear_kernels() const;
   // The oneDNN primitive of those layers, picked at load by the CPU's level: "matmul",
-  // "inner_product" or "conv1x1" (int8 layers: "matmul"); "none" with linear_kernels() "aten".
+  // "inner_product" or "conv1x1", followed by " (N layers on matmul)" when oneDNN would have run N of
+  // them on its reference loops; int8 layers: "matmul" ("matmul (int8), P (text)" with the text
+  // tower float32); "none" with linear_kernels() "aten".
   std::string linear_primitive() const;
   // The int8 products in effect: "vnni-s8s8" (AVX512_VNNI), "avx2-u8s7x2" (AVX2; see
   // ModelOptions::dtype), "libtorch-dynamic" (an old export-time int8 model), or "none".

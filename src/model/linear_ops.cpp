@@ -494,6 +494,7 @@ struct Rewrite {
   Int8Kernel int8_kernel;
   LinearPrimitive primitive;  // of the float32 and bf16 layers; int8 runs on matmul
   int count = 0;
+  int kept_on_matmul = 0;  // float layers that stayed on matmul (fast_for_every_row_count)
 
   // Replaces `node` (output = x . w^T + b) with zsclip::linear (or linear_int8 for the linear
   // layers of an int8 graph; `int8` is false for the patch embedding, which stays float32) on
@@ -519,6 +520,7 @@ struct Rewrite {
       packed = c10::make_intrusive<PackedLinear>(LinearPrecision::kFloat32, primitive,
                                                  Int8Kernel::kNone, wf, b, at::Tensor());
     }
+    if (!int8 && packed->kind != primitive) ++kept_on_matmul;
     torch::jit::Value* wv = graph->insertConstant(c10::IValue(packed));
     torch::jit::Node* lin = graph->insertNode(
         graph->create(c10::Symbol::fromQualString("zsclip::packed_linear"), {x, wv}));
@@ -624,12 +626,13 @@ at::Tensor run_packed_linear(const at::Tensor& x, const at::Tensor& w,
 }
 
 int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
-                        Int8Kernel int8_kernel, LinearPrimitive primitive) {
+                        Int8Kernel int8_kernel, LinearPrimitive primitive, int* kept_on_matmul) {
   TORCH_CHECK(precision != LinearPrecision::kInt8 || int8_kernel != Int8Kernel::kNone,
               "zsclip: int8 linear layers without an int8 kernel");
   std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph();
   Rewrite r{graph.get(), precision, int8_kernel, primitive};
   r.run(graph->block());
+  if (kept_on_matmul) *kept_on_matmul += r.kept_on_matmul;
   if (r.count > 0) {
     torch::jit::EliminateDeadCode(graph);
     r.fuse_activations(graph->block());
@@ -640,7 +643,7 @@ int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
 #else  // no oneDNN headers at build time: LibTorch's own kernels
 
 bool onednn_linear_built() { return false; }
-int route_linear_layers(torch::jit::Module&, LinearPrecision, Int8Kernel, LinearPrimitive) {
+int route_linear_layers(torch::jit::Module&, LinearPrecision, Int8Kernel, LinearPrimitive, int*) {
   return 0;
 }
 at::Tensor run_packed_linear(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,

@@ -197,7 +197,7 @@ torch::jit::Module prepare(torch::jit::Module m, detail::ModelImpl& impl, bool t
                     !impl.options.int8_text
                 ? detail::LinearPrecision::kFloat32
                 : impl.linear_precision,
-            impl.int8_kernel, impl.linear_primitive);
+            impl.int8_kernel, impl.linear_primitive, &impl.linears_kept_on_matmul);
     }
     return m;
   });
@@ -577,11 +577,14 @@ const std::string& Model::precision_note() const { return impl_->precision_note;
 std::string Model::linear_kernels() const { return impl_->routed_linears > 0 ? "onednn" : "aten"; }
 std::string Model::linear_primitive() const {
   if (impl_->routed_linears == 0) return "none";
-  if (impl_->linear_precision == detail::LinearPrecision::kInt8 && !impl_->options.int8_text)
-    return std::string("matmul (int8), ") + detail::linear_primitive_name(impl_->linear_primitive) +
-           " (text)";
-  if (impl_->linear_precision == detail::LinearPrecision::kInt8) return "matmul";
-  return detail::linear_primitive_name(impl_->linear_primitive);
+  if (impl_->linear_precision == detail::LinearPrecision::kInt8 && impl_->options.int8_text)
+    return "matmul";
+  std::string name = detail::linear_primitive_name(impl_->linear_primitive);
+  if (impl_->linears_kept_on_matmul > 0)
+    name += " (" + std::to_string(impl_->linears_kept_on_matmul) + " layers on matmul)";
+  if (impl_->linear_precision == detail::LinearPrecision::kInt8)
+    return "matmul (int8), " + name + " (text)";
+  return name;
 }
 std::string Model::int8_kernel() const {
   if (impl_->linear_precision == detail::LinearPrecision::kInt8)

@@ -65,8 +65,9 @@ struct ModelImpl {
   Int8Kernel int8_kernel = Int8Kernel::kNone;                    // with linear_precision kInt8
   std::string cpu_isa;                                           // CpuFeatures::isa at load
   LinearPrimitive linear_primitive = LinearPrimitive::kMatmul;   // CpuFeatures' at load
-  int routed_linears = 0;      // linear layers moved to zsclip::linear (both towers)
-  std::string precision_note;  // Model::precision_note()
+  int linears_kept_on_matmul = 0;  // of those routed with another primitive (route_linear_layers)
+  int routed_linears = 0;          // linear layers moved to zsclip::linear (both towers)
+  std::string precision_note;      // Model::precision_note()
   mutable std::mutex tokenizer_mu;
   mutable std::optional<Tokenizer> tokenizer;  // Model::tokenizer(), loaded on first use
 
@@ -79,13 +80,16 @@ struct ModelImpl {
 
 // Replaces the frozen graph's float32 linear layers (aten::linear, and aten::matmul by a constant
 // matrix) with zsclip::packed_linear (src/model/linear_ops.cpp), weights in bfloat16 for kBFloat16.
-// `primitive` runs the float32 and bf16 layers (int8 runs on matmul).
+// `primitive` runs the float32 and bf16 layers (int8 runs on matmul); `kept_on_matmul`, when given,
+// is increased by the float layers left on matmul because `primitive` would run them on oneDNN's
+// reference loops.
 // Returns the number replaced; 0 when zsclip was built without oneDNN's headers. kInt8 quantises
 // the aten::linear nodes' weights for `int8_kernel` (not kNone) and leaves a constant matmul (the
 // patch embedding) float32.
 int route_linear_layers(torch::jit::Module& module, LinearPrecision precision,
                         Int8Kernel int8_kernel = Int8Kernel::kNone,
-                        LinearPrimitive primitive = LinearPrimitive::kMatmul);
+                        LinearPrimitive primitive = LinearPrimitive::kMatmul,
+                        int* kept_on_matmul = nullptr);
 bool onednn_linear_built();
 // y = x . w^T + b through one packed layer made as route_linear_layers makes it (tests; needs
 // oneDNN).
