@@ -324,7 +324,8 @@ TEST(LinearPrimitive, ABadNameIsRefusedByName) {
 }
 
 // The primitive follows the ISA zsclip runs at: matmul from AVX-512 up (oneDNN's brgemm matmul),
-// the 1x1 convolution below (oneDNN 2.6's matmul there is its reference-packing sgemm).
+// the 1x1 convolution below (oneDNN 2.6's matmul there is an sgemm that repacks the weights on
+// every call).
 TEST(LinearPrimitive, FollowsTheIsa) {
   EXPECT_EQ(detail::linear_primitive_name(detail::cpu_features().linear_primitive),
             detail::cpu_features().isa.rfind("avx512", 0) == 0 ? std::string("matmul")

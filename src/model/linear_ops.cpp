@@ -566,7 +566,7 @@ struct Rewrite {
       auto packed = obj->toCustomClass<PackedLinear>();
       if (packed->activation != dnnl::algorithm::undef) continue;
       packed->activation = alg;
-      if (packed->precision != LinearPrecision::kInt8 && !packed->fast_for_every_row_count()) {
+      if (packed->kind != LinearPrimitive::kMatmul && !packed->fast_for_every_row_count()) {
         packed->activation = dnnl::algorithm::undef;  // the post-op would cost the fast kernel
         continue;
       }
