@@ -280,8 +280,11 @@ void Front::restart_body_deadline() {
 Front::Front(const FrontOptions& options, FrontEvents events)
     : opt_(options), events_(std::move(events)) {
   if (pipe2(wake_pipe_, O_NONBLOCK | O_CLOEXEC) != 0) wake_pipe_[0] = wake_pipe_[1] = -1;
-  // Exactly one Connection header: "close" when the handler or the drain asks for it.
+  // Every response httplib writes is counted before it is written (its logger runs after, so a
+  // client could read a response that /metrics does not count yet). Exactly one Connection
+  // header: "close" when the handler or the drain asks for it.
   set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+    if (events_.answered) events_.answered(res.status, "");
     if (!tl.close_after && !draining_) return;
     tl.close_after = true;
     res.headers.erase("Connection");
@@ -399,9 +402,9 @@ void Front::run() {
     --open_;
   };
   auto refuse = [&](Conn& c, int status, const std::string& message, const std::string& target) {
+    if (events_.answered) events_.answered(status, target);  // counted before the client sees it
     send_canned(c.fd, status, message);
     ::shutdown(c.fd, SHUT_WR);
-    if (events_.answered) events_.answered(status, target);
     c.lingering = true;
     c.buf.clear();
     c.deadline = Clock::now() + seconds(kLingerSeconds);
@@ -502,13 +505,13 @@ void Front::run() {
           }
           // httplib's request parser answers 500 to a socket beyond select()'s FD_SETSIZE.
           if (open_ >= opt_.max_connections || fd >= FD_SETSIZE) {
+            if (events_.refused) events_.refused();
+            if (events_.answered) events_.answered(503, "");
             send_canned(fd, 503,
                         "too many open connections (--max-connections " +
                             std::to_string(opt_.max_connections) + "); retry later");
             ::shutdown(fd, SHUT_WR);
             ::close(fd);
-            if (events_.refused) events_.refused();
-            if (events_.answered) events_.answered(503, "");
             continue;
           }
           int yes = 1;

@@ -50,7 +50,9 @@ struct FrontOptions {
 
 // What the front layer does by itself, for /metrics. Called from the accept thread.
 struct FrontEvents {
-  std::function<void(int status, const std::string& target)> answered;  // responses it wrote
+  // Every response, before it is written; target is set for those the front answers itself
+  // (httplib's handlers count their own requests).
+  std::function<void(int status, const std::string& target)> answered;
   std::function<void()> refused;         // connections beyond max_connections
   std::function<void()> header_timeout;  // heads not complete in time
   std::function<void(int64_t)> open;     // open connections now

@@ -186,9 +186,6 @@ struct Server::Impl {
   }
 
   void routes() {
-    http->set_logger([this](const httplib::Request&, const httplib::Response& res) {
-      metrics.http_response(res.status);
-    });
     http->set_error_handler(httplib::Server::HandlerWithResponse(
         [](const httplib::Request& req, httplib::Response& res) {
           if (res.body.empty()) {
