@@ -99,15 +99,15 @@ else
 fi
 
 # The two sanitizer builds compile the same LibTorch-free sources with different runtimes: side by
-# side, each compiling with one job (their compiles overlap the other's links and test runs), each
-# running its tests on every core.
+# side, each with a job a core (twice the cores while both compile, so that whichever finishes first
+# leaves no core idle to the other; compiles are memory-light), each running its tests on every core.
 pids=()
 if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
-  background asan flock "$logdir/asan.lock" env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/sanitize.sh
+  background asan flock "$logdir/asan.lock" env ZSCLIP_BUILD_JOBS=$JOBS tools/sanitize.sh
   pids+=($!)
 fi
 if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
-  background tsan flock "$logdir/tsan.lock" env ZSCLIP_BUILD_JOBS=$(((JOBS + 1) / 2)) tools/tsan.sh
+  background tsan flock "$logdir/tsan.lock" env ZSCLIP_BUILD_JOBS=$JOBS tools/tsan.sh
   pids+=($!)
 fi
 for pid in "${pids[@]}"; do wait "$pid"; done
