@@ -166,6 +166,23 @@ class Attention(nn.Module):
         out = torch.bmm(weights, v).reshape(n, self.heads, length, self.head_dim).transpose(1, 2)
         return self.out_proj(out.reshape(n, length, width))
 
+    def forward_rows(self, x: torch.Tensor, index: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """forward's output at one position per sequence, x [N, L, width] and index [N] -> [N, width]: keys and
+        values from every position, the query, the scores and out_proj for the indexed row only."""
+        n, length, width = x.shape
+        qkv = self.in_proj(x).reshape(n, length, 3, self.heads, self.head_dim)
+        rows = torch.arange(n, device=x.device)
+        q = qkv[rows, index, 0].unsqueeze(2)  # [n, heads, 1, head_dim]
+        k = qkv[:, :, 1].transpose(1, 2)  # [n, heads, length, head_dim]
+        v = qkv[:, :, 2].transpose(1, 2)
+        if not self.q_prescaled:
+            q = q * self.scale
+        scores = torch.matmul(q, k.transpose(2, 3))  # [n, heads, 1, length]
+        if attn_mask is not None:
+            scores = scores + attn_mask[index].to(scores.dtype).reshape(n, 1, 1, length)
+        weights = torch.softmax(scores, dim=-1)
+        return self.out_proj(torch.matmul(weights, v).reshape(n, width))
+
 
 class ResidualAttentionBlock(nn.Module):
     """Pre-norm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
@@ -187,6 +204,12 @@ class ResidualAttentionBlock(nn.Module):
         x = x + self.mlp(self.ln_2(x))
         return x
 
+    def forward_rows(self, x: torch.Tensor, index: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """forward(x)[rows, index] without computing the other rows' outputs: x [N, L, width] -> [N, width]."""
+        rows = torch.arange(x.size(0), device=x.device)
+        y = x[rows, index] + self.attn.forward_rows(self.ln_1(x), index, attn_mask)
+        return y + self.mlp(self.ln_2(y))
+
 
 class Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_width: Optional[int] = None,
@@ -201,6 +224,22 @@ class Transformer(nn.Module):
         for block in self.resblocks:
             x = block(x, attn_mask)
         return x
+
+    def forward_rows(self, x: torch.Tensor, index: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """forward(x)[rows, index], x [N, L, width], index [N] -> [N, width]. Only the pooled row of each
+        sequence is read after the last block, so that block computes the attention, out_proj and MLP for
+        that row alone (keys and values still for every row): a 12-block tower skips about 6 % of its
+        linear layers' work. The same arithmetic per row (to float rounding: GEMMs of other shapes)."""
+        last = len(self.resblocks) - 1
+        if last < 0:
+            return x[torch.arange(x.size(0), device=x.device), index]
+        out = x
+        for i, block in enumerate(self.resblocks):
+            if i < last:
+                x = block(x, attn_mask)
+            else:
+                out = block.forward_rows(x, index, attn_mask)
+        return out
 
 
 def check_pixels(pixels: torch.Tensor, size: int) -> None:
@@ -247,6 +286,8 @@ class VisionTower(nn.Module):
         self.ln_post = LayerNorm(width, eps=eps)
         # True once fold_for_inference chose the patch embedding as a GEMM over unfolded patches.
         self.patch_gemm = False
+        # True once fold_for_inference made the last block compute the pooled row only (pool "tok").
+        self.rows_only = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         check_pixels(pixels, self.image_resolution)
@@ -263,6 +304,9 @@ class VisionTower(nn.Module):
         x = torch.cat([cls, x], dim=1)
         x = x + self.positional_embedding.to(dtype)
         x = self.ln_pre(x)
+        if self.pool == "tok" and self.rows_only:
+            index = torch.zeros(x.size(0), dtype=torch.long, device=x.device)
+            return self.ln_post(self.transformer.forward_rows(x, index)).float()
         x = self.transformer(x)
         if self.pool == "avg":
             if self.final_ln_after_pool:
@@ -401,6 +445,8 @@ class TextTower(nn.Module):
         self.ln_final = LayerNorm(width, eps=eps)
         mask = torch.full((context_length, context_length), float("-inf")).triu(1)
         self.register_buffer("attn_mask", mask, persistent=False)
+        # True once fold_for_inference made the last block compute the pooled row only.
+        self.rows_only = False
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if ids.dim() != 2:
@@ -429,21 +475,22 @@ class TextTower(nn.Module):
             length = self.context_length
         dtype = self.token_embedding.weight.dtype
         x = self.token_embedding(ids) + self.positional_embedding[:length].to(dtype)
+        mask: Optional[torch.Tensor] = None
         if self.causal_mask:
-            x = self.transformer(x, self.attn_mask[:length, :length].to(dtype))
-        else:
-            x = self.transformer(x, None)
-        x = self.ln_final(x)
+            mask = self.attn_mask[:length, :length].to(dtype)
+        # The pooled position of each row.
         if self.pool == "first":
-            return x[:, 0, :].float()
-        if self.pool == "last":
-            return x[:, length - 1, :].float()
-        rows = torch.arange(x.size(0), device=x.device)
-        if self.pool == "eos":
-            x = x[rows, (ids == self.eos_id).int().argmax(dim=-1)]
+            index = torch.zeros(ids.size(0), dtype=torch.long, device=ids.device)
+        elif self.pool == "last":
+            index = torch.full([ids.size(0)], length - 1, dtype=torch.long, device=ids.device)
+        elif self.pool == "eos":
+            index = (ids == self.eos_id).int().argmax(dim=-1)
         else:
-            x = x[rows, ids.argmax(dim=-1)]
-        return x.float()
+            index = ids.argmax(dim=-1)
+        if self.rows_only:
+            return self.ln_final(self.transformer.forward_rows(x, index, mask)).float()
+        x = self.ln_final(self.transformer(x, mask))
+        return x[torch.arange(x.size(0), device=x.device), index].float()
 
 
 class Projection(nn.Module):
@@ -682,7 +729,8 @@ def fold_for_inference(tower: nn.Module) -> nn.Module:
       and bias, the 1 / 1.702 into c_proj's weights, and the activation becomes one SiLU (one pass over
       the [tokens, 4 * width] activations instead of three). Exact GELU (nn.GELU) MLPs stay as they are;
     - the attention's q scaling (head_dim ** -0.5) goes into the q rows of in_proj (one pass fewer);
-    - the image tower's patch convolution (stride == kernel) runs as one GEMM over unfolded patches.
+    - the image tower's patch convolution (stride == kernel) runs as one GEMM over unfolded patches;
+    - the last block computes the pooled row only (Transformer.forward_rows), where one row is pooled.
 
     The state dict keeps its names and shapes (values of the folded weights change), so exported
     archives still carry conv1.weight, token_embedding.weight, ... for the loader's checks.
@@ -704,6 +752,10 @@ def fold_for_inference(tower: nn.Module) -> nn.Module:
             attn.q_prescaled = True
     if isinstance(tower, (VisionTower, SiglipVisionTower)):
         tower.patch_gemm = True
+    # Only the pooled row leaves the last block (not for average or attention pooling, which read
+    # every row).
+    if isinstance(tower, TextTower) or (isinstance(tower, VisionTower) and tower.pool == "tok"):
+        tower.rows_only = True
     return tower
 
 

@@ -222,7 +222,42 @@ def main() -> int:
     return 1 if failures else 0
 
 
+def rows_only_matches_full() -> None:
+    """fold_for_inference's pooled-row last block (Transformer.forward_rows) against the full last block:
+    random towers with every pooling that uses it, with and without the causal mask, eager and scripted."""
+    import copy
+    from clip_model import TextTower, VisionTower, fold_for_inference
+    torch.manual_seed(7)
+    towers = [("vision tok", VisionTower(32, 8, 64, 3, 4), torch.randn(3, 3, 32, 32))]
+    ids = torch.randint(1, 90, (4, 12))
+    ids[0, 5] = 99  # argmax and eos mid-row; other rows pool elsewhere
+    ids[1, 11] = 99
+    for pool in ("argmax", "eos", "first", "last"):
+        for causal in (True, False):
+            towers.append((f"text {pool}{' causal' if causal else ''}",
+                           TextTower(16, 100, 64, 3, 4, causal_mask=causal, pool=pool, eos_id=99), ids))
+    for label, tower, x in towers:
+        with torch.no_grad():  # some parameters start as torch.empty
+            for param in tower.parameters():
+                param.normal_(0.0, 0.2)
+        tower = fold_for_inference(tower.eval())
+        check(tower.rows_only, f"{label}: fold_for_inference left rows_only off")
+        full = copy.deepcopy(tower)
+        full.rows_only = False
+        with torch.no_grad():
+            want = full(x)
+            for how, m in (("eager", tower), ("scripted", torch.jit.script(tower))):
+                got = m(x)
+                err = rel_err(got.numpy(), want.numpy())
+                check(got.shape == want.shape and err <= 1e-6, f"{label} ({how}): pooled-row last block differs "
+                                                              f"from the full one by {err:.1e}")
+    avg = fold_for_inference(VisionTower(32, 8, 64, 2, 4, pool="avg"))
+    check(not avg.rows_only, "vision avg pooling reads every row: rows_only must stay off")
+    print(f"ok   pooled-row last block equals the full one ({len(towers)} towers)")
+
+
 def run(source: str, clip: str, vocab: str, work: str) -> None:
+    rows_only_matches_full()
     # ---- 1. parity with reference.json, through the CLI ----------------------------------------------
     rows = []
     tiny = os.path.join(clip, "openai-tiny")
