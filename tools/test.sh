@@ -10,11 +10,9 @@
 #   tsan       ThreadSanitizer build and tests (tools/tsan.sh)            ZSCLIP_SKIP_TSAN=1
 #   fuzz       each libFuzzer target for 60 s, on the asan build          ZSCLIP_SKIP_FUZZ=1
 # ctest runs after the build with the format check beside it, and the two sanitizer builds
-# compiling in the background at the lowest priorities, so they get only the CPU time ctest leaves
-# (its timing-sensitive tests, server and streaming, keep both cores): the ASan build (which the
-# fuzzers need) at nice 19, the ThreadSanitizer build at SCHED_IDLE below it. Then the asan stage
-# (its build finished, its tests), the fuzzers (one core each; the TSan build takes a core left
-# free), and the tsan stage last.
+# compiling at idle priority (SCHED_IDLE: they get only the CPU time ctest leaves, so its
+# timing-sensitive tests, server and streaming, keep both cores). Then the sanitizer stages finish
+# their builds and run their tests side by side, and the fuzzers (one core each) run after them.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${ZSCLIP_BUILD_DIR:-build}
@@ -62,20 +60,18 @@ collect() {  # name...: prints what background stages gave (all of it when one f
   done
 }
 
-# The sanitizer builds (compiles only) in the background: ASan at nice 19 (a nice-19 job gets about
-# 1.5 % of a core that a normal-priority process wants), ThreadSanitizer at SCHED_IDLE (only what
-# nothing else wants, so it yields to the ASan build, the tests and the fuzzers), a job a core each.
-# Each holds its build folder's lock, which its stage takes before building again (a no-op then)
-# and testing. A failure here is not a result: the stage builds again and reports it.
+# The sanitizer builds (compiles only) at idle priority, in the background. Each holds its build
+# folder's lock, which its stage takes before building again (a no-op then) and testing. A failure
+# here is not a result: the stage builds again and reports it.
 prebuild() {
   local idle=()
   if command -v chrt >/dev/null && chrt --idle 0 true 2>/dev/null; then idle=(chrt --idle 0); fi
   if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
-    flock "$logdir/asan.lock" nice -n 19 env ZSCLIP_BUILD_JOBS=$JOBS tools/sanitize.sh --build \
+    flock "$logdir/asan.lock" "${idle[@]}" nice -n 19 env ZSCLIP_BUILD_JOBS=1 tools/sanitize.sh --build \
       >"$logdir/prebuild-asan.log" 2>&1 &
   fi
   if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
-    flock "$logdir/tsan.lock" "${idle[@]}" nice -n 19 env ZSCLIP_BUILD_JOBS=$JOBS tools/tsan.sh --build \
+    flock "$logdir/tsan.lock" "${idle[@]}" nice -n 19 env ZSCLIP_BUILD_JOBS=1 tools/tsan.sh --build \
       >"$logdir/prebuild-tsan.log" 2>&1 &
   fi
 }
@@ -102,19 +98,24 @@ else
   skip format "the build stage (which installs clang-format-14) failed"
 fi
 
-# The sanitizer stages take their build's lock (the background build's end), build (a no-op) and
-# run their tests on every core; the fuzzers run between them, on the ASan build.
+# The two sanitizer builds compile the same LibTorch-free sources with different runtimes: side by
+# side, each with a job a core (twice the cores while both compile, so that whichever finishes first
+# leaves no core idle to the other; compiles are memory-light), each running its tests on every core.
+pids=()
 if [ "${ZSCLIP_SKIP_SANITIZERS:-0}" != 1 ]; then
-  stage asan flock "$logdir/asan.lock" env ZSCLIP_BUILD_JOBS=$JOBS tools/sanitize.sh
-else
-  skip asan ZSCLIP_SKIP_SANITIZERS=1
+  background asan flock "$logdir/asan.lock" env ZSCLIP_BUILD_JOBS=$JOBS tools/sanitize.sh
+  pids+=($!)
 fi
-if [ "${ZSCLIP_SKIP_FUZZ:-0}" != 1 ]; then stage fuzz tools/fuzz.sh 60; else skip fuzz ZSCLIP_SKIP_FUZZ=1; fi
 if [ "${ZSCLIP_SKIP_TSAN:-0}" != 1 ]; then
-  stage tsan flock "$logdir/tsan.lock" env ZSCLIP_BUILD_JOBS=$JOBS tools/tsan.sh
-else
-  skip tsan ZSCLIP_SKIP_TSAN=1
+  background tsan flock "$logdir/tsan.lock" env ZSCLIP_BUILD_JOBS=$JOBS tools/tsan.sh
+  pids+=($!)
 fi
+for pid in "${pids[@]}"; do wait "$pid"; done
+collect asan tsan
+[ "${ZSCLIP_SKIP_SANITIZERS:-0}" = 1 ] && skip asan ZSCLIP_SKIP_SANITIZERS=1
+[ "${ZSCLIP_SKIP_TSAN:-0}" = 1 ] && skip tsan ZSCLIP_SKIP_TSAN=1
+
+if [ "${ZSCLIP_SKIP_FUZZ:-0}" != 1 ]; then stage fuzz tools/fuzz.sh 60; else skip fuzz ZSCLIP_SKIP_FUZZ=1; fi
 
 rm -rf "$logdir"
 echo
