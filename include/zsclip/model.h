@@ -135,8 +135,9 @@ class Model : public ImageEncoder, public TextEncoder {
   std::string linear_kernels() const;
   // The oneDNN primitive of those layers, picked at load by the CPU's level: "matmul",
   // "inner_product" or "conv1x1", followed by " (N layers on matmul)" when oneDNN would have run N of
-  // them on its reference loops; int8 layers: "matmul" ("matmul (int8), P (text)" with the text
-  // tower float32); "none" with linear_kernels() "aten".
+  // them on its reference loops, and on AVX2 by ", rows <= R: avx2-rows" (calls of at most R rows
+  // run zsclip's own AVX2 kernel on the convolution's packed weights); int8 layers: "matmul"
+  // ("matmul (int8), P (text)" with the text tower float32); "none" with linear_kernels() "aten".
   std::string linear_primitive() const;
   // The int8 products in effect: "vnni-s8s8" (AVX512_VNNI), "avx2-u8s7x2" (AVX2; see
   // ModelOptions::dtype), "libtorch-dynamic" (an old export-time int8 model), or "none".

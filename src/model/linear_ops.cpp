@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -52,6 +53,7 @@
 #include <unordered_map>
 
 #include "model/model_impl.h"
+#include "model/rows_kernel.h"
 
 namespace zsclip::detail {
 
@@ -92,6 +94,9 @@ struct PackedLinear : torch::CustomClassHolder {
   at::Tensor w_scale;  // int8: float32 [N], max |w_row| / 127
   at::Tensor w_sum;    // avx2-u8s7x2: int32 [N], sum_k q[n, k] (the +128's share)
   bool fused_bias = false;
+  // float32 on AVX2's 1x1 convolution weights (OIhw8i8o): calls of at most this many rows run
+  // zsclip's own kernel (rows_kernel.h) on the same packed weights. 0: none.
+  int64_t rows_kernel_rows = 0;
   // An activation the pass folded in (SiLU, exact or tanh GELU): a post-op of the matmul, or for
   // int8 one oneDNN pass over the rescaled output. undef: none.
   dnnl::algorithm activation = dnnl::algorithm::undef;
@@ -193,6 +198,9 @@ struct PackedLinear : torch::CustomClassHolder {
       kind = LinearPrimitive::kMatmul;
       weights_md = describe(64, weights_md_as(wt, true)).weights_desc();
     }
+    if (precision == LinearPrecision::kFloat32 && kind == LinearPrimitive::kConv1x1 &&
+        weights_md == dnnl::memory::desc({n, kk, 1, 1}, dt::f32, tag::OIhw8i8o))
+      rows_kernel_rows = cpu_features().rows_kernel_rows;
     weights = dnnl::memory(weights_md, cpu_engine());
     dnnl::memory plain(weights_md_as(wt, false), cpu_engine(), w.data_ptr());
     dnnl::reorder(plain, weights).execute(thread_stream(), plain, weights);
@@ -212,7 +220,15 @@ struct PackedLinear : torch::CustomClassHolder {
     return true;
   }
 
-  // int8: the activation over the float32 output [m, n], in place.
+  // The activation over the float32 output [m, n], in place (int8 and the rows kernel: the
+  // matmul and convolution apply it as a post-op).
+  void apply_activation(float* out, int64_t m) {
+    if (activation == dnnl::algorithm::undef) return;
+    dnnl::memory o({{m, n}, dt::f32, tag::ab}, cpu_engine(), out);
+    activation_primitive(m)->execute(thread_stream(), {{DNNL_ARG_SRC, o}, {DNNL_ARG_DST, o}});
+    thread_stream().wait();
+  }
+
   std::shared_ptr<dnnl::eltwise_forward> activation_primitive(int64_t m) {
     const std::pair<int64_t, int> key(m, omp_get_max_threads());
     std::lock_guard<std::mutex> lock(mu);
@@ -351,6 +367,14 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
     TORCH_CHECK(finite.load(), "zsclip::packed_linear: the input has a NaN or infinite value");
     x = xq;
   }
+  if (M <= w->rows_kernel_rows) {
+    float* op = out.data_ptr<float>();
+    rows_linear_avx2(x.data_ptr<float>(), M, K,
+                     static_cast<const float*>(w->weights.get_data_handle()), N,
+                     w->bias.defined() ? w->bias.data_ptr<float>() : nullptr, op);
+    w->apply_activation(op, M);
+    return out.view(out_shape);
+  }
   const bool int8 = w->precision == LinearPrecision::kInt8;
   at::Tensor acc = int8 ? at::empty({M, N}, x.options().dtype(at::kInt)) : out;
   std::shared_ptr<PackedLinear::Prim> prim = w->primitive(M);
@@ -377,11 +401,7 @@ at::Tensor packed_linear(const at::Tensor& x_in, const c10::intrusive_ptr<Packed
     at::parallel_for(0, M, 8, [&](int64_t r0, int64_t r1) {
       dequantize_rows(ap, r0, r1, N, sp, wsp, bp, wsum, op);
     });
-    if (w->activation != dnnl::algorithm::undef) {
-      dnnl::memory o({{M, N}, dt::f32, tag::ab}, cpu_engine(), op);
-      w->activation_primitive(M)->execute(thread_stream(), {{DNNL_ARG_SRC, o}, {DNNL_ARG_DST, o}});
-      thread_stream().wait();
-    }
+    w->apply_activation(op, M);
   }
   return out.view(out_shape);
 }
@@ -665,6 +685,11 @@ ScopedIntraOpThreads::~ScopedIntraOpThreads() { omp_set_num_threads(previous_); 
 // --- What this CPU runs: the one place that decides (Model::load asks it once per load) ---------
 namespace {
 
+// Calls of at most this many rows run the AVX2 rows kernel (rows_kernel.h) by default: a prompt
+// (9-10 tokens), one B/32 image (50), the last blocks' pooled rows. Measured faster than the 1x1
+// convolution up to 50 rows, level with it at 400 (benchmarks/README.md).
+constexpr int64_t kRowsKernelRows = 64;
+
 // Levels in order; each implies the ones before it (as oneDNN's ISA masks do).
 constexpr const char* kIsaNames[] = {"baseline", "avx2", "avx512_core", "avx512_core_vnni",
                                      "avx512_core_bf16"};
@@ -764,6 +789,16 @@ CpuFeatures cpu_features() {
              : f.avx2      ? Int8Kernel::kAvx2Split
                            : Int8Kernel::kNone;
   f.linear_primitive = level >= kAvx512Core ? LinearPrimitive::kMatmul : LinearPrimitive::kConv1x1;
+  f.rows_kernel_rows = f.avx2 && rows_kernel_available() ? kRowsKernelRows : 0;
+  if (const char* v = std::getenv("ZSCLIP_ROWS_KERNEL_MAX"); v && *v) {
+    char* end = nullptr;
+    errno = 0;
+    const long long rows = std::strtoll(v, &end, 10);
+    if (*end != '\0' || errno != 0 || rows < 0 || !std::isdigit(static_cast<unsigned char>(*v)))
+      throw Error(ErrorCode::kInvalidArgument, std::string("$ZSCLIP_ROWS_KERNEL_MAX \"") + v +
+                                                   "\": expected a row count (0: never)");
+    if (f.rows_kernel_rows > 0 || rows == 0) f.rows_kernel_rows = rows;
+  }
   if (const char* v = std::getenv("ZSCLIP_LINEAR_PRIMITIVE"); v && *v) {
     const std::string name(v);
     if (name == "matmul") {

@@ -546,6 +546,7 @@ Model Model::load(const std::string& model_dir, const ModelOptions& options) {
   const detail::CpuFeatures cpu = detail::cpu_features();  // refuses a bad $ZSCLIP_MAX_CPU_ISA
   impl->cpu_isa = cpu.isa;
   impl->linear_primitive = cpu.linear_primitive;
+  impl->rows_kernel_rows = cpu.rows_kernel_rows;
   impl->config = ModelConfig::load(model_dir);
   impl->options = options;
   impl->runtime = Runtime::or_default(options.runtime);
@@ -582,6 +583,10 @@ std::string Model::linear_primitive() const {
   std::string name = detail::linear_primitive_name(impl_->linear_primitive);
   if (impl_->linears_kept_on_matmul > 0)
     name += " (" + std::to_string(impl_->linears_kept_on_matmul) + " layers on matmul)";
+  // float32 on AVX2's convolution: calls of few rows on zsclip's own kernel (rows_kernel.h).
+  if (impl_->linear_primitive == detail::LinearPrimitive::kConv1x1 &&
+      impl_->linear_precision == detail::LinearPrecision::kFloat32 && impl_->rows_kernel_rows > 0)
+    name += ", rows <= " + std::to_string(impl_->rows_kernel_rows) + ": avx2-rows";
   if (impl_->linear_precision == detail::LinearPrecision::kInt8)
     return "matmul (int8), " + name + " (text)";
   return name;

@@ -31,7 +31,9 @@ enum class LinearPrimitive { kMatmul, kInnerProduct, kConv1x1 };
 // avx512_core_bf16, all; also passed to oneDNN when set before its first use; another value is an
 // Error) and, for tests, $ZSCLIP_CPU_NO_VNNI / $ZSCLIP_CPU_NO_BF16. The linear layers' primitive
 // follows the level; $ZSCLIP_LINEAR_PRIMITIVE (matmul, inner_product, conv1x1) overrides it, for
-// comparisons. Reads the variables each call.
+// comparisons. float32 layers on AVX2's 1x1 convolution run calls of at most rows_kernel_rows rows
+// on zsclip's own kernel (src/model/rows_kernel.h); $ZSCLIP_ROWS_KERNEL_MAX sets that count (0:
+// never; not a count: an Error). Reads the variables each call.
 struct CpuFeatures {
   std::string isa;           // the level in effect: "avx512_core_bf16", ..., "avx2", "baseline"
   std::string hardware_isa;  // the CPU's own level
@@ -39,6 +41,7 @@ struct CpuFeatures {
   bool avx2 = false, avx512_vnni = false, avx512_bf16 = false;
   Int8Kernel int8 = Int8Kernel::kNone;
   LinearPrimitive linear_primitive = LinearPrimitive::kMatmul;
+  int64_t rows_kernel_rows = 0;  // 0 where the CPU has no AVX2 and FMA
 };
 CpuFeatures cpu_features();
 const char* int8_kernel_name(Int8Kernel k);            // "vnni-s8s8", "avx2-u8s7x2", "none"
@@ -65,6 +68,7 @@ struct ModelImpl {
   Int8Kernel int8_kernel = Int8Kernel::kNone;                    // with linear_precision kInt8
   std::string cpu_isa;                                           // CpuFeatures::isa at load
   LinearPrimitive linear_primitive = LinearPrimitive::kMatmul;   // CpuFeatures' at load
+  int64_t rows_kernel_rows = 0;                                  // CpuFeatures' at load
   int linears_kept_on_matmul = 0;  // of those routed with another primitive (route_linear_layers)
   int routed_linears = 0;          // linear layers moved to zsclip::linear (both towers)
   std::string precision_note;      // Model::precision_note()
