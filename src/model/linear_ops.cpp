@@ -686,9 +686,10 @@ ScopedIntraOpThreads::~ScopedIntraOpThreads() { omp_set_num_threads(previous_); 
 namespace {
 
 // Calls of at most this many rows run the AVX2 rows kernel (rows_kernel.h) by default: a prompt
-// (9-10 tokens), one B/32 image (50), the last blocks' pooled rows. Measured faster than the 1x1
-// convolution up to 50 rows, level with it at 400 (benchmarks/README.md).
-constexpr int64_t kRowsKernelRows = 64;
+// (9-10 tokens), one B/32 image (50), a stream's part of a batch (8 B/32 images: 400 rows), the
+// last blocks' pooled rows. Faster than the 1x1 convolution at every count measured up to 400 rows
+// (2x at 9, 3-10 % at 80-400; benchmarks/README.md).
+constexpr int64_t kRowsKernelRows = 512;
 
 // Levels in order; each implies the ones before it (as oneDNN's ISA masks do).
 constexpr const char* kIsaNames[] = {"baseline", "avx2", "avx512_core", "avx512_core_vnni",
