@@ -790,7 +790,9 @@ CpuFeatures cpu_features() {
              : f.avx2      ? Int8Kernel::kAvx2Split
                            : Int8Kernel::kNone;
   f.linear_primitive = level >= kAvx512Core ? LinearPrimitive::kMatmul : LinearPrimitive::kConv1x1;
-  f.rows_kernel_rows = f.avx2 && rows_kernel_available() ? kRowsKernelRows : 0;
+  // AVX2 level only: from AVX-512 up the layers are on matmul, and oneDNN packs the convolution's
+  // weights in 16-blocks there.
+  f.rows_kernel_rows = level == kAvx2 && rows_kernel_available() ? kRowsKernelRows : 0;
   if (const char* v = std::getenv("ZSCLIP_ROWS_KERNEL_MAX"); v && *v) {
     char* end = nullptr;
     errno = 0;

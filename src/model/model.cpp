@@ -583,9 +583,9 @@ std::string Model::linear_primitive() const {
   std::string name = detail::linear_primitive_name(impl_->linear_primitive);
   if (impl_->linears_kept_on_matmul > 0)
     name += " (" + std::to_string(impl_->linears_kept_on_matmul) + " layers on matmul)";
-  // float32 on AVX2's convolution: calls of few rows on zsclip's own kernel (rows_kernel.h).
-  if (impl_->linear_primitive == detail::LinearPrimitive::kConv1x1 &&
-      impl_->linear_precision == detail::LinearPrecision::kFloat32 && impl_->rows_kernel_rows > 0)
+  // The float32 layers on AVX2's convolution (with int8: the text tower's): calls of few rows on
+  // zsclip's own kernel (rows_kernel.h).
+  if (impl_->linear_primitive == detail::LinearPrimitive::kConv1x1 && impl_->rows_kernel_rows > 0)
     name += ", rows <= " + std::to_string(impl_->rows_kernel_rows) + ": avx2-rows";
   if (impl_->linear_precision == detail::LinearPrecision::kInt8)
     return "matmul (int8), " + name + " (text)";

@@ -41,7 +41,7 @@ struct CpuFeatures {
   bool avx2 = false, avx512_vnni = false, avx512_bf16 = false;
   Int8Kernel int8 = Int8Kernel::kNone;
   LinearPrimitive linear_primitive = LinearPrimitive::kMatmul;
-  int64_t rows_kernel_rows = 0;  // 0 where the CPU has no AVX2 and FMA
+  int64_t rows_kernel_rows = 0;  // 0 unless the level is avx2 (with FMA)
 };
 CpuFeatures cpu_features();
 const char* int8_kernel_name(Int8Kernel k);            // "vnni-s8s8", "avx2-u8s7x2", "none"

@@ -48,7 +48,9 @@ struct FrontOptions {
   int keep_alive_max = 1000;  // requests per connection
 };
 
-// What the front layer does by itself, for /metrics. Called from the accept thread.
+// What the front layer does by itself, for /metrics. Called from the accept thread, and
+// `answered` also from the worker threads (httplib's responses): the callbacks must be
+// thread-safe.
 struct FrontEvents {
   // Every response, before it is written; target is set for those the front answers itself
   // (httplib's handlers count their own requests).

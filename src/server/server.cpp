@@ -148,6 +148,7 @@ struct Server::Impl {
     FrontEvents ev;
     ev.answered = [this](int status, const std::string& target) {
       metrics.http_response(status);
+      if (target.empty()) return;  // httplib's responses: their handlers count the requests
       static const std::regex infer(kInferPattern);  // compiled once, not per response
       std::smatch m;
       if (std::regex_match(target, m, infer)) {
