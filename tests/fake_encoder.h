@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <mutex>
 #include <set>
@@ -32,6 +33,19 @@ inline int process_threads() {
     while (dirent* e = readdir(d))
       if (e->d_name[0] != '.') ++n;
     closedir(d);
+  }
+  return n;
+}
+
+// process_threads() once joined threads have left /proc/self/task: the kernel wakes a joiner
+// (pthread_join returns) before it reaps the exited thread, so for a moment the thread is still
+// listed (seen under ThreadSanitizer on a loaded machine). Polls for up to 10 s until the count is
+// `expected` and returns the last count: a thread that never ends still shows.
+inline int process_threads_after_join(int expected) {
+  int n = process_threads();
+  for (int i = 0; i < 10000 && n != expected; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    n = process_threads();
   }
   return n;
 }
