@@ -50,6 +50,19 @@ inline int process_threads_after_join(int expected) {
   return n;
 }
 
+// process_threads() once it has stopped changing (two reads 2 ms apart agree; at most 1 s): a
+// count taken just after a thread was joined, for when the expected count is not known.
+inline int process_threads_settled() {
+  int n = process_threads();
+  for (int i = 0; i < 500; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const int now = process_threads();
+    if (now == n) break;
+    n = now;
+  }
+  return n;
+}
+
 // The most threads this process had while fn ran, sampled from /proc/self/task by a thread of its
 // own (not counted): a thread that fn starts and joins shows unless it lives shorter than a sample.
 inline int max_threads_during(const std::function<void()>& fn) {

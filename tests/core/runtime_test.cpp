@@ -26,6 +26,7 @@ namespace {
 
 using ::zsclip::testing::process_threads;
 using ::zsclip::testing::process_threads_after_join;
+using ::zsclip::testing::process_threads_settled;
 
 RuntimeOptions with_threads(int n) {
   RuntimeOptions o;
@@ -110,13 +111,7 @@ TEST(Runtime, ThreadsAreStartedOnceAndNeverPerCall) {
   // have it started before counting (run alone, this test's runtime would otherwise be the first).
   std::thread([] {}).join();
   // ...and let that thread leave /proc/self/task (see process_threads_after_join).
-  int before = process_threads();
-  for (int i = 0; i < 500; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    const int now = process_threads();
-    if (now == before) break;
-    before = now;
-  }
+  const int before = process_threads_settled();
   {
     Runtime r(with_threads(4));
     EXPECT_EQ(process_threads(), before + 3);  // threads - 1 workers; the caller is the 4th
